@@ -1,0 +1,29 @@
+# Every target sets itself up on a fresh machine that has only python3.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: test demo bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(VENV)/bin/lotc demo
+
+bench: $(STAMP)
+	$(PY) -m bench.run_all
+
+lint: $(STAMP)
+	$(PY) -m pip install -q ruff mypy
+	$(VENV)/bin/ruff check lotc protocol admin_console tests bench
+
+clean:
+	rm -rf $(VENV) var
