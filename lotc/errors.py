@@ -97,7 +97,7 @@ class InternalError(LotcError):
 def _by_code() -> dict[int, type[LotcError]]:
     table: dict[int, type[LotcError]] = {}
     for name in __all__:
-        cls = globals()[name]
+        cls = globals().get(name)
         if isinstance(cls, type) and issubclass(cls, LotcError) and cls is not LotcError:
             table.setdefault(int(cls.code), cls)
     return table
