@@ -12,6 +12,7 @@ from enum import IntEnum
 class ProcessState(IntEnum):
     """Lifecycle of a managed process on an agent (see lotc/agent/lifecycle.py)."""
 
+    NONE = 0  # no state yet (an event's old_state before the first start)
     STARTING = 1  # spawned, not yet confirmed running (or READY=1 not yet seen)
     RUNNING = 2
     STOPPED = 3  # suspended with SIGSTOP; watchdog paused

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 
 class ErrorCode(IntEnum):
+    OK = 0  # no error: used in per-agent RESULTS entries
     # 1xx: the frame itself is wrong; the connection is closed after the ERROR.
     BAD_MAGIC = 100
     UNSUPPORTED_VERSION = 101

@@ -1,0 +1,464 @@
+"""The LOTC wire protocol: the single source of truth.
+
+Theory of operation
+-------------------
+A LOTC connection is a TCP (optionally TLS) byte stream of frames. A frame is a
+fixed 14-byte HEADER followed by a body of `body_length` bytes whose layout is
+given by BODIES[header.type]. Everything else (the codec, docs/protocol.md,
+wireshark/lotc.lua) is derived from the objects in this module by walking them,
+so they cannot drift apart. Keep the vocabulary small: the walkers understand
+exactly the field types built by the helpers below (fixed-width integers,
+floats, flags, enums, fixed bytes, length-prefixed strings and blobs,
+length-prefixed arrays and nested structs).
+
+Conventions
+- Integers are big-endian ("network order").
+- Times are UTC microseconds since the Unix epoch in a signed 64-bit field
+  (`*_us`); 0 means "never / unknown". Durations are in milliseconds (`*_ms`).
+- Strings are UTF-8, prefixed with their byte length (16-bit `Str`, 32-bit `Text`).
+- `target` fields (admin -> server) name agents: a name, a glob (`web-*`) or
+  `all`. On the server -> agent leg the server sends the same message with an
+  empty target.
+- Every request carries a request id in the header; its reply (OK, ERROR,
+  RESULTS or a data message) echoes it. A reply too big for one frame is sent as
+  several frames of the same type and request id, all but the last flagged MORE.
+  Unsolicited frames (HEARTBEAT, EVENT, STATS_REPORT, ...) use request id 0, or
+  the id of the follow request (`events -f`, `logs -f`) they answer.
+- Bundle uploads: BUNDLE_BEGIN (reply BUNDLE_READY with the offset the receiver
+  already has, so an interrupted upload resumes), then BUNDLE_CHUNKs carrying the
+  BEGIN's request id and no individual reply, then BUNDLE_END (reply OK or
+  ERROR). The receiver checks the SHA-256 given in BEGIN before the bundle
+  becomes visible.
+
+Wire values of message types and enums are fixed once released: only add.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+from construct import (
+    Bytes,
+    Const,
+    Construct,
+    Enum,
+    Flag,
+    FlagsEnum,
+    Float32b,
+    GreedyBytes,
+    Int8ub,
+    Int16sb,
+    Int16ub,
+    Int32sb,
+    Int32ub,
+    Int64sb,
+    Int64ub,
+    PascalString,
+    Prefixed,
+    PrefixedArray,
+    Struct,
+)
+
+from protocol.enums import (
+    Action,
+    BundleKind,
+    DesiredState,
+    EventKind,
+    ProcessState,
+    RestartPolicy,
+    Role,
+    ScheduleKind,
+    StreamKind,
+)
+from protocol.errors import ErrorCode
+
+PROTOCOL_NAME = "lotc"
+PROTOCOL_TITLE = "Low Orbit Task Cannon"
+MAGIC = b"LT"
+VERSION = 1
+HEADER_SIZE = 14
+DEFAULT_MAX_BODY = 4 * 1024 * 1024  # enforced from the header, before the body is read
+DEFAULT_CHUNK_SIZE = 256 * 1024  # bundle chunk payload
+DEFAULT_AGENT_PORT = 7370
+DEFAULT_ADMIN_PORT = 7371
+
+
+class MessageType(IntEnum):
+    # handshake (both roles)
+    HELLO = 1
+    CHALLENGE = 2
+    AUTH = 3
+    WELCOME = 4
+    # liveness and time
+    HEARTBEAT = 10
+    TIME_INFO = 11
+    # replies
+    OK = 20
+    ERROR = 21
+    RESULTS = 22
+    BUNDLE_READY = 23
+    TOKEN = 24
+    CANCEL = 25
+    # bundles
+    BUNDLE_BEGIN = 30
+    BUNDLE_CHUNK = 31
+    BUNDLE_END = 32
+    BUNDLE_REMOVE = 33
+    # processes
+    PROC_START = 40
+    PROC_STOP = 41
+    PROC_RESUME = 42
+    PROC_TERMINATE = 43
+    PROC_KILL = 44
+    PROC_RESTART = 45
+    PROC_REMOVE = 46
+    # schedules
+    SCHEDULE_SET = 50
+    SCHEDULE_CLEAR = 51
+    # agent state, events, stats, logs
+    AGENT_STATE = 60
+    STATS_REPORT = 61
+    EVENT = 62
+    EVENT_ACK = 63
+    LOG_LINES = 64
+    # admin queries and their replies
+    LIST_AGENTS = 70
+    LIST_PROCESSES = 71
+    LIST_BUNDLES = 72
+    LIST_SCHEDULES = 73
+    QUERY_STATS = 74
+    QUERY_EVENTS = 75
+    QUERY_LOGS = 76
+    AGENT_LIST = 80
+    PROCESS_LIST = 81
+    BUNDLE_LIST = 82
+    SCHEDULE_LIST = 83
+    STATS_HISTORY = 84
+    # token administration
+    TOKEN_CREATE = 90
+    TOKEN_REVOKE = 91
+
+
+class FrameFlag(IntEnum):
+    MORE = 0x0001  # more frames of this reply follow
+
+
+# ---------------------------------------------------------------- vocabulary
+
+Str = PascalString(Int16ub, "utf8")
+Text = PascalString(Int32ub, "utf8")
+Blob = Prefixed(Int32ub, GreedyBytes)
+Sha256 = Bytes(32)
+TimeUs = Int64sb
+DurationMs = Int32ub
+
+
+def enum_of(values: type[IntEnum], width: Construct = Int8ub) -> Construct:
+    return Enum(width, values)
+
+
+def array_of(element: Construct, count: Construct = Int16ub) -> Construct:
+    return PrefixedArray(count, element)
+
+
+# ---------------------------------------------------------------- header
+
+HEADER = Struct(
+    "magic" / Const(MAGIC) * "always 'LT'",
+    "version" / Int8ub * "protocol version, currently 1",
+    "type" / enum_of(MessageType) * "message type: selects the body layout",
+    "flags" / FlagsEnum(Int16ub, FrameFlag) * "MORE: further frames of this reply follow",
+    "request_id" / Int32ub * "echoed by the reply; 0 for unsolicited frames",
+    "body_length" / Int32ub * "bytes of body after the header",
+)
+
+# ---------------------------------------------------------------- shared parts
+
+KeyValue = Struct("key" / Str, "value" / Text)
+
+BundleEntry = Struct(
+    "agent" / Str * "agent holding it (empty in an agent's own report)",
+    "name" / Str,
+    "sha256" / Sha256,
+    "kind" / enum_of(BundleKind),
+    "size" / Int64ub * "bytes as transferred",
+    "stored_us" / TimeUs,
+)
+
+ProcessEntry = Struct(
+    "agent" / Str * "agent running it (empty in an agent's own report)",
+    "name" / Str,
+    "bundle" / Str,
+    "revision" / Int64ub * "server's revision of the desired spec the agent runs",
+    "state" / enum_of(ProcessState),
+    "desired" / enum_of(DesiredState),
+    "pid" / Int32ub * "0 when not running",
+    "exit_code" / Int16sb * "last exit code, -1 when none",
+    "exit_signal" / Int8ub * "signal that ended it, 0 when none",
+    "restarts" / Int32ub,
+    "started_us" / TimeUs,
+    "last_liveness_us" / TimeUs,
+    "status" / Str * "last STATUS= text sent by the process",
+)
+
+ScheduleEntry = Struct(
+    "id" / Int64ub * "assigned by the server",
+    "agent" / Str,
+    "process" / Str,
+    "action" / enum_of(Action),
+    "signal" / Str * "for kill: signal name, empty for SIGKILL",
+    "kind" / enum_of(ScheduleKind),
+    "cron" / Str * "cron expression (kind CRON)",
+    "tz" / Str * "IANA time zone for cron, empty for UTC",
+    "at_us" / TimeUs * "fire time (kind AT)",
+    "next_fire_us" / TimeUs,
+    "last_fire_us" / TimeUs,
+)
+
+NodeStats = Struct(
+    "cpu_percent" / Float32b,
+    "load1" / Float32b,
+    "load5" / Float32b,
+    "load15" / Float32b,
+    "mem_total" / Int64ub,
+    "mem_used" / Int64ub,
+    "swap_used" / Int64ub,
+    "disk_read_bytes" / Int64ub,
+    "disk_write_bytes" / Int64ub,
+    "net_sent_bytes" / Int64ub,
+    "net_recv_bytes" / Int64ub,
+    "disk_used" / Int64ub * "of the filesystem holding the agent's state dir",
+    "disk_total" / Int64ub,
+    "uptime_s" / Int32ub,
+)
+
+ProcessStats = Struct(
+    "name" / Str,
+    "pid" / Int32ub,
+    "cpu_percent" / Float32b * "whole process tree",
+    "rss" / Int64ub * "bytes, whole process tree",
+    "threads" / Int16ub,
+    "open_files" / Int16ub,
+    "restarts" / Int32ub,
+    "last_liveness_us" / TimeUs,
+)
+
+AgentEntry = Struct(
+    "name" / Str,
+    "online" / Flag,
+    "hostname" / Str,
+    "address" / Str * "peer address of its connection",
+    "version" / Str,
+    "last_seen_us" / TimeUs,
+    "connected_us" / TimeUs,
+    "clock_offset_us" / Int64sb * "measured by the agent against NTP",
+    "clock_delay_us" / Int64sb,
+    "clock_source" / Str * "NTP server used, empty when unsynced",
+    "clock_measured_us" / TimeUs * "when the offset was measured (its age)",
+    "processes" / Int16ub,
+)
+
+AgentResult = Struct(
+    "agent" / Str,
+    "code" / enum_of(ErrorCode, Int16ub) * "OK (0) or the error code",
+    "message" / Str,
+)
+
+Target = "target" / Str * "agent name, glob or 'all' (empty on the server -> agent leg)"
+
+ProcTarget = Struct(
+    Target,
+    "name" / Str * "process name",
+    "signal" / Str * "PROC_KILL: signal name, empty for SIGKILL",
+    "grace_ms" / DurationMs * "PROC_TERMINATE: grace before SIGKILL, 0 for the default",
+)
+
+Pattern = Struct("pattern" / Str * "agent name, glob or 'all'; empty means all")
+
+# ---------------------------------------------------------------- bodies
+
+BODIES: dict[MessageType, Struct] = {
+    MessageType.HELLO: Struct(
+        "role" / enum_of(Role),
+        "name" / Str * "agent name or admin name",
+        "software" / Str * "software version, e.g. lotc 0.1.0",
+        "hostname" / Str,
+        "addresses" / array_of(Str, Int8ub),
+        "capabilities" / array_of(Str, Int8ub),
+    ),
+    MessageType.CHALLENGE: Struct(
+        "nonce" / Bytes(32) * "random, fresh for every connection",
+        "server_time_us" / TimeUs,
+    ),
+    MessageType.AUTH: Struct(
+        "mac" / Bytes(32) * "HMAC-SHA256(key=SHA-256(token), nonce || role || name)",
+    ),
+    MessageType.WELCOME: Struct(
+        "server" / Str * "server software version",
+        "heartbeat_ms" / DurationMs * "interval the client must send heartbeats at",
+        "max_body" / Int32ub,
+        "last_event_seq" / Int64ub * "agents: highest event seq the server has stored",
+    ),
+    MessageType.HEARTBEAT: Struct(
+        "seq" / Int32ub,
+        "time_us" / TimeUs * "sender's corrected clock",
+        "running" / Int16ub * "processes running on the sender",
+    ),
+    MessageType.TIME_INFO: Struct(
+        "source" / Str * "NTP server, empty when none answered",
+        "offset_us" / Int64sb,
+        "delay_us" / Int64sb,
+        "stratum" / Int8ub,
+        "measured_us" / TimeUs,
+    ),
+    MessageType.OK: Struct("message" / Str),
+    MessageType.ERROR: Struct(
+        "code" / enum_of(ErrorCode, Int16ub),
+        "message" / Str * "plain words, for humans",
+    ),
+    MessageType.RESULTS: Struct("results" / array_of(AgentResult)),
+    MessageType.BUNDLE_READY: Struct(
+        "offset" / Int64ub * "bytes already held: continue from here",
+    ),
+    MessageType.TOKEN: Struct("token" / Str),
+    MessageType.CANCEL: Struct(
+        "cancel_request_id" / Int32ub * "follow request (events -f, logs -f) to end",
+    ),
+    MessageType.BUNDLE_BEGIN: Struct(
+        Target,
+        "name" / Str,
+        "kind" / enum_of(BundleKind),
+        "size" / Int64ub,
+        "sha256" / Sha256,
+    ),
+    MessageType.BUNDLE_CHUNK: Struct(
+        "offset" / Int64ub * "position of data in the bundle",
+        "data" / Blob,
+    ),
+    MessageType.BUNDLE_END: Struct("size" / Int64ub * "total bytes sent"),
+    MessageType.BUNDLE_REMOVE: Struct(Target, "name" / Str),
+    MessageType.PROC_START: Struct(
+        Target,
+        "name" / Str * "process name, unique on the agent",
+        "bundle" / Str,
+        "revision" / Int64ub * "set by the server",
+        "argv" / array_of(Text),
+        "env" / array_of(KeyValue),
+        "cwd" / Str * "relative to the bundle, empty for its root",
+        "restart" / enum_of(RestartPolicy),
+        "liveness_ms" / DurationMs * "0: no liveness watchdog",
+        "grace_ms" / DurationMs * "terminate grace before SIGKILL",
+        "backoff_base_ms" / DurationMs,
+        "backoff_cap_ms" / DurationMs,
+        "restart_limit" / Int16ub * "restarts allowed within restart_window_s",
+        "restart_window_s" / Int32ub,
+    ),
+    MessageType.PROC_STOP: ProcTarget,
+    MessageType.PROC_RESUME: ProcTarget,
+    MessageType.PROC_TERMINATE: ProcTarget,
+    MessageType.PROC_KILL: ProcTarget,
+    MessageType.PROC_RESTART: ProcTarget,
+    MessageType.PROC_REMOVE: ProcTarget,
+    MessageType.SCHEDULE_SET: Struct(Target, "schedule" / ScheduleEntry),
+    MessageType.SCHEDULE_CLEAR: Struct(Target, "id" / Int64ub),
+    MessageType.AGENT_STATE: Struct(
+        "bundles" / array_of(BundleEntry),
+        "processes" / array_of(ProcessEntry),
+        "schedules" / array_of(ScheduleEntry),
+    ),
+    MessageType.STATS_REPORT: Struct(
+        "agent" / Str * "empty from the agent; set by the server when relaying",
+        "time_us" / TimeUs,
+        "node" / NodeStats,
+        "processes" / array_of(ProcessStats),
+    ),
+    MessageType.EVENT: Struct(
+        "seq" / Int64ub * "per agent, increasing; the server acknowledges and de-duplicates",
+        "agent" / Str,
+        "time_us" / TimeUs,
+        "kind" / enum_of(EventKind),
+        "process" / Str,
+        "old_state" / enum_of(ProcessState),
+        "new_state" / enum_of(ProcessState),
+        "exit_code" / Int16sb * "-1 when none",
+        "signal" / Int8ub * "0 when none",
+        "message" / Str,
+    ),
+    MessageType.EVENT_ACK: Struct("seq" / Int64ub * "every event up to seq is stored"),
+    MessageType.LOG_LINES: Struct(
+        "agent" / Str,
+        "process" / Str,
+        "stream" / enum_of(StreamKind),
+        "lines" / array_of(Text),
+    ),
+    MessageType.LIST_AGENTS: Pattern,
+    MessageType.LIST_PROCESSES: Pattern,
+    MessageType.LIST_BUNDLES: Pattern,
+    MessageType.LIST_SCHEDULES: Pattern,
+    MessageType.QUERY_STATS: Struct(
+        "agent" / Str,
+        "since_us" / TimeUs,
+        "limit" / Int32ub * "most recent reports to return",
+    ),
+    MessageType.QUERY_EVENTS: Struct(
+        "pattern" / Str,
+        "since_us" / TimeUs,
+        "limit" / Int32ub,
+        "follow" / Flag * "keep streaming new events until CANCEL",
+    ),
+    MessageType.QUERY_LOGS: Struct(
+        Target,
+        "process" / Str,
+        "lines" / Int32ub * "last N lines of each stream",
+        "follow" / Flag * "keep streaming new lines until CANCEL",
+    ),
+    MessageType.AGENT_LIST: Struct("agents" / array_of(AgentEntry, Int32ub)),
+    MessageType.PROCESS_LIST: Struct("processes" / array_of(ProcessEntry, Int32ub)),
+    MessageType.BUNDLE_LIST: Struct("bundles" / array_of(BundleEntry, Int32ub)),
+    MessageType.SCHEDULE_LIST: Struct("schedules" / array_of(ScheduleEntry, Int32ub)),
+    MessageType.STATS_HISTORY: Struct(
+        "agent" / Str,
+        "samples" / array_of(Struct("time_us" / TimeUs, "node" / NodeStats), Int32ub),
+        "processes" / array_of(ProcessStats) * "latest per-process stats",
+    ),
+    MessageType.TOKEN_CREATE: Struct("role" / enum_of(Role), "name" / Str),
+    MessageType.TOKEN_REVOKE: Struct("name" / Str),
+}
+
+# Named shared structs, for generated documentation and dissector subtrees.
+SHARED_STRUCTS: dict[str, Struct] = {
+    "KeyValue": KeyValue,
+    "BundleEntry": BundleEntry,
+    "ProcessEntry": ProcessEntry,
+    "ScheduleEntry": ScheduleEntry,
+    "NodeStats": NodeStats,
+    "ProcessStats": ProcessStats,
+    "AgentEntry": AgentEntry,
+    "AgentResult": AgentResult,
+}
+
+# Which side may send each message (documentation, and role checks in the servers).
+SENDERS: dict[MessageType, str] = {
+    MessageType.HELLO: "client", MessageType.CHALLENGE: "server", MessageType.AUTH: "client",
+    MessageType.WELCOME: "server", MessageType.HEARTBEAT: "any", MessageType.TIME_INFO: "agent",
+    MessageType.OK: "any", MessageType.ERROR: "any", MessageType.RESULTS: "server",
+    MessageType.BUNDLE_READY: "any", MessageType.TOKEN: "server", MessageType.CANCEL: "admin",
+    MessageType.BUNDLE_BEGIN: "admin, server", MessageType.BUNDLE_CHUNK: "admin, server",
+    MessageType.BUNDLE_END: "admin, server", MessageType.BUNDLE_REMOVE: "admin, server",
+    MessageType.PROC_START: "admin, server", MessageType.PROC_STOP: "admin, server",
+    MessageType.PROC_RESUME: "admin, server", MessageType.PROC_TERMINATE: "admin, server",
+    MessageType.PROC_KILL: "admin, server", MessageType.PROC_RESTART: "admin, server",
+    MessageType.PROC_REMOVE: "admin, server", MessageType.SCHEDULE_SET: "admin, server",
+    MessageType.SCHEDULE_CLEAR: "admin, server", MessageType.AGENT_STATE: "agent",
+    MessageType.STATS_REPORT: "agent, server", MessageType.EVENT: "agent, server",
+    MessageType.EVENT_ACK: "server", MessageType.LOG_LINES: "agent, server",
+    MessageType.LIST_AGENTS: "admin", MessageType.LIST_PROCESSES: "admin",
+    MessageType.LIST_BUNDLES: "admin", MessageType.LIST_SCHEDULES: "admin",
+    MessageType.QUERY_STATS: "admin", MessageType.QUERY_EVENTS: "admin",
+    MessageType.QUERY_LOGS: "admin, server", MessageType.AGENT_LIST: "server",
+    MessageType.PROCESS_LIST: "server", MessageType.BUNDLE_LIST: "server",
+    MessageType.SCHEDULE_LIST: "server", MessageType.STATS_HISTORY: "server",
+    MessageType.TOKEN_CREATE: "admin", MessageType.TOKEN_REVOKE: "admin",
+}
+
+assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"
+assert HEADER.sizeof() == HEADER_SIZE
