@@ -45,6 +45,7 @@ from lotc.agent import archive
 from lotc.agent.upload import Upload, UploadSpec
 from lotc.bundle_source import pack
 from lotc.errors import BundleInUse, InvalidRequest, StorageFull, TooLarge, UnknownBundle
+from lotc.names import validate_name
 from protocol.enums import BundleKind
 
 __all__ = [
@@ -60,14 +61,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 DEFAULT_STALE_AFTER_S = 24 * 3600.0  # a partial upload older than this is dropped on start
-_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def validate_bundle_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidRequest(f"invalid bundle name {name!r}: use 1-64 letters, digits, '.', '_' "
-                             "or '-', not starting with '.'")
-    return name
+    """The shared rule of lotc.names (1-64 of [A-Za-z0-9._-], no leading '.' or '-')."""
+    return validate_name("bundle", name)
 
 
 @dataclass(frozen=True)
