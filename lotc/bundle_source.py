@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Self
+from typing import IO, BinaryIO, Self, cast
 
 from lotc.errors import BadBundle, InvalidRequest
 from protocol.enums import BundleKind
@@ -114,8 +114,9 @@ def _pack_dir(root: Path, tmp_dir: Path | None) -> PackedBundle:
     try:
         with os.fdopen(fd, "wb") as raw:
             writer = _HashingWriter(raw)
-            # tarfile only needs write() on a stream opened with mode "w|"
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            # in stream mode ("w|") tarfile only calls write() on its file object
+            fileobj = cast(IO[bytes], writer)
+            with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for rel in _walk_sorted(root, ""):
                     _add_entry(tar, root, rel)
         return PackedBundle(BundleKind.TAR, writer.size, writer.digest.hexdigest(), tmp, True)

@@ -314,3 +314,35 @@ def test_crash_leaves_old_or_new_never_partial(tmp_path: Path, phase: str) -> No
         pending = store.pending("web")
         assert pending is not None and pending.received == pending.size
         assert (store.put_path("web", new_src).path / "VERSION").read_text() == "v2"
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, object]]:
+    """Path -> (type, content or link target) plus exec bit, for comparing trees."""
+    snap: dict[str, tuple[str, object]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = str(full.relative_to(root))
+            if full.is_symlink():
+                snap[rel] = ("link", os.readlink(full))
+            elif full.is_dir():
+                snap[rel] = ("dir", None)
+            else:
+                snap[rel] = ("file", (full.read_bytes(), os.access(full, os.X_OK)))
+    return snap
+
+
+def test_tricky_tree_round_trips_exactly(store: BundleStore, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    deep = src / ("d" * 60) / ("e" * 60) / "f"
+    deep.mkdir(parents=True)
+    (deep / ("long-name-" * 8)).write_bytes(b"deep")
+    (src / "empty").mkdir()
+    (src / "héllo wörld.txt").write_text("unicode")
+    (src / "tool").write_bytes(b"#!/bin/sh\n")
+    (src / "tool").chmod(0o750)
+    os.link(src / "tool", src / "tool-hardlink")
+    (src / "to-dir").symlink_to("d" * 60)
+    (src / "dangling").symlink_to("not-there-yet")
+    info = store.put_path("tricky", src)
+    assert _snapshot(info.path) == _snapshot(src)
