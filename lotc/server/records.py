@@ -21,8 +21,14 @@ from protocol.enums import (
 )
 
 __all__ = [
-    "TokenRecord", "AgentRecord", "BundleRecord", "ProcessSpecRecord", "ProcessStatusRecord",
-    "ScheduleRecord", "EventRecord", "StatsRecord",
+    "AgentRecord",
+    "BundleRecord",
+    "EventRecord",
+    "ProcessSpecRecord",
+    "ProcessStatusRecord",
+    "ScheduleRecord",
+    "StatsRecord",
+    "TokenRecord",
 ]
 
 
