@@ -1,0 +1,310 @@
+"""The console's connection to the server's admin port.
+
+Theory of operation
+-------------------
+One AdminClient owns one authenticated FramedStream and two background tasks:
+a receive loop and a heartbeat loop. Every request gets a fresh non-zero
+request id and an `Exchange`: a bounded channel the receive loop feeds with
+the frames that echo that id. A reply is one or more frames; every frame
+flagged MORE is partial and the first frame without MORE ends it. An ERROR
+frame ends a request with failure and is raised as the lotc.errors class of
+its code. Frames with request id 0 are unsolicited: HEARTBEATs are dropped,
+anything else goes to `on_unsolicited` (the REPL prints events with it).
+
+When the connection ends, for whatever reason, every pending exchange is
+woken and raises ConnectionLost with the reason in plain words, so no caller
+waits forever. Every wait has a deadline named below, except follow streams
+(`logs -f`, `events -f`), which last until the caller cancels them.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import trio
+from protocol.codec import Frame
+
+from admin_console.errors import ConnectionLost
+from lotc.errors import RequestTimeout, error_for_code
+from lotc.net.address import Address
+from lotc.net.auth import client_handshake
+from lotc.net.framed import FramedStream, PeerClosed
+from lotc.net.transport import connect as open_framed
+from protocol.enums import Role
+from protocol.errors import ProtocolError
+from protocol.messages import Cancel, Error, Heartbeat, Message, Welcome
+from protocol.spec import DEFAULT_MAX_BODY
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 10.0
+SEND_TIMEOUT_S = 10.0
+# The server waits up to 15 s for agents before it answers; leave it room.
+REQUEST_TIMEOUT_S = 30.0
+# After CANCEL, the server ends a follow stream with OK at once; this is generous.
+CANCEL_TIMEOUT_S = 10.0
+# The server pings every 5 s; this much silence means it (or the path) is gone.
+SERVER_SILENCE_LIMIT_S = 30.0
+DEFAULT_HEARTBEAT_S = 5.0  # used when WELCOME gives no interval
+REPLY_BUFFER = 64  # frames buffered per request before the receive loop waits
+MAX_REQUEST_ID = 2**32 - 1
+
+Unsolicited = Callable[[Frame], None]
+
+
+class Exchange:
+    """The frames of one request id, in arrival order."""
+
+    def __init__(self, client: AdminClient, request_id: int,
+                 receive: trio.MemoryReceiveChannel[Frame]) -> None:
+        self.client = client
+        self.request_id = request_id
+        self._receive = receive
+        self.finished = False
+
+    async def send(self, body: Message, more: bool = False) -> None:
+        await self.client.send(body, self.request_id, more)
+
+    async def next_frame(self, timeout: float | None = REQUEST_TIMEOUT_S) -> Frame:
+        """Next frame of the reply; raises the server's error, ConnectionLost or RequestTimeout."""
+        try:
+            if timeout is None:
+                frame = await self._receive.receive()
+            else:
+                with trio.fail_after(timeout):
+                    frame = await self._receive.receive()
+        except trio.EndOfChannel:
+            raise ConnectionLost(self.client.lost_reason or "connection closed") from None
+        except trio.TooSlowError:
+            raise RequestTimeout(f"no reply from the server within {timeout:g} s") from None
+        return self._check(frame)
+
+    def poll(self) -> Frame | None:
+        """A frame already received, if any (an upload checks for an early ERROR)."""
+        try:
+            frame = self._receive.receive_nowait()
+        except trio.WouldBlock:
+            return None
+        except trio.EndOfChannel:
+            raise ConnectionLost(self.client.lost_reason or "connection closed") from None
+        return self._check(frame)
+
+    def _check(self, frame: Frame) -> Frame:
+        if not frame.more:
+            self.finished = True
+        if isinstance(frame.body, Error):
+            self.finished = True
+            raise error_for_code(frame.body.code, frame.body.message)
+        return frame
+
+    def close(self) -> None:
+        self.client._forget(self.request_id)
+        self._receive.close()
+
+
+class ReplyStream:
+    """Async iterator over a reply's frames (the final one included); `cancel` ends a follow."""
+
+    def __init__(self, exchange: Exchange, idle_timeout: float | None) -> None:
+        self.exchange = exchange
+        self.idle_timeout = idle_timeout
+        self.cancelled = False
+
+    @property
+    def request_id(self) -> int:
+        return self.exchange.request_id
+
+    def __aiter__(self) -> ReplyStream:
+        return self
+
+    async def __anext__(self) -> Frame:
+        if self.exchange.finished:
+            raise StopAsyncIteration
+        timeout = CANCEL_TIMEOUT_S if self.cancelled else self.idle_timeout
+        return await self.exchange.next_frame(timeout)
+
+    async def cancel(self) -> None:
+        """Ask the server to end this follow stream; keep iterating to get its final OK."""
+        if self.cancelled or self.exchange.finished:
+            return
+        self.cancelled = True
+        await self.exchange.client.cancel(self.request_id)
+
+
+class AdminClient:
+    """An authenticated admin connection. Make one with `AdminClient.connect(...)`."""
+
+    def __init__(self, framed: FramedStream, welcome: Welcome, address: Address | None = None,
+                 on_unsolicited: Unsolicited | None = None) -> None:
+        self.framed = framed
+        self.welcome = welcome
+        self.address = address
+        self.on_unsolicited = on_unsolicited
+        self.lost_reason: str | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, trio.MemorySendChannel[Frame]] = {}
+        self._server_error: str | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, address: Address, *, token: str, name: str,
+        ssl_context: ssl.SSLContext | None = None, hostname: str | None = None,
+        on_unsolicited: Unsolicited | None = None,
+    ) -> AsyncIterator[AdminClient]:
+        """Connect, authenticate and run the background tasks until the block ends."""
+        framed = await open_framed(address, ssl_context=ssl_context, max_body=DEFAULT_MAX_BODY,
+                                   send_timeout=SEND_TIMEOUT_S, timeout=CONNECT_TIMEOUT_S)
+        try:
+            welcome = await client_handshake(
+                framed, role=Role.ADMIN, name=name, token=token,
+                hostname=hostname if hostname is not None else socket.gethostname(),
+                timeout=HANDSHAKE_TIMEOUT_S,
+            )
+            client = cls(framed, welcome, address, on_unsolicited)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(client._receive_loop)
+                    nursery.start_soon(client._heartbeat_loop)
+                    try:
+                        yield client
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The background tasks end quietly, so a group holds the caller's own
+                # exception: give it back as raised, not wrapped by our nursery.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
+        finally:
+            await framed.aclose()
+
+    @property
+    def connected(self) -> bool:
+        return self.lost_reason is None
+
+    # ------------------------------------------------------------ requests
+
+    def open_exchange(self) -> Exchange:
+        if self.lost_reason is not None:
+            raise ConnectionLost(self.lost_reason)
+        request_id = next(self._ids)
+        if request_id > MAX_REQUEST_ID:  # a console would need years to get here; wrap anyway
+            self._ids = itertools.count(2)
+            request_id = 1
+        send, receive = trio.open_memory_channel[Frame](REPLY_BUFFER)
+        self._pending[request_id] = send
+        return Exchange(self, request_id, receive)
+
+    @asynccontextmanager
+    async def stream(self, body: Message, *, follow: bool = False,
+                     idle_timeout: float = REQUEST_TIMEOUT_S) -> AsyncIterator[ReplyStream]:
+        """Send `body` and iterate its reply frames.
+
+        Each frame must come within idle_timeout, except in a follow stream, which
+        waits as long as it takes (it ends when the caller cancels it).
+        """
+        exchange = self.open_exchange()
+        try:
+            await exchange.send(body)
+            yield ReplyStream(exchange, None if follow else idle_timeout)
+        finally:
+            exchange.close()
+
+    async def request(self, body: Message, timeout: float = REQUEST_TIMEOUT_S) -> list[Frame]:
+        """Send `body`, collect every frame of its reply; raise the server's error."""
+        try:
+            with trio.fail_after(timeout):
+                async with self.stream(body, follow=True) as reply:  # deadline: fail_after
+                    return [frame async for frame in reply]
+        except trio.TooSlowError:
+            raise RequestTimeout(f"no reply from the server within {timeout:g} s") from None
+
+    async def cancel(self, request_id: int) -> None:
+        await self.send(Cancel(cancel_request_id=request_id))
+
+    async def send(self, body: Message, request_id: int = 0, more: bool = False) -> None:
+        if self.lost_reason is not None:
+            raise ConnectionLost(self.lost_reason)
+        try:
+            await self.framed.send(body, request_id, more)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionLost(self.lost_reason or f"connection lost: {exc}") from None
+        except trio.TooSlowError:
+            raise ConnectionLost(
+                f"the server has not read for {SEND_TIMEOUT_S:g} s: giving up") from None
+
+    def _forget(self, request_id: int) -> None:
+        send = self._pending.pop(request_id, None)
+        if send is not None:
+            send.close()
+
+    # ------------------------------------------------------------ background tasks
+
+    async def _receive_loop(self) -> None:
+        reason = "connection closed"
+        try:
+            while True:
+                frame = await self.framed.receive_within(SERVER_SILENCE_LIMIT_S)
+                await self._dispatch(frame)
+        except trio.TooSlowError:
+            reason = f"the server has been silent for {SERVER_SILENCE_LIMIT_S:g} s"
+        except PeerClosed:
+            reason = "the server closed the connection"
+        except trio.BrokenResourceError:
+            reason = "the connection to the server broke"
+        except trio.ClosedResourceError:
+            reason = "connection closed"
+        except ProtocolError as exc:
+            reason = f"the server sent bad data: {exc}"
+        finally:
+            self._lose(reason)
+
+    def _lose(self, reason: str) -> None:
+        if self._server_error:
+            reason = f"{reason}: {self._server_error}"
+        self.lost_reason = reason
+        logger.debug("admin connection lost: %s", reason)
+        for send in self._pending.values():
+            send.close()  # wakes the waiter, which raises ConnectionLost
+        self._pending.clear()
+
+    async def _dispatch(self, frame: Frame) -> None:
+        if frame.request_id == 0:
+            self._unsolicited(frame)
+            return
+        send = self._pending.get(frame.request_id)
+        if send is None:
+            logger.debug("dropping a %s for finished request %d",
+                         type(frame.body).__name__, frame.request_id)
+            return
+        try:
+            await send.send(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("request %d was abandoned", frame.request_id)
+
+    def _unsolicited(self, frame: Frame) -> None:
+        if isinstance(frame.body, Heartbeat):
+            return
+        if isinstance(frame.body, Error):
+            # the server says why before it closes (token revoked, protocol error...)
+            self._server_error = frame.body.message
+            return
+        if self.on_unsolicited is not None:
+            self.on_unsolicited(frame)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.welcome.heartbeat_ms / 1000 or DEFAULT_HEARTBEAT_S
+        for seq in itertools.count(1):
+            await trio.sleep(interval)
+            beat = Heartbeat(seq=seq % 2**32, time_us=time.time_ns() // 1000, running=0)
+            try:
+                await self.send(beat)
+            except ConnectionLost:
+                return  # the receive loop notices and reports it

@@ -1,0 +1,194 @@
+"""`agents`, `ps` and `bundles`: tables of what the server knows."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from admin_console.commands.base import Command, Context
+from admin_console.parsing import CommandParser
+from admin_console.render import (
+    ago,
+    dumps,
+    enum_word,
+    human_duration,
+    human_size,
+    signal_word,
+    table,
+)
+from protocol.enums import ProcessState
+from protocol.messages import (
+    AgentEntry,
+    AgentList,
+    BundleEntry,
+    BundleList,
+    ListAgents,
+    ListBundles,
+    ListProcesses,
+    ProcessEntry,
+    ProcessList,
+)
+
+SHA_SHOWN = 12  # hex digits of a bundle's SHA-256 in tables; --json has all of them
+LIVE_STATES = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPPED}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Entries of a list reply, and when they were fetched (for relative times)."""
+
+    entries: tuple[Any, ...]
+    now_us: int
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class ListCommand(Command):
+    """Shared by the list commands: an optional AGENT pattern, a MORE-split reply."""
+
+    arguments = ("agent",)
+    request_type: type
+    reply_type: type
+    reply_field: str
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent", nargs="?", default="all")
+
+    def parse(self, argv: Sequence[str]) -> Any:
+        args: argparse.Namespace = self.parser.parse(argv)
+        return self.request_type(pattern=args.agent)
+
+    async def execute(self, ctx: Context, parsed: Any) -> Listing:
+        entries: list[Any] = []
+        for frame in await ctx.require_client().request(parsed):
+            if isinstance(frame.body, self.reply_type):
+                entries.extend(getattr(frame.body, self.reply_field))
+        return Listing(tuple(entries), now_us())
+
+    def render(self, result: Listing, json: bool) -> str:
+        if json:
+            return dumps({self.reply_field: list(result.entries)})
+        if not result.entries:
+            return f"no {self.reply_field}"
+        return self.table(result)
+
+    def table(self, result: Listing) -> str:
+        raise NotImplementedError
+
+
+class AgentsCommand(ListCommand):
+    """List agents: online or not, where, version, clock and process count.
+
+    AGENT is a name, a glob (web-*) or all (the default).
+
+    Examples:
+      agents
+      agents web-*
+    """
+
+    name = "agents"
+    usage = "agents [AGENT]"
+    request_type = ListAgents
+    reply_type = AgentList
+    reply_field = "agents"
+
+    def table(self, result: Listing) -> str:
+        rows = [_agent_row(a, result.now_us) for a in result.entries]
+        return table(("AGENT", "STATE", "ADDRESS", "HOSTNAME", "VERSION", "LAST SEEN",
+                      "CLOCK", "PROCS"), rows, right=(7,))
+
+
+def _agent_row(agent: AgentEntry, now: int) -> tuple[object, ...]:
+    return (agent.name, "online" if agent.online else "offline", agent.address or "-",
+            agent.hostname or "-", agent.version or "-",
+            ago(agent.last_seen_us, now),
+            clock_text(agent, now), agent.processes)
+
+
+def clock_text(agent: AgentEntry, now: int) -> str:
+    """'+1.2ms pool.ntp.org 5m ago', or 'unsynced' when no NTP server answered."""
+    if not agent.clock_source:
+        return "unsynced"
+    return (f"{agent.clock_offset_us / 1000:+.1f}ms {agent.clock_source} "
+            f"{ago(agent.clock_measured_us, now)}")
+
+
+class PsCommand(ListCommand):
+    """List processes, desired state beside actual state.
+
+    DESIRED is what was asked for (the server keeps it through disconnects),
+    STATE what the agent last reported; a '*' marks a process not (yet) where
+    it was asked to be.
+
+    Examples:
+      ps
+      ps node-1
+    """
+
+    name = "ps"
+    usage = "ps [AGENT]"
+    request_type = ListProcesses
+    reply_type = ProcessList
+    reply_field = "processes"
+
+    def table(self, result: Listing) -> str:
+        rows = [_process_row(p, result.now_us) for p in result.entries]
+        return table(("AGENT", "PROCESS", "BUNDLE", "DESIRED", "STATE", "PID", "UPTIME",
+                      "RESTARTS", "LIVENESS", "EXIT", "STATUS"), rows, right=(5, 7))
+
+
+def _process_row(p: ProcessEntry, now: int) -> tuple[object, ...]:
+    state = enum_word(p.state) + ("" if _where_asked(p) else "*")
+    running = p.state in LIVE_STATES and p.started_us > 0
+    return (p.agent, p.name, p.bundle, enum_word(p.desired), state, p.pid or "-",
+            human_duration((now - p.started_us) / 1e6) if running else "-", p.restarts,
+            ago(p.last_liveness_us, now) if p.last_liveness_us else "-", exit_text(p),
+            p.status or "")
+
+
+def _where_asked(p: ProcessEntry) -> bool:
+    # desired and actual use different enums: compare by name (RUNNING, STOPPED, EXITED)
+    if p.desired.name == "EXITED":
+        return p.state in (ProcessState.EXITED, ProcessState.FAILED, ProcessState.NONE)
+    return p.state.name == p.desired.name
+
+
+def exit_text(p: ProcessEntry) -> str:
+    if p.exit_signal:
+        return signal_word(p.exit_signal)
+    if p.exit_code >= 0:
+        return f"code {p.exit_code}"
+    return "-"
+
+
+
+
+class BundlesCommand(ListCommand):
+    """List bundles on agents: name, SHA-256, kind, size, when stored.
+
+    STORED says 'pending' for a bundle the server holds but the agent has not
+    stored yet (it was offline, or the transfer is still running).
+
+    Examples:
+      bundles
+      bundles node-*
+    """
+
+    name = "bundles"
+    usage = "bundles [AGENT]"
+    request_type = ListBundles
+    reply_type = BundleList
+    reply_field = "bundles"
+
+    def table(self, result: Listing) -> str:
+        rows = [_bundle_row(b, result.now_us) for b in result.entries]
+        return table(("AGENT", "BUNDLE", "SHA256", "KIND", "SIZE", "STORED"), rows, right=(4,))
+
+
+def _bundle_row(b: BundleEntry, now: int) -> tuple[object, ...]:
+    return (b.agent, b.name, b.sha256.hex()[:SHA_SHOWN], enum_word(b.kind), human_size(b.size),
+            ago(b.stored_us, now) if b.stored_us else "pending")

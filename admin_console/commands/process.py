@@ -1,0 +1,194 @@
+"""Process commands: start, stop, resume, terminate, kill, restart.
+
+Each records what the admin wants on the server (desired state, kept through
+disconnects) and is answered with one result per agent.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from admin_console.commands.results import ResultsCommand
+from admin_console.errors import UsageError
+from admin_console.parsing import (
+    CommandParser,
+    check_name,
+    parse_duration,
+    parse_env,
+    signal_name,
+    to_ms,
+)
+from protocol.enums import RestartPolicy
+from protocol.messages import (
+    KeyValue,
+    ProcKill,
+    ProcRestart,
+    ProcResume,
+    ProcStart,
+    ProcStop,
+    ProcTerminate,
+)
+
+# Defaults of the restart policy the console does not (yet) expose as options.
+BACKOFF_BASE_MS = 500
+BACKOFF_CAP_MS = 30_000
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 60
+RESTART_CHOICES = {enum.name.lower().replace("_", "-"): enum for enum in RestartPolicy}
+
+
+class StartCommand(ResultsCommand):
+    """Start a process from BUNDLE on AGENT; the command line follows '--'.
+
+    The process is named after the bundle unless --name says otherwise, runs
+    in the bundle's directory (or --cwd inside it) and is restarted by its
+    policy (--restart, default on-failure) with exponential backoff. With
+    --liveness SECONDS it must send WATCHDOG=1 (sd_notify) at least that
+    often or be restarted. --grace is how long terminate waits before SIGKILL.
+    Offline agents start it when they reconnect.
+
+    Examples:
+      start all web -- ./web --port 8080
+      start node-1 tool --name nightly --restart never -- python3 tool.py --full
+      start web-* web --liveness 10 --env MODE=prod -- ./web
+    """
+
+    name = "start"
+    usage = ("start AGENT BUNDLE [--name P] [--restart always|on-failure|never] "
+             "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] -- ARGS...")
+    arguments = ("agent", "bundle")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent")
+        parser.add_argument("bundle")
+        parser.add_argument("--name")
+        parser.add_argument("--restart", choices=sorted(RESTART_CHOICES), default="on-failure")
+        parser.add_argument("--liveness", type=parse_duration, default=0.0)
+        parser.add_argument("--env", action="append", type=parse_env, default=[])
+        parser.add_argument("--cwd", default="")
+        parser.add_argument("--grace", type=parse_duration, default=0.0)
+
+    def parse(self, argv: Sequence[str]) -> ProcStart:
+        words = list(argv)
+        if "--" not in words:
+            raise UsageError("nothing to run: give the command line after '--'", self.usage)
+        split = words.index("--")
+        command_line = words[split + 1:]
+        if not command_line:
+            raise UsageError("nothing to run: the command line after '--' is empty", self.usage)
+        args: argparse.Namespace = self.parser.parse(words[:split])
+        bundle = check_name("bundle", args.bundle)
+        return ProcStart(
+            target=args.agent, name=check_name("process", args.name or bundle), bundle=bundle,
+            revision=0, argv=tuple(command_line),
+            env=tuple(KeyValue(key=k, value=v) for k, v in args.env), cwd=args.cwd,
+            restart=RESTART_CHOICES[args.restart], liveness_ms=to_ms(args.liveness),
+            grace_ms=to_ms(args.grace), backoff_base_ms=BACKOFF_BASE_MS,
+            backoff_cap_ms=BACKOFF_CAP_MS, restart_limit=RESTART_LIMIT,
+            restart_window_s=RESTART_WINDOW_S,
+        )
+
+
+class ControlCommand(ResultsCommand):
+    """Shared by the commands that act on one named process: AGENT P."""
+
+    arguments = ("agent", "process")
+    message: ClassVar[type]
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent")
+        parser.add_argument("process")
+
+    def parse(self, argv: Sequence[str]) -> Any:
+        args: argparse.Namespace = self.parser.parse(argv)
+        return self.message(target=args.agent, name=check_name("process", args.process),
+                            signal=self.signal(args), grace_ms=self.grace_ms(args))
+
+    def signal(self, args: argparse.Namespace) -> str:
+        return ""
+
+    def grace_ms(self, args: argparse.Namespace) -> int:
+        return 0
+
+
+class StopCommand(ControlCommand):
+    """Suspend process P (SIGSTOP to its whole process group); its watchdog pauses.
+
+    Examples:
+      stop node-1 web
+      stop all web
+    """
+
+    name = "stop"
+    usage = "stop AGENT P"
+    message = ProcStop
+
+
+class ResumeCommand(ControlCommand):
+    """Resume a suspended process P (SIGCONT to its process group).
+
+    Examples:
+      resume node-1 web
+    """
+
+    name = "resume"
+    usage = "resume AGENT P"
+    message = ProcResume
+
+
+class TerminateCommand(ControlCommand):
+    """Terminate process P: SIGTERM, then SIGKILL after the grace period. It stays down.
+
+    --grace overrides the grace period given at start.
+
+    Examples:
+      terminate node-1 web
+      terminate all web --grace 30
+    """
+
+    name = "terminate"
+    usage = "terminate AGENT P [--grace S]"
+    message = ProcTerminate
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--grace", type=parse_duration, default=0.0)
+
+    def grace_ms(self, args: argparse.Namespace) -> int:
+        return to_ms(args.grace)
+
+
+class KillCommand(ControlCommand):
+    """Send SIGKILL (or --signal SIG) to process P's whole process tree.
+
+    SIGKILL ends the process and it stays down; any other signal (HUP to
+    reload, USR1...) is only delivered and needs the agent online.
+
+    Examples:
+      kill node-1 web
+      kill all web --signal HUP
+    """
+
+    name = "kill"
+    usage = "kill AGENT P [--signal SIG]"
+    message = ProcKill
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--signal", type=signal_name, default="SIGKILL")
+
+    def signal(self, args: argparse.Namespace) -> str:
+        return str(args.signal)
+
+
+class RestartCommand(ControlCommand):
+    """Restart process P: terminate it (with its grace period), then start it again.
+
+    Examples:
+      restart node-1 web
+    """
+
+    name = "restart"
+    usage = "restart AGENT P"
+    message = ProcRestart

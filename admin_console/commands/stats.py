@@ -1,0 +1,131 @@
+"""`stats AGENT`: the node's latest figures, a CPU trend, and its processes."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from admin_console.commands.base import Command, Context
+from admin_console.parsing import CommandParser, parse_duration
+from admin_console.render import ago, dumps, human_duration, human_size, table
+from lotc.errors import InternalError
+from protocol.messages import NodeStats, QueryStats, StatsHistory
+
+DEFAULT_SINCE = "10m"
+
+
+@dataclass(frozen=True)
+class StatsArgs:
+    agent: str
+    since_s: float
+
+
+@dataclass(frozen=True)
+class StatsResult:
+    history: StatsHistory
+    now_us: int
+
+
+class StatsCommand(Command):
+    """Show AGENT's node statistics and its processes' CPU and memory.
+
+    The node figures are those of the latest report; the trend line gives the
+    minimum, average and maximum CPU over the window (--since, default 10m),
+    and I/O rates are taken between the last two reports.
+
+    Examples:
+      stats node-1
+      stats node-1 --since 1h
+    """
+
+    name = "stats"
+    usage = "stats AGENT [--since DURATION]"
+    arguments = ("agent",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent")
+        parser.add_argument("--since", type=parse_duration, default=parse_duration(DEFAULT_SINCE))
+
+    def parse(self, argv: Sequence[str]) -> StatsArgs:
+        args: argparse.Namespace = self.parser.parse(argv)
+        return StatsArgs(args.agent, args.since)
+
+    async def execute(self, ctx: Context, parsed: StatsArgs) -> StatsResult:
+        now = time.time_ns() // 1000
+        since_us = now - int(parsed.since_s * 1e6)
+        frames = await ctx.require_client().request(
+            QueryStats(agent=parsed.agent, since_us=since_us, limit=0))
+        history = frames[-1].body
+        if not isinstance(history, StatsHistory):
+            raise InternalError(f"the server answered {type(history).__name__} to stats")
+        return StatsResult(history, now)
+
+    def render(self, result: StatsResult, json: bool) -> str:
+        history = result.history
+        if json:
+            return dumps(history)
+        if not history.samples:
+            return f"{history.agent}: no statistics in this window"
+        latest = history.samples[-1]
+        sections = [
+            (f"{history.agent}  (latest report {ago(latest.time_us, result.now_us)}, "
+             f"{len(history.samples)} in the window)"),
+            node_table(latest.node),
+            rates_line(history),
+            cpu_trend(history),
+        ]
+        if history.processes:
+            sections.append(process_table(history, result.now_us))
+        return "\n".join(section for section in sections if section)
+
+
+def node_table(node: NodeStats) -> str:
+    mem = f"{human_size(node.mem_used)} / {human_size(node.mem_total)}"
+    disk = f"{human_size(node.disk_used)} / {human_size(node.disk_total)}"
+    rows = [
+        ("cpu", f"{node.cpu_percent:.1f}%"),
+        ("load", f"{node.load1:.2f} {node.load5:.2f} {node.load15:.2f}"),
+        ("memory", f"{mem} ({_percent(node.mem_used, node.mem_total)})"),
+        ("swap", human_size(node.swap_used)),
+        ("disk", f"{disk} ({_percent(node.disk_used, node.disk_total)})"),
+        ("uptime", human_duration(node.uptime_s)),
+    ]
+    return table(None, [(f"  {k}", v) for k, v in rows])
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "-"
+
+
+def rates_line(history: StatsHistory) -> str:
+    """Disk and network throughput between the last two reports (counters are totals)."""
+    if len(history.samples) < 2:
+        return ""
+    before, after = history.samples[-2], history.samples[-1]
+    seconds = (after.time_us - before.time_us) / 1e6
+    if seconds <= 0:
+        return ""
+
+    def rate(field: str) -> str:
+        delta = getattr(after.node, field) - getattr(before.node, field)
+        return f"{human_size(max(delta, 0) / seconds)}/s"
+
+    return (f"  disk read {rate('disk_read_bytes')}, write {rate('disk_write_bytes')}; "
+            f"net sent {rate('net_sent_bytes')}, received {rate('net_recv_bytes')}")
+
+
+def cpu_trend(history: StatsHistory) -> str:
+    values = [sample.node.cpu_percent for sample in history.samples]
+    return (f"  cpu over the window: min {min(values):.1f}%  avg {sum(values) / len(values):.1f}%"
+            f"  max {max(values):.1f}%")
+
+
+def process_table(history: StatsHistory, now_us: int) -> str:
+    rows = [
+        (p.name, p.pid or "-", f"{p.cpu_percent:.1f}%", human_size(p.rss), p.threads,
+         p.open_files, p.restarts, ago(p.last_liveness_us, now_us) if p.last_liveness_us else "-")
+        for p in history.processes
+    ]
+    return table(("PROCESS", "PID", "CPU", "RSS", "THREADS", "FILES", "RESTARTS", "LIVENESS"),
+                 rows, right=(1, 2, 3, 4, 5, 6))
