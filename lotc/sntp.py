@@ -19,7 +19,7 @@ import time
 
 import trio
 
-__all__ = ["NTP_EPOCH_DELTA_S", "PACKET_SIZE", "serve_sntp", "to_ntp", "from_ntp"]
+__all__ = ["NTP_EPOCH_DELTA_S", "PACKET_SIZE", "build_reply", "from_ntp", "serve_sntp", "to_ntp"]
 
 logger = logging.getLogger(__name__)
 
