@@ -1,0 +1,221 @@
+"""What a managed process is: its spec (what to run), its record (how it is doing), its info.
+
+How a spec runs (documented here because operators write specs):
+
+* The working directory is the bundle's directory (`cwd` may name a
+  sub-directory, which must stay inside the bundle). When the bundle resolves
+  to a single file, the directory holding it.
+* `argv` is executed as given, without a shell. A program name without a '/'
+  is looked up on PATH as usual (`["python3", "main.py"]`, `["sh", "run.sh"]`);
+  one with a '/' is relative to the working directory (`["./run.sh"]`).
+* The environment is the agent's, then `env` on top, then LOTC's own:
+  `LOTC_PROCESS` (the name), `LOTC_BUNDLE` (the bundle path), `NOTIFY_SOCKET`
+  and, with a liveness timeout, `WATCHDOG_USEC` (see lotc/liveness.py).
+* stdin is /dev/null; stdout and stderr go to the process's log files.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from lotc.agent.lifecycle import ProcessEvent
+from lotc.agent.restart import RestartBudget
+from lotc.errors import InvalidRequest
+from lotc.names import validate_name
+from protocol.enums import DesiredState, ProcessState, RestartPolicy
+
+__all__ = ["ProcessInfo", "ProcessRecord", "ProcessSpec", "budget_for"]
+
+logger = logging.getLogger(__name__)
+
+
+def _check_duration(label: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise InvalidRequest(f"{label} must be a number of seconds >= 0, not {value!r}")
+
+
+def _check_cwd(cwd: str) -> None:
+    if cwd.startswith("/") or "\0" in cwd:
+        raise InvalidRequest(f"cwd {cwd!r} must be relative to the bundle")
+    if cwd and posixpath.normpath(cwd).split("/")[0] == "..":
+        raise InvalidRequest(f"cwd {cwd!r} leaves the bundle")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What to run. Times are in seconds. Validated on construction (InvalidRequest)."""
+
+    name: str
+    bundle: str
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = ""  # relative to the bundle directory
+    restart: RestartPolicy = RestartPolicy.ON_FAILURE
+    liveness_timeout: float = 0.0  # 0: no watchdog
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    restart_limit: int = 5  # restarts allowed within restart_window; 0: no limit
+    restart_window: float = 60.0
+    grace: float = 10.0  # terminate: SIGTERM, then SIGKILL after this long
+    stable_after: float = 10.0  # a run this long resets the backoff
+    revision: int = 0  # the server's revision of this spec, echoed in reports
+
+    def __post_init__(self) -> None:
+        validate_name("process", self.name)
+        validate_name("bundle", self.bundle)
+        object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "restart", RestartPolicy(self.restart))
+        if not self.argv or not self.argv[0]:
+            raise InvalidRequest(f"process {self.name!r}: the command line is empty")
+        if not all(isinstance(a, str) and "\0" not in a for a in self.argv):
+            raise InvalidRequest(f"process {self.name!r}: arguments must be text without NUL")
+        for key, value in self.env.items():
+            if not key or "=" in key or "\0" in key or "\0" in str(value):
+                raise InvalidRequest(f"process {self.name!r}: bad environment variable {key!r}")
+        _check_cwd(self.cwd)
+        for label in ("liveness_timeout", "backoff_base", "backoff_cap", "restart_window",
+                      "grace", "stable_after"):
+            _check_duration(label, getattr(self, label))
+        if not isinstance(self.restart_limit, int) or self.restart_limit < 0:
+            raise InvalidRequest(f"restart_limit must be an integer >= 0, "
+                                 f"not {self.restart_limit!r}")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "bundle": self.bundle, "argv": list(self.argv),
+            "env": dict(self.env), "cwd": self.cwd, "restart": self.restart.name,
+            "liveness_timeout": self.liveness_timeout, "backoff_base": self.backoff_base,
+            "backoff_cap": self.backoff_cap, "restart_limit": self.restart_limit,
+            "restart_window": self.restart_window, "grace": self.grace,
+            "stable_after": self.stable_after, "revision": self.revision,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ProcessSpec:
+        values = dict(data)
+        values["restart"] = RestartPolicy[str(values["restart"])]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def budget_for(spec: ProcessSpec) -> RestartBudget:
+    return RestartBudget(spec.restart_limit, spec.restart_window, spec.stable_after)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A snapshot of one process for `ps`, reports and reconciliation."""
+
+    name: str
+    bundle: str
+    state: ProcessState
+    desired: DesiredState
+    pid: int | None
+    exit_code: int | None
+    exit_signal: int | None
+    restarts: int
+    started_at: int  # UTC microseconds of the current (or last) run's start, 0 if none
+    last_liveness: int  # UTC microseconds of the last notify datagram, 0 if none
+    status: str  # last STATUS= text
+    ready: bool  # READY=1 seen during the current run
+    spec: ProcessSpec
+
+
+@dataclass(eq=False)
+class ProcessRecord:
+    """The supervisor's mutable record of one process, across its runs.
+
+    Only the supervisor (supervisor.py, runner.py) mutates it, from the trio
+    thread; everything else sees `info()` snapshots.
+    """
+
+    spec: ProcessSpec
+    notify_address: str  # '@...' abstract socket name, kept across runs and agent restarts
+    budget: RestartBudget
+    state: ProcessState = ProcessState.NONE
+    desired: DesiredState = DesiredState.RUNNING
+    pid: int | None = None
+    create_time: float = 0.0  # psutil create_time of pid: tells our process from a reused pid
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    restarts: int = 0
+    started_at: int = 0
+    started_mono: float = 0.0  # trio clock at spawn, for the stable-run rule
+    last_liveness: int = 0
+    status: str = ""
+    ready: bool = False
+    deadline: float = math.inf  # trio clock time of the next liveness deadline
+    liveness_timeout: float = 0.0  # current run's timeout (WATCHDOG_USEC= may change it)
+    liveness_missed: bool = False  # the current run was killed by the watchdog
+    pending_signals: list[int] = field(default_factory=list)  # asked for before the pid existed
+    changed: trio.Event = field(default_factory=trio.Event)  # set and replaced on every change
+    resumed: trio.Event = field(default_factory=trio.Event)  # set and replaced on resume
+    poke: trio.Event = field(default_factory=trio.Event)  # deadline moved earlier: re-check
+    wake: trio.Event = field(default_factory=trio.Event)  # cuts a backoff delay short
+    runner_done: trio.Event | None = None  # set when the record's runner task has ended
+
+    def notify_changed(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    @staticmethod
+    def _fire(event: trio.Event) -> trio.Event:
+        event.set()
+        return trio.Event()
+
+    def poke_watchdog(self) -> None:
+        self.poke = self._fire(self.poke)
+
+    def fire_resumed(self) -> None:
+        self.resumed = self._fire(self.resumed)
+
+    def wake_backoff(self) -> None:
+        self.wake = self._fire(self.wake)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "spec": self.spec.to_json(), "notify_address": self.notify_address,
+            "state": self.state.name, "desired": self.desired.name, "pid": self.pid,
+            "create_time": self.create_time, "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal, "restarts": self.restarts,
+            "started_at": self.started_at, "status": self.status,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> tuple[ProcessRecord, ProcessState]:
+        """A record in state NONE, and the state it was saved in."""
+        spec = ProcessSpec.from_json(data["spec"])
+        rec = cls(spec=spec, notify_address=str(data["notify_address"]),
+                  budget=budget_for(spec))
+        rec.desired = DesiredState[data["desired"]]
+        rec.pid = data.get("pid")
+        rec.create_time = float(data.get("create_time") or 0.0)
+        rec.exit_code = data.get("exit_code")
+        rec.exit_signal = data.get("exit_signal")
+        rec.restarts = int(data.get("restarts") or 0)
+        rec.started_at = int(data.get("started_at") or 0)
+        rec.status = str(data.get("status") or "")
+        return rec, ProcessState[data["state"]]
+
+    def info(self) -> ProcessInfo:
+        return ProcessInfo(
+            name=self.spec.name, bundle=self.spec.bundle, state=self.state,
+            desired=self.desired, pid=self.pid, exit_code=self.exit_code,
+            exit_signal=self.exit_signal, restarts=self.restarts, started_at=self.started_at,
+            last_liveness=self.last_liveness, status=self.status, ready=self.ready,
+            spec=self.spec,
+        )
+
+    def event(self, old: ProcessState, reason: str, *, time_us: int,
+              with_exit: bool = False) -> ProcessEvent:
+        return ProcessEvent(
+            time_us=time_us, process=self.spec.name, old_state=old, new_state=self.state,
+            reason=reason, exit_code=self.exit_code if with_exit else None,
+            signal=self.exit_signal if with_exit else None,
+        )

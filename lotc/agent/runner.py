@@ -1,0 +1,272 @@
+"""One task per process record: spawn, watch, enforce liveness, decide restarts.
+
+Theory of operation
+-------------------
+`Runner.run(rec, handle)` is started in the supervisor's nursery when a
+record is started (or re-adopted) and lives until the record reaches EXITED
+or FAILED. It owns the record's notify socket (bound for the runner's whole
+life, so every run of the process finds the same NOTIFY_SOCKET) and loops:
+
+    spawn (STARTING -> RUNNING) -> wait for the end, with the watchdog beside
+    -> decide (EXITED / FAILED / BACKOFF) -> wait the backoff -> spawn ...
+
+Commands never wait on the runner to act: they signal the process group
+directly and set `desired`; the runner reads `desired` when the run ends
+(an end the admin asked for is never restarted). Signals asked for while the
+process is STARTING (no pid yet) are queued and delivered the moment the pid
+exists, before the runner yields to anyone: no lost signals.
+
+The watchdog sleeps until the record's deadline; a WATCHDOG=1 datagram only
+moves the deadline later (no wake-up per beat); the watchdog wakes at the old
+deadline, sees the new one and sleeps again. A miss SIGKILLs the group at
+once: a hung program cannot be trusted with a graceful SIGTERM, and the
+restart must follow within milliseconds. While the process is suspended the
+watchdog waits for the resume, which sets a fresh deadline.
+
+Cancellation (the agent shutting down or crashing) leaves the processes
+running: the finally blocks close our sockets and pidfds, nothing else, so a
+new agent can re-adopt them. Every state-file write is shielded for the same
+reason.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from lotc.agent.lifecycle import ProcessEvent
+from lotc.agent.logs import log_path
+from lotc.agent.notify import NotifySocket
+from lotc.agent.process import ProcessRecord
+from lotc.agent.restart import RunOutcome, should_restart
+from lotc.agent.spawn import ChildHandle, signal_group, spawn
+from lotc.errors import LotcError, SpawnFailed
+from protocol.enums import DesiredState, EventKind, ProcessState, StreamKind
+
+__all__ = ["Runner"]
+
+logger = logging.getLogger(__name__)
+
+S = ProcessState
+# Inherited variables that would mislead a child about *its* watchdog.
+_AGENT_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
+class Runner:
+    def __init__(self, *, log_root: Path, resolve_bundle: Callable[[str], Path],
+                 transition: Callable[..., None], save: Callable[[ProcessRecord], object],
+                 emit: Callable[[ProcessEvent], None], clock: Callable[[], int]) -> None:
+        self.log_root = log_root
+        self.resolve_bundle = resolve_bundle
+        self.transition = transition  # (rec, new_state, reason, *, with_exit=False)
+        self.save = save  # async (rec) -> None, shielded by the caller of this class
+        self.emit = emit
+        self.clock = clock
+
+    # ---- the record's whole life -----------------------------------------------------
+    async def run(self, rec: ProcessRecord, handle: ChildHandle | None,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            sock = NotifySocket(rec.notify_address)
+        except OSError as exc:
+            raise SpawnFailed(f"process {rec.spec.name!r}: cannot bind its notify socket "
+                              f"{rec.notify_address}: {exc.strerror}") from None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_notify, rec, sock)
+                await self._loop(rec, handle, task_status)
+                nursery.cancel_scope.cancel()
+        finally:
+            sock.close()
+            if rec.runner_done is not None:
+                rec.runner_done.set()
+
+    async def _loop(self, rec: ProcessRecord, handle: ChildHandle | None,
+                    task_status: trio.TaskStatus[None]) -> None:
+        started = False
+        while True:
+            if handle is None:
+                handle = await self._spawn(rec, raise_error=not started)
+                if handle is None:
+                    return
+            if not started:
+                task_status.started()
+                started = True
+            try:
+                outcome = await self._watch(rec, handle)
+            finally:
+                handle.close()
+            handle = None
+            delay = await self._after_run(rec, outcome)
+            if delay is None or not await self._backoff(rec, delay):
+                return
+
+    # ---- spawning --------------------------------------------------------------------
+    def _environment(self, rec: ProcessRecord, bundle: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _AGENT_ONLY_ENV}
+        env.update(rec.spec.env)
+        env["LOTC_PROCESS"] = rec.spec.name
+        env["LOTC_BUNDLE"] = str(bundle)
+        env["NOTIFY_SOCKET"] = rec.notify_address
+        if rec.spec.liveness_timeout > 0:
+            env["WATCHDOG_USEC"] = str(max(1, round(rec.spec.liveness_timeout * 1e6)))
+        return env
+
+    def _prepare(self, rec: ProcessRecord) -> tuple[Path, dict[str, str], Path, Path]:
+        bundle = self.resolve_bundle(rec.spec.bundle)
+        base = bundle if bundle.is_dir() else bundle.parent
+        cwd = base / rec.spec.cwd if rec.spec.cwd else base
+        logs = self.log_root / rec.spec.name
+        logs.mkdir(parents=True, exist_ok=True)
+        out = log_path(self.log_root, rec.spec.name, StreamKind.STDOUT)
+        err = log_path(self.log_root, rec.spec.name, StreamKind.STDERR)
+        return cwd, self._environment(rec, bundle), out, err
+
+    async def _spawn(self, rec: ProcessRecord, *, raise_error: bool) -> ChildHandle | None:
+        """STARTING -> RUNNING (or STOPPED), or -> FAILED. None on failure unless raise_error."""
+        if rec.desired == DesiredState.STOPPED and rec.state == S.BACKOFF:
+            rec.desired = DesiredState.RUNNING  # the suspension ended with the run it applied to
+        rec.pending_signals.clear()
+        self.transition(rec, S.STARTING, "starting")
+        try:
+            cwd, env, out, err = self._prepare(rec)
+            handle = await trio.to_thread.run_sync(spawn, rec.spec.argv, cwd, env, out, err)
+        except (LotcError, OSError) as exc:
+            message = str(exc) if isinstance(exc, LotcError) else f"cannot start: {exc}"
+            rec.status = message
+            self.transition(rec, S.FAILED, message)
+            await self.save(rec)
+            if raise_error:
+                raise exc if isinstance(exc, LotcError) else SpawnFailed(message) from None
+            return None
+        self._started(rec, handle)
+        await self.save(rec)
+        return handle
+
+    def _started(self, rec: ProcessRecord, handle: ChildHandle) -> None:
+        """Book-keeping of a fresh run, then the queued signals: no await in between."""
+        rec.pid, rec.create_time = handle.pid, handle.create_time
+        rec.started_at, rec.started_mono = self.clock(), trio.current_time()
+        rec.exit_code = rec.exit_signal = None
+        rec.ready, rec.liveness_missed = False, False
+        rec.liveness_timeout = rec.spec.liveness_timeout
+        rec.deadline = rec.started_mono + rec.liveness_timeout if rec.liveness_timeout else math.inf
+        for sig in rec.pending_signals:
+            signal_group(handle.pid, sig)
+        rec.pending_signals.clear()
+        new = S.STOPPED if rec.desired == DesiredState.STOPPED else S.RUNNING
+        self.transition(rec, new, f"spawned pid {handle.pid}")
+
+    # ---- one run ---------------------------------------------------------------------
+    async def _watch(self, rec: ProcessRecord, handle: ChildHandle) -> RunOutcome:
+        async with trio.open_nursery() as nursery:
+            if rec.liveness_timeout > 0:
+                nursery.start_soon(self._watchdog, rec, handle)
+            code, sig = await handle.wait()
+            nursery.cancel_scope.cancel()
+        return RunOutcome(code, sig, requested=rec.desired == DesiredState.EXITED,
+                          liveness_missed=rec.liveness_missed)
+
+    async def _watchdog(self, rec: ProcessRecord, handle: ChildHandle) -> None:
+        while True:
+            if rec.state == S.STOPPED:
+                await rec.resumed.wait()
+                continue
+            if trio.current_time() >= rec.deadline:
+                break
+            with trio.move_on_at(rec.deadline):
+                await rec.poke.wait()
+        late_ms = (trio.current_time() - rec.deadline) * 1e3 if math.isfinite(rec.deadline) else 0
+        rec.liveness_missed = True
+        reason = (f"no liveness beat within {rec.liveness_timeout:g} s "
+                  f"(noticed {late_ms:.1f} ms after the deadline); killing pid {handle.pid}")
+        self.emit(ProcessEvent(self.clock(), rec.spec.name, rec.state, rec.state, reason,
+                               kind=EventKind.LIVENESS_MISSED))
+        signal_group(handle.pid, signal.SIGKILL)
+
+    async def _after_run(self, rec: ProcessRecord, outcome: RunOutcome) -> float | None:
+        """Record the end; the backoff delay before the next run, or None to stop here."""
+        now = trio.current_time()
+        rec.pid = None
+        rec.exit_code, rec.exit_signal = outcome.exit_code, outcome.signal
+        rec.budget.run_ended(now - rec.started_mono)
+        what = outcome.describe()
+        if not should_restart(rec.spec.restart, outcome):
+            why = "on request" if outcome.requested else f"policy {rec.spec.restart.name.lower()}"
+            self.transition(rec, S.EXITED, f"{what} ({why})", with_exit=True)
+            delay = None
+        elif rec.budget.exhausted(now):
+            reason = (f"{what}; {rec.spec.restart_limit} restarts within "
+                      f"{rec.spec.restart_window:g} s: giving up")
+            rec.status = reason
+            self.transition(rec, S.FAILED, reason, with_exit=True)
+            delay = None
+        else:
+            delay = rec.budget.next_delay(rec.spec.backoff_base, rec.spec.backoff_cap)
+            rec.budget.record_restart(now)
+            rec.restarts += 1
+            self.transition(rec, S.BACKOFF, f"{what}; restarting in {delay:g} s", with_exit=True)
+        await self.save(rec)
+        return delay
+
+    async def _backoff(self, rec: ProcessRecord, delay: float) -> bool:
+        """Wait out the delay; False if the admin terminated the process meanwhile."""
+        if delay > 0 and rec.desired != DesiredState.EXITED:
+            with trio.move_on_after(delay):
+                await rec.wake.wait()
+        if rec.desired == DesiredState.EXITED:
+            self.transition(rec, S.EXITED, "terminated during backoff")
+            await self.save(rec)
+            return False
+        return True
+
+    # ---- notify datagrams ------------------------------------------------------------
+    @staticmethod
+    def _from_run(rec: ProcessRecord, sender: int | None) -> bool:
+        """Is the sender part of the current run's session? Gone senders get the benefit
+        of the doubt: a one-shot `python -c` beat has often exited before we read it."""
+        if rec.pid is None:
+            return False
+        if sender is None or sender == rec.pid:
+            return True
+        try:
+            return os.getsid(sender) == rec.pid
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+
+    async def _read_notify(self, rec: ProcessRecord, sock: NotifySocket) -> None:
+        while True:
+            sender, fields = await sock.receive()
+            if self._from_run(rec, sender):
+                self._apply_notify(rec, fields)
+            else:
+                logger.debug("%s: ignored notify from pid %s outside its session",
+                             rec.spec.name, sender)
+
+    def _apply_notify(self, rec: ProcessRecord, fields: dict[str, str]) -> None:
+        if fields.get("READY") == "1":
+            rec.ready = True
+        if "STATUS" in fields:
+            rec.status = fields["STATUS"]
+        if rec.liveness_timeout <= 0:
+            return
+        now = trio.current_time()
+        usec = fields.get("WATCHDOG_USEC", "")
+        if usec.isdigit() and int(usec) > 0:
+            rec.liveness_timeout = int(usec) / 1e6
+            rec.deadline = now + rec.liveness_timeout
+            rec.poke_watchdog()
+        watchdog = fields.get("WATCHDOG")
+        if watchdog == "1":
+            rec.last_liveness = self.clock()
+            rec.deadline = now + rec.liveness_timeout
+        elif watchdog == "trigger":
+            rec.deadline = now
+            rec.poke_watchdog()

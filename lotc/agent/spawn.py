@@ -1,0 +1,142 @@
+"""Starting, watching and signalling one process group (Linux: pidfd, sessions).
+
+Every process is started with `start_new_session=True`: the child calls
+setsid() between fork and exec, so from the moment Popen returns (it returns
+only after the exec succeeded or failed) the process group with id == pid
+exists, and `os.killpg(pid, sig)` reaches the program and all its descendants
+that did not leave the group. Signals asked for before the pid is known are
+queued by the caller and delivered right after spawn (see runner.py): that,
+and the fact that Popen returns only after exec, is why no signal is lost.
+
+The end of a run is watched through a pidfd (`os.pidfd_open`), which works for
+our own children and for processes we re-adopt after an agent restart (which
+are not our children, so their exit status is unknown). When the leader ends,
+what remains of its group is SIGKILLed before the leader is reaped: while the
+zombie exists its pid cannot be reused, so the kill cannot hit a stranger,
+and restarts never pile up orphaned grandchildren.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import trio
+
+from lotc.errors import SpawnFailed
+
+__all__ = ["ChildHandle", "adopt", "signal_group", "spawn"]
+
+logger = logging.getLogger(__name__)
+
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_CREATE_TIME_SLACK = 0.05  # psutil derives create_time from clock ticks + boot time
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to the process group; False if the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        logger.warning("not allowed to signal process group %d", pgid)
+        return False
+    return True
+
+
+@dataclass(eq=False)
+class ChildHandle:
+    """A live process group leader we can wait for, and its pidfd."""
+
+    pid: int
+    pidfd: int
+    create_time: float
+    popen: subprocess.Popen[bytes] | None = None  # None: re-adopted, not our child
+    _closed: bool = field(default=False, repr=False)
+
+    async def wait(self) -> tuple[int | None, int | None]:
+        """Wait for the leader to end; (exit code, signal), both None when unknown."""
+        await trio.lowlevel.wait_readable(self.pidfd)
+        signal_group(self.pid, signal.SIGKILL)  # leftovers of the group, see module doc
+        status = self._reap()
+        if status is None:
+            return None, None
+        return (status, None) if status >= 0 else (None, -status)
+
+    def _reap(self) -> int | None:
+        if self.popen is not None:
+            return self.popen.wait()
+        try:  # a re-adopted process may still be our child (same agent process)
+            pid, raw = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(raw) if pid else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            trio.lowlevel.notify_closing(self.pidfd)
+            os.close(self.pidfd)
+
+
+def _create_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
+          stdout: Path, stderr: Path) -> ChildHandle:
+    """Start `argv` in a new session with output appended to the log files. Blocking.
+
+    Raises SpawnFailed (missing program, not executable, bad cwd...).
+    """
+    out = os.open(stdout, _LOG_FLAGS, 0o640)
+    try:
+        err = os.open(stderr, _LOG_FLAGS, 0o640)
+        try:
+            popen = subprocess.Popen(
+                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else argv[0]
+            raise SpawnFailed(f"cannot start {argv[0]!r}: {where}: {exc.strerror}") from None
+        finally:
+            os.close(err)
+    finally:
+        os.close(out)
+    # Our unreaped child: its pid cannot be reused before we wait for it.
+    pidfd = os.pidfd_open(popen.pid)
+    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen)
+
+
+def adopt(pid: int, create_time: float) -> tuple[ChildHandle, bool] | None:
+    """Take back a group leader left running by an earlier agent. Blocking.
+
+    Returns (handle, suspended), or None if `pid` is gone or is now somebody
+    else (another start time, or not a session leader any more).
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        # Checked after pidfd_open: the pidfd pins this pid to the process we check.
+        same = abs(proc.create_time() - create_time) <= _CREATE_TIME_SLACK
+        if not same or os.getsid(pid) != pid or proc.status() == psutil.STATUS_ZOMBIE:
+            os.close(pidfd)
+            return None
+        suspended = proc.status() == psutil.STATUS_STOPPED
+    except (psutil.Error, OSError):
+        os.close(pidfd)
+        return None
+    return ChildHandle(pid, pidfd, create_time), suspended

@@ -1,0 +1,380 @@
+"""The agent's process supervisor: the async API the network agent drives.
+
+Theory of operation
+-------------------
+`Supervisor.run()` owns a nursery; every process record gets one runner task
+in it (runner.py) for as long as it is alive. Commands (`start`, `stop`,
+`resume`, `terminate`, `kill`, `restart`, `remove`) are checked against the
+lifecycle tables (lifecycle.py), act on the process group at once, record
+the desired state, and persist it (persist.py) before they return. Every
+state change is one `ProcessEvent` passed to `on_event` (a plain callable:
+it must not block; the agent appends to its outbox).
+
+Agent restarts: processes are re-adopted, not restarted. Each process runs
+in its own session with its stdout/stderr opened directly on its log files
+(logs.py), its NOTIFY_SOCKET an abstract socket name saved with its record,
+and its pid saved with its start time. So when the agent goes away (crash,
+upgrade, `systemctl restart`) nothing the process holds breaks: no pipe to
+the agent to get SIGPIPE on, no socket file that vanished. A new supervisor
+over the same state dir finds each pid, checks it is the same process
+(psutil create_time, still its own session leader), takes a pidfd on it and
+binds the same notify name again: the service never noticed. Operators want
+exactly this (a supervisor upgrade must not bounce every service), and
+restarting instead would turn every agent crash into an outage of the node.
+The cost: a re-adopted process is not our child, so when it ends its exit
+status is unknown (the on-failure policy treats unknown as a failure), and
+log rotation is by copy-and-truncate. A process whose pid is gone (or was
+reused) is started again; records that had ended stay ended.
+
+Processes are Linux-only (pidfd, abstract sockets, SO_PASSCRED).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from lotc.agent.lifecycle import ALIVE, ProcessEvent, check_command, check_transition
+from lotc.agent.logs import LogConfig, LogFollower, log_path, rotate_if_needed, tail
+from lotc.agent.notify import new_address
+from lotc.agent.persist import StateFiles
+from lotc.agent.process import ProcessInfo, ProcessRecord, ProcessSpec, budget_for
+from lotc.agent.runner import Runner
+from lotc.agent.spawn import adopt, signal_group
+from lotc.errors import Conflict, InvalidRequest, InvalidState, LotcError, UnknownProcess
+from protocol.enums import Action, DesiredState, ProcessState, StreamKind
+
+__all__ = ["ProcessEvent", "ProcessInfo", "ProcessSpec", "Supervisor", "parse_signal"]
+
+logger = logging.getLogger(__name__)
+
+S = ProcessState
+KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the end before giving up waiting
+
+
+def parse_signal(name: str | int) -> signal.Signals:
+    """'SIGHUP', 'hup', 'HUP' or '1' -> signal.SIGHUP; anything else is InvalidRequest."""
+    text = str(name).strip().upper()
+    try:
+        if text.isdigit():
+            return signal.Signals(int(text))
+        return signal.Signals[text if text.startswith("SIG") else "SIG" + text]
+    except (KeyError, ValueError):
+        raise InvalidRequest(f"unknown signal {name!r}") from None
+
+
+def _utc_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path, resolve_bundle: Callable[[str], Path],
+                 on_event: Callable[[ProcessEvent], None], *,
+                 clock: Callable[[], int] = _utc_us, logs: LogConfig = LogConfig()) -> None:
+        self.state_dir = Path(state_dir)
+        self.log_root = self.state_dir / "logs"
+        self.logs = logs
+        self._resolve = resolve_bundle
+        self._on_event = on_event
+        self._clock = clock
+        self._files = StateFiles(self.state_dir)
+        self._records: dict[str, ProcessRecord] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        self._nursery: trio.Nursery | None = None
+        self._seq = 0
+        self._runner = Runner(log_root=self.log_root, resolve_bundle=resolve_bundle,
+                              transition=self._transition, save=self._save, emit=self._emit,
+                              clock=clock)
+
+    # ---- lifetime --------------------------------------------------------------------
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Restore the saved processes, then serve until cancelled.
+
+        Cancelling leaves the processes running (see the module doc); call
+        `terminate_all()` first for a full stop.
+        """
+        self._files.acquire()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._restore()
+                nursery.start_soon(self._rotate_logs_forever)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self._files.release()
+
+    async def terminate_all(self, grace: float | None = None) -> None:
+        """Terminate every live process, concurrently (for an agent told to stop them)."""
+        async with trio.open_nursery() as nursery:
+            for rec in list(self._records.values()):
+                if rec.state in ALIVE:
+                    nursery.start_soon(self._terminate, rec, grace)
+
+    # ---- queries ---------------------------------------------------------------------
+    def list(self) -> list[ProcessInfo]:
+        return [rec.info() for rec in sorted(self._records.values(), key=lambda r: r.spec.name)]
+
+    def get(self, name: str) -> ProcessInfo:
+        return self._get(name).info()
+
+    def uses_bundle(self, bundle: str) -> list[str]:
+        """Names of live processes (including ones waiting to restart) that run `bundle`."""
+        return sorted(r.spec.name for r in self._records.values()
+                      if r.spec.bundle == bundle and r.state in ALIVE)
+
+    async def wait_state(self, name: str, states: Sequence[ProcessState],
+                         timeout: float) -> ProcessInfo:
+        """Wait until the process is in one of `states` (trio.TooSlowError after timeout)."""
+        with trio.fail_after(timeout):
+            while (rec := self._get(name)).state not in states:
+                await rec.changed.wait()
+        return rec.info()
+
+    # ---- commands --------------------------------------------------------------------
+    async def start(self, spec: ProcessSpec) -> ProcessInfo:
+        """Start a new process (or one that has ended, with this spec). Returns once spawned."""
+        self._resolve(spec.bundle)  # UnknownBundle before anything changes
+        async with self._lock(spec.name):
+            rec = self._records.get(spec.name)
+            if rec is not None and rec.state in ALIVE:
+                raise Conflict(f"process {spec.name!r} already exists and is "
+                               f"{rec.state.name.lower()}; restart or remove it first")
+            if rec is None:
+                rec = ProcessRecord(spec=spec, notify_address=new_address(),
+                                    budget=budget_for(spec))
+                self._records[spec.name] = rec
+            else:
+                check_command(Action.START, spec.name, rec.state)
+                await self._runner_finished(rec)
+                rec.spec, rec.budget = spec, budget_for(spec)
+            rec.desired = DesiredState.RUNNING
+            try:
+                await self._launch(rec)
+            finally:
+                if rec.state == S.NONE:  # never got as far as STARTING: leave no trace
+                    del self._records[spec.name]
+            return rec.info()
+
+    async def stop(self, name: str) -> None:
+        """Suspend the whole process group (SIGSTOP); its watchdog is paused."""
+        rec = self._get(name)
+        check_command(Action.STOP, name, rec.state)
+        rec.desired = DesiredState.STOPPED
+        if self._send(rec, signal.SIGSTOP):
+            self._transition(rec, S.STOPPED, "stopped on request (SIGSTOP)")
+        await self._save(rec)
+
+    async def resume(self, name: str) -> None:
+        """Continue a stopped process group (SIGCONT); its watchdog restarts afresh."""
+        rec = self._get(name)
+        check_command(Action.RESUME, name, rec.state)
+        rec.desired = DesiredState.RUNNING
+        self._send(rec, signal.SIGCONT)
+        if rec.liveness_timeout > 0:
+            rec.deadline = trio.current_time() + rec.liveness_timeout
+        self._transition(rec, S.RUNNING, "resumed on request (SIGCONT)")
+        rec.fire_resumed()
+        await self._save(rec)
+
+    async def terminate(self, name: str, grace: float | None = None) -> ProcessInfo:
+        """SIGTERM to the group, SIGKILL after `grace` (default: the spec's). Returns once
+        the process has ended."""
+        rec = self._get(name)
+        check_command(Action.TERMINATE, name, rec.state)
+        await self._terminate(rec, grace)
+        return rec.info()
+
+    async def kill(self, name: str, signal_name: str | int = "SIGKILL") -> None:
+        """Send any signal to the group. SIGKILL also means "stay down" (desired EXITED);
+        other signals are only delivered, and if one ends the process its policy decides."""
+        sig = parse_signal(signal_name)
+        rec = self._get(name)
+        check_command(Action.KILL, name, rec.state)
+        if sig == signal.SIGKILL:
+            rec.desired = DesiredState.EXITED
+        self._send(rec, sig)
+        await self._save(rec)
+
+    async def restart(self, name: str) -> ProcessInfo:
+        """Terminate if alive, forget the crash history, start again. Returns once spawned."""
+        async with self._lock(name):
+            rec = self._get(name)
+            check_command(Action.RESTART, name, rec.state)
+            if rec.state in ALIVE:
+                await self._terminate(rec, None)
+            await self._runner_finished(rec)
+            rec.budget.reset()
+            rec.desired = DesiredState.RUNNING
+            await self._launch(rec)
+            return rec.info()
+
+    async def remove(self, name: str) -> None:
+        """Terminate if alive and forget the process (its log files are kept)."""
+        async with self._lock(name):
+            rec = self._get(name)
+            if rec.state in ALIVE:
+                await self._terminate(rec, None)
+            await self._runner_finished(rec)
+            del self._records[name]
+            seq = self._next_seq()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._files.delete, name, seq)
+
+    # ---- logs ------------------------------------------------------------------------
+    async def tail_logs(self, name: str, lines: int = 100,
+                        stream: StreamKind = StreamKind.STDOUT) -> list[str]:
+        """The last `lines` lines of one stream, reaching into rotated files if needed."""
+        self._get(name)
+        if lines < 0:
+            raise InvalidRequest("lines must be >= 0")
+        path = log_path(self.log_root, name, StreamKind(stream))
+        return await trio.to_thread.run_sync(tail, path, lines, self.logs.backups)
+
+    async def follow_logs(self, name: str, streams: Sequence[StreamKind] = tuple(StreamKind),
+                          ) -> AsyncIterator[tuple[StreamKind, list[str]]]:
+        """Batches of new lines as they are written, until the caller stops iterating or
+        the process is removed. Polls every `LogConfig.follow_interval`."""
+        self._get(name)
+        followers = {s: LogFollower(log_path(self.log_root, name, s)) for s in streams}
+        while name in self._records:
+            await trio.sleep(self.logs.follow_interval)
+            for stream, follower in followers.items():
+                if batch := follower.poll():
+                    yield stream, batch
+
+    # ---- internals -------------------------------------------------------------------
+    def _get(self, name: str) -> ProcessRecord:
+        try:
+            return self._records[name]
+        except KeyError:
+            raise UnknownProcess(f"no process named {name!r}") from None
+
+    def _lock(self, name: str) -> trio.Lock:
+        return self._locks.setdefault(name, trio.Lock())
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _emit(self, event: ProcessEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # a broken listener must not take the supervisor down
+            logger.exception("on_event failed for %s", event)
+
+    def _transition(self, rec: ProcessRecord, new: ProcessState, reason: str, *,
+                    with_exit: bool = False) -> None:
+        old = rec.state
+        check_transition(old, new)
+        rec.state = new
+        rec.notify_changed()
+        logger.info("process %s: %s -> %s: %s", rec.spec.name, old.name, new.name, reason)
+        self._emit(rec.event(old, reason, time_us=self._clock(), with_exit=with_exit))
+
+    async def _save(self, rec: ProcessRecord) -> None:
+        seq, data = self._next_seq(), rec.to_json()
+        with trio.CancelScope(shield=True):  # a half-recorded spawn would orphan a process
+            await trio.to_thread.run_sync(self._files.save, rec.spec.name, seq, data)
+
+    def _send(self, rec: ProcessRecord, sig: int) -> bool:
+        """Signal the group now, or queue it if the pid does not exist yet. False if the
+        process has no live group (ended, or in backoff)."""
+        if rec.pid is not None:
+            signal_group(rec.pid, sig)
+            return True
+        if rec.state == S.STARTING:
+            rec.pending_signals.append(sig)
+        return False
+
+    async def _terminate(self, rec: ProcessRecord, grace: float | None) -> None:
+        rec.desired = DesiredState.EXITED
+        await self._save(rec)
+        if rec.state == S.BACKOFF:
+            rec.wake_backoff()
+        self._send(rec, signal.SIGTERM)
+        self._send(rec, signal.SIGCONT)  # a suspended process must run to act on SIGTERM
+        with trio.move_on_after(rec.spec.grace if grace is None else grace):
+            await self._until_ended(rec)
+        if rec.state in ALIVE:
+            self._send(rec, signal.SIGKILL)
+            with trio.move_on_after(KILL_WAIT):
+                await self._until_ended(rec)
+
+    @staticmethod
+    async def _until_ended(rec: ProcessRecord) -> None:
+        while rec.state in ALIVE:
+            await rec.changed.wait()
+
+    @staticmethod
+    async def _runner_finished(rec: ProcessRecord) -> None:
+        if rec.runner_done is not None:
+            await rec.runner_done.wait()
+
+    async def _launch(self, rec: ProcessRecord, handle: object = None) -> None:
+        if self._nursery is None:
+            raise InvalidState("the supervisor is not running")
+        rec.runner_done = trio.Event()
+        with trio.CancelScope(shield=True):  # spawning takes milliseconds; never half-done
+            await self._nursery.start(self._runner.run, rec, handle)
+
+    # ---- agent restart and housekeeping ----------------------------------------------
+    async def _restore(self) -> None:
+        records = await trio.to_thread.run_sync(self._files.load_all)
+        for data in records:
+            try:
+                rec, saved_state = ProcessRecord.from_json(data)
+            except (KeyError, TypeError, ValueError, LotcError) as exc:
+                logger.error("ignoring a process record that cannot be read: %s", exc)
+                continue
+            self._records[rec.spec.name] = rec
+            if saved_state in ALIVE:
+                await self._revive(rec)
+            else:
+                rec.state = saved_state  # loaded as left: not a change, no event
+
+    async def _revive(self, rec: ProcessRecord) -> None:
+        """Re-adopt the saved pid if it is still the same process, else start again."""
+        adopted = None
+        if rec.pid:
+            adopted = await trio.to_thread.run_sync(adopt, rec.pid, rec.create_time)
+        if adopted is None:
+            why = f"pid {rec.pid} had ended" if rec.pid else "it was not running"
+            logger.info("process %s: starting again after an agent restart (%s)",
+                        rec.spec.name, why)
+            rec.pid = None
+            try:
+                await self._launch(rec)
+            except LotcError as exc:  # recorded as FAILED by the runner
+                logger.error("process %s could not be started again: %s", rec.spec.name, exc)
+            return
+        handle, suspended = adopted
+        rec.liveness_timeout = rec.spec.liveness_timeout
+        rec.started_mono = trio.current_time()
+        if rec.liveness_timeout > 0:
+            rec.deadline = rec.started_mono + rec.liveness_timeout
+        new = S.STOPPED if suspended else S.RUNNING
+        rec.desired = DesiredState.STOPPED if suspended else DesiredState.RUNNING
+        self._transition(rec, new, f"re-adopted pid {rec.pid} after an agent restart")
+        await self._launch(rec, handle)
+
+    async def _rotate_logs_forever(self) -> None:
+        while True:
+            await trio.sleep(self.logs.check_interval)
+            paths = [log_path(self.log_root, rec.spec.name, stream)
+                     for rec in self._records.values() if rec.state in ALIVE
+                     for stream in StreamKind]
+            await trio.to_thread.run_sync(self._rotate_all, paths)
+
+    def _rotate_all(self, paths: list[Path]) -> None:
+        for path in paths:
+            try:
+                rotate_if_needed(path, self.logs)
+            except OSError as exc:  # a full disk must not stop the supervisor
+                logger.error("cannot rotate %s: %s", path, exc)
