@@ -9,6 +9,7 @@ no, or an agent did), 2 a usage error or no connection.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import sys
 from collections.abc import Iterable
@@ -135,12 +136,19 @@ async def run_script(registry: Registry, invocations: list[Invocation],
 
 
 def describe_connect_error(exc: BaseException) -> str:
+    # trio.open_tcp_stream says "all attempts failed" and keeps each attempt's reason
+    # in a group as the cause; the first one is what the user needs to hear
+    cause = exc.__cause__
+    if isinstance(exc, OSError) and isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        exc = cause.exceptions[0]
     if isinstance(exc, trio.TooSlowError):
         return "no answer in time"
     if isinstance(exc, (PeerClosed, trio.BrokenResourceError)):
         return "the server closed the connection"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running, and is this its admin port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc)
