@@ -26,17 +26,12 @@ _REWORDED = (("the following arguments are required", "missing"),
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
-def split_commands(text: str) -> list[str]:
-    """Split `a; b 'c;d'; e` on semicolons outside quotes; blank commands are dropped.
-
-    Quotes and backslashes are kept in the pieces, so each piece is then
-    tokenized by `words` exactly as if it had been typed alone.
-    """
-    pieces: list[str] = []
-    current: list[str] = []
+def _unquoted(text: str, wanted: str) -> tuple[list[int], str | None]:
+    """Indexes of `wanted` characters outside quotes and escapes, and the quote left open."""
+    found: list[int] = []
     quote: str | None = None
     escaped = False
-    for char in text:
+    for index, char in enumerate(text):
         if escaped:
             escaped = False
         elif char == "\\" and quote != "'":
@@ -46,15 +41,35 @@ def split_commands(text: str) -> list[str]:
                 quote = None
         elif char in "'\"":
             quote = char
-        elif char == ";":
-            pieces.append("".join(current))
-            current = []
-            continue
-        current.append(char)
+        elif char in wanted:
+            found.append(index)
+    return found, quote
+
+
+def split_commands(text: str) -> list[str]:
+    """Split `a; b 'c;d'; e` on semicolons outside quotes; blank commands are dropped.
+
+    Quotes and backslashes are kept in the pieces, so each piece is then
+    tokenized by `words` exactly as if it had been typed alone.
+    """
+    cuts, quote = _unquoted(text, ";")
     if quote is not None:
         raise UsageError(f"unterminated {quote} quote in {text!r}")
-    pieces.append("".join(current))
-    return [piece.strip() for piece in pieces if piece.strip()]
+    bounds = zip([-1, *cuts], [*cuts, len(text)], strict=True)
+    pieces = (text[start + 1:end].strip() for start, end in bounds)
+    return [piece for piece in pieces if piece]
+
+
+def strip_comment(line: str) -> str:
+    """Drop a `# comment`: a '#' outside quotes that starts a word, as in the shell.
+
+    A '#' inside a word (`--env COLOR=#fff`) or in quotes is kept.
+    """
+    hashes, _ = _unquoted(line, "#")
+    for index in hashes:
+        if index == 0 or line[index - 1].isspace():
+            return line[:index].rstrip()
+    return line
 
 
 def words(line: str) -> list[str]:

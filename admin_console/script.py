@@ -22,7 +22,7 @@ import trio
 from admin_console.client import AdminClient
 from admin_console.commands.base import Context
 from admin_console.errors import ConsoleError, UsageError
-from admin_console.parsing import split_commands
+from admin_console.parsing import split_commands, strip_comment
 from admin_console.registry import Invocation, Outcome, Registry, parse_line, run_invocation
 from lotc.errors import LotcError
 from lotc.net.address import Address
@@ -61,11 +61,11 @@ def lines_of_command_string(text: str) -> list[tuple[str, str]]:
 
 
 def lines_of_script(text: str, name: str) -> list[tuple[str, str]]:
-    """A script: one command per line (or several split by ';'); '#' starts a comment line."""
+    """A script: one command per line (or several split by ';'); '#' starts a comment."""
     found: list[tuple[str, str]] = []
     for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
+        stripped = strip_comment(raw).strip()
+        if not stripped:
             continue
         found.extend((f"{name}:{number}", line) for line in split_commands(stripped))
     return found

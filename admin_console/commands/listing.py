@@ -56,7 +56,8 @@ class ListCommand(Command):
     reply_field: str
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent", nargs="?", default="all")
+        # empty pattern: every agent, and an empty table (not an error) when there are none
+        parser.add_argument("agent", nargs="?", default="")
 
     def parse(self, argv: Sequence[str]) -> Any:
         args: argparse.Namespace = self.parser.parse(argv)
@@ -83,7 +84,7 @@ class ListCommand(Command):
 class AgentsCommand(ListCommand):
     """List agents: online or not, where, version, clock and process count.
 
-    AGENT is a name, a glob (web-*) or all (the default).
+    AGENT is a name, a glob (web-*) or all; without it, every agent.
 
     Examples:
       agents

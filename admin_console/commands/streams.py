@@ -112,7 +112,7 @@ class LogsCommand(Command):
     def render(self, result: Collected, json: bool) -> str:
         if json and not result.follow:
             return dumps({"logs": result.items})
-        return "no log lines" if not json and result.count == 0 else ""
+        return "no log lines" if not (json or result.follow or result.count) else ""
 
 
 def log_text(item: LogLines) -> str:
@@ -147,7 +147,7 @@ class EventsCommand(Command):
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent", nargs="?", default="all")
+        parser.add_argument("agent", nargs="?", default="")  # every agent
         parser.add_argument("--since", type=parse_duration)
         parser.add_argument("-n", "--limit", type=int, default=DEFAULT_EVENTS)
         parser.add_argument("-f", "--follow", action="store_true")
@@ -167,7 +167,7 @@ class EventsCommand(Command):
     def render(self, result: Collected, json: bool) -> str:
         if json and not result.follow:
             return dumps({"events": result.items})
-        return "no events" if not json and result.count == 0 else ""
+        return "no events" if not (json or result.follow or result.count) else ""
 
 
 def event_text(event: Event) -> str:

@@ -10,8 +10,15 @@ from admin_console.commands.stats import StatsArgs
 from admin_console.commands.streams import EventsArgs
 from admin_console.commands.transfer import UploadArgs
 from admin_console.errors import UsageError
-from admin_console.parsing import parse_duration, signal_name, split_commands, words
+from admin_console.parsing import (
+    parse_duration,
+    signal_name,
+    split_commands,
+    strip_comment,
+    words,
+)
 from admin_console.registry import parse_line
+from admin_console.script import lines_of_script, plan
 from protocol.enums import RestartPolicy, Role
 from protocol.messages import (
     BundleRemove,
@@ -111,10 +118,10 @@ def test_signal_names(text: str, name: str) -> None:
 
 
 def test_list_commands() -> None:
-    assert parsed("agents") == ListAgents(pattern="all")
+    assert parsed("agents") == ListAgents(pattern="")
     assert parsed("agents web-*") == ListAgents(pattern="web-*")
     assert parsed("ps node-1") == ListProcesses(pattern="node-1")
-    assert parsed("bundles") == ListBundles(pattern="all")
+    assert parsed("bundles") == ListBundles(pattern="")
 
 
 def test_upload_and_remove() -> None:
@@ -161,7 +168,7 @@ def test_stats_logs_events() -> None:
     assert parsed("logs n1 web") == QueryLogs(target="n1", process="web", lines=20, follow=False)
     assert parsed("logs all web -n 5 -f") == QueryLogs(target="all", process="web", lines=5,
                                                        follow=True)
-    assert parsed("events") == EventsArgs("all", None, 20, False)
+    assert parsed("events") == EventsArgs("", None, 20, False)
     assert parsed("events node-* --since 10m -n 3 -f") == EventsArgs("node-*", 600.0, 3, True)
 
 
@@ -228,3 +235,23 @@ def test_options_are_listed_for_completion() -> None:
     assert "--restart" in REGISTRY.get("start").options()
     assert "--signal" in REGISTRY.get("kill").options()
     assert REGISTRY.get("logs").arguments == ("agent", "process")
+
+
+@pytest.mark.parametrize(("line", "kept"), [
+    ("ps  # all of them", "ps"),
+    ("# only a comment", ""),
+    ("start all w --env C=#fff -- x", "start all w --env C=#fff -- x"),
+    ("start all w -- echo '# not a comment'", "start all w -- echo '# not a comment'"),
+    (r"start all w -- echo \# x", r"start all w -- echo \# x"),
+])
+def test_strip_comment(line: str, kept: str) -> None:
+    assert strip_comment(line) == kept
+
+
+def test_script_lines() -> None:
+    text = "# setup\nagents\n\n  ps node-1  # which\nstop a p; resume a p\n"
+    assert lines_of_script(text, "s.lotc") == [
+        ("s.lotc:2", "agents"), ("s.lotc:4", "ps node-1"), ("s.lotc:5", "stop a p"),
+        ("s.lotc:5", "resume a p")]
+    with pytest.raises(UsageError, match=r"s.lotc:2 \('ps a b'\): unexpected words: b"):
+        plan(REGISTRY, lines_of_script("agents\nps a b\n", "s.lotc"))
