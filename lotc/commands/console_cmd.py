@@ -13,6 +13,7 @@ import trio
 from admin_console.commands import build_registry
 from admin_console.errors import UsageError
 from admin_console.script import (
+    EXIT_FAILED,
     EXIT_USAGE,
     PROG,
     Connection,
@@ -117,5 +118,10 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return trio.run(functools.partial(run_script, registry, invocations, connection,
-                                      json=args.json))
+    try:
+        return trio.run(functools.partial(run_script, registry, invocations, connection,
+                                          json=args.json))
+    except BrokenPipeError:
+        # the reader went away (`... | head`): stop quietly, like any Unix filter
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
