@@ -77,26 +77,24 @@ class Runner:
             raise SpawnFailed(f"process {rec.spec.name!r}: cannot bind its notify socket "
                               f"{rec.notify_address}: {exc.strerror}") from None
         try:
+            if handle is None:  # the first spawn, before started(): its error is the caller's
+                handle = await self._spawn(rec, raise_error=True)
+            task_status.started()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_notify, rec, sock)
-                await self._loop(rec, handle, task_status)
+                nursery.start_soon(self._read_notify, rec, sock)  # datagrams wait in the socket
+                await self._loop(rec, handle)
                 nursery.cancel_scope.cancel()
         finally:
             sock.close()
             if rec.runner_done is not None:
                 rec.runner_done.set()
 
-    async def _loop(self, rec: ProcessRecord, handle: ChildHandle | None,
-                    task_status: trio.TaskStatus[None]) -> None:
-        started = False
+    async def _loop(self, rec: ProcessRecord, handle: ChildHandle | None) -> None:
         while True:
             if handle is None:
-                handle = await self._spawn(rec, raise_error=not started)
+                handle = await self._spawn(rec, raise_error=False)
                 if handle is None:
                     return
-            if not started:
-                task_status.started()
-                started = True
             try:
                 outcome = await self._watch(rec, handle)
             finally:
