@@ -270,7 +270,8 @@ class Lines(io.StringIO):
 
     def write(self, text: str) -> int:
         written = super().write(text)
-        if self.getvalue().count("\n") >= self.wanted:
+        if self.wanted and self.getvalue().count("\n") >= self.wanted:
+            self.wanted = 0  # once: a second SIGINT would find no receiver
             self.on_enough()
         return written
 
