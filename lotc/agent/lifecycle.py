@@ -99,6 +99,9 @@ def state_name(state: ProcessState) -> str:
     return state.name.lower()
 
 
+_AS_WORDS = {S.BACKOFF: "waiting to restart (backoff)", S.NONE: "not started"}
+
+
 def check_transition(old: ProcessState, new: ProcessState) -> str:
     """Return the description of old -> new, or raise InternalError if it is not allowed."""
     try:
@@ -113,7 +116,8 @@ def check_command(action: Action, name: str, state: ProcessState) -> None:
     """Raise InvalidState in plain words if `action` is not accepted in `state`."""
     if state not in COMMANDS[action]:
         raise InvalidState(
-            f"cannot {action.name.lower()} process {name!r}: it is {state_name(state)}; "
+            f"cannot {action.name.lower()} process {name!r}: "
+            f"it is {_AS_WORDS.get(state, state_name(state))}; "
             f"{_HINTS[action]}"
         )
 

@@ -253,17 +253,18 @@ class Runner:
             rec.ready = True
         if "STATUS" in fields:
             rec.status = fields["STATUS"]
+        watchdog = fields.get("WATCHDOG")
+        if watchdog == "1":
+            rec.last_liveness = self.clock()
         if rec.liveness_timeout <= 0:
-            return
+            return  # like systemd: WATCHDOG_USEC= and trigger need a configured watchdog
         now = trio.current_time()
         usec = fields.get("WATCHDOG_USEC", "")
         if usec.isdigit() and int(usec) > 0:
             rec.liveness_timeout = int(usec) / 1e6
             rec.deadline = now + rec.liveness_timeout
             rec.poke_watchdog()
-        watchdog = fields.get("WATCHDOG")
         if watchdog == "1":
-            rec.last_liveness = self.clock()
             rec.deadline = now + rec.liveness_timeout
         elif watchdog == "trigger":
             rec.deadline = now

@@ -1,0 +1,141 @@
+"""The supervisor's state on disk, and agent restarts with live processes re-adopted."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+
+from lotc.agent.lifecycle import ProcessEvent
+from lotc.agent.persist import StateFiles
+from lotc.agent.supervisor import ProcessSpec, Supervisor
+from lotc.errors import Conflict
+from protocol.enums import DesiredState, ProcessState as S, RestartPolicy
+from tests.agent_helpers import (PY, alive, bundle, kill_leftovers, make_supervisor,  # noqa
+                                 proc_state, wait_until)
+from tests.unit.test_liveness import BEATER
+
+
+def test_state_files_round_trip_and_ordering(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
+    files.acquire()
+    try:
+        files.save("a", 2, {"x": 2})
+        files.save("a", 1, {"x": 1})  # an older write finishing late is dropped
+        files.save("b", 3, {"x": 3})
+        files.delete("b", 4)
+        files.save("b", 3, {"x": "stale"})  # cannot resurrect a removed record
+        (files.root / "broken.json").write_text("{not json")
+        (files.root / ".a.json.tmp").write_text("half")
+        assert files.load_all() == [{"version": 1, "x": 2}]
+        assert not (files.root / ".a.json.tmp").exists()
+        with pytest.raises(Conflict, match="another supervisor"):
+            StateFiles(tmp_path).acquire()
+    finally:
+        files.release()
+    StateFiles(tmp_path).acquire()  # free again
+
+
+def test_spec_json_round_trip() -> None:
+    spec = ProcessSpec("p", "b", ["a", "b c"], env={"K": "V"}, cwd="sub",
+                       restart=RestartPolicy.ALWAYS, liveness_timeout=1.5, revision=7)
+    assert ProcessSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+async def _crash_after(state: Path, bundle: Path, events: list[ProcessEvent],
+                       setup: object) -> None:
+    """Run a supervisor, do `setup(sup)`, then cancel it like an agent crash."""
+    sup = make_supervisor(state, bundle, events)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await setup(sup)  # type: ignore[operator]
+        nursery.cancel_scope.cancel()
+
+
+async def test_agent_restart_readopts_live_processes(tmp_path: Path, bundle: Path) -> None:
+    (bundle / "beater.py").write_text(BEATER)
+    state = tmp_path / "state"
+    pids: dict[str, int] = {}
+
+    async def setup(sup: Supervisor) -> None:
+        beater = await sup.start(ProcessSpec("beater", "b", [PY, "beater.py"],
+                                             liveness_timeout=0.3))
+        nap = await sup.start(ProcessSpec("nap", "b", ["/bin/sleep", "60"]))
+        dies = await sup.start(ProcessSpec("dies", "b", ["/bin/sleep", "60"]))
+        await sup.start(ProcessSpec("done", "b", ["/bin/true"], restart=RestartPolicy.NEVER))
+        await sup.wait_state("done", [S.EXITED], timeout=5)
+        await sup.stop("nap")
+        await wait_until(lambda: sup.get("beater").ready)
+        pids.update(beater=beater.pid, nap=nap.pid, dies=dies.pid)  # type: ignore[arg-type]
+
+    await _crash_after(state, bundle, [], setup)
+    try:
+        assert alive(pids["beater"]) and proc_state(pids["nap"]) == "T"  # the crash kept them
+        os.kill(pids["dies"], signal.SIGKILL)  # ... and one ends while no agent watches
+        await wait_until(lambda: not alive(pids["dies"]))
+        events: list[ProcessEvent] = []
+        sup = make_supervisor(state, bundle, events)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            try:
+                await _check_readopted(sup, events, pids)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await sup.terminate_all(grace=1)
+                kill_leftovers(sup)
+                nursery.cancel_scope.cancel()
+    finally:
+        for pid in pids.values():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+async def _check_readopted(sup: Supervisor, events: list[ProcessEvent],
+                           pids: dict[str, int]) -> None:
+    info = {i.name: i for i in sup.list()}
+    assert info["beater"].state == S.RUNNING and info["beater"].pid == pids["beater"]
+    assert info["nap"].state == S.STOPPED and info["nap"].pid == pids["nap"]
+    assert info["nap"].desired == DesiredState.STOPPED
+    assert info["dies"].state == S.RUNNING and info["dies"].pid != pids["dies"]
+    assert info["done"].state == S.EXITED
+    assert [(e.process, e.old_state, e.new_state) for e in events
+            if e.old_state == S.NONE] == [
+        ("beater", S.NONE, S.RUNNING), ("dies", S.NONE, S.STARTING), ("nap", S.NONE, S.STOPPED)]
+    # The re-adopted process's beats still reach the new agent: no liveness miss.
+    await trio.sleep(0.9)  # three liveness timeouts
+    assert sup.get("beater").pid == pids["beater"] and sup.get("beater").restarts == 0
+    # Commands work on adopted processes, and their end is noticed.
+    await sup.resume("nap")
+    await wait_until(lambda: proc_state(pids["nap"]) not in ("T", None))
+    done = await sup.terminate("beater")
+    assert done.state == S.EXITED and not alive(pids["beater"])
+
+
+async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path) -> None:
+    state = tmp_path / "state"
+
+    async def setup(sup: Supervisor) -> None:
+        await sup.start(ProcessSpec("p", "b", ["/bin/sleep", "60"]))
+
+    await _crash_after(state, bundle, [], setup)
+    record_path = state / "processes/p.json"
+    record = json.loads(record_path.read_text())
+    old_pid = record["pid"]
+    record["create_time"] -= 1000  # as if pid had been reused by another process
+    record_path.write_text(json.dumps(record))
+    sup = make_supervisor(state, bundle, [])
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            assert sup.get("p").pid != old_pid and sup.get("p").state == S.RUNNING
+            with trio.CancelScope(shield=True):
+                await sup.terminate_all(grace=1)
+            nursery.cancel_scope.cancel()
+    finally:
+        os.killpg(old_pid, signal.SIGKILL)
+        kill_leftovers(sup)
