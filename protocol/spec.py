@@ -48,7 +48,6 @@ from construct import (
     Int8ub,
     Int16sb,
     Int16ub,
-    Int32sb,
     Int32ub,
     Int64sb,
     Int64ub,

@@ -84,6 +84,15 @@ class Node:
         return self.size is not None
 
     @property
+    def min_size(self) -> int:
+        """Fewest bytes this field can take: its size, or its prefix and fixed parts."""
+        if self.size is not None:
+            return self.size
+        if self.kind in PREFIXED_KINDS:
+            return struct.calcsize(">" + self.fmt)
+        return sum(child.min_size for child in self.fields)
+
+    @property
     def wire_type(self) -> str:
         """Short human name of the wire type, e.g. `u32`, `str16`, `array16<Str>`."""
         return _wire_type(self)

@@ -1,0 +1,235 @@
+"""Frames to bytes and bytes to frames, sans I/O (in the manner of h11).
+
+Theory of operation
+-------------------
+`encode(body, request_id, more)` returns the bytes of one frame. `FrameDecoder`
+is fed whatever the transport delivered and returns the complete frames so
+far, keeping any partial frame; how the stream was split does not matter.
+
+The work is done by protocol/_fastcodec.py, generated from the spec by
+protocol/fastgen.py. construct's own interpreted parser and builder stay
+available as `decode_reference` / `encode_reference` (protocol/reference.py);
+tests/unit/test_fastpath.py proves with hypothesis that both give identical
+bytes and values and that the fast path rejects whatever construct rejects.
+
+Errors
+------
+Decoding raises only `ProtocolError`, with one of the codes BAD_MAGIC,
+UNSUPPORTED_VERSION, UNKNOWN_MESSAGE_TYPE, OVERSIZE_FRAME (decided from the
+header, so the body of an oversize frame is never buffered: the decoder holds at
+most HEADER_SIZE + max_body bytes), MALFORMED_BODY (truncated field, bad UTF-8,
+enum value outside its enum, bool byte other than 0 or 1) and TRAILING_BYTES
+(body longer than its fields). Unknown header flag bits are ignored, as
+construct's FlagsEnum does, so that flags can be added later. After an error the
+decoder is poisoned: every later `feed` raises again, because the stream can no
+longer be resynchronised and the connection is going to be closed. Frames that
+arrived in the same `feed` before the bad one are dropped with it.
+
+Encoding raises `EncodeError` (a `ProtocolError` with code MALFORMED_BODY that is
+also a `ValueError`) for a value the wire cannot carry: a string longer than its
+length prefix allows, an integer out of range, a value outside its enum, a
+fixed-size bytes field of the wrong length, a wrong type. Nothing is truncated
+or wrapped silently.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn, cast
+
+from protocol import _fastcodec
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import Message
+from protocol.spec import DEFAULT_MAX_BODY, HEADER_SIZE, MAGIC, VERSION, FrameFlag, MessageType
+
+__all__ = [
+    "EncodeError", "Frame", "FrameDecoder", "Message", "ProtocolError", "decode_body",
+    "decode_reference", "encode", "encode_reference",
+]
+
+
+class EncodeError(ProtocolError, ValueError):
+    """A message value that the wire format cannot carry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.MALFORMED_BODY)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame: the body and the header fields callers need."""
+
+    body: Message
+    request_id: int = 0
+    more: bool = False  # header flag MORE: further frames of this reply follow
+
+
+class _FrameTwin:
+    """Builds a Frame without the frozen dataclass's per-field object.__setattr__."""
+
+    __slots__ = Frame.__slots__
+
+    def __init__(self, body: Message, request_id: int, more: bool) -> None:
+        self.body = body
+        self.request_id = request_id
+        self.more = more
+        self.__class__ = Frame  # type: ignore[assignment]
+
+
+_new_frame = cast("Callable[[Message, int, bool], Frame]", _FrameTwin)
+
+
+_MORE = int(FrameFlag.MORE)
+_unpack_header = struct.Struct(">2sBBHII").unpack_from
+_Decoder = Callable[[bytes, int, int], Message]
+_ENCODERS = cast("dict[type, Callable[[Message, int, int], bytes]]", _fastcodec.ENCODERS)
+# Indexed by the header's type byte: a tuple lookup, with None for unknown types.
+_DECODERS: tuple[_Decoder | None, ...] = tuple(_fastcodec.DECODERS.get(value) for value in range(256))
+# What a generated decoder can raise on bad input besides ProtocolError itself.
+_BODY_ERRORS = (struct.error, UnicodeDecodeError, LookupError, ValueError)
+_ENCODE_ERRORS = (struct.error, TypeError, AttributeError, LookupError, ValueError, OverflowError)
+
+
+def encode(body: Message, request_id: int = 0, more: bool = False) -> bytes:
+    """The bytes of one frame carrying `body`; raises EncodeError for unencodable values."""
+    try:
+        return _ENCODERS[body.__class__](body, request_id, _MORE if more else 0)
+    except _ENCODE_ERRORS as exc:
+        raise _encode_error(body, exc) from exc
+
+
+def _encode_error(body: object, exc: Exception) -> EncodeError:
+    if body.__class__ not in _ENCODERS:
+        return EncodeError(f"not a LOTC message: {body.__class__.__name__}")
+    return EncodeError(f"cannot encode {body.__class__.__name__}: {exc}")
+
+
+def decode_body(message_type: int, body: bytes) -> Message:
+    """Decode one body of the given type; raises ProtocolError."""
+    decoder = _DECODERS[message_type] if 0 <= message_type < 256 else None
+    if decoder is None:
+        raise ProtocolError(f"unknown message type {message_type}", ErrorCode.UNKNOWN_MESSAGE_TYPE)
+    try:
+        return decoder(body, 0, len(body))
+    except _BODY_ERRORS as exc:
+        raise _malformed(message_type, exc) from exc
+
+
+def _malformed(message_type: int, exc: Exception) -> ProtocolError:
+    name = MessageType(message_type).name
+    return ProtocolError(f"malformed {name} body: {exc}", ErrorCode.MALFORMED_BODY)
+
+
+class FrameDecoder:
+    """Incremental frame decoder: `feed(bytes) -> [Frame]`; see the module docstring."""
+
+    __slots__ = ("_buf", "_failed", "max_body")
+
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+        if not 0 <= max_body <= 0xFFFFFFFF:
+            raise ValueError(f"max_body must fit the 32-bit length field, got {max_body}")
+        self.max_body = max_body
+        self._buf = bytearray()  # at most one partial frame, between feeds
+        self._failed: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: the start of a frame not yet complete."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Frames completed by `data`, in order; raises ProtocolError (see the module doc)."""
+        if self._buf or self._failed is not None or data.__class__ is not bytes:
+            return self._feed_buffered(data)
+        # Common case, inlined for speed: whole frames parsed straight from `data`, no copy.
+        frames: list[Frame] = []
+        pos, size = 0, len(data)
+        try:
+            while size - pos >= HEADER_SIZE:
+                magic, version, message_type, flags, request_id, length = _unpack_header(data, pos)
+                decoder = _DECODERS[message_type]
+                if magic != MAGIC or version != VERSION or decoder is None or length > self.max_body:
+                    raise _header_error(magic, version, message_type, length, self.max_body)
+                end = pos + HEADER_SIZE + length
+                if end > size:
+                    break
+                frames.append(_new_frame(decoder(data, pos + HEADER_SIZE, end), request_id,
+                                         flags & _MORE == _MORE))
+                pos = end
+        except ProtocolError as exc:
+            self._fail(exc)
+        except _BODY_ERRORS as exc:
+            self._fail(ProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
+        if pos < size:
+            self._buf = bytearray(data[pos:])
+        return frames
+
+    def _feed_buffered(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """The general case: a partial frame is held, or the input is not `bytes`."""
+        if self._failed is not None:
+            raise ProtocolError(f"stream already failed: {self._failed}", self._failed.code)
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        pos = 0
+        try:
+            while len(buf) - pos >= HEADER_SIZE:
+                magic, version, message_type, flags, request_id, length = _unpack_header(buf, pos)
+                decoder = _DECODERS[message_type]
+                if magic != MAGIC or version != VERSION or decoder is None or length > self.max_body:
+                    raise _header_error(magic, version, message_type, length, self.max_body)
+                start = pos + HEADER_SIZE
+                if start + length > len(buf):
+                    break
+                # Decoders get immutable bytes: blob fields are returned as slices of them.
+                body = decoder(bytes(buf[start:start + length]), 0, length)
+                frames.append(_new_frame(body, request_id, flags & _MORE == _MORE))
+                pos = start + length
+        except ProtocolError as exc:
+            self._fail(exc)
+        except _BODY_ERRORS as exc:
+            self._fail(ProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
+        del buf[:pos]
+        return frames
+
+    def _fail(self, exc: ProtocolError) -> NoReturn:
+        self._failed = exc
+        self._buf = bytearray()
+        raise exc
+
+
+def _header_error(
+    magic: bytes, version: int, message_type: int, length: int, max_body: int
+) -> ProtocolError:
+    if magic != MAGIC:
+        return ProtocolError(f"bad magic {magic!r}, expected {MAGIC!r}", ErrorCode.BAD_MAGIC)
+    if version != VERSION:
+        return ProtocolError(
+            f"unsupported protocol version {version}, expected {VERSION}",
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
+    if _DECODERS[message_type] is None:
+        return ProtocolError(
+            f"unknown message type {message_type}", ErrorCode.UNKNOWN_MESSAGE_TYPE
+        )
+    return ProtocolError(
+        f"frame body of {length} bytes exceeds the limit of {max_body}", ErrorCode.OVERSIZE_FRAME
+    )
+
+
+# ---------------------------------------------------------------- the reference path
+
+
+def encode_reference(body: Message, request_id: int = 0, more: bool = False) -> bytes:
+    """`encode` done by construct's interpreted builder (slow; for proofs and benchmarks)."""
+    from protocol import reference
+
+    return reference.encode(body, request_id, more)
+
+
+def decode_reference(data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Frame:
+    """Decode exactly one whole frame with construct's interpreted parser."""
+    from protocol import reference
+
+    return reference.decode(data, max_body)
