@@ -1,21 +1,33 @@
 """The `lotc` command: one subcommand per role (server, agent, console, ...).
 
-Each subcommand registers its own arguments and a handler; subcommands are
-added here as the parts they drive come to exist.
+Each subcommand lives in its own small module under lotc/commands/ with a
+`register(subparsers)` that adds its arguments and sets its handler; this
+module only assembles them and maps errors to exit statuses.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from lotc import __version__
+from lotc.errors import LotcError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lotc.commands import COMMANDS
+
     parser = argparse.ArgumentParser(prog="lotc", description="Low Orbit Task Cannon")
     parser.add_argument("--version", action="version", version=f"lotc {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
 
 
@@ -25,8 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
-    return int(handler(args) or 0)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(handler(args) or 0)
+    except LotcError as exc:
+        print(f"lotc {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

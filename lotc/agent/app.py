@@ -1,0 +1,62 @@
+"""Wiring of the agent: clock sync, supervisor, link to the server.
+
+Stopping the agent (SIGINT/SIGTERM) leaves its processes running on purpose:
+an agent upgrade or crash must not bounce every service on the node. The
+next agent over the same state dir re-adopts them (see supervisor.py).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from lotc.agent.clock import ClockSample, CorrectedClock
+from lotc.agent.connection import LinkConfig, run_link
+from lotc.agent.core import AgentCore
+from lotc.agent.timesync import TimeSync
+from protocol.enums import EventKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    link: LinkConfig
+    state_dir: Path
+    ntp_servers: tuple[str, ...] = field(default=())
+
+
+async def serve_agent(
+    config: AgentConfig, task_status: trio.TaskStatus[AgentCore] = trio.TASK_STATUS_IGNORED
+) -> None:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    clock = CorrectedClock()
+    core = AgentCore(config.state_dir, clock)
+
+    def synced(sample: ClockSample) -> None:
+        core.add_event(EventKind.CLOCK_SYNC, "",
+                       f"clock offset {sample.offset_us / 1000:+.1f} ms from {sample.source}")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(core.supervisor.run)
+            sync = TimeSync(config.ntp_servers, clock, on_sync=synced)
+            await nursery.start(lambda task_status: sync.run(task_status=task_status))
+            await nursery.start(run_link, config.link, core)
+            task_status.started(core)
+    finally:
+        core.close()
+
+
+async def run(config: AgentConfig) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_agent, config)
+            async for signum in signals:
+                logger.info("received %s: agent stopping, processes keep running",
+                            signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,183 @@
+"""The agent's link to the server: connect, authenticate, report, obey, reconnect.
+
+Theory of operation
+-------------------
+`run_link` loops for the agent's whole life: connect (TCP or TLS), answer the
+challenge, then run one session until the connection breaks, then wait a
+jittered exponential backoff and start again. Processes keep running
+throughout: the link only reports and relays.
+
+A session first sends what the server needs to reconcile (TIME_INFO,
+AGENT_STATE), replays unacknowledged events from the outbox, then runs side
+by side: heartbeats every interval the server asked for, stats reports,
+events as they happen, and the read loop that turns server requests into
+calls on the AgentCore (requests.py) and answers each with OK or ERROR.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+import psutil
+import trio
+
+from lotc.agent.core import AgentCore
+from lotc.agent.requests import RequestHandler
+from lotc.errors import LotcError
+from lotc.net.address import Address
+from lotc.net.auth import client_handshake
+from lotc.net.endings import CONNECTION_ENDED, principal
+from lotc.net.framed import FramedStream
+from lotc.net.transport import connect
+from protocol.enums import Role
+from protocol.errors import ProtocolError
+from protocol.messages import EventAck, Heartbeat, Welcome
+from protocol.spec import DEFAULT_MAX_BODY
+
+logger = logging.getLogger(__name__)
+
+CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events")
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    server: Address
+    name: str
+    token: str
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    stats_interval_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0
+    send_timeout_s: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    max_body: int = DEFAULT_MAX_BODY
+
+
+class Backoff:
+    """Exponential with full jitter, so a thousand agents do not return in lockstep."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def local_addresses() -> list[str]:
+    found = []
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family in (socket.AF_INET, socket.AF_INET6):
+                found.append(addr.address)
+    return found[:16]
+
+
+async def run_link(
+    config: LinkConfig, core: AgentCore, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    backoff = Backoff(config.backoff_base_s, config.backoff_cap_s)
+    task_status.started()
+    while True:
+        try:
+            framed = await connect(
+                config.server, ssl_context=config.ssl_context, max_body=config.max_body,
+                send_timeout=config.send_timeout_s, timeout=config.connect_timeout_s,
+            )
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            logger.warning("cannot reach server %s: %s", config.server, exc or type(exc).__name__)
+        else:
+            try:
+                welcome = await client_handshake(
+                    framed, role=Role.AGENT, name=config.name, token=config.token,
+                    hostname=socket.gethostname(), addresses=local_addresses(),
+                    capabilities=CAPABILITIES, timeout=config.handshake_timeout_s,
+                )
+                backoff.reset()
+                logger.info("connected to %s as %s", config.server, config.name)
+                await run_session(config, core, framed, welcome)
+            except Exception as exc:  # whatever ended this session, the agent carries on
+                _log_ending(config, principal(exc))
+            finally:
+                await framed.aclose()
+        delay = backoff.next_delay()
+        logger.info("reconnecting in %.1f s", delay)
+        await trio.sleep(delay)
+
+
+def _log_ending(config: LinkConfig, exc: BaseException) -> None:
+    if isinstance(exc, CONNECTION_ENDED):
+        logger.warning("lost the server %s: %s", config.server, exc or type(exc).__name__)
+    elif isinstance(exc, LotcError):
+        logger.error("server %s refused us: %s", config.server, exc)
+    else:
+        logger.error("link to %s failed", config.server, exc_info=exc)
+
+
+async def run_session(
+    config: LinkConfig, core: AgentCore, framed: FramedStream, welcome: Welcome
+) -> None:
+    core.outbox.ack(welcome.last_event_seq)
+    await framed.send(core.time_info())
+    await framed.send(await core.agent_state())
+    handler = RequestHandler(core, framed)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_heartbeats, framed, core, welcome.heartbeat_ms / 1000)
+        nursery.start_soon(_stats, framed, core, config.stats_interval_s)
+        nursery.start_soon(_events, framed, core)
+        try:
+            await _read_loop(framed, core, handler, nursery, welcome.heartbeat_ms / 1000)
+        except ProtocolError as exc:
+            await framed.send_error(exc)
+            raise
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _read_loop(
+    framed: FramedStream, core: AgentCore, handler: RequestHandler, nursery: trio.Nursery,
+    heartbeat_s: float,
+) -> None:
+    # The server heartbeats us every few seconds; silence this long means the link is dead.
+    silence_limit = max(heartbeat_s * 15, 15.0)
+    while True:
+        frame = await framed.receive_within(silence_limit)
+        if isinstance(frame.body, EventAck):
+            core.outbox.ack(frame.body.seq)
+        elif not isinstance(frame.body, Heartbeat):
+            await handler.dispatch(frame, nursery)
+
+
+async def _heartbeats(framed: FramedStream, core: AgentCore, interval: float) -> None:
+    seq = 0
+    while True:
+        seq = (seq + 1) & 0xFFFFFFFF
+        await framed.send(Heartbeat(seq=seq, time_us=core.clock.now_us(),
+                                    running=core.running_count()))
+        await trio.sleep(interval)
+
+
+async def _stats(framed: FramedStream, core: AgentCore, interval: float) -> None:
+    while True:
+        await framed.send(await core.stats_report())
+        await trio.sleep(interval)
+
+
+async def _events(framed: FramedStream, core: AgentCore) -> None:
+    """Send every unacknowledged event, then each new one as it is added."""
+    sent = 0
+    while True:
+        changed = core.outbox.changed
+        for event in core.outbox.pending():
+            if event.seq > sent:
+                await framed.send(event)
+                sent = event.seq
+        await changed.wait()

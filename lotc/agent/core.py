@@ -1,0 +1,204 @@
+"""The agent's local parts behind one face, in the wire's terms.
+
+The link (connection.py, requests.py) speaks protocol messages; the
+supervisor, store, sampler and outbox speak Python. AgentCore translates
+between the two so neither side knows the other: a ProcStart becomes a
+ProcessSpec, a ProcessEvent becomes a numbered Event in the outbox, the
+supervisor's list becomes an AGENT_STATE report.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from lotc.agent.clock import CorrectedClock
+from lotc.agent.lifecycle import ALIVE
+from lotc.agent.outbox import EventOutbox
+from lotc.agent.process import ProcessInfo, ProcessSpec
+from lotc.agent.stats import StatsSampler
+from lotc.agent.store import BundleInfo, BundleStore
+from lotc.agent.supervisor import ProcessEvent, Supervisor
+from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
+from protocol.enums import EventKind, ProcessState, StreamKind
+from protocol import messages as m
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[StreamKind, list[str]], Awaitable[None]]
+DEFAULT_GRACE_S = 10.0
+DEFAULT_BACKOFF_BASE_S = 0.5
+DEFAULT_BACKOFF_CAP_S = 30.0
+DEFAULT_RESTART_WINDOW_S = 60.0
+
+
+def spec_from_message(msg: m.ProcStart) -> ProcessSpec:
+    """Milliseconds on the wire, seconds in the supervisor; 0 means "the default"."""
+    return ProcessSpec(
+        name=msg.name, bundle=msg.bundle, argv=tuple(msg.argv),
+        env={kv.key: kv.value for kv in msg.env}, cwd=msg.cwd, restart=msg.restart,
+        liveness_timeout=msg.liveness_ms / 1000,
+        backoff_base=msg.backoff_base_ms / 1000 or DEFAULT_BACKOFF_BASE_S,
+        backoff_cap=msg.backoff_cap_ms / 1000 or DEFAULT_BACKOFF_CAP_S,
+        restart_limit=msg.restart_limit,
+        restart_window=msg.restart_window_s or DEFAULT_RESTART_WINDOW_S,
+        grace=msg.grace_ms / 1000 or DEFAULT_GRACE_S,
+        revision=msg.revision,
+    )
+
+
+def process_entry(info: ProcessInfo) -> m.ProcessEntry:
+    return m.ProcessEntry(
+        agent="", name=info.name, bundle=info.bundle, revision=info.spec.revision,
+        state=info.state, desired=info.desired, pid=info.pid or 0,
+        exit_code=-1 if info.exit_code is None else info.exit_code,
+        exit_signal=info.exit_signal or 0, restarts=info.restarts,
+        started_us=info.started_at, last_liveness_us=info.last_liveness, status=info.status[:1000],
+    )
+
+
+def bundle_entry(info: BundleInfo) -> m.BundleEntry:
+    return m.BundleEntry(agent="", name=info.name, sha256=info.sha256_bytes, kind=info.kind,
+                         size=info.size, stored_us=info.stored_us)
+
+
+class AgentCore:
+    def __init__(self, state_dir: Path, clock: CorrectedClock) -> None:
+        self.state_dir = state_dir
+        self.clock = clock
+        self.store = BundleStore(state_dir / "bundles")
+        self.outbox = EventOutbox(state_dir / "outbox")
+        self.sampler = StatsSampler(state_dir)
+        self.supervisor = Supervisor(state_dir / "processes", self.store.path,
+                                     self.on_process_event, clock=clock.now_us)
+
+    # ---------------------------------------------------------------- events
+
+    def on_process_event(self, event: ProcessEvent) -> None:
+        self.add_event(event.kind, event.process, event.reason, old=event.old_state,
+                       new=event.new_state, exit_code=event.exit_code, signal=event.signal)
+
+    def add_event(self, kind: EventKind, process: str, message: str, *,
+                  old: ProcessState = ProcessState.NONE, new: ProcessState = ProcessState.NONE,
+                  exit_code: int | None = None, signal: int | None = None) -> None:
+        self.outbox.add(m.Event(
+            seq=0, agent="", time_us=self.clock.now_us(), kind=kind, process=process,
+            old_state=old, new_state=new, exit_code=-1 if exit_code is None else exit_code,
+            signal=signal or 0, message=message[:1000],
+        ))
+
+    def bundle_stored(self, info: BundleInfo) -> None:
+        self.add_event(EventKind.BUNDLE_STORED, "",
+                       f"bundle {info.name} stored ({info.size} bytes, sha256 {info.sha256[:12]})")
+
+    # ---------------------------------------------------------------- reports
+
+    def time_info(self) -> m.TimeInfo:
+        sample = self.clock.sample
+        return m.TimeInfo(source=sample.source, offset_us=sample.offset_us,
+                          delay_us=sample.delay_us, stratum=sample.stratum,
+                          measured_us=sample.measured_us)
+
+    async def agent_state(self) -> m.AgentState:
+        return m.AgentState(
+            bundles=tuple(bundle_entry(b) for b in self.store.list()),
+            processes=tuple(process_entry(p) for p in self.supervisor.list()),
+            schedules=(),
+        )
+
+    def running_count(self) -> int:
+        return sum(1 for p in self.supervisor.list() if p.state == ProcessState.RUNNING)
+
+    async def stats_report(self) -> m.StatsReport:
+        infos = [p for p in self.supervisor.list() if p.pid]
+        node, per_process = await self.sampler.sample(
+            {p.name: p.pid for p in infos if p.pid},
+            {p.name: p.restarts for p in infos},
+            {p.name: p.last_liveness for p in infos},
+        )
+        return m.StatsReport(
+            agent="", time_us=self.clock.now_us(),
+            node=m.NodeStats(
+                cpu_percent=node.cpu_percent, load1=node.load1, load5=node.load5,
+                load15=node.load15, mem_total=node.mem_total, mem_used=node.mem_used,
+                swap_used=node.swap_used, disk_read_bytes=node.disk_read_bytes,
+                disk_write_bytes=node.disk_write_bytes, net_sent_bytes=node.net_sent_bytes,
+                net_recv_bytes=node.net_recv_bytes, disk_used=node.disk_used,
+                disk_total=node.disk_total, uptime_s=node.uptime_s,
+            ),
+            processes=tuple(
+                m.ProcessStats(name=s.name, pid=s.pid, cpu_percent=s.cpu_percent, rss=s.rss,
+                               threads=min(s.threads, 0xFFFF),
+                               open_files=min(s.open_files, 0xFFFF), restarts=s.restarts,
+                               last_liveness_us=s.last_liveness_us)
+                for s in per_process.values()
+            ),
+        )
+
+    # ---------------------------------------------------------------- commands
+
+    async def start(self, msg: m.ProcStart) -> str:
+        """Idempotent: the revision already running is left alone; another one replaces it."""
+        spec = spec_from_message(msg)
+        try:
+            current = self.supervisor.get(msg.name)
+        except UnknownProcess:
+            current = None
+        if current is not None:
+            if current.spec.revision == msg.revision and msg.revision and current.state in ALIVE:
+                return f"already running revision {msg.revision} (pid {current.pid})"
+            await self.supervisor.remove(msg.name)
+        info = await self.supervisor.start(spec)
+        return f"started pid {info.pid}"
+
+    async def control(self, action: str, name: str, *, grace: float | None = None,
+                      signal: str = "SIGKILL") -> str:
+        sup = self.supervisor
+        if action == "stop":
+            await sup.stop(name)
+            return "stopped (SIGSTOP to its process group)"
+        if action == "resume":
+            await sup.resume(name)
+            return "resumed (SIGCONT)"
+        if action == "terminate":
+            info = await sup.terminate(name, grace)
+            return f"terminated ({_ending(info)})"
+        if action == "kill":
+            await sup.kill(name, signal)
+            return f"sent {signal.upper()} to its process group"
+        if action == "restart":
+            info = await sup.restart(name)
+            return f"restarted pid {info.pid}"
+        if action == "remove":
+            await sup.remove(name)
+            return "removed"
+        raise InvalidRequest(f"unknown action {action!r}")
+
+    async def remove_bundle(self, name: str) -> str:
+        users = self.supervisor.uses_bundle(name)
+        if users:
+            raise BundleInUse(f"bundle {name!r} is used by running processes {', '.join(users)}")
+        for info in self.supervisor.list():  # ended processes of this bundle cannot run again
+            if info.bundle == name:
+                await self.supervisor.remove(info.name)
+        self.store.remove(name)
+        self.add_event(EventKind.BUNDLE_REMOVED, "", f"bundle {name} removed")
+        return f"removed {name}"
+
+    async def read_logs(self, name: str, lines: int, follow: bool, emit: Emit) -> None:
+        for stream in (StreamKind.STDOUT, StreamKind.STDERR):
+            await emit(stream, await self.supervisor.tail_logs(name, lines, stream))
+        if follow:
+            async for stream, batch in self.supervisor.follow_logs(name):
+                await emit(stream, batch)
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+def _ending(info: ProcessInfo) -> str:
+    if info.exit_signal:
+        return f"ended by signal {info.exit_signal}"
+    if info.exit_code is not None:
+        return f"exit code {info.exit_code}"
+    return "ended"

@@ -1,0 +1,184 @@
+"""Server requests on the agent: frames -> AgentCore calls -> OK or ERROR.
+
+Process commands run in their own tasks so a slow terminate (grace period)
+does not hold up the link; bundle chunks are handled in arrival order by the
+read loop itself. A bad request gets an ERROR naming the problem and the link
+stays up; only bytes that are not LOTC close it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from lotc.agent.core import AgentCore
+from lotc.agent.upload import Upload
+from lotc.errors import InvalidRequest, LotcError
+from lotc.net.framed import FramedStream
+from protocol.codec import Frame
+from protocol.enums import StreamKind
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import (
+    BundleBegin,
+    BundleChunk,
+    BundleEnd,
+    BundleReady,
+    BundleRemove,
+    Cancel,
+    Error,
+    ListProcesses,
+    LogLines,
+    Ok,
+    ProcKill,
+    ProcRemove,
+    ProcRestart,
+    ProcResume,
+    ProcStart,
+    ProcStop,
+    ProcTerminate,
+    QueryLogs,
+)
+
+logger = logging.getLogger(__name__)
+
+LOG_BATCH_LINES = 500
+
+
+class RequestHandler:
+    def __init__(self, core: AgentCore, framed: FramedStream) -> None:
+        self.core = core
+        self.framed = framed
+        self.uploads: dict[int, Upload] = {}
+        self.follows: dict[int, trio.CancelScope] = {}
+
+    async def dispatch(self, frame: Frame, nursery: trio.Nursery) -> None:
+        body = frame.body
+        if isinstance(body, (BundleBegin, BundleChunk, BundleEnd)):
+            await self._upload_step(frame, nursery)
+        elif isinstance(body, Cancel):
+            scope = self.follows.get(body.cancel_request_id)
+            if scope is not None:
+                scope.cancel()
+        elif isinstance(body, Error):
+            logger.error("server says: %s", body.message)
+        elif type(body) in COMMANDS:
+            nursery.start_soon(self._answer, frame, COMMANDS[type(body)])
+        elif isinstance(body, QueryLogs):
+            nursery.start_soon(self._logs, frame)
+        elif isinstance(body, ListProcesses):  # the server refreshing its view (ps, bundles)
+            await self.framed.send(await self.core.agent_state(), frame.request_id)
+        else:
+            raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
+                                ErrorCode.UNEXPECTED_MESSAGE)
+
+    async def _answer(self, frame: Frame, command: Command) -> None:
+        try:
+            message = await command(self.core, frame.body)
+        except LotcError as exc:
+            logger.info("refused %s: %s", type(frame.body).__name__, exc)
+            await self.framed.send(Error(code=exc.code, message=str(exc)), frame.request_id)
+        else:
+            await self.framed.send(Ok(message=message), frame.request_id)
+
+    async def _upload_step(self, frame: Frame, nursery: trio.Nursery) -> None:
+        body, request_id = frame.body, frame.request_id
+        try:
+            if isinstance(body, BundleBegin):
+                upload = self.core.store.begin(body.name, body.kind, body.size, body.sha256)
+                self.uploads[request_id] = upload
+                await self.framed.send(BundleReady(offset=upload.received), request_id)
+            elif isinstance(body, BundleChunk):
+                upload = self.uploads.get(request_id)
+                if upload is not None:  # chunks of a failed upload are dropped
+                    upload.write(body.offset, body.data)
+            else:
+                upload = self.uploads.pop(request_id, None)
+                if upload is None:
+                    raise InvalidRequest("BUNDLE_END without a BUNDLE_BEGIN")
+                nursery.start_soon(self._commit, upload, request_id)
+        except LotcError as exc:
+            failed = self.uploads.pop(request_id, None)
+            if failed is not None:
+                failed.abort()
+            await self.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+
+    async def _commit(self, upload: Upload, request_id: int) -> None:
+        try:
+            # Extracting a large tree is slow file work: keep it off the event loop.
+            info = await trio.to_thread.run_sync(upload.commit)
+        except LotcError as exc:
+            await self.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+            return
+        self.core.bundle_stored(info)
+        await self.framed.send(Ok(message=f"stored {info.name} sha256 {info.sha256[:12]}"),
+                               request_id)
+
+    async def _logs(self, frame: Frame) -> None:
+        query: QueryLogs = frame.body  # type: ignore[assignment]
+        request_id = frame.request_id
+
+        async def emit(stream: StreamKind, lines: list[str]) -> None:
+            for start in range(0, len(lines), LOG_BATCH_LINES):
+                batch = tuple(lines[start:start + LOG_BATCH_LINES])
+                await self.framed.send(LogLines(agent="", process=query.process, stream=stream,
+                                                lines=batch), request_id, more=True)
+
+        try:
+            with trio.CancelScope() as scope:
+                self.follows[request_id] = scope
+                await self.core.read_logs(query.process, query.lines, query.follow, emit)
+        except LotcError as exc:
+            await self.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+            return
+        finally:
+            self.follows.pop(request_id, None)
+        await self.framed.send(Ok(message="end of logs"), request_id)
+
+
+Command = Callable[[AgentCore, object], Awaitable[str]]
+
+
+async def _start(core: AgentCore, msg: ProcStart) -> str:
+    return await core.start(msg)
+
+
+async def _stop(core: AgentCore, msg: ProcStop) -> str:
+    return await core.control("stop", msg.name)
+
+
+async def _resume(core: AgentCore, msg: ProcResume) -> str:
+    return await core.control("resume", msg.name)
+
+
+async def _terminate(core: AgentCore, msg: ProcTerminate) -> str:
+    grace = msg.grace_ms / 1000 if msg.grace_ms else None
+    return await core.control("terminate", msg.name, grace=grace)
+
+
+async def _kill(core: AgentCore, msg: ProcKill) -> str:
+    return await core.control("kill", msg.name, signal=msg.signal or "SIGKILL")
+
+
+async def _restart(core: AgentCore, msg: ProcRestart) -> str:
+    return await core.control("restart", msg.name)
+
+
+async def _remove(core: AgentCore, msg: ProcRemove) -> str:
+    return await core.control("remove", msg.name)
+
+
+async def _remove_bundle(core: AgentCore, msg: BundleRemove) -> str:
+    return await core.remove_bundle(msg.name)
+
+
+COMMANDS: dict[type, Command] = {
+    ProcStart: _start,  # type: ignore[dict-item]
+    ProcStop: _stop,  # type: ignore[dict-item]
+    ProcResume: _resume,  # type: ignore[dict-item]
+    ProcTerminate: _terminate,  # type: ignore[dict-item]
+    ProcKill: _kill,  # type: ignore[dict-item]
+    ProcRestart: _restart,  # type: ignore[dict-item]
+    ProcRemove: _remove,  # type: ignore[dict-item]
+    BundleRemove: _remove_bundle,  # type: ignore[dict-item]
+}

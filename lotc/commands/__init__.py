@@ -1,0 +1,8 @@
+"""Subcommands of `lotc`, one module each."""
+from __future__ import annotations
+
+from types import ModuleType
+
+from lotc.commands import agent_cmd, console_cmd, server_cmd, token_cmd
+
+COMMANDS: list[ModuleType] = [server_cmd, agent_cmd, console_cmd, token_cmd]

@@ -1,0 +1,68 @@
+"""`lotc agent`: run the agent on a node."""
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+from pathlib import Path
+
+import trio
+
+from lotc.agent import app
+from lotc.agent.connection import LinkConfig
+from lotc.errors import InvalidRequest
+from lotc.names import validate_name
+from lotc.net.address import parse_address
+from protocol.spec import DEFAULT_AGENT_PORT
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("agent", help="run the agent on this node")
+    p.add_argument("--server", required=True, metavar="HOST:PORT",
+                   help=f"the server's agent port (default port {DEFAULT_AGENT_PORT})")
+    p.add_argument("--name", required=True, help="this agent's name (bound to its token)")
+    p.add_argument("--token", help="the agent's token; or set LOTC_TOKEN, or use --token-file")
+    p.add_argument("--token-file", type=Path, help="file holding the token (keeps it out of ps)")
+    p.add_argument("--state-dir", type=Path, default=Path("lotc-agent-state"),
+                   help="where bundles, logs and process state live")
+    p.add_argument("--ntp", action="append", default=[], metavar="HOST[:PORT]",
+                   help="NTP server to correct the clock against, repeatable")
+    p.add_argument("--tls-ca", type=Path, help="CA certificate to verify a TLS server")
+    p.add_argument("--stats-interval", type=float, default=10.0, metavar="SECONDS")
+    p.set_defaults(handler=run)
+
+
+def read_token(args: argparse.Namespace) -> str:
+    if args.token:
+        return str(args.token)
+    if args.token_file:
+        try:
+            return args.token_file.read_text().strip()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read --token-file: {exc}") from None
+    token = os.environ.get("LOTC_TOKEN", "").strip()
+    if not token:
+        raise InvalidRequest("no token: give --token, --token-file or LOTC_TOKEN")
+    return token
+
+
+def client_ssl_context(ca: Path | None) -> ssl.SSLContext | None:
+    if ca is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidRequest(f"cannot load --tls-ca {ca}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    validate_name("agent", args.name)
+    link = LinkConfig(
+        server=parse_address(args.server, DEFAULT_AGENT_PORT), name=args.name,
+        token=read_token(args), ssl_context=client_ssl_context(args.tls_ca),
+        stats_interval_s=args.stats_interval,
+    )
+    config = app.AgentConfig(link=link, state_dir=args.state_dir.resolve(),
+                             ntp_servers=tuple(args.ntp))
+    trio.run(app.run, config)
+    return 0

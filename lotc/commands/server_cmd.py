@@ -1,0 +1,72 @@
+"""`lotc server`: run the management server."""
+from __future__ import annotations
+
+import argparse
+import ssl
+from pathlib import Path
+
+import trio
+
+from lotc.errors import InvalidRequest
+from lotc.net.address import default_listen_addresses, parse_address
+from lotc.server import app
+from lotc.server.config import ServerConfig
+from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("server", help="run the management server")
+    p.add_argument("--listen", action="append", default=[], metavar="ADDR:PORT",
+                   help=f"agent listener, repeatable (default 0.0.0.0 and [::] port "
+                        f"{DEFAULT_AGENT_PORT})")
+    p.add_argument("--admin-listen", action="append", default=[], metavar="ADDR:PORT",
+                   help=f"console listener, repeatable (default both families, port "
+                        f"{DEFAULT_ADMIN_PORT})")
+    p.add_argument("--db", type=Path, default=Path("lotc.db"), help="SQLite file (default lotc.db)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key")
+    p.add_argument("--heartbeat", type=float, default=1.0, metavar="SECONDS",
+                   help="interval agents heartbeat at (default 1)")
+    p.add_argument("--missed-heartbeats", type=int, default=3,
+                   help="silent intervals before a connection is presumed dead (default 3)")
+    p.add_argument("--offline-grace", type=float, default=2.0, metavar="SECONDS",
+                   help="further grace before an agent is declared offline (default 2)")
+    p.set_defaults(handler=run)
+
+
+def server_ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidRequest("TLS needs both --tls-cert and --tls-key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidRequest(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+    return context
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    if args.heartbeat <= 0 or args.missed_heartbeats < 1 or args.offline_grace < 0:
+        raise InvalidRequest("--heartbeat and --missed-heartbeats must be positive")
+    return ServerConfig(
+        db_path=args.db,
+        listen=tuple(parse_address(a) for a in args.listen)
+        or tuple(default_listen_addresses(DEFAULT_AGENT_PORT)),
+        admin_listen=tuple(parse_address(a) for a in args.admin_listen)
+        or tuple(default_listen_addresses(DEFAULT_ADMIN_PORT)),
+        ssl_context=server_ssl_context(args.tls_cert, args.tls_key),
+        heartbeat_interval_s=args.heartbeat,
+        missed_heartbeats=args.missed_heartbeats,
+        offline_grace_s=args.offline_grace,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    try:
+        trio.run(app.run, config)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot listen: {exc}") from None
+    return 0

@@ -1,0 +1,133 @@
+"""Challenge-response authentication: the token never crosses the wire.
+
+Client                          Server
+  HELLO(role, name, ...)   ->
+                           <-   CHALLENGE(nonce: 32 random bytes, fresh per connection)
+  AUTH(mac)                ->   mac == HMAC-SHA256(key, nonce || role || name)?
+                           <-   WELCOME(...)  or  ERROR(AUTH_FAILED) and close
+
+key = SHA-256(token). The server stores only that digest, never the token, so
+a leaked database does not reveal tokens (it does allow impersonation until
+the tokens are revoked: the digest is the shared secret). Binding role and
+name into the MAC ties a token to one agent or admin name, and the fresh nonce
+makes a recorded AUTH useless on another connection.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from lotc import __version__
+from lotc.errors import AuthFailed, NotAllowed, error_for_code
+from lotc.net.framed import FramedStream
+from protocol.enums import Role
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import Auth, Challenge, Error, Hello, Welcome
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
+NONCE_SIZE = 32
+
+
+def token_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def compute_mac(key: bytes, nonce: bytes, role: Role, name: str) -> bytes:
+    message = nonce + bytes([int(role)]) + name.encode("utf-8")
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _expect(frame_body: object, cls: type) -> None:
+    if isinstance(frame_body, Error):
+        raise error_for_code(frame_body.code, frame_body.message)
+    if not isinstance(frame_body, cls):
+        raise ProtocolError(
+            f"expected {cls.__name__}, got {type(frame_body).__name__}",
+            ErrorCode.UNEXPECTED_MESSAGE,
+        )
+
+
+async def client_handshake(
+    framed: FramedStream,
+    *,
+    role: Role,
+    name: str,
+    token: str,
+    hostname: str = "",
+    addresses: Sequence[str] = (),
+    capabilities: Sequence[str] = (),
+    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
+) -> Welcome:
+    """Authenticate as `name`; returns the server's WELCOME or raises its error."""
+    with trio.fail_after(timeout):
+        hello = Hello(
+            role=role,
+            name=name,
+            software=f"lotc {__version__}",
+            hostname=hostname,
+            addresses=tuple(addresses),
+            capabilities=tuple(capabilities),
+        )
+        await framed.send(hello, request_id=1)
+        challenge = (await framed.receive()).body
+        _expect(challenge, Challenge)
+        assert isinstance(challenge, Challenge)
+        mac = compute_mac(token_key(token), challenge.nonce, role, name)
+        await framed.send(Auth(mac=mac), request_id=2)
+        welcome = (await framed.receive()).body
+        _expect(welcome, Welcome)
+        assert isinstance(welcome, Welcome)
+        return welcome
+
+
+KeyLookup = Callable[[Role, str], bytes | None]
+
+
+async def server_handshake(
+    framed: FramedStream,
+    lookup_key: KeyLookup,
+    make_welcome: Callable[[Hello], Welcome],
+    *,
+    allowed_role: Role,
+    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
+) -> Hello:
+    """Authenticate the peer; returns its HELLO, or raises AuthFailed / ProtocolError.
+
+    A peer that says nothing, or too slowly, gets trio.TooSlowError after `timeout`.
+    """
+    with trio.fail_after(timeout):
+        frame = await framed.receive()
+        hello = frame.body
+        _expect(hello, Hello)
+        assert isinstance(hello, Hello)
+        if hello.role != allowed_role:
+            raise NotAllowed(
+                f"this port serves {allowed_role.name.lower()}s, not {hello.role.name.lower()}s:"
+                " check the port (agents and consoles listen on different ones)"
+            )
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        await framed.send(
+            Challenge(nonce=nonce, server_time_us=time.time_ns() // 1000), frame.request_id
+        )
+        frame = await framed.receive()
+        _expect(frame.body, Auth)
+        assert isinstance(frame.body, Auth)
+        key = lookup_key(hello.role, hello.name)
+        expected = compute_mac(key or b"", nonce, hello.role, hello.name)
+        # compare_digest even for unknown names, so timing does not reveal which names exist
+        if not hmac.compare_digest(expected, frame.body.mac) or key is None:
+            logger.warning(
+                "authentication failed for %s %r from %s",
+                hello.role.name.lower(), hello.name, framed.peer,
+            )
+            raise AuthFailed(f"authentication failed for {hello.role.name.lower()} {hello.name!r}")
+        await framed.send(make_welcome(hello), frame.request_id)
+        return hello

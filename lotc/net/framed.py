@@ -1,0 +1,96 @@
+"""LOTC frames over a trio byte stream (TCP or TLS).
+
+A FramedStream owns one connection: it encodes and sends frames one at a time
+(a lock keeps concurrent senders from interleaving bytes, and every send has a
+deadline so a peer that stops reading is cut off instead of stalling us), and
+it decodes received bytes into frames with the sans-I/O FrameDecoder, which
+refuses an oversize frame from its header before buffering the body.
+
+Errors the caller sees from `receive`:
+- PeerClosed: the peer closed its side cleanly (EOF).
+- trio.BrokenResourceError: the peer or the network broke the connection.
+- trio.ClosedResourceError: we closed it ourselves (another task called aclose).
+- ProtocolError: the peer sent bytes that are not LOTC; answer with an ERROR
+  frame (see `send_error`) and close.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import trio
+
+from protocol.codec import Frame, FrameDecoder, encode
+from protocol.errors import LotcError
+from protocol.messages import Error, Message
+from protocol.spec import DEFAULT_MAX_BODY
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_CHUNK = 64 * 1024
+DEFAULT_SEND_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 1.0  # a goodbye ERROR frame is best effort
+
+
+class PeerClosed(Exception):
+    """The peer closed the connection cleanly."""
+
+
+class FramedStream:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        peer: str = "?",
+        max_body: int = DEFAULT_MAX_BODY,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT_S,
+    ) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.send_timeout = send_timeout
+        self._decoder = FrameDecoder(max_body)
+        self._received: deque[Frame] = deque()
+        self._send_lock = trio.Lock()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def send(self, body: Message, request_id: int = 0, more: bool = False) -> None:
+        await self.send_bytes(encode(body, request_id, more))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send pre-encoded frames (one or several), under the send deadline."""
+        async with self._send_lock:
+            with trio.fail_after(self.send_timeout):
+                await self.stream.send_all(data)
+        self.bytes_sent += len(data)
+
+    async def send_error(self, error: LotcError, request_id: int = 0) -> None:
+        """Best-effort ERROR frame; never raises (the connection may be dying)."""
+        try:
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await self.send(Error(code=error.code, message=str(error)[:1000]), request_id)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            logger.debug("could not send ERROR to %s", self.peer)
+
+    async def receive(self) -> Frame:
+        """Next frame; see the module docstring for what can be raised."""
+        while not self._received:
+            data = await self.stream.receive_some(RECEIVE_CHUNK)
+            if not data:
+                raise PeerClosed(f"{self.peer} closed the connection")
+            self.bytes_received += len(data)
+            self._received.extend(self._decoder.feed(data))
+        return self._received.popleft()
+
+    async def receive_within(self, seconds: float) -> Frame:
+        """Next frame, or trio.TooSlowError after `seconds`."""
+        with trio.fail_after(seconds):
+            return await self.receive()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+                await self.stream.aclose()
+            if scope.cancelled_caught:
+                # A TLS close_notify could not be sent: drop the transport.
+                await trio.aclose_forcefully(self.stream)

@@ -1,0 +1,247 @@
+"""The admin-facing server: console frames <-> controller calls, nothing more.
+
+Each request runs in its own task (bounded per connection), so a slow
+command to a far agent does not hold up `ps`. Uploads are the exception:
+their chunks are written in arrival order by the read loop itself. A reply
+made of several frames flags all but the last with MORE; follow streams
+(`events -f`, `logs -f`) end with OK when the console sends CANCEL.
+A failed request answers ERROR and the connection stays; only a frame that
+is not LOTC, or not for consoles, closes it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from lotc.errors import LotcError
+from lotc.net.auth import server_handshake
+from lotc.net.framed import FramedStream
+from lotc.server import queries
+from lotc.server.agent_server import ping
+from lotc.server.bundles import IncomingUpload, begin_upload, finish_upload, ready_message, remove_bundle
+from lotc.server.controller import Controller
+from lotc.server.logs import relay_logs
+from lotc.server.processes import control_process, start_process
+from lotc.server.tokens import create_token, revoke_token
+from protocol.codec import Frame
+from protocol.enums import Role
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import (
+    AgentList, BundleBegin, BundleChunk, BundleEnd, BundleList, BundleRemove, Cancel, Error,
+    Heartbeat, ListAgents, ListBundles, ListProcesses, Message, Ok, ProcessList, ProcKill,
+    ProcRemove, ProcRestart, ProcResume, ProcStart, ProcStop, ProcTerminate, QueryEvents,
+    QueryLogs, QueryStats, Results, TokenCreate, TokenRevoke,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_REQUESTS_IN_FLIGHT = 32
+LIST_BATCH = 500  # entries per frame of a list reply
+
+
+@dataclass
+class AdminConnection:
+    ctl: Controller
+    framed: FramedStream
+    admin: str
+    uploads: dict[int, IncomingUpload] = field(default_factory=dict)
+    follows: dict[int, trio.CancelScope] = field(default_factory=dict)
+    slots: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(MAX_REQUESTS_IN_FLIGHT))
+
+    async def reply(self, request_id: int, body: Message, more: bool = False) -> None:
+        await self.framed.send(body, request_id, more)
+
+    async def reply_list(self, request_id: int, make: Callable[[tuple[Any, ...]], Message],
+                         entries: Sequence[Any]) -> None:
+        batches = [entries[i:i + LIST_BATCH] for i in range(0, len(entries), LIST_BATCH)] or [[]]
+        for index, batch in enumerate(batches):
+            await self.reply(request_id, make(tuple(batch)), more=index < len(batches) - 1)
+
+
+async def handle_admin(ctl: Controller, framed: FramedStream) -> None:
+    hello = await server_handshake(
+        framed, ctl.token_key, ctl.welcome,
+        allowed_role=Role.ADMIN, timeout=ctl.config.handshake_timeout_s,
+    )
+    logger.info("console %s connected from %s", hello.name, framed.peer)
+    conn = AdminConnection(ctl, framed, hello.name)
+    ctl.admin_connected(hello.name, framed)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ping, framed, ctl.config.server_ping_interval_s)
+            await _read_loop(conn, nursery)
+            nursery.cancel_scope.cancel()
+    finally:
+        ctl.admin_disconnected(hello.name, framed)
+        for upload in conn.uploads.values():
+            upload.close()  # the partial file stays: a reconnecting console resumes it
+
+
+async def _read_loop(conn: AdminConnection, nursery: trio.Nursery) -> None:
+    idle_limit = conn.ctl.config.silence_limit_s + conn.ctl.config.upload_idle_timeout_s
+    while True:
+        frame = await conn.framed.receive_within(idle_limit)
+        body = frame.body
+        if isinstance(body, Heartbeat):
+            continue
+        if isinstance(body, (BundleBegin, BundleChunk, BundleEnd)):
+            await _upload_step(conn, frame, nursery)
+        elif isinstance(body, Cancel):
+            scope = conn.follows.get(body.cancel_request_id)
+            if scope is not None:
+                scope.cancel()
+        elif type(body) in HANDLERS:
+            await conn.slots.acquire()
+            nursery.start_soon(_run_request, conn, frame)
+        else:
+            raise ProtocolError(
+                f"consoles may not send {type(body).__name__}", ErrorCode.UNEXPECTED_MESSAGE
+            )
+
+
+async def _run_request(conn: AdminConnection, frame: Frame) -> None:
+    try:
+        await HANDLERS[type(frame.body)](conn, frame)
+    except LotcError as exc:
+        await conn.framed.send(Error(code=exc.code, message=str(exc)), frame.request_id)
+    finally:
+        conn.slots.release()
+
+
+async def _upload_step(conn: AdminConnection, frame: Frame, nursery: trio.Nursery) -> None:
+    body, request_id = frame.body, frame.request_id
+    try:
+        if isinstance(body, BundleBegin):
+            upload = begin_upload(conn.ctl, body, conn.ctl.config.max_bundle_bytes)
+            conn.uploads[request_id] = upload
+            await conn.reply(request_id, ready_message(upload))
+        elif isinstance(body, BundleChunk):
+            upload = conn.uploads.get(request_id)
+            if upload is not None:  # chunks after a failed upload are dropped silently
+                upload.write(body)
+        elif isinstance(body, BundleEnd):
+            upload = conn.uploads.pop(request_id, None)
+            if upload is None:
+                raise ProtocolError("BUNDLE_END without BUNDLE_BEGIN", ErrorCode.UNEXPECTED_MESSAGE)
+            nursery.start_soon(_finish_upload, conn, upload, body, request_id)
+    except ProtocolError:
+        raise
+    except LotcError as exc:
+        failed = conn.uploads.pop(request_id, None)
+        if failed is not None:
+            failed.close()
+        await conn.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+
+
+async def _finish_upload(conn: AdminConnection, upload: IncomingUpload, end: BundleEnd,
+                         request_id: int) -> None:
+    try:
+        results = await finish_upload(conn.ctl, upload, end)
+        await conn.reply(request_id, Results(results=tuple(results)))
+    except LotcError as exc:
+        await conn.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+
+
+# ------------------------------------------------------------------ request handlers
+
+
+async def _list_agents(conn: AdminConnection, frame: Frame) -> None:
+    entries = queries.agents(conn.ctl, frame.body.pattern)
+    await conn.reply_list(frame.request_id, lambda batch: AgentList(agents=batch), entries)
+
+
+async def _list_processes(conn: AdminConnection, frame: Frame) -> None:
+    entries = await queries.processes(conn.ctl, frame.body.pattern)
+    await conn.reply_list(frame.request_id, lambda batch: ProcessList(processes=batch), entries)
+
+
+async def _list_bundles(conn: AdminConnection, frame: Frame) -> None:
+    entries = await queries.bundles(conn.ctl, frame.body.pattern)
+    await conn.reply_list(frame.request_id, lambda batch: BundleList(bundles=batch), entries)
+
+
+async def _query_stats(conn: AdminConnection, frame: Frame) -> None:
+    body = frame.body
+    history = queries.stats_history(conn.ctl, body.agent, body.since_us, body.limit or 1000)
+    await conn.reply(frame.request_id, history)
+
+
+async def _query_events(conn: AdminConnection, frame: Frame) -> None:
+    body, request_id = frame.body, frame.request_id
+    with trio.CancelScope() as scope:
+        conn.follows[request_id] = scope
+        try:
+            async with conn.ctl.subscribe_events() as live:
+                last_id = 0
+                for record in queries.events(conn.ctl, body.pattern, body.since_us,
+                                             body.limit or 100):
+                    await conn.reply(request_id, queries.event_message(record), more=True)
+                    last_id = record.id
+                if body.follow:
+                    wanted = conn.ctl.match_agents(body.pattern)
+                    async for record in live:
+                        if record.id > last_id and (wanted is None or record.agent in wanted):
+                            await conn.reply(request_id, queries.event_message(record), more=True)
+        finally:
+            conn.follows.pop(request_id, None)
+    await conn.reply(request_id, Ok(message="end of events"))
+
+
+async def _query_logs(conn: AdminConnection, frame: Frame) -> None:
+    with trio.CancelScope() as scope:
+        conn.follows[frame.request_id] = scope
+        try:
+            await relay_logs(conn.ctl, frame.body, lambda lines: conn.reply(
+                frame.request_id, lines, more=True))
+        finally:
+            conn.follows.pop(frame.request_id, None)
+    await conn.reply(frame.request_id, Ok(message="end of logs"))
+
+
+async def _results(conn: AdminConnection, frame: Frame,
+                   work: Callable[[], Awaitable[list[Any]]]) -> None:
+    await conn.reply(frame.request_id, Results(results=tuple(await work())))
+
+
+async def _start(conn: AdminConnection, frame: Frame) -> None:
+    await _results(conn, frame, lambda: start_process(conn.ctl, frame.body))
+
+
+async def _control(conn: AdminConnection, frame: Frame) -> None:
+    await _results(conn, frame, lambda: control_process(conn.ctl, frame.body))
+
+
+async def _remove_bundle(conn: AdminConnection, frame: Frame) -> None:
+    await _results(conn, frame, lambda: remove_bundle(conn.ctl, frame.body))
+
+
+async def _token_create(conn: AdminConnection, frame: Frame) -> None:
+    await conn.reply(frame.request_id, create_token(conn.ctl, frame.body.role, frame.body.name))
+
+
+async def _token_revoke(conn: AdminConnection, frame: Frame) -> None:
+    await conn.reply(frame.request_id, await revoke_token(conn.ctl, frame.body.name))
+
+
+HANDLERS: dict[type, Callable[[AdminConnection, Frame], Awaitable[None]]] = {
+    ListAgents: _list_agents,
+    ListProcesses: _list_processes,
+    ListBundles: _list_bundles,
+    QueryStats: _query_stats,
+    QueryEvents: _query_events,
+    QueryLogs: _query_logs,
+    ProcStart: _start,
+    ProcStop: _control,
+    ProcResume: _control,
+    ProcTerminate: _control,
+    ProcKill: _control,
+    ProcRestart: _control,
+    ProcRemove: _control,
+    BundleRemove: _remove_bundle,
+    TokenCreate: _token_create,
+    TokenRevoke: _token_revoke,
+}

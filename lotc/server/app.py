@@ -1,0 +1,75 @@
+"""Wiring of the server: model, controller, the two listeners, background duties.
+
+`serve_server` is a structured-concurrency server: it reports its bound
+addresses through task_status once it accepts connections, runs until its
+cancel scope is cancelled (SIGINT/SIGTERM in `run`), and on the way out
+flushes batched writes and closes the database.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from lotc.net.address import Address
+from lotc.net.transport import bound_address, open_listeners, serve
+from lotc.server.admin_server import handle_admin
+from lotc.server.agent_server import handle_agent
+from lotc.server.config import ServerConfig
+from lotc.server.controller import Controller, wall_clock_us
+from lotc.server.model import Model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BoundAddresses:
+    agent: list[Address]
+    admin: list[Address]
+
+
+async def serve_server(
+    config: ServerConfig, task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED
+) -> None:
+    model = Model(config.db_path)
+    ctl = Controller(model, config)
+    try:
+        model.mark_all_offline(wall_clock_us())
+        agent_listeners = await open_listeners(config.listen, config.ssl_context)
+        admin_listeners = await open_listeners(config.admin_listen, config.ssl_context)
+        bound = BoundAddresses(
+            agent=[bound_address(x) for x in agent_listeners],
+            admin=[bound_address(x) for x in admin_listeners],
+        )
+        options = {"max_body": config.max_body, "send_timeout": config.send_timeout_s}
+        async with trio.open_nursery() as nursery:
+            await nursery.start(ctl.run_verdicts)
+            await nursery.start(ctl.run_revocation_watch)
+            await nursery.start(partial(serve, partial(handle_agent, ctl), agent_listeners,
+                                        **options))
+            await nursery.start(partial(serve, partial(handle_admin, ctl), admin_listeners,
+                                        **options))
+            for address in bound.agent:
+                logger.info("listening for agents on %s", address)
+            for address in bound.admin:
+                logger.info("listening for consoles on %s", address)
+            task_status.started(bound)
+    finally:
+        with trio.CancelScope(shield=True):
+            ctl.flush()
+            model.close()
+            logger.info("server stopped; state saved in %s", config.db_path)
+
+
+async def run(config: ServerConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_server, config)
+            async for signum in signals:
+                logger.info("received %s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,152 @@
+"""Bundles on the server: receiving uploads, pushing them to agents, removing them.
+
+The server keeps every bundle's bytes (by SHA-256, in the model's blob store)
+because the desired state must survive the agent being away: an agent that
+reconnects later is sent what it misses. An upload is written to a partial
+file named after its SHA-256, so a console whose connection broke resumes
+where it stopped (BUNDLE_READY says from which offset); only a complete file
+whose hash matches becomes a blob.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from lotc.errors import BundleInUse, ChecksumMismatch, InvalidRequest, TooLarge, UnknownBundle
+from lotc.names import validate_name
+from lotc.server.controller import Controller
+from lotc.server.records import BundleRecord
+from lotc.server.sessions import AgentSession
+from protocol.enums import DesiredState
+from protocol.messages import AgentResult, BundleBegin, BundleChunk, BundleEnd, BundleReady, BundleRemove
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+HASH_READ_SIZE = 1024 * 1024
+
+
+@dataclass
+class IncomingUpload:
+    """One console upload in progress, identified by its BEGIN's request id."""
+
+    begin: BundleBegin
+    targets: list[str]
+    path: Path
+    file: BinaryIO
+    received: int
+    digest: hashlib._Hash = field(repr=False)
+
+    def write(self, chunk: BundleChunk) -> None:
+        if chunk.offset != self.received:
+            raise InvalidRequest(
+                f"chunk at offset {chunk.offset}, expected {self.received}: chunks out of order"
+            )
+        if self.received + len(chunk.data) > self.begin.size:
+            raise TooLarge(f"bundle {self.begin.name!r} is longer than the announced "
+                           f"{self.begin.size} bytes")
+        self.file.write(chunk.data)
+        self.digest.update(chunk.data)
+        self.received += len(chunk.data)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def begin_upload(ctl: Controller, begin: BundleBegin, max_bytes: int) -> IncomingUpload:
+    validate_name("bundle", begin.name)
+    targets = ctl.resolve_targets(begin.target)
+    if begin.size > max_bytes:
+        raise TooLarge(f"bundle {begin.name!r} is {begin.size} bytes; the limit is {max_bytes}")
+    if len(begin.sha256) != 32:
+        raise InvalidRequest("sha256 must be 32 bytes")
+    path = ctl.model.partial_blob_path(begin.sha256)
+    digest = hashlib.sha256()
+    received = 0
+    if path.exists() and path.stat().st_size <= begin.size:
+        with path.open("rb") as existing:  # resuming: re-hash what we already hold
+            while block := existing.read(HASH_READ_SIZE):
+                digest.update(block)
+                received += len(block)
+    else:
+        path.unlink(missing_ok=True)
+    file = path.open("ab")
+    return IncomingUpload(begin, targets, path, file, received, digest)
+
+
+def ready_message(upload: IncomingUpload) -> BundleReady:
+    return BundleReady(offset=upload.received)
+
+
+async def finish_upload(ctl: Controller, upload: IncomingUpload, end: BundleEnd) -> list[AgentResult]:
+    """Verify, store as a blob, record as desired on every target, push to those online."""
+    upload.close()
+    begin = upload.begin
+    if upload.received != begin.size or end.size != begin.size:
+        raise InvalidRequest(f"upload of {begin.name!r} ended at {upload.received} of "
+                             f"{begin.size} bytes; send the rest to resume")
+    if upload.digest.digest() != begin.sha256:
+        upload.path.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"bundle {begin.name!r} does not match its SHA-256; upload it again")
+    ctl.model.commit_blob(upload.path, begin.sha256)
+    now = ctl.now_us()
+    for agent in upload.targets:
+        ctl.model.set_desired_bundle(agent, begin.name, begin.sha256, begin.kind, begin.size, now)
+
+    async def deliver(agent: str) -> str:
+        session = ctl.sessions.get(agent)
+        if session is None:
+            return "stored; agent offline: it gets the bundle when it reconnects"
+        record = BundleRecord(agent, begin.name, begin.sha256, begin.kind, begin.size, now)
+        await push_bundle(ctl, session, record)
+        return f"loaded {begin.name} ({begin.size} bytes, sha256 {begin.sha256.hex()[:12]})"
+
+    return await ctl.fan_out(upload.targets, deliver)
+
+
+async def push_bundle(ctl: Controller, session: AgentSession, record: BundleRecord) -> None:
+    """Send a stored bundle to an agent, resuming from what the agent already holds."""
+    timeout = ctl.config.request_timeout_s
+    begin = BundleBegin(target="", name=record.name, kind=record.kind, size=record.size,
+                        sha256=record.sha256)
+    async with session.open_request(begin) as pending:
+        ready = (await pending.reply(timeout)).body
+        if not isinstance(ready, BundleReady):
+            raise InvalidRequest(f"agent {session.name} answered BUNDLE_BEGIN with "
+                                 f"{type(ready).__name__}")
+        offset = ready.offset
+        with ctl.model.blob_path(record.sha256).open("rb") as blob:
+            blob.seek(offset)
+            while data := blob.read(ctl.config.chunk_size):
+                await session.send(BundleChunk(offset=offset, data=data), pending.request_id)
+                offset += len(data)
+        await session.send(BundleEnd(size=offset), pending.request_id)
+        await pending.reply(timeout)
+    logger.info("bundle %s (%d bytes) delivered to %s", record.name, record.size, session.name)
+
+
+async def remove_bundle(ctl: Controller, request: BundleRemove) -> list[AgentResult]:
+    validate_name("bundle", request.name)
+    targets = ctl.resolve_targets(request.target)
+
+    async def remove(agent: str) -> str:
+        users = [p for p in ctl.model.processes(agent) if p.bundle == request.name]
+        active = [p.name for p in users if p.desired != DesiredState.EXITED]
+        if active:
+            raise BundleInUse(f"bundle {request.name!r} is used by processes {', '.join(active)}"
+                              f" on {agent}: terminate them first")
+        if not ctl.model.remove_desired_bundle(agent, request.name):
+            raise UnknownBundle(f"no bundle {request.name!r} on {agent}")
+        for process in users:  # exited processes of this bundle cannot run again: forget them
+            ctl.model.remove_process(agent, process.name)
+        session = ctl.sessions.get(agent)
+        if session is None:
+            return "removed from the desired state; agent offline: removed when it reconnects"
+        await session.request(BundleRemove(target="", name=request.name),
+                              ctl.config.request_timeout_s)
+        return f"removed {request.name}"
+
+    return await ctl.fan_out(targets, remove)

@@ -1,0 +1,36 @@
+"""The server's tunables, in one place, each named where it is used."""
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lotc.net.address import Address, default_listen_addresses
+from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BODY
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    db_path: Path = Path("lotc.db")
+    listen: tuple[Address, ...] = tuple(default_listen_addresses(DEFAULT_AGENT_PORT))
+    admin_listen: tuple[Address, ...] = tuple(default_listen_addresses(DEFAULT_ADMIN_PORT))
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    heartbeat_interval_s: float = 1.0  # agents send HEARTBEAT this often
+    missed_heartbeats: int = 3  # silent this many intervals: the connection is presumed dead
+    offline_grace_s: float = 2.0  # ...and only after this grace is the agent called offline
+    # The server heartbeats each peer far less often than agents heartbeat it: enough for a
+    # peer to tell a dead server from a quiet one, cheap with 10,000 agents.
+    server_ping_interval_s: float = 5.0
+    handshake_timeout_s: float = 10.0
+    send_timeout_s: float = 10.0  # a peer that does not read a frame in this time is cut off
+    request_timeout_s: float = 15.0  # an agent's reply to a command
+    upload_idle_timeout_s: float = 60.0  # a console that stops sending chunks
+    max_body: int = DEFAULT_MAX_BODY
+    max_bundle_bytes: int = 256 * 1024 * 1024
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    verdict_tick_s: float = 0.25  # how often heartbeats are flushed and silences judged
+    revocation_poll_s: float = 0.25  # how often the DB is checked for tokens revoked by the CLI
+
+    @property
+    def silence_limit_s(self) -> float:
+        return self.heartbeat_interval_s * self.missed_heartbeats

@@ -1,0 +1,302 @@
+"""The controller: every decision the server makes, with no sockets in sight.
+
+Theory of operation
+-------------------
+The agent server and the admin server translate frames into calls on this
+object and its replies back into frames; the model stores. The controller
+holds what only exists while the server runs: the connected agents'
+sessions, the agents heard from since the last flush (heartbeats are batched
+into one model write per tick, so 10,000 agents cost one UPDATE a tick, not
+10,000), and the subscribers following events.
+
+An agent's online verdict: a connection silent for `missed_heartbeats`
+intervals is closed; an agent without a connection for `offline_grace_s`
+is declared offline (an event). A blip shorter than that, or a reconnect
+within it, never flaps the verdict.
+
+Commands to agents (start, stop, upload...) are first recorded as desired
+state in the model, then sent to the agents that are online; an offline
+agent gets them when it reconnects (reconcile.py). Each command answers per
+agent, in RESULTS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+
+import trio
+
+from lotc import __version__
+from lotc.errors import InvalidRequest, LotcError, TokenRevoked, UnknownAgent
+from lotc.net.framed import FramedStream
+from lotc.server.config import ServerConfig
+from lotc.server.model import Model
+from lotc.server.records import EventRecord, StatsRecord
+from lotc.server.sessions import AgentSession
+from protocol.enums import EventKind, ProcessState, Role
+from protocol.errors import ErrorCode
+from protocol.messages import (
+    AgentResult,
+    Event,
+    EventAck,
+    Hello,
+    StatsReport,
+    TimeInfo,
+    Welcome,
+)
+
+logger = logging.getLogger(__name__)
+
+EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is cut off
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+AgentCall = Callable[[str], Awaitable[str]]
+
+
+class Controller:
+    def __init__(
+        self, model: Model, config: ServerConfig, now_us: Callable[[], int] = wall_clock_us
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.now_us = now_us
+        self.sessions: dict[str, AgentSession] = {}
+        self._heard_from: set[str] = set()
+        self._pending_stats: list[StatsRecord] = []
+        self._disconnected_at: dict[str, float] = {}
+        self._event_subscribers: set[trio.MemorySendChannel[EventRecord]] = set()
+        self._consoles: dict[str, set[FramedStream]] = {}
+
+    # ------------------------------------------------------------ authentication
+
+    def token_key(self, role: Role, name: str) -> bytes | None:
+        return self.model.token_key(role, name)
+
+    def welcome(self, hello: Hello) -> Welcome:
+        last_seq = self.model.last_event_seq(hello.name) if hello.role == Role.AGENT else 0
+        return Welcome(
+            server=f"lotc {__version__}",
+            heartbeat_ms=int(self.config.heartbeat_interval_s * 1000),
+            max_body=self.config.max_body,
+            last_event_seq=last_seq,
+        )
+
+    # ------------------------------------------------------------ consoles and revocation
+
+    def admin_connected(self, name: str, framed: FramedStream) -> None:
+        self._consoles.setdefault(name, set()).add(framed)
+
+    def admin_disconnected(self, name: str, framed: FramedStream) -> None:
+        self._consoles.get(name, set()).discard(framed)
+
+    async def cut_off(self, name: str) -> int:
+        """Close every connection authenticated as `name` (its token was revoked)."""
+        streams = list(self._consoles.pop(name, set()))
+        session = self.sessions.get(name)
+        if session is not None:
+            streams.append(session.framed)
+            self.agent_disconnected(session)
+        for framed in streams:
+            await framed.send_error(TokenRevoked(f"token of {name!r} was revoked"))
+            await framed.aclose()
+        if streams:
+            logger.warning("cut off %d connection(s) of %s: token revoked", len(streams), name)
+        return len(streams)
+
+    async def run_revocation_watch(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Notice revocations written by another process (`lotc token revoke`)."""
+        version = self.model.data_version()
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.revocation_poll_s)
+            current = self.model.data_version()
+            if current == version:
+                continue
+            version = current
+            for name in list(self.sessions) + list(self._consoles):
+                if self.model.is_revoked(name):
+                    await self.cut_off(name)
+
+    # ------------------------------------------------------------ agent presence
+
+    async def agent_connected(self, session: AgentSession) -> None:
+        """Register a freshly authenticated agent; the newest connection of a name wins."""
+        previous = self.sessions.get(session.name)
+        if previous is not None:
+            logger.info("agent %s reconnected from %s; dropping the old connection",
+                        session.name, session.address)
+            previous.close()
+            await previous.framed.aclose()
+        self.sessions[session.name] = session
+        self._disconnected_at.pop(session.name, None)
+        was_online = self._is_online(session.name)
+        self.model.agent_connected(
+            session.name, session.hello.hostname, session.address,
+            session.hello.software, self.now_us(),
+        )
+        if not was_online:
+            self.server_event(session.name, EventKind.AGENT_ONLINE, f"online from {session.address}")
+
+    def agent_disconnected(self, session: AgentSession) -> None:
+        session.close()
+        if self.sessions.get(session.name) is session:
+            del self.sessions[session.name]
+            self._disconnected_at[session.name] = trio.current_time()
+            logger.info("agent %s disconnected; offline verdict in %.1f s unless it returns",
+                        session.name, self.config.offline_grace_s)
+
+    def _is_online(self, name: str) -> bool:
+        try:
+            return self.model.agent(name).online
+        except UnknownAgent:
+            return False
+
+    def heard_from(self, session: AgentSession) -> None:
+        session.last_seen_monotonic = trio.current_time()
+        self._heard_from.add(session.name)
+
+    async def run_verdicts(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Flush batched heartbeats and stats; judge silent connections and absent agents."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.verdict_tick_s)
+            await self.judge_once()
+
+    async def judge_once(self) -> None:
+        now = trio.current_time()
+        self.flush()
+        for session in list(self.sessions.values()):
+            silent_for = now - session.last_seen_monotonic
+            if silent_for > self.config.silence_limit_s:
+                logger.warning("agent %s silent for %.1f s: closing its connection",
+                               session.name, silent_for)
+                self.agent_disconnected(session)
+                await session.framed.aclose()
+        for name, since in list(self._disconnected_at.items()):
+            if now - since >= self.config.offline_grace_s:
+                del self._disconnected_at[name]
+                self.model.agent_offline(name, self.now_us())
+                self.server_event(name, EventKind.AGENT_OFFLINE, "stopped answering")
+
+    def flush(self) -> None:
+        if self._heard_from:
+            self.model.agent_seen(self._heard_from, self.now_us())
+            self._heard_from = set()
+        if self._pending_stats:
+            self.model.add_stats(self._pending_stats)
+            self._pending_stats = []
+
+    # ------------------------------------------------------------ agent reports
+
+    def time_info(self, session: AgentSession, info: TimeInfo) -> None:
+        self.model.set_agent_clock(
+            session.name, info.source, info.offset_us, info.delay_us, info.measured_us
+        )
+
+    def stats_report(self, session: AgentSession, report: StatsReport) -> None:
+        node = {f.name: getattr(report.node, f.name) for f in dataclasses.fields(report.node)}
+        processes = [
+            {f.name: getattr(p, f.name) for f in dataclasses.fields(p)} for p in report.processes
+        ]
+        self._pending_stats.append(StatsRecord(session.name, report.time_us, node, processes))
+
+    async def agent_event(self, session: AgentSession, event: Event) -> None:
+        """Store an agent's event once (replays are de-duplicated by seq), then acknowledge."""
+        record = EventRecord(
+            id=0, agent=session.name, seq=event.seq, time_us=event.time_us, kind=event.kind,
+            process=event.process, old_state=event.old_state, new_state=event.new_state,
+            exit_code=event.exit_code, signal=event.signal, message=event.message,
+        )
+        stored = self.model.add_event(record)
+        if stored is not None:
+            self._publish(stored)
+            if event.kind == EventKind.PROCESS_STATE:
+                self.model.note_process_state(session.name, event.process, event.new_state,
+                                              event.exit_code, event.signal, self.now_us())
+        await session.send(EventAck(seq=event.seq))
+
+    def server_event(self, agent: str, kind: EventKind, message: str, process: str = "") -> None:
+        record = EventRecord(
+            id=0, agent=agent, seq=None, time_us=self.now_us(), kind=kind, process=process,
+            old_state=ProcessState.NONE, new_state=ProcessState.NONE, exit_code=-1, signal=0,
+            message=message,
+        )
+        stored = self.model.add_event(record)
+        if stored is not None:
+            self._publish(stored)
+
+    # ------------------------------------------------------------ event followers
+
+    def _publish(self, record: EventRecord) -> None:
+        for channel in list(self._event_subscribers):
+            try:
+                channel.send_nowait(record)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                logger.warning("an event follower fell behind; ending its stream")
+                self._event_subscribers.discard(channel)
+                channel.close()
+
+    @asynccontextmanager
+    async def subscribe_events(self) -> AsyncIterator[trio.MemoryReceiveChannel[EventRecord]]:
+        send_channel, receive_channel = trio.open_memory_channel[EventRecord](
+            EVENT_SUBSCRIBER_BUFFER
+        )
+        self._event_subscribers.add(send_channel)
+        try:
+            yield receive_channel
+        finally:
+            self._event_subscribers.discard(send_channel)
+            send_channel.close()
+
+    # ------------------------------------------------------------ targets and fan-out
+
+    def known_agents(self) -> list[str]:
+        """Enrolled (holding a live token) or ever seen."""
+        names = {t.name for t in self.model.tokens() if t.role == Role.AGENT and not t.revoked_us}
+        names.update(a.name for a in self.model.agents())
+        return sorted(names)
+
+    def resolve_targets(self, pattern: str) -> list[str]:
+        pattern = pattern.strip()
+        if not pattern:
+            raise InvalidRequest("no agent given: name an agent, a glob such as 'web-*', or 'all'")
+        known = self.known_agents()
+        if pattern in ("all", "*"):
+            matched = known
+        else:
+            matched = [name for name in known if fnmatch.fnmatchcase(name, pattern)]
+        if not matched:
+            raise UnknownAgent(f"no agent matches {pattern!r}" if any(c in pattern for c in "*?[")
+                               else f"unknown agent {pattern!r}")
+        return matched
+
+    def match_agents(self, pattern: str) -> list[str] | None:
+        """Like resolve_targets for listings: empty pattern = all (None)."""
+        return None if not pattern.strip() else self.resolve_targets(pattern)
+
+    async def fan_out(self, agents: Iterable[str], call: AgentCall) -> list[AgentResult]:
+        """Run `call(agent)` for every agent at once; turn each outcome into a result."""
+        results: dict[str, AgentResult] = {}
+
+        async def one(agent: str) -> None:
+            try:
+                message = await call(agent)
+                results[agent] = AgentResult(agent=agent, code=ErrorCode.OK, message=message)
+            except LotcError as exc:
+                results[agent] = AgentResult(agent=agent, code=exc.code, message=str(exc))
+
+        names = list(agents)
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(one, name)
+        return [results[name] for name in names]

@@ -1,0 +1,153 @@
+"""Process commands: record the desired state, then tell the agents that are online.
+
+What each command makes the process become (DESIRED_AFTER) is the desired
+state the server reconciles toward after any disconnect. A kill with a signal
+other than SIGKILL is only a signal (SIGHUP to reload, say): it changes no
+desired state, so it needs the agent online.
+"""
+from __future__ import annotations
+
+import logging
+import signal as signals
+
+from lotc.errors import AgentOffline, Conflict, InvalidRequest, LotcError, UnknownBundle, UnknownProcess
+from lotc.names import validate_name
+from lotc.server.controller import Controller
+from lotc.server.records import ProcessSpecRecord
+from protocol.enums import DesiredState, ProcessState
+from protocol.messages import (
+    AgentResult,
+    KeyValue,
+    ProcKill,
+    ProcRemove,
+    ProcRestart,
+    ProcResume,
+    ProcStart,
+    ProcStop,
+    ProcTerminate,
+)
+
+logger = logging.getLogger(__name__)
+
+ControlMessage = ProcStop | ProcResume | ProcTerminate | ProcKill | ProcRestart | ProcRemove
+
+DESIRED_AFTER: dict[type, DesiredState] = {
+    ProcStop: DesiredState.STOPPED,
+    ProcResume: DesiredState.RUNNING,
+    ProcTerminate: DesiredState.EXITED,
+    ProcKill: DesiredState.EXITED,
+    ProcRestart: DesiredState.RUNNING,
+}
+ACTIVE_STATES = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPPED,
+                 ProcessState.BACKOFF}
+QUEUED = "agent offline: recorded, applied when it reconnects"
+
+
+def signal_number(name: str) -> int:
+    """`SIGHUP`, `HUP`, `hup` or `1` -> 1; InvalidRequest in plain words otherwise."""
+    text = name.strip().upper()
+    if not text:
+        return int(signals.SIGKILL)
+    if text.isdigit():
+        number = int(text)
+        if number in {int(s) for s in signals.Signals}:
+            return number
+    else:
+        try:
+            return int(signals.Signals[text if text.startswith("SIG") else "SIG" + text])
+        except KeyError:
+            pass
+    raise InvalidRequest(f"unknown signal {name!r}: use a name such as SIGTERM, HUP or USR1")
+
+
+def spec_from_message(agent: str, msg: ProcStart, now_us: int) -> ProcessSpecRecord:
+    return ProcessSpecRecord(
+        agent=agent, name=msg.name, bundle=msg.bundle, argv=tuple(msg.argv),
+        env=tuple((kv.key, kv.value) for kv in msg.env), cwd=msg.cwd, restart=msg.restart,
+        liveness_ms=msg.liveness_ms, grace_ms=msg.grace_ms, backoff_base_ms=msg.backoff_base_ms,
+        backoff_cap_ms=msg.backoff_cap_ms, restart_limit=msg.restart_limit,
+        restart_window_s=msg.restart_window_s, desired=DesiredState.RUNNING, revision=0,
+        updated_us=now_us,
+    )
+
+
+def start_message(spec: ProcessSpecRecord) -> ProcStart:
+    return ProcStart(
+        target="", name=spec.name, bundle=spec.bundle, revision=spec.revision,
+        argv=tuple(spec.argv), env=tuple(KeyValue(key=k, value=v) for k, v in spec.env),
+        cwd=spec.cwd, restart=spec.restart, liveness_ms=spec.liveness_ms, grace_ms=spec.grace_ms,
+        backoff_base_ms=spec.backoff_base_ms, backoff_cap_ms=spec.backoff_cap_ms,
+        restart_limit=spec.restart_limit, restart_window_s=spec.restart_window_s,
+    )
+
+
+def _is_active(ctl: Controller, agent: str, name: str) -> bool:
+    for status in ctl.model.process_statuses(agent):
+        if status.name == name:
+            return status.state in ACTIVE_STATES
+    return False
+
+
+async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
+    validate_name("process", msg.name)
+    validate_name("bundle", msg.bundle)
+    if not msg.argv:
+        raise InvalidRequest("nothing to run: give the command after '--'")
+    targets = ctl.resolve_targets(msg.target)
+
+    async def start(agent: str) -> str:
+        if not any(b.name == msg.bundle for b in ctl.model.desired_bundles(agent)):
+            raise UnknownBundle(f"bundle {msg.bundle!r} is not loaded on {agent}: upload it first")
+        previous = ctl.model.find_process(agent, msg.name)
+        if previous is not None and previous.desired != DesiredState.EXITED \
+                and _is_active(ctl, agent, msg.name):
+            raise Conflict(f"process {msg.name!r} already runs on {agent}: terminate it first")
+        spec = ctl.model.put_process(spec_from_message(agent, msg, ctl.now_us()))
+        session = ctl.sessions.get(agent)
+        if session is None:
+            return QUEUED
+        try:
+            reply = await session.request(start_message(spec), ctl.config.request_timeout_s)
+        except AgentOffline:
+            return QUEUED
+        except LotcError:
+            _forget_failed_start(ctl, agent, msg.name, previous)
+            raise
+        return getattr(reply.body, "message", "") or "started"
+
+    return await ctl.fan_out(targets, start)
+
+
+def _forget_failed_start(
+    ctl: Controller, agent: str, name: str, previous: ProcessSpecRecord | None
+) -> None:
+    """The agent refused the start (bad executable...): do not keep retrying it forever."""
+    if previous is None:
+        ctl.model.remove_process(agent, name)
+    else:
+        ctl.model.put_process(previous)
+
+
+async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentResult]:
+    validate_name("process", msg.name)
+    number = signal_number(msg.signal) if isinstance(msg, ProcKill) else 0
+    targets = ctl.resolve_targets(msg.target)
+    changes_desired = not (isinstance(msg, ProcKill) and number != signals.SIGKILL)
+
+    async def control(agent: str) -> str:
+        if ctl.model.find_process(agent, msg.name) is None:
+            raise UnknownProcess(f"no process {msg.name!r} on {agent}")
+        if isinstance(msg, ProcRemove):
+            ctl.model.remove_process(agent, msg.name)
+        elif changes_desired:
+            ctl.model.set_desired_state(agent, msg.name, DESIRED_AFTER[type(msg)])
+        session = ctl.sessions.get(agent)
+        if session is None:
+            if not changes_desired:
+                raise AgentOffline(f"agent {agent} is offline: a signal cannot wait for it")
+            return QUEUED
+        forwarded = type(msg)(target="", name=msg.name, signal=msg.signal, grace_ms=msg.grace_ms)
+        reply = await session.request(forwarded, ctl.config.request_timeout_s)
+        return getattr(reply.body, "message", "") or "done"
+
+    return await ctl.fan_out(targets, control)

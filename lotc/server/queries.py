@@ -1,0 +1,143 @@
+"""Read-only answers for the console: records from the model, shaped for the wire."""
+from __future__ import annotations
+
+import trio
+
+from lotc.errors import LotcError
+from lotc.server.controller import Controller
+from lotc.server.reconcile import record_report
+from lotc.server.sessions import AgentSession
+from lotc.server.records import EventRecord, ProcessSpecRecord, ProcessStatusRecord
+from protocol.enums import DesiredState, ProcessState
+from protocol.messages import (
+    AgentEntry,
+    AgentState,
+    BundleEntry,
+    Event,
+    ListProcesses,
+    NodeStats,
+    ProcessEntry,
+    ProcessStats,
+    StatsHistory,
+    StatsHistorySample,
+)
+
+REFRESH_TIMEOUT_S = 2.0  # a listing waits this long for live answers, then shows what it has
+
+
+def _wanted(ctl: Controller, pattern: str) -> set[str] | None:
+    names = ctl.match_agents(pattern)
+    return None if names is None else set(names)
+
+
+def agents(ctl: Controller, pattern: str) -> list[AgentEntry]:
+    wanted = _wanted(ctl, pattern)
+    running: dict[str, int] = {}
+    for status in ctl.model.process_statuses(None):
+        if status.state == ProcessState.RUNNING:
+            running[status.agent] = running.get(status.agent, 0) + 1
+    entries = []
+    for agent in ctl.model.agents():
+        if wanted is not None and agent.name not in wanted:
+            continue
+        entries.append(AgentEntry(
+            name=agent.name, online=agent.online, hostname=agent.hostname, address=agent.address,
+            version=agent.version, last_seen_us=agent.last_seen_us,
+            connected_us=agent.connected_us, clock_offset_us=agent.clock_offset_us,
+            clock_delay_us=agent.clock_delay_us, clock_source=agent.clock_source,
+            clock_measured_us=agent.clock_measured_us,
+            processes=min(running.get(agent.name, 0), 0xFFFF),
+        ))
+    return entries
+
+
+async def refresh(ctl: Controller, agents: set[str] | None) -> None:
+    """Ask the online agents for their live state, so listings show pids and uptimes now.
+
+    An agent that does not answer in time keeps its last reported state.
+    """
+    sessions = [s for name, s in ctl.sessions.items() if agents is None or name in agents]
+
+    async def one(session: AgentSession) -> None:
+        try:
+            reply = await session.request(ListProcesses(pattern=""), REFRESH_TIMEOUT_S)
+        except LotcError:
+            return
+        if isinstance(reply.body, AgentState):
+            record_report(ctl, session.name, reply.body)
+
+    async with trio.open_nursery() as nursery:
+        for session in sessions:
+            nursery.start_soon(one, session)
+
+
+async def processes(ctl: Controller, pattern: str) -> list[ProcessEntry]:
+    """Desired and actual side by side: one entry per process the model or an agent knows."""
+    wanted = _wanted(ctl, pattern)
+    await refresh(ctl, wanted)
+    specs = {(p.agent, p.name): p for p in ctl.model.processes(None)}
+    statuses = {(s.agent, s.name): s for s in ctl.model.process_statuses(None)}
+    entries = []
+    for key in sorted(specs.keys() | statuses.keys()):
+        if wanted is not None and key[0] not in wanted:
+            continue
+        entries.append(_process_entry(key[0], key[1], specs.get(key), statuses.get(key)))
+    return entries
+
+
+def _process_entry(
+    agent: str, name: str, spec: ProcessSpecRecord | None, status: ProcessStatusRecord | None
+) -> ProcessEntry:
+    return ProcessEntry(
+        agent=agent, name=name,
+        bundle=spec.bundle if spec else (status.bundle if status else ""),
+        revision=spec.revision if spec else 0,
+        state=status.state if status else ProcessState.NONE,
+        desired=spec.desired if spec else DesiredState.EXITED,
+        pid=status.pid if status else 0,
+        exit_code=status.exit_code if status else -1,
+        exit_signal=status.exit_signal if status else 0,
+        restarts=status.restarts if status else 0,
+        started_us=status.started_us if status else 0,
+        last_liveness_us=status.last_liveness_us if status else 0,
+        status=status.status if status else "",
+    )
+
+
+async def bundles(ctl: Controller, pattern: str) -> list[BundleEntry]:
+    """Desired bundles; stored_us is when the agent reported holding that version (0: not yet)."""
+    wanted = _wanted(ctl, pattern)
+    await refresh(ctl, wanted)
+    held = {(b.agent, b.name): b for b in ctl.model.reported_bundles(None)}
+    entries = []
+    for b in ctl.model.desired_bundles(None):
+        if wanted is not None and b.agent not in wanted:
+            continue
+        have = held.get((b.agent, b.name))
+        stored = have.stored_us if have is not None and have.sha256 == b.sha256 else 0
+        entries.append(BundleEntry(agent=b.agent, name=b.name, sha256=b.sha256, kind=b.kind,
+                                   size=b.size, stored_us=stored))
+    return entries
+
+
+def event_message(record: EventRecord) -> Event:
+    return Event(
+        seq=record.seq or 0, agent=record.agent, time_us=record.time_us, kind=record.kind,
+        process=record.process, old_state=record.old_state, new_state=record.new_state,
+        exit_code=record.exit_code, signal=record.signal, message=record.message,
+    )
+
+
+def events(ctl: Controller, pattern: str, since_us: int, limit: int) -> list[EventRecord]:
+    return ctl.model.events(agent=_wanted(ctl, pattern), since_us=since_us, limit=limit)
+
+
+def stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> StatsHistory:
+    ctl.resolve_targets(agent)  # a plain UnknownAgent for a typo
+    ctl.flush()  # include what arrived since the last tick
+    records = ctl.model.stats_history(agent, since_us, limit)
+    samples = tuple(
+        StatsHistorySample(time_us=r.time_us, node=NodeStats(**r.node)) for r in records
+    )
+    latest = tuple(ProcessStats(**p) for p in records[-1].processes) if records else ()
+    return StatsHistory(agent=agent, samples=samples, processes=latest)

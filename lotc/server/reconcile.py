@@ -1,0 +1,101 @@
+"""Bring a (re)connected agent to the desired state.
+
+The agent reports what it has (AGENT_STATE: bundles by name and SHA-256,
+processes with the revision of the spec they run and their state). The
+difference from the model's desired state becomes commands, sent in an
+order that cannot fail half-way for a reason we could have avoided: bundles
+first (processes need them), then process specs, then desired states, then
+removals (processes before their bundles).
+
+Every step is idempotent on the agent (a PROC_START with the revision the
+agent already runs is a no-op), so a reconcile interrupted by another
+disconnect is simply redone on the next connect: nothing runs twice.
+"""
+from __future__ import annotations
+
+import logging
+
+from lotc.errors import LotcError
+from lotc.server.bundles import push_bundle
+from lotc.server.controller import Controller
+from lotc.server.processes import start_message
+from lotc.server.records import BundleRecord, ProcessStatusRecord
+from lotc.server.sessions import AgentSession
+from protocol.enums import DesiredState, EventKind, ProcessState
+from protocol.messages import AgentState, BundleRemove, Message, ProcRemove, ProcResume, ProcStop, ProcTerminate
+
+logger = logging.getLogger(__name__)
+
+RUNNABLE = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.BACKOFF}
+ALIVE = RUNNABLE | {ProcessState.STOPPED}
+
+
+def record_report(ctl: Controller, agent: str, state: AgentState) -> None:
+    now = ctl.now_us()
+    ctl.model.replace_reported_bundles(agent, [
+        BundleRecord(agent, b.name, b.sha256, b.kind, b.size, b.stored_us) for b in state.bundles
+    ])
+    ctl.model.replace_process_statuses(agent, [
+        ProcessStatusRecord(
+            agent=agent, name=p.name, bundle=p.bundle, revision=p.revision, state=p.state,
+            pid=p.pid, exit_code=p.exit_code, exit_signal=p.exit_signal, restarts=p.restarts,
+            started_us=p.started_us, last_liveness_us=p.last_liveness_us, status=p.status,
+            updated_us=now,
+        )
+        for p in state.processes
+    ])
+
+
+def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRecord], list[Message]]:
+    """Bundles to push, then the commands to send, in order."""
+    have_bundles = {b.name: b.sha256 for b in state.bundles}
+    want_bundles = ctl.model.desired_bundles(agent)
+    pushes = [b for b in want_bundles if have_bundles.get(b.name) != b.sha256]
+    running = {p.name: p for p in state.processes}
+    wanted = {p.name: p for p in ctl.model.processes(agent)}
+    commands: list[Message] = []
+    for spec in wanted.values():
+        actual = running.get(spec.name)
+        if spec.desired == DesiredState.EXITED:
+            if actual is not None and actual.state in ALIVE:
+                commands.append(ProcTerminate(target="", name=spec.name, signal="", grace_ms=0))
+            continue
+        if actual is None or actual.revision != spec.revision:
+            commands.append(start_message(spec))
+            actual_state = ProcessState.STARTING
+        else:
+            actual_state = actual.state
+        if spec.desired == DesiredState.STOPPED and actual_state in RUNNABLE:
+            commands.append(ProcStop(target="", name=spec.name, signal="", grace_ms=0))
+        elif spec.desired == DesiredState.RUNNING and actual_state == ProcessState.STOPPED:
+            commands.append(ProcResume(target="", name=spec.name, signal="", grace_ms=0))
+    for name in running.keys() - wanted.keys():
+        commands.append(ProcRemove(target="", name=name, signal="", grace_ms=0))
+    wanted_names = {b.name for b in want_bundles}
+    for name in have_bundles.keys() - wanted_names:
+        commands.append(BundleRemove(target="", name=name))
+    return pushes, commands
+
+
+async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -> int:
+    """Apply the plan; returns the number of corrective steps. Errors are events, not crashes."""
+    record_report(ctl, session.name, state)
+    pushes, commands = plan(ctl, session.name, state)
+    steps = 0
+    for bundle in pushes:
+        steps += await _step(ctl, session, f"bundle {bundle.name}", push_bundle(ctl, session, bundle))
+    for command in commands:
+        request = session.request(command, ctl.config.request_timeout_s)
+        steps += await _step(ctl, session, f"{type(command).__name__} {command.name}", request)
+    if steps:
+        logger.info("reconciled %s in %d steps", session.name, steps)
+    return steps
+
+
+async def _step(ctl: Controller, session: AgentSession, what: str, work: object) -> int:
+    try:
+        await work  # type: ignore[misc]
+    except LotcError as exc:
+        logger.warning("reconciling %s: %s failed: %s", session.name, what, exc)
+        ctl.server_event(session.name, EventKind.ERROR, f"reconcile {what}: {exc}")
+    return 1
