@@ -170,8 +170,10 @@ class Cluster:
     def managed(self) -> list[psutil.Process]:
         """OS processes started by this cluster's agents (they run inside the state dirs)."""
         found = []
-        for proc in psutil.process_iter(["pid", "cwd"]):
+        for proc in psutil.process_iter(["pid", "cwd", "cmdline", "status"]):
             cwd = proc.info.get("cwd") or ""
+            if proc.info.get("status") == psutil.STATUS_ZOMBIE:
+                continue
             if cwd.startswith(str(self.root)) and proc.pid not in self._own_pids():
                 found.append(proc)
         return found

@@ -104,6 +104,10 @@ class Controller:
         if session is not None:
             streams.append(session.framed)
             self.agent_disconnected(session)
+            # No grace for a revoked agent: it is not coming back.
+            self._disconnected_at.pop(name, None)
+            self.model.agent_offline(name, self.now_us())
+            self.server_event(name, EventKind.AGENT_OFFLINE, "token revoked")
         for framed in streams:
             await framed.send_error(TokenRevoked(f"token of {name!r} was revoked"))
             await framed.aclose()
