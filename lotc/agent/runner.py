@@ -25,8 +25,8 @@ watchdog waits for the resume, which sets a fresh deadline.
 
 Cancellation (the agent shutting down or crashing) leaves the processes
 running: the finally blocks close our sockets and pidfds, nothing else, so a
-new agent can re-adopt them. Every state-file write is shielded for the same
-reason.
+new agent can re-adopt them. Records are saved synchronously, in the same
+step as the change (persist.py), so a cancellation never finds one half-done.
 """
 from __future__ import annotations
 
@@ -59,14 +59,16 @@ _AGENT_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS
 
 class Runner:
     def __init__(self, *, log_root: Path, resolve_bundle: Callable[[str], Path],
-                 transition: Callable[..., None], save: Callable[[ProcessRecord], object],
-                 emit: Callable[[ProcessEvent], None], clock: Callable[[], int]) -> None:
+                 transition: Callable[..., None], save: Callable[[ProcessRecord], None],
+                 emit: Callable[[ProcessEvent], None], clock: Callable[[], int],
+                 snapshot: Callable[[ProcessRecord], Callable[[], None]]) -> None:
         self.log_root = log_root
         self.resolve_bundle = resolve_bundle
         self.transition = transition  # (rec, new_state, reason, *, with_exit=False)
-        self.save = save  # async (rec) -> None, shielded by the caller of this class
+        self.save = save  # (rec) -> None: records the change at once (persist.py)
         self.emit = emit
         self.clock = clock
+        self.snapshot = snapshot  # (rec) -> blocking save of its current state, for a thread
 
     # ---- the record's whole life -----------------------------------------------------
     async def run(self, rec: ProcessRecord, handle: ChildHandle | None,
@@ -119,8 +121,6 @@ class Runner:
         bundle = self.resolve_bundle(rec.spec.bundle)
         base = bundle if bundle.is_dir() else bundle.parent
         cwd = base / rec.spec.cwd if rec.spec.cwd else base
-        logs = self.log_root / rec.spec.name
-        logs.mkdir(parents=True, exist_ok=True)
         out = log_path(self.log_root, rec.spec.name, StreamKind.STDOUT)
         err = log_path(self.log_root, rec.spec.name, StreamKind.STDERR)
         return cwd, self._environment(rec, bundle), out, err
@@ -133,17 +133,25 @@ class Runner:
         self.transition(rec, S.STARTING, "starting")
         try:
             cwd, env, out, err = self._prepare(rec)
-            handle = await trio.to_thread.run_sync(spawn, rec.spec.argv, cwd, env, out, err)
+            write_record = self.snapshot(rec)
+
+            def record_then_spawn() -> ChildHandle:
+                # A first record creates a file (slow on ext4): do it here, off the loop;
+                # the save after the spawn is then a quick rewrite in place.
+                write_record()
+                return spawn(rec.spec.argv, cwd, env, out, err)
+
+            handle = await trio.to_thread.run_sync(record_then_spawn)
         except (LotcError, OSError) as exc:
             message = str(exc) if isinstance(exc, LotcError) else f"cannot start: {exc}"
             rec.status = message
             self.transition(rec, S.FAILED, message)
-            await self.save(rec)
+            self.save(rec)
             if raise_error:
                 raise exc if isinstance(exc, LotcError) else SpawnFailed(message) from None
             return None
         self._started(rec, handle)
-        await self.save(rec)
+        self.save(rec)
         return handle
 
     def _started(self, rec: ProcessRecord, handle: ChildHandle) -> None:
@@ -209,7 +217,7 @@ class Runner:
             rec.budget.record_restart(now)
             rec.restarts += 1
             self.transition(rec, S.BACKOFF, f"{what}; restarting in {delay:g} s", with_exit=True)
-        await self.save(rec)
+        self.save(rec)
         return delay
 
     async def _backoff(self, rec: ProcessRecord, delay: float) -> bool:
@@ -219,7 +227,7 @@ class Runner:
                 await rec.wake.wait()
         if rec.desired == DesiredState.EXITED:
             self.transition(rec, S.EXITED, "terminated during backoff")
-            await self.save(rec)
+            self.save(rec)
             return False
         return True
 

@@ -98,6 +98,7 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
 
     Raises SpawnFailed (missing program, not executable, bad cwd...).
     """
+    stdout.parent.mkdir(parents=True, exist_ok=True)
     out = os.open(stdout, _LOG_FLAGS, 0o640)
     try:
         err = os.open(stderr, _LOG_FLAGS, 0o640)

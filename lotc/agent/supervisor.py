@@ -86,10 +86,10 @@ class Supervisor:
         self._records: dict[str, ProcessRecord] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
-        self._seq = 0
+        self._dirty = trio.Event()  # set when a record changed and is not flushed yet
         self._runner = Runner(log_root=self.log_root, resolve_bundle=resolve_bundle,
                               transition=self._transition, save=self._save, emit=self._emit,
-                              clock=clock)
+                              clock=clock, snapshot=self._snapshot)
 
     # ---- lifetime --------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -102,6 +102,7 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._sync_forever)
                 await self._restore()
                 nursery.start_soon(self._rotate_logs_forever)
                 task_status.started()
@@ -169,7 +170,7 @@ class Supervisor:
         rec.desired = DesiredState.STOPPED
         if self._send(rec, signal.SIGSTOP):
             self._transition(rec, S.STOPPED, "stopped on request (SIGSTOP)")
-        await self._save(rec)
+        self._save(rec)
 
     async def resume(self, name: str) -> None:
         """Continue a stopped process group (SIGCONT); its watchdog restarts afresh."""
@@ -181,7 +182,7 @@ class Supervisor:
             rec.deadline = trio.current_time() + rec.liveness_timeout
         self._transition(rec, S.RUNNING, "resumed on request (SIGCONT)")
         rec.fire_resumed()
-        await self._save(rec)
+        self._save(rec)
 
     async def terminate(self, name: str, grace: float | None = None) -> ProcessInfo:
         """SIGTERM to the group, SIGKILL after `grace` (default: the spec's). Returns once
@@ -200,7 +201,7 @@ class Supervisor:
         if sig == signal.SIGKILL:
             rec.desired = DesiredState.EXITED
         self._send(rec, sig)
-        await self._save(rec)
+        self._save(rec)
 
     async def restart(self, name: str) -> ProcessInfo:
         """Terminate if alive, forget the crash history, start again. Returns once spawned."""
@@ -223,9 +224,8 @@ class Supervisor:
                 await self._terminate(rec, None)
             await self._runner_finished(rec)
             del self._records[name]
-            seq = self._next_seq()
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._files.delete, name, seq)
+            self._files.delete(name)
+            self._dirty.set()
 
     # ---- logs ------------------------------------------------------------------------
     async def tail_logs(self, name: str, lines: int = 100,
@@ -259,10 +259,6 @@ class Supervisor:
     def _lock(self, name: str) -> trio.Lock:
         return self._locks.setdefault(name, trio.Lock())
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def _emit(self, event: ProcessEvent) -> None:
         try:
             self._on_event(event)
@@ -278,10 +274,42 @@ class Supervisor:
         logger.info("process %s: %s -> %s: %s", rec.spec.name, old.name, new.name, reason)
         self._emit(rec.event(old, reason, time_us=self._clock(), with_exit=with_exit))
 
-    async def _save(self, rec: ProcessRecord) -> None:
-        seq, data = self._next_seq(), rec.to_json()
-        with trio.CancelScope(shield=True):  # a half-recorded spawn would orphan a process
-            await trio.to_thread.run_sync(self._files.save, rec.spec.name, seq, data)
+    def _save(self, rec: ProcessRecord) -> None:
+        """Record the change now (see persist.py); the flush to disk follows in the syncer."""
+        try:
+            self._files.save(rec.spec.name, rec.to_json())
+        except OSError as exc:  # a full disk must not stop the supervisor
+            logger.error("cannot save the record of %s: %s", rec.spec.name, exc)
+        self._dirty.set()
+
+    def _snapshot(self, rec: ProcessRecord) -> Callable[[], None]:
+        """A blocking save of the record as it is now, to run in a worker thread."""
+        name, data = rec.spec.name, rec.to_json()
+
+        def write() -> None:
+            try:
+                self._files.save(name, data)
+            except OSError as exc:
+                logger.error("cannot save the record of %s: %s", name, exc)
+
+        return write
+
+    async def _sync_forever(self) -> None:
+        """Flush changed records in bursts, off the trio thread."""
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty = trio.Event()
+                await trio.to_thread.run_sync(self._sync_once)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._sync_once)
+
+    def _sync_once(self) -> None:
+        try:
+            self._files.sync()
+        except OSError as exc:
+            logger.error("cannot flush process records: %s", exc)
 
     def _send(self, rec: ProcessRecord, sig: int) -> bool:
         """Signal the group now, or queue it if the pid does not exist yet. False if the
@@ -295,7 +323,7 @@ class Supervisor:
 
     async def _terminate(self, rec: ProcessRecord, grace: float | None) -> None:
         rec.desired = DesiredState.EXITED
-        await self._save(rec)
+        self._save(rec)
         if rec.state == S.BACKOFF:
             rec.wake_backoff()
         self._send(rec, signal.SIGTERM)
@@ -344,6 +372,11 @@ class Supervisor:
         adopted = None
         if rec.pid:
             adopted = await trio.to_thread.run_sync(adopt, rec.pid, rec.create_time)
+        if adopted is None and rec.desired == DesiredState.EXITED:
+            rec.pid = None  # it was being terminated when the agent went away: done
+            rec.state = S.EXITED
+            self._save(rec)
+            return
         if adopted is None:
             why = f"pid {rec.pid} had ended" if rec.pid else "it was not running"
             logger.info("process %s: starting again after an agent restart (%s)",
@@ -360,9 +393,14 @@ class Supervisor:
         if rec.liveness_timeout > 0:
             rec.deadline = rec.started_mono + rec.liveness_timeout
         new = S.STOPPED if suspended else S.RUNNING
-        rec.desired = DesiredState.STOPPED if suspended else DesiredState.RUNNING
+        finish = rec.desired == DesiredState.EXITED
+        if not finish:
+            rec.desired = DesiredState.STOPPED if suspended else DesiredState.RUNNING
         self._transition(rec, new, f"re-adopted pid {rec.pid} after an agent restart")
         await self._launch(rec, handle)
+        if finish:  # a terminate was under way when the agent went away: complete it
+            assert self._nursery is not None
+            self._nursery.start_soon(self._terminate, rec, None)
 
     async def _rotate_logs_forever(self) -> None:
         while True:

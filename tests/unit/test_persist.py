@@ -19,17 +19,19 @@ from tests.agent_helpers import (PY, alive, bundle, kill_leftovers, make_supervi
 from tests.unit.test_liveness import BEATER
 
 
-def test_state_files_round_trip_and_ordering(tmp_path: Path) -> None:
+def test_state_files_round_trip_sync_and_lock(tmp_path: Path) -> None:
     files = StateFiles(tmp_path)
     files.acquire()
     try:
-        files.save("a", 2, {"x": 2})
-        files.save("a", 1, {"x": 1})  # an older write finishing late is dropped
-        files.save("b", 3, {"x": 3})
-        files.delete("b", 4)
-        files.save("b", 3, {"x": "stale"})  # cannot resurrect a removed record
+        files.save("a", {"x": 1})
+        files.save("a", {"x": 2})
+        files.save("b", {"x": 3})
+        files.delete("b")
+        files.sync()
+        files.sync()  # nothing left to flush
         (files.root / "broken.json").write_text("{not json")
-        (files.root / ".a.json.tmp").write_text("half")
+        (files.root / "old.json").write_text('{"version": 99}')
+        (files.root / ".a.json.tmp").write_text("half")  # a crash mid-write
         assert files.load_all() == [{"version": 1, "x": 2}]
         assert not (files.root / ".a.json.tmp").exists()
         with pytest.raises(Conflict, match="another supervisor"):
