@@ -79,6 +79,7 @@ from protocol.messages import (
 
 _MAGIC = b'LT'
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
+_new = object.__new__
 
 
 def _fixed(value: bytes, size: int) -> bytes:
@@ -808,8 +809,16 @@ def _dec_Hello(b: bytes, p: int, n: int) -> Hello:
         capability_19 = b[p:end_20].decode()
         p = end_20
         capabilities_17.append(capability_19)
+    hello_21 = _new(_W_Hello)
+    hello_21.role = _D_Role[role_1]
+    hello_21.name = name_3
+    hello_21.software = software_6
+    hello_21.hostname = hostname_9
+    hello_21.addresses = tuple(addresses_12)
+    hello_21.capabilities = tuple(capabilities_17)
+    hello_21.__class__ = Hello
     if p != n: raise _trailing(n - p)
-    return _W_Hello(_D_Role[role_1], name_3, software_6, hostname_9, tuple(addresses_12), tuple(capabilities_17))
+    return hello_21
 
 
 def _enc_Challenge(m: Challenge, rid: int, flags: int) -> bytes:
@@ -819,7 +828,11 @@ def _enc_Challenge(m: Challenge, rid: int, flags: int) -> bytes:
 def _dec_Challenge(b: bytes, p: int, n: int) -> Challenge:
     if n - p != 40: raise _size(n - p, 40)
     nonce_1, server_time_us_2, = _S5.unpack_from(b, p)
-    return _W_Challenge(nonce_1, server_time_us_2)
+    challenge_3 = _new(_W_Challenge)
+    challenge_3.nonce = nonce_1
+    challenge_3.server_time_us = server_time_us_2
+    challenge_3.__class__ = Challenge
+    return challenge_3
 
 
 def _enc_Auth(m: Auth, rid: int, flags: int) -> bytes:
@@ -829,7 +842,10 @@ def _enc_Auth(m: Auth, rid: int, flags: int) -> bytes:
 def _dec_Auth(b: bytes, p: int, n: int) -> Auth:
     if n - p != 32: raise _size(n - p, 32)
     mac_1, = _S7.unpack_from(b, p)
-    return _W_Auth(mac_1)
+    auth_2 = _new(_W_Auth)
+    auth_2.mac = mac_1
+    auth_2.__class__ = Auth
+    return auth_2
 
 
 def _enc_Welcome(m: Welcome, rid: int, flags: int) -> bytes:
@@ -850,8 +866,14 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
     p = end_3
     heartbeat_ms_4, max_body_5, last_event_seq_6, = _S9.unpack_from(b, p)
     p += 16
+    welcome_7 = _new(_W_Welcome)
+    welcome_7.server = server_2
+    welcome_7.heartbeat_ms = heartbeat_ms_4
+    welcome_7.max_body = max_body_5
+    welcome_7.last_event_seq = last_event_seq_6
+    welcome_7.__class__ = Welcome
     if p != n: raise _trailing(n - p)
-    return _W_Welcome(server_2, heartbeat_ms_4, max_body_5, last_event_seq_6)
+    return welcome_7
 
 
 def _enc_Heartbeat(m: Heartbeat, rid: int, flags: int) -> bytes:
@@ -861,7 +883,12 @@ def _enc_Heartbeat(m: Heartbeat, rid: int, flags: int) -> bytes:
 def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     if n - p != 14: raise _size(n - p, 14)
     seq_1, time_us_2, running_3, = _S11.unpack_from(b, p)
-    return _W_Heartbeat(seq_1, time_us_2, running_3)
+    heartbeat_4 = _new(_W_Heartbeat)
+    heartbeat_4.seq = seq_1
+    heartbeat_4.time_us = time_us_2
+    heartbeat_4.running = running_3
+    heartbeat_4.__class__ = Heartbeat
+    return heartbeat_4
 
 
 def _enc_TimeInfo(m: TimeInfo, rid: int, flags: int) -> bytes:
@@ -882,8 +909,15 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
     p = end_3
     offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S12.unpack_from(b, p)
     p += 25
+    timeinfo_8 = _new(_W_TimeInfo)
+    timeinfo_8.source = source_2
+    timeinfo_8.offset_us = offset_us_4
+    timeinfo_8.delay_us = delay_us_5
+    timeinfo_8.stratum = stratum_6
+    timeinfo_8.measured_us = measured_us_7
+    timeinfo_8.__class__ = TimeInfo
     if p != n: raise _trailing(n - p)
-    return _W_TimeInfo(source_2, offset_us_4, delay_us_5, stratum_6, measured_us_7)
+    return timeinfo_8
 
 
 def _enc_Ok(m: Ok, rid: int, flags: int) -> bytes:
@@ -902,8 +936,11 @@ def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
     if end_3 > n: raise _short(len_1, n - p)
     message_2 = b[p:end_3].decode()
     p = end_3
+    ok_4 = _new(_W_Ok)
+    ok_4.message = message_2
+    ok_4.__class__ = Ok
     if p != n: raise _trailing(n - p)
-    return _W_Ok(message_2)
+    return ok_4
 
 
 def _enc_Error(m: Error, rid: int, flags: int) -> bytes:
@@ -922,8 +959,12 @@ def _dec_Error(b: bytes, p: int, n: int) -> Error:
     if end_4 > n: raise _short(len_2, n - p)
     message_3 = b[p:end_4].decode()
     p = end_4
+    error_5 = _new(_W_Error)
+    error_5.code = _D_ErrorCode[code_1]
+    error_5.message = message_3
+    error_5.__class__ = Error
     if p != n: raise _trailing(n - p)
-    return _W_Error(_D_ErrorCode[code_1], message_3)
+    return error_5
 
 
 def _enc_Results(m: Results, rid: int, flags: int) -> bytes:
@@ -963,9 +1004,17 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
         if end_9 > n: raise _short(len_7, n - p)
         message_8 = b[p:end_9].decode()
         p = end_9
-        results_2.append(_W_AgentResult(agent_4, _D_ErrorCode[code_6], message_8))
+        agentresult_10 = _new(_W_AgentResult)
+        agentresult_10.agent = agent_4
+        agentresult_10.code = _D_ErrorCode[code_6]
+        agentresult_10.message = message_8
+        agentresult_10.__class__ = AgentResult
+        results_2.append(agentresult_10)
+    results_11 = _new(_W_Results)
+    results_11.results = tuple(results_2)
+    results_11.__class__ = Results
     if p != n: raise _trailing(n - p)
-    return _W_Results(tuple(results_2))
+    return results_11
 
 
 def _enc_BundleReady(m: BundleReady, rid: int, flags: int) -> bytes:
@@ -975,7 +1024,10 @@ def _enc_BundleReady(m: BundleReady, rid: int, flags: int) -> bytes:
 def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
     if n - p != 8: raise _size(n - p, 8)
     offset_1, = _S16.unpack_from(b, p)
-    return _W_BundleReady(offset_1)
+    bundleready_2 = _new(_W_BundleReady)
+    bundleready_2.offset = offset_1
+    bundleready_2.__class__ = BundleReady
+    return bundleready_2
 
 
 def _enc_Token(m: Token, rid: int, flags: int) -> bytes:
@@ -994,8 +1046,11 @@ def _dec_Token(b: bytes, p: int, n: int) -> Token:
     if end_3 > n: raise _short(len_1, n - p)
     token_2 = b[p:end_3].decode()
     p = end_3
+    token_4 = _new(_W_Token)
+    token_4.token = token_2
+    token_4.__class__ = Token
     if p != n: raise _trailing(n - p)
-    return _W_Token(token_2)
+    return token_4
 
 
 def _enc_Cancel(m: Cancel, rid: int, flags: int) -> bytes:
@@ -1005,7 +1060,10 @@ def _enc_Cancel(m: Cancel, rid: int, flags: int) -> bytes:
 def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
     if n - p != 4: raise _size(n - p, 4)
     cancel_request_id_1, = _S18.unpack_from(b, p)
-    return _W_Cancel(cancel_request_id_1)
+    cancel_2 = _new(_W_Cancel)
+    cancel_2.cancel_request_id = cancel_request_id_1
+    cancel_2.__class__ = Cancel
+    return cancel_2
 
 
 def _enc_BundleBegin(m: BundleBegin, rid: int, flags: int) -> bytes:
@@ -1033,8 +1091,15 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
     p = end_6
     kind_7, size_8, sha256_9, = _S19.unpack_from(b, p)
     p += 41
+    bundlebegin_10 = _new(_W_BundleBegin)
+    bundlebegin_10.target = target_2
+    bundlebegin_10.name = name_5
+    bundlebegin_10.kind = _D_BundleKind[kind_7]
+    bundlebegin_10.size = size_8
+    bundlebegin_10.sha256 = sha256_9
+    bundlebegin_10.__class__ = BundleBegin
     if p != n: raise _trailing(n - p)
-    return _W_BundleBegin(target_2, name_5, _D_BundleKind[kind_7], size_8, sha256_9)
+    return bundlebegin_10
 
 
 def _enc_BundleChunk(m: BundleChunk, rid: int, flags: int) -> bytes:
@@ -1053,8 +1118,12 @@ def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
     if end_4 > n: raise _short(len_2, n - p)
     data_3 = b[p:end_4]
     p = end_4
+    bundlechunk_5 = _new(_W_BundleChunk)
+    bundlechunk_5.offset = offset_1
+    bundlechunk_5.data = data_3
+    bundlechunk_5.__class__ = BundleChunk
     if p != n: raise _trailing(n - p)
-    return _W_BundleChunk(offset_1, data_3)
+    return bundlechunk_5
 
 
 def _enc_BundleEnd(m: BundleEnd, rid: int, flags: int) -> bytes:
@@ -1064,7 +1133,10 @@ def _enc_BundleEnd(m: BundleEnd, rid: int, flags: int) -> bytes:
 def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
     if n - p != 8: raise _size(n - p, 8)
     size_1, = _S16.unpack_from(b, p)
-    return _W_BundleEnd(size_1)
+    bundleend_2 = _new(_W_BundleEnd)
+    bundleend_2.size = size_1
+    bundleend_2.__class__ = BundleEnd
+    return bundleend_2
 
 
 def _enc_BundleRemove(m: BundleRemove, rid: int, flags: int) -> bytes:
@@ -1090,8 +1162,12 @@ def _dec_BundleRemove(b: bytes, p: int, n: int) -> BundleRemove:
     if end_6 > n: raise _short(len_4, n - p)
     name_5 = b[p:end_6].decode()
     p = end_6
+    bundleremove_7 = _new(_W_BundleRemove)
+    bundleremove_7.target = target_2
+    bundleremove_7.name = name_5
+    bundleremove_7.__class__ = BundleRemove
     if p != n: raise _trailing(n - p)
-    return _W_BundleRemove(target_2, name_5)
+    return bundleremove_7
 
 
 def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
@@ -1180,17 +1256,37 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
         if end_23 > n: raise _short(len_21, n - p)
         value_22 = b[p:end_23].decode()
         p = end_23
-        env_17.append(_W_KeyValue(key_19, value_22))
-    len_24, = _S1.unpack_from(b, p)
+        keyvalue_24 = _new(_W_KeyValue)
+        keyvalue_24.key = key_19
+        keyvalue_24.value = value_22
+        keyvalue_24.__class__ = KeyValue
+        env_17.append(keyvalue_24)
+    len_25, = _S1.unpack_from(b, p)
     p += 2
-    end_26 = p + len_24
-    if end_26 > n: raise _short(len_24, n - p)
-    cwd_25 = b[p:end_26].decode()
-    p = end_26
-    restart_27, liveness_ms_28, grace_ms_29, backoff_base_ms_30, backoff_cap_ms_31, restart_limit_32, restart_window_s_33, = _S23.unpack_from(b, p)
+    end_27 = p + len_25
+    if end_27 > n: raise _short(len_25, n - p)
+    cwd_26 = b[p:end_27].decode()
+    p = end_27
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S23.unpack_from(b, p)
     p += 23
+    procstart_35 = _new(_W_ProcStart)
+    procstart_35.target = target_2
+    procstart_35.name = name_5
+    procstart_35.bundle = bundle_8
+    procstart_35.revision = revision_10
+    procstart_35.argv = tuple(argv_12)
+    procstart_35.env = tuple(env_17)
+    procstart_35.cwd = cwd_26
+    procstart_35.restart = _D_RestartPolicy[restart_28]
+    procstart_35.liveness_ms = liveness_ms_29
+    procstart_35.grace_ms = grace_ms_30
+    procstart_35.backoff_base_ms = backoff_base_ms_31
+    procstart_35.backoff_cap_ms = backoff_cap_ms_32
+    procstart_35.restart_limit = restart_limit_33
+    procstart_35.restart_window_s = restart_window_s_34
+    procstart_35.__class__ = ProcStart
     if p != n: raise _trailing(n - p)
-    return _W_ProcStart(target_2, name_5, bundle_8, revision_10, tuple(argv_12), tuple(env_17), cwd_25, _D_RestartPolicy[restart_27], liveness_ms_28, grace_ms_29, backoff_base_ms_30, backoff_cap_ms_31, restart_limit_32, restart_window_s_33)
+    return procstart_35
 
 
 def _enc_ProcStop(m: ProcStop, rid: int, flags: int) -> bytes:
@@ -1225,8 +1321,14 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
     p = end_9
     grace_ms_10, = _S18.unpack_from(b, p)
     p += 4
+    procstop_11 = _new(_W_ProcStop)
+    procstop_11.target = target_2
+    procstop_11.name = name_5
+    procstop_11.signal = signal_8
+    procstop_11.grace_ms = grace_ms_10
+    procstop_11.__class__ = ProcStop
     if p != n: raise _trailing(n - p)
-    return _W_ProcStop(target_2, name_5, signal_8, grace_ms_10)
+    return procstop_11
 
 
 def _enc_ProcResume(m: ProcResume, rid: int, flags: int) -> bytes:
@@ -1261,8 +1363,14 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
     p = end_9
     grace_ms_10, = _S18.unpack_from(b, p)
     p += 4
+    procresume_11 = _new(_W_ProcResume)
+    procresume_11.target = target_2
+    procresume_11.name = name_5
+    procresume_11.signal = signal_8
+    procresume_11.grace_ms = grace_ms_10
+    procresume_11.__class__ = ProcResume
     if p != n: raise _trailing(n - p)
-    return _W_ProcResume(target_2, name_5, signal_8, grace_ms_10)
+    return procresume_11
 
 
 def _enc_ProcTerminate(m: ProcTerminate, rid: int, flags: int) -> bytes:
@@ -1297,8 +1405,14 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
     p = end_9
     grace_ms_10, = _S18.unpack_from(b, p)
     p += 4
+    procterminate_11 = _new(_W_ProcTerminate)
+    procterminate_11.target = target_2
+    procterminate_11.name = name_5
+    procterminate_11.signal = signal_8
+    procterminate_11.grace_ms = grace_ms_10
+    procterminate_11.__class__ = ProcTerminate
     if p != n: raise _trailing(n - p)
-    return _W_ProcTerminate(target_2, name_5, signal_8, grace_ms_10)
+    return procterminate_11
 
 
 def _enc_ProcKill(m: ProcKill, rid: int, flags: int) -> bytes:
@@ -1333,8 +1447,14 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
     p = end_9
     grace_ms_10, = _S18.unpack_from(b, p)
     p += 4
+    prockill_11 = _new(_W_ProcKill)
+    prockill_11.target = target_2
+    prockill_11.name = name_5
+    prockill_11.signal = signal_8
+    prockill_11.grace_ms = grace_ms_10
+    prockill_11.__class__ = ProcKill
     if p != n: raise _trailing(n - p)
-    return _W_ProcKill(target_2, name_5, signal_8, grace_ms_10)
+    return prockill_11
 
 
 def _enc_ProcRestart(m: ProcRestart, rid: int, flags: int) -> bytes:
@@ -1369,8 +1489,14 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
     p = end_9
     grace_ms_10, = _S18.unpack_from(b, p)
     p += 4
+    procrestart_11 = _new(_W_ProcRestart)
+    procrestart_11.target = target_2
+    procrestart_11.name = name_5
+    procrestart_11.signal = signal_8
+    procrestart_11.grace_ms = grace_ms_10
+    procrestart_11.__class__ = ProcRestart
     if p != n: raise _trailing(n - p)
-    return _W_ProcRestart(target_2, name_5, signal_8, grace_ms_10)
+    return procrestart_11
 
 
 def _enc_ProcRemove(m: ProcRemove, rid: int, flags: int) -> bytes:
@@ -1405,8 +1531,14 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     p = end_9
     grace_ms_10, = _S18.unpack_from(b, p)
     p += 4
+    procremove_11 = _new(_W_ProcRemove)
+    procremove_11.target = target_2
+    procremove_11.name = name_5
+    procremove_11.signal = signal_8
+    procremove_11.grace_ms = grace_ms_10
+    procremove_11.__class__ = ProcRemove
     if p != n: raise _trailing(n - p)
-    return _W_ProcRemove(target_2, name_5, signal_8, grace_ms_10)
+    return procremove_11
 
 
 def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
@@ -1463,8 +1595,25 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     p = end_21
     at_us_22, next_fire_us_23, last_fire_us_24, = _S24.unpack_from(b, p)
     p += 24
+    scheduleentry_25 = _new(_W_ScheduleEntry)
+    scheduleentry_25.id = id_4
+    scheduleentry_25.agent = agent_6
+    scheduleentry_25.process = process_9
+    scheduleentry_25.action = _D_Action[action_11]
+    scheduleentry_25.signal = signal_13
+    scheduleentry_25.kind = _D_ScheduleKind[kind_15]
+    scheduleentry_25.cron = cron_17
+    scheduleentry_25.tz = tz_20
+    scheduleentry_25.at_us = at_us_22
+    scheduleentry_25.next_fire_us = next_fire_us_23
+    scheduleentry_25.last_fire_us = last_fire_us_24
+    scheduleentry_25.__class__ = ScheduleEntry
+    scheduleset_26 = _new(_W_ScheduleSet)
+    scheduleset_26.target = target_2
+    scheduleset_26.schedule = scheduleentry_25
+    scheduleset_26.__class__ = ScheduleSet
     if p != n: raise _trailing(n - p)
-    return _W_ScheduleSet(target_2, _W_ScheduleEntry(id_4, agent_6, process_9, _D_Action[action_11], signal_13, _D_ScheduleKind[kind_15], cron_17, tz_20, at_us_22, next_fire_us_23, last_fire_us_24))
+    return scheduleset_26
 
 
 def _enc_ScheduleClear(m: ScheduleClear, rid: int, flags: int) -> bytes:
@@ -1485,8 +1634,12 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
     p = end_3
     id_4, = _S16.unpack_from(b, p)
     p += 8
+    scheduleclear_5 = _new(_W_ScheduleClear)
+    scheduleclear_5.target = target_2
+    scheduleclear_5.id = id_4
+    scheduleclear_5.__class__ = ScheduleClear
     if p != n: raise _trailing(n - p)
-    return _W_ScheduleClear(target_2, id_4)
+    return scheduleclear_5
 
 
 def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
@@ -1563,77 +1716,118 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         p = end_8
         sha256_9, kind_10, size_11, stored_us_12, = _S25.unpack_from(b, p)
         p += 49
-        bundles_2.append(_W_BundleEntry(agent_4, name_7, sha256_9, _D_BundleKind[kind_10], size_11, stored_us_12))
-    count_13, = _S1.unpack_from(b, p)
+        bundleentry_13 = _new(_W_BundleEntry)
+        bundleentry_13.agent = agent_4
+        bundleentry_13.name = name_7
+        bundleentry_13.sha256 = sha256_9
+        bundleentry_13.kind = _D_BundleKind[kind_10]
+        bundleentry_13.size = size_11
+        bundleentry_13.stored_us = stored_us_12
+        bundleentry_13.__class__ = BundleEntry
+        bundles_2.append(bundleentry_13)
+    count_14, = _S1.unpack_from(b, p)
     p += 2
-    if count_13 * 45 > n - p: raise _short(count_13 * 45, n - p)
-    processes_14 = []
-    for _ in range(count_13):
-        len_15, = _S1.unpack_from(b, p)
+    if count_14 * 45 > n - p: raise _short(count_14 * 45, n - p)
+    processes_15 = []
+    for _ in range(count_14):
+        len_16, = _S1.unpack_from(b, p)
         p += 2
-        end_17 = p + len_15
-        if end_17 > n: raise _short(len_15, n - p)
-        agent_16 = b[p:end_17].decode()
-        p = end_17
-        len_18, = _S1.unpack_from(b, p)
+        end_18 = p + len_16
+        if end_18 > n: raise _short(len_16, n - p)
+        agent_17 = b[p:end_18].decode()
+        p = end_18
+        len_19, = _S1.unpack_from(b, p)
         p += 2
-        end_20 = p + len_18
-        if end_20 > n: raise _short(len_18, n - p)
-        name_19 = b[p:end_20].decode()
-        p = end_20
-        len_21, = _S1.unpack_from(b, p)
+        end_21 = p + len_19
+        if end_21 > n: raise _short(len_19, n - p)
+        name_20 = b[p:end_21].decode()
+        p = end_21
+        len_22, = _S1.unpack_from(b, p)
         p += 2
-        end_23 = p + len_21
-        if end_23 > n: raise _short(len_21, n - p)
-        bundle_22 = b[p:end_23].decode()
-        p = end_23
-        revision_24, state_25, desired_26, pid_27, exit_code_28, exit_signal_29, restarts_30, started_us_31, last_liveness_us_32, len_33, = _S26.unpack_from(b, p)
+        end_24 = p + len_22
+        if end_24 > n: raise _short(len_22, n - p)
+        bundle_23 = b[p:end_24].decode()
+        p = end_24
+        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S26.unpack_from(b, p)
         p += 39
-        end_35 = p + len_33
-        if end_35 > n: raise _short(len_33, n - p)
-        status_34 = b[p:end_35].decode()
-        p = end_35
-        processes_14.append(_W_ProcessEntry(agent_16, name_19, bundle_22, revision_24, _D_ProcessState[state_25], _D_DesiredState[desired_26], pid_27, exit_code_28, exit_signal_29, restarts_30, started_us_31, last_liveness_us_32, status_34))
-    count_36, = _S1.unpack_from(b, p)
+        end_36 = p + len_34
+        if end_36 > n: raise _short(len_34, n - p)
+        status_35 = b[p:end_36].decode()
+        p = end_36
+        processentry_37 = _new(_W_ProcessEntry)
+        processentry_37.agent = agent_17
+        processentry_37.name = name_20
+        processentry_37.bundle = bundle_23
+        processentry_37.revision = revision_25
+        processentry_37.state = _D_ProcessState[state_26]
+        processentry_37.desired = _D_DesiredState[desired_27]
+        processentry_37.pid = pid_28
+        processentry_37.exit_code = exit_code_29
+        processentry_37.exit_signal = exit_signal_30
+        processentry_37.restarts = restarts_31
+        processentry_37.started_us = started_us_32
+        processentry_37.last_liveness_us = last_liveness_us_33
+        processentry_37.status = status_35
+        processentry_37.__class__ = ProcessEntry
+        processes_15.append(processentry_37)
+    count_38, = _S1.unpack_from(b, p)
     p += 2
-    if count_36 * 44 > n - p: raise _short(count_36 * 44, n - p)
-    schedules_37 = []
-    for _ in range(count_36):
-        id_38, len_39, = _S22.unpack_from(b, p)
+    if count_38 * 44 > n - p: raise _short(count_38 * 44, n - p)
+    schedules_39 = []
+    for _ in range(count_38):
+        id_40, len_41, = _S22.unpack_from(b, p)
         p += 10
-        end_41 = p + len_39
-        if end_41 > n: raise _short(len_39, n - p)
-        agent_40 = b[p:end_41].decode()
-        p = end_41
-        len_42, = _S1.unpack_from(b, p)
+        end_43 = p + len_41
+        if end_43 > n: raise _short(len_41, n - p)
+        agent_42 = b[p:end_43].decode()
+        p = end_43
+        len_44, = _S1.unpack_from(b, p)
         p += 2
-        end_44 = p + len_42
-        if end_44 > n: raise _short(len_42, n - p)
-        process_43 = b[p:end_44].decode()
-        p = end_44
-        action_45, len_46, = _S0.unpack_from(b, p)
+        end_46 = p + len_44
+        if end_46 > n: raise _short(len_44, n - p)
+        process_45 = b[p:end_46].decode()
+        p = end_46
+        action_47, len_48, = _S0.unpack_from(b, p)
         p += 3
-        end_48 = p + len_46
-        if end_48 > n: raise _short(len_46, n - p)
-        signal_47 = b[p:end_48].decode()
-        p = end_48
-        kind_49, len_50, = _S0.unpack_from(b, p)
+        end_50 = p + len_48
+        if end_50 > n: raise _short(len_48, n - p)
+        signal_49 = b[p:end_50].decode()
+        p = end_50
+        kind_51, len_52, = _S0.unpack_from(b, p)
         p += 3
-        end_52 = p + len_50
-        if end_52 > n: raise _short(len_50, n - p)
-        cron_51 = b[p:end_52].decode()
-        p = end_52
-        len_53, = _S1.unpack_from(b, p)
+        end_54 = p + len_52
+        if end_54 > n: raise _short(len_52, n - p)
+        cron_53 = b[p:end_54].decode()
+        p = end_54
+        len_55, = _S1.unpack_from(b, p)
         p += 2
-        end_55 = p + len_53
-        if end_55 > n: raise _short(len_53, n - p)
-        tz_54 = b[p:end_55].decode()
-        p = end_55
-        at_us_56, next_fire_us_57, last_fire_us_58, = _S24.unpack_from(b, p)
+        end_57 = p + len_55
+        if end_57 > n: raise _short(len_55, n - p)
+        tz_56 = b[p:end_57].decode()
+        p = end_57
+        at_us_58, next_fire_us_59, last_fire_us_60, = _S24.unpack_from(b, p)
         p += 24
-        schedules_37.append(_W_ScheduleEntry(id_38, agent_40, process_43, _D_Action[action_45], signal_47, _D_ScheduleKind[kind_49], cron_51, tz_54, at_us_56, next_fire_us_57, last_fire_us_58))
+        scheduleentry_61 = _new(_W_ScheduleEntry)
+        scheduleentry_61.id = id_40
+        scheduleentry_61.agent = agent_42
+        scheduleentry_61.process = process_45
+        scheduleentry_61.action = _D_Action[action_47]
+        scheduleentry_61.signal = signal_49
+        scheduleentry_61.kind = _D_ScheduleKind[kind_51]
+        scheduleentry_61.cron = cron_53
+        scheduleentry_61.tz = tz_56
+        scheduleentry_61.at_us = at_us_58
+        scheduleentry_61.next_fire_us = next_fire_us_59
+        scheduleentry_61.last_fire_us = last_fire_us_60
+        scheduleentry_61.__class__ = ScheduleEntry
+        schedules_39.append(scheduleentry_61)
+    agentstate_62 = _new(_W_AgentState)
+    agentstate_62.bundles = tuple(bundles_2)
+    agentstate_62.processes = tuple(processes_15)
+    agentstate_62.schedules = tuple(schedules_39)
+    agentstate_62.__class__ = AgentState
     if p != n: raise _trailing(n - p)
-    return _W_AgentState(tuple(bundles_2), tuple(processes_14), tuple(schedules_37))
+    return agentstate_62
 
 
 def _enc_StatsReport(m: StatsReport, rid: int, flags: int) -> bytes:
@@ -1664,22 +1858,54 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_19, = _S27.unpack_from(b, p)
+    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S27.unpack_from(b, p)
     p += 102
-    if count_19 * 34 > n - p: raise _short(count_19 * 34, n - p)
-    processes_20 = []
-    for _ in range(count_19):
-        len_21, = _S1.unpack_from(b, p)
+    nodestats_19 = _new(_W_NodeStats)
+    nodestats_19.cpu_percent = cpu_percent_5
+    nodestats_19.load1 = load1_6
+    nodestats_19.load5 = load5_7
+    nodestats_19.load15 = load15_8
+    nodestats_19.mem_total = mem_total_9
+    nodestats_19.mem_used = mem_used_10
+    nodestats_19.swap_used = swap_used_11
+    nodestats_19.disk_read_bytes = disk_read_bytes_12
+    nodestats_19.disk_write_bytes = disk_write_bytes_13
+    nodestats_19.net_sent_bytes = net_sent_bytes_14
+    nodestats_19.net_recv_bytes = net_recv_bytes_15
+    nodestats_19.disk_used = disk_used_16
+    nodestats_19.disk_total = disk_total_17
+    nodestats_19.uptime_s = uptime_s_18
+    nodestats_19.__class__ = NodeStats
+    if count_20 * 34 > n - p: raise _short(count_20 * 34, n - p)
+    processes_21 = []
+    for _ in range(count_20):
+        len_22, = _S1.unpack_from(b, p)
         p += 2
-        end_23 = p + len_21
-        if end_23 > n: raise _short(len_21, n - p)
-        name_22 = b[p:end_23].decode()
-        p = end_23
-        pid_24, cpu_percent_25, rss_26, threads_27, open_files_28, restarts_29, last_liveness_us_30, = _S28.unpack_from(b, p)
+        end_24 = p + len_22
+        if end_24 > n: raise _short(len_22, n - p)
+        name_23 = b[p:end_24].decode()
+        p = end_24
+        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S28.unpack_from(b, p)
         p += 32
-        processes_20.append(_W_ProcessStats(name_22, pid_24, cpu_percent_25, rss_26, threads_27, open_files_28, restarts_29, last_liveness_us_30))
+        processstats_32 = _new(_W_ProcessStats)
+        processstats_32.name = name_23
+        processstats_32.pid = pid_25
+        processstats_32.cpu_percent = cpu_percent_26
+        processstats_32.rss = rss_27
+        processstats_32.threads = threads_28
+        processstats_32.open_files = open_files_29
+        processstats_32.restarts = restarts_30
+        processstats_32.last_liveness_us = last_liveness_us_31
+        processstats_32.__class__ = ProcessStats
+        processes_21.append(processstats_32)
+    statsreport_33 = _new(_W_StatsReport)
+    statsreport_33.agent = agent_2
+    statsreport_33.time_us = time_us_4
+    statsreport_33.node = nodestats_19
+    statsreport_33.processes = tuple(processes_21)
+    statsreport_33.__class__ = StatsReport
     if p != n: raise _trailing(n - p)
-    return _W_StatsReport(agent_2, time_us_4, _W_NodeStats(cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18), tuple(processes_20))
+    return statsreport_33
 
 
 def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
@@ -1712,8 +1938,20 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
     if end_16 > n: raise _short(len_14, n - p)
     message_15 = b[p:end_16].decode()
     p = end_16
+    event_17 = _new(_W_Event)
+    event_17.seq = seq_1
+    event_17.agent = agent_3
+    event_17.time_us = time_us_5
+    event_17.kind = _D_EventKind[kind_6]
+    event_17.process = process_8
+    event_17.old_state = _D_ProcessState[old_state_10]
+    event_17.new_state = _D_ProcessState[new_state_11]
+    event_17.exit_code = exit_code_12
+    event_17.signal = signal_13
+    event_17.message = message_15
+    event_17.__class__ = Event
     if p != n: raise _trailing(n - p)
-    return _W_Event(seq_1, agent_3, time_us_5, _D_EventKind[kind_6], process_8, _D_ProcessState[old_state_10], _D_ProcessState[new_state_11], exit_code_12, signal_13, message_15)
+    return event_17
 
 
 def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:
@@ -1723,7 +1961,10 @@ def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:
 def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
     if n - p != 8: raise _size(n - p, 8)
     seq_1, = _S16.unpack_from(b, p)
-    return _W_EventAck(seq_1)
+    eventack_2 = _new(_W_EventAck)
+    eventack_2.seq = seq_1
+    eventack_2.__class__ = EventAck
+    return eventack_2
 
 
 def _enc_LogLines(m: LogLines, rid: int, flags: int) -> bytes:
@@ -1773,8 +2014,14 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
         line_11 = b[p:end_12].decode()
         p = end_12
         lines_9.append(line_11)
+    loglines_13 = _new(_W_LogLines)
+    loglines_13.agent = agent_2
+    loglines_13.process = process_5
+    loglines_13.stream = _D_StreamKind[stream_7]
+    loglines_13.lines = tuple(lines_9)
+    loglines_13.__class__ = LogLines
     if p != n: raise _trailing(n - p)
-    return _W_LogLines(agent_2, process_5, _D_StreamKind[stream_7], tuple(lines_9))
+    return loglines_13
 
 
 def _enc_ListAgents(m: ListAgents, rid: int, flags: int) -> bytes:
@@ -1793,8 +2040,11 @@ def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
+    listagents_4 = _new(_W_ListAgents)
+    listagents_4.pattern = pattern_2
+    listagents_4.__class__ = ListAgents
     if p != n: raise _trailing(n - p)
-    return _W_ListAgents(pattern_2)
+    return listagents_4
 
 
 def _enc_ListProcesses(m: ListProcesses, rid: int, flags: int) -> bytes:
@@ -1813,8 +2063,11 @@ def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
+    listprocesses_4 = _new(_W_ListProcesses)
+    listprocesses_4.pattern = pattern_2
+    listprocesses_4.__class__ = ListProcesses
     if p != n: raise _trailing(n - p)
-    return _W_ListProcesses(pattern_2)
+    return listprocesses_4
 
 
 def _enc_ListBundles(m: ListBundles, rid: int, flags: int) -> bytes:
@@ -1833,8 +2086,11 @@ def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
+    listbundles_4 = _new(_W_ListBundles)
+    listbundles_4.pattern = pattern_2
+    listbundles_4.__class__ = ListBundles
     if p != n: raise _trailing(n - p)
-    return _W_ListBundles(pattern_2)
+    return listbundles_4
 
 
 def _enc_ListSchedules(m: ListSchedules, rid: int, flags: int) -> bytes:
@@ -1853,8 +2109,11 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
+    listschedules_4 = _new(_W_ListSchedules)
+    listschedules_4.pattern = pattern_2
+    listschedules_4.__class__ = ListSchedules
     if p != n: raise _trailing(n - p)
-    return _W_ListSchedules(pattern_2)
+    return listschedules_4
 
 
 def _enc_QueryStats(m: QueryStats, rid: int, flags: int) -> bytes:
@@ -1875,8 +2134,13 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     p = end_3
     since_us_4, limit_5, = _S32.unpack_from(b, p)
     p += 12
+    querystats_6 = _new(_W_QueryStats)
+    querystats_6.agent = agent_2
+    querystats_6.since_us = since_us_4
+    querystats_6.limit = limit_5
+    querystats_6.__class__ = QueryStats
     if p != n: raise _trailing(n - p)
-    return _W_QueryStats(agent_2, since_us_4, limit_5)
+    return querystats_6
 
 
 def _enc_QueryEvents(m: QueryEvents, rid: int, flags: int) -> bytes:
@@ -1897,8 +2161,14 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     p = end_3
     since_us_4, limit_5, follow_6, = _S34.unpack_from(b, p)
     p += 13
+    queryevents_7 = _new(_W_QueryEvents)
+    queryevents_7.pattern = pattern_2
+    queryevents_7.since_us = since_us_4
+    queryevents_7.limit = limit_5
+    queryevents_7.follow = _BOOL[follow_6]
+    queryevents_7.__class__ = QueryEvents
     if p != n: raise _trailing(n - p)
-    return _W_QueryEvents(pattern_2, since_us_4, limit_5, _BOOL[follow_6])
+    return queryevents_7
 
 
 def _enc_QueryLogs(m: QueryLogs, rid: int, flags: int) -> bytes:
@@ -1926,8 +2196,14 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     p = end_6
     lines_7, follow_8, = _S36.unpack_from(b, p)
     p += 5
+    querylogs_9 = _new(_W_QueryLogs)
+    querylogs_9.target = target_2
+    querylogs_9.process = process_5
+    querylogs_9.lines = lines_7
+    querylogs_9.follow = _BOOL[follow_8]
+    querylogs_9.__class__ = QueryLogs
     if p != n: raise _trailing(n - p)
-    return _W_QueryLogs(target_2, process_5, lines_7, _BOOL[follow_8])
+    return querylogs_9
 
 
 def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
@@ -1997,9 +2273,26 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         p = end_22
         clock_measured_us_23, processes_24, = _S39.unpack_from(b, p)
         p += 10
-        agents_2.append(_W_AgentEntry(name_4, _BOOL[online_6], hostname_8, address_11, version_14, last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, clock_source_21, clock_measured_us_23, processes_24))
+        agententry_25 = _new(_W_AgentEntry)
+        agententry_25.name = name_4
+        agententry_25.online = _BOOL[online_6]
+        agententry_25.hostname = hostname_8
+        agententry_25.address = address_11
+        agententry_25.version = version_14
+        agententry_25.last_seen_us = last_seen_us_16
+        agententry_25.connected_us = connected_us_17
+        agententry_25.clock_offset_us = clock_offset_us_18
+        agententry_25.clock_delay_us = clock_delay_us_19
+        agententry_25.clock_source = clock_source_21
+        agententry_25.clock_measured_us = clock_measured_us_23
+        agententry_25.processes = processes_24
+        agententry_25.__class__ = AgentEntry
+        agents_2.append(agententry_25)
+    agentlist_26 = _new(_W_AgentList)
+    agentlist_26.agents = tuple(agents_2)
+    agentlist_26.__class__ = AgentList
     if p != n: raise _trailing(n - p)
-    return _W_AgentList(tuple(agents_2))
+    return agentlist_26
 
 
 def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
@@ -2057,9 +2350,27 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         if end_23 > n: raise _short(len_21, n - p)
         status_22 = b[p:end_23].decode()
         p = end_23
-        processes_2.append(_W_ProcessEntry(agent_4, name_7, bundle_10, revision_12, _D_ProcessState[state_13], _D_DesiredState[desired_14], pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, status_22))
+        processentry_24 = _new(_W_ProcessEntry)
+        processentry_24.agent = agent_4
+        processentry_24.name = name_7
+        processentry_24.bundle = bundle_10
+        processentry_24.revision = revision_12
+        processentry_24.state = _D_ProcessState[state_13]
+        processentry_24.desired = _D_DesiredState[desired_14]
+        processentry_24.pid = pid_15
+        processentry_24.exit_code = exit_code_16
+        processentry_24.exit_signal = exit_signal_17
+        processentry_24.restarts = restarts_18
+        processentry_24.started_us = started_us_19
+        processentry_24.last_liveness_us = last_liveness_us_20
+        processentry_24.status = status_22
+        processentry_24.__class__ = ProcessEntry
+        processes_2.append(processentry_24)
+    processlist_25 = _new(_W_ProcessList)
+    processlist_25.processes = tuple(processes_2)
+    processlist_25.__class__ = ProcessList
     if p != n: raise _trailing(n - p)
-    return _W_ProcessList(tuple(processes_2))
+    return processlist_25
 
 
 def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
@@ -2102,9 +2413,20 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         p = end_8
         sha256_9, kind_10, size_11, stored_us_12, = _S25.unpack_from(b, p)
         p += 49
-        bundles_2.append(_W_BundleEntry(agent_4, name_7, sha256_9, _D_BundleKind[kind_10], size_11, stored_us_12))
+        bundleentry_13 = _new(_W_BundleEntry)
+        bundleentry_13.agent = agent_4
+        bundleentry_13.name = name_7
+        bundleentry_13.sha256 = sha256_9
+        bundleentry_13.kind = _D_BundleKind[kind_10]
+        bundleentry_13.size = size_11
+        bundleentry_13.stored_us = stored_us_12
+        bundleentry_13.__class__ = BundleEntry
+        bundles_2.append(bundleentry_13)
+    bundlelist_14 = _new(_W_BundleList)
+    bundlelist_14.bundles = tuple(bundles_2)
+    bundlelist_14.__class__ = BundleList
     if p != n: raise _trailing(n - p)
-    return _W_BundleList(tuple(bundles_2))
+    return bundlelist_14
 
 
 def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
@@ -2174,9 +2496,25 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         p = end_20
         at_us_21, next_fire_us_22, last_fire_us_23, = _S24.unpack_from(b, p)
         p += 24
-        schedules_2.append(_W_ScheduleEntry(id_3, agent_5, process_8, _D_Action[action_10], signal_12, _D_ScheduleKind[kind_14], cron_16, tz_19, at_us_21, next_fire_us_22, last_fire_us_23))
+        scheduleentry_24 = _new(_W_ScheduleEntry)
+        scheduleentry_24.id = id_3
+        scheduleentry_24.agent = agent_5
+        scheduleentry_24.process = process_8
+        scheduleentry_24.action = _D_Action[action_10]
+        scheduleentry_24.signal = signal_12
+        scheduleentry_24.kind = _D_ScheduleKind[kind_14]
+        scheduleentry_24.cron = cron_16
+        scheduleentry_24.tz = tz_19
+        scheduleentry_24.at_us = at_us_21
+        scheduleentry_24.next_fire_us = next_fire_us_22
+        scheduleentry_24.last_fire_us = last_fire_us_23
+        scheduleentry_24.__class__ = ScheduleEntry
+        schedules_2.append(scheduleentry_24)
+    schedulelist_25 = _new(_W_ScheduleList)
+    schedulelist_25.schedules = tuple(schedules_2)
+    schedulelist_25.__class__ = ScheduleList
     if p != n: raise _trailing(n - p)
-    return _W_ScheduleList(tuple(schedules_2))
+    return schedulelist_25
 
 
 def _enc_StatsHistory(m: StatsHistory, rid: int, flags: int) -> bytes:
@@ -2230,9 +2568,24 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         p = end_26
         pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S28.unpack_from(b, p)
         p += 32
-        processes_23.append(_W_ProcessStats(name_25, pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33))
+        processstats_34 = _new(_W_ProcessStats)
+        processstats_34.name = name_25
+        processstats_34.pid = pid_27
+        processstats_34.cpu_percent = cpu_percent_28
+        processstats_34.rss = rss_29
+        processstats_34.threads = threads_30
+        processstats_34.open_files = open_files_31
+        processstats_34.restarts = restarts_32
+        processstats_34.last_liveness_us = last_liveness_us_33
+        processstats_34.__class__ = ProcessStats
+        processes_23.append(processstats_34)
+    statshistory_35 = _new(_W_StatsHistory)
+    statshistory_35.agent = agent_2
+    statshistory_35.samples = samples_5
+    statshistory_35.processes = tuple(processes_23)
+    statshistory_35.__class__ = StatsHistory
     if p != n: raise _trailing(n - p)
-    return _W_StatsHistory(agent_2, samples_5, tuple(processes_23))
+    return statshistory_35
 
 
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
@@ -2251,8 +2604,12 @@ def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
     if end_4 > n: raise _short(len_2, n - p)
     name_3 = b[p:end_4].decode()
     p = end_4
+    tokencreate_5 = _new(_W_TokenCreate)
+    tokencreate_5.role = _D_Role[role_1]
+    tokencreate_5.name = name_3
+    tokencreate_5.__class__ = TokenCreate
     if p != n: raise _trailing(n - p)
-    return _W_TokenCreate(_D_Role[role_1], name_3)
+    return tokencreate_5
 
 
 def _enc_TokenRevoke(m: TokenRevoke, rid: int, flags: int) -> bytes:
@@ -2271,8 +2628,11 @@ def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
     if end_3 > n: raise _short(len_1, n - p)
     name_2 = b[p:end_3].decode()
     p = end_3
+    tokenrevoke_4 = _new(_W_TokenRevoke)
+    tokenrevoke_4.name = name_2
+    tokenrevoke_4.__class__ = TokenRevoke
     if p != n: raise _trailing(n - p)
-    return _W_TokenRevoke(name_2)
+    return tokenrevoke_4
 
 
 ENCODERS = {

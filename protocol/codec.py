@@ -66,22 +66,19 @@ class Frame:
 
 
 class _FrameTwin:
-    """Builds a Frame without the frozen dataclass's per-field object.__setattr__."""
+    """Same slots as Frame and no frozen __setattr__: see `FrameDecoder.feed`."""
 
     __slots__ = Frame.__slots__
-
-    def __init__(self, body: Message, request_id: int, more: bool) -> None:
-        self.body = body
-        self.request_id = request_id
-        self.more = more
-        self.__class__ = Frame  # type: ignore[assignment]
+    body: Message
+    request_id: int
+    more: bool
 
 
-_new_frame = cast("Callable[[Message, int, bool], Frame]", _FrameTwin)
-
-
+_new = object.__new__
 _MORE = int(FrameFlag.MORE)
-_unpack_header = struct.Struct(">2sBBHII").unpack_from
+_PREFIX = MAGIC + bytes([VERSION])
+# Magic and version read as one 3-byte string: one comparison per frame.
+_unpack_header = struct.Struct(">3sBHII").unpack_from
 _Decoder = Callable[[bytes, int, int], Message]
 _ENCODERS = cast("dict[type, Callable[[Message, int, int], bytes]]", _fastcodec.ENCODERS)
 # Indexed by the header's type byte: a tuple lookup, with None for unknown types.
@@ -142,56 +139,49 @@ class FrameDecoder:
         """Frames completed by `data`, in order; raises ProtocolError (see the module doc)."""
         if self._buf or self._failed is not None or data.__class__ is not bytes:
             return self._feed_buffered(data)
-        # Common case, inlined for speed: whole frames parsed straight from `data`, no copy.
+        # The hot path: whole frames parsed straight from `data`, without copying it.
         frames: list[Frame] = []
-        pos, size = 0, len(data)
+        pos, size, max_body = 0, len(data), self.max_body
         try:
             while size - pos >= HEADER_SIZE:
-                magic, version, message_type, flags, request_id, length = _unpack_header(data, pos)
+                prefix, message_type, flags, request_id, length = _unpack_header(data, pos)
                 decoder = _DECODERS[message_type]
-                if magic != MAGIC or version != VERSION or decoder is None or length > self.max_body:
-                    raise _header_error(magic, version, message_type, length, self.max_body)
+                if prefix != _PREFIX or decoder is None or length > max_body:
+                    raise _header_error(prefix, message_type, length, max_body)
                 end = pos + HEADER_SIZE + length
                 if end > size:
                     break
-                frames.append(_new_frame(decoder(data, pos + HEADER_SIZE, end), request_id,
-                                         flags & _MORE == _MORE))
+                # Frame built inline, as fastgen builds messages (a frozen dataclass's
+                # __init__ would cost a call and an object.__setattr__ per field).
+                frame = _new(_FrameTwin)
+                frame.body = decoder(data, pos + HEADER_SIZE, end)
+                frame.request_id = request_id
+                frame.more = flags & _MORE == _MORE
+                frame.__class__ = Frame  # type: ignore[assignment]
+                frames.append(frame)  # type: ignore[arg-type]
                 pos = end
         except ProtocolError as exc:
             self._fail(exc)
         except _BODY_ERRORS as exc:
             self._fail(ProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
         if pos < size:
-            self._buf = bytearray(data[pos:])
+            self._buf = bytearray(data[pos:])  # one partial frame, its header already checked
         return frames
 
     def _feed_buffered(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """The general case: a partial frame is held, or the input is not `bytes`."""
+        """A partial frame is held (or the input is not bytes): append, then parse as bytes."""
         if self._failed is not None:
             raise ProtocolError(f"stream already failed: {self._failed}", self._failed.code)
         buf = self._buf
         buf += data
-        frames: list[Frame] = []
-        pos = 0
-        try:
-            while len(buf) - pos >= HEADER_SIZE:
-                magic, version, message_type, flags, request_id, length = _unpack_header(buf, pos)
-                decoder = _DECODERS[message_type]
-                if magic != MAGIC or version != VERSION or decoder is None or length > self.max_body:
-                    raise _header_error(magic, version, message_type, length, self.max_body)
-                start = pos + HEADER_SIZE
-                if start + length > len(buf):
-                    break
-                # Decoders get immutable bytes: blob fields are returned as slices of them.
-                body = decoder(bytes(buf[start:start + length]), 0, length)
-                frames.append(_new_frame(body, request_id, flags & _MORE == _MORE))
-                pos = start + length
-        except ProtocolError as exc:
-            self._fail(exc)
-        except _BODY_ERRORS as exc:
-            self._fail(ProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
-        del buf[:pos]
-        return frames
+        if len(buf) < HEADER_SIZE:
+            return []
+        prefix, message_type, _, _, length = _unpack_header(buf, 0)
+        valid = prefix == _PREFIX and _DECODERS[message_type] is not None and length <= self.max_body
+        if valid and len(buf) < HEADER_SIZE + length:
+            return []  # still incomplete: wait without copying (a big frame comes in pieces)
+        self._buf = bytearray()
+        return self.feed(bytes(buf))
 
     def _fail(self, exc: ProtocolError) -> NoReturn:
         self._failed = exc
@@ -199,9 +189,8 @@ class FrameDecoder:
         raise exc
 
 
-def _header_error(
-    magic: bytes, version: int, message_type: int, length: int, max_body: int
-) -> ProtocolError:
+def _header_error(prefix: bytes, message_type: int, length: int, max_body: int) -> ProtocolError:
+    magic, version = prefix[:2], prefix[2]
     if magic != MAGIC:
         return ProtocolError(f"bad magic {magic!r}, expected {MAGIC!r}", ErrorCode.BAD_MAGIC)
     if version != VERSION:

@@ -57,6 +57,7 @@ from struct import Struct
 
 _MAGIC = {magic!r}
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
+_new = object.__new__
 
 
 def _fixed(value: bytes, size: int) -> bytes:
@@ -256,21 +257,33 @@ class _Decoder(_Function):
     def __init__(self, names: _Names) -> None:
         super().__init__(names)
         self.run: list[tuple[str, str]] = []  # (fmt, local) not yet unpacked
+        self.pending: list[str] = []  # object constructions waiting for the next unpack
+        self.expressions_only = False  # inside a comprehension: build objects in one call
 
     def flush(self, advance: bool = True) -> None:
-        if not self.run:
-            return
-        fmt = "".join(f for f, _ in self.run)
-        targets = ", ".join(name for _, name in self.run)
-        self.line(f"{targets}, = {self.names.struct(fmt)}.unpack_from(b, p)")
-        if advance:
-            self.line(f"p += {struct.calcsize('>' + fmt)}")
-        self.run = []
+        if self.run:
+            fmt = "".join(f for f, _ in self.run)
+            targets = ", ".join(name for _, name in self.run)
+            self.line(f"{targets}, = {self.names.struct(fmt)}.unpack_from(b, p)")
+            if advance:
+                self.line(f"p += {struct.calcsize('>' + fmt)}")
+            self.run = []
+        for line in self.pending:
+            self.line(line)
+        self.pending = []
 
     def struct(self, node: Node) -> str:
-        """Decode a struct's fields; return the expression that builds the object."""
+        """Decode a struct's fields; return the local (or expression) holding the object."""
         values = [self.field(child) for child in node.fields]
-        return f"_W_{node.struct_name}({', '.join(values)})"
+        twin_class = f"_W_{node.struct_name}"
+        if self.expressions_only:
+            return f"{twin_class}({', '.join(values)})"
+        # Built inline (no __init__ call): a twin instance, its slots, then its real class.
+        obj = self.local(node.struct_name.lower())
+        self.pending.append(f"{obj} = _new({twin_class})")
+        self.pending += [f"{obj}.{f.name} = {v}" for f, v in zip(node.fields, values, strict=True)]
+        self.pending.append(f"{obj}.__class__ = {node.struct_name}")
+        return obj
 
     def field(self, node: Node) -> str:
         if node.kind in FIXED_KINDS:
@@ -312,7 +325,9 @@ class _Decoder(_Function):
     def _fixed_array(self, element: Node, count: str, items: str) -> str:
         """Fixed-size elements: one iter_unpack over the whole array."""
         saved, self.run = self.run, []
+        self.expressions_only = True
         value = self.struct(element)
+        self.expressions_only = False
         fmt = "".join(f for f, _ in self.run)
         targets = ", ".join(name for _, name in self.run)
         self.run = saved

@@ -91,10 +91,12 @@ def test_mutated_streams(items: list, data: st.DataObject, max_body: int) -> Non
     event(f"outcome: {exact[1].name if exact[1] else 'ok'}")
     ref, ref_types = reference_outcome(stream, max_body)
     if exact != ref:
-        # Only the stricter bool check may make the fast path stop before construct does.
         n = len(exact[0])
-        assert exact[1] is ErrorCode.MALFORMED_BODY and ref_types[n] in HAS_BOOL
-        assert exact[0] == ref[0][:n]
+        assert exact[0] == ref[0][:n] and exact[1] is ErrorCode.MALFORMED_BODY
+        if ref[1] is ErrorCode.TRAILING_BYTES and len(ref[0]) == n:
+            return  # one body with several faults: which one is reported first may differ
+        # Otherwise only the stricter bool check may make the fast path stop before construct.
+        assert ref_types[n] in HAS_BOOL
 
 
 @FUZZ
