@@ -217,7 +217,8 @@ async def _one_miss(sup: Supervisor, events: list[ProcessEvent], state: Path, na
             await trio.sleep(0.001)
     deadline_us = (float(out.read_text().split()[0]) + timeout) * 1e6
     missed = next(e for e in events if e.process == name and e.kind == EventKind.LIVENESS_MISSED)
-    rerun = [e for e in events if e.process == name and e.new_state == ProcessState.RUNNING][1]
+    rerun = [e for e in events if e.process == name and e.kind == EventKind.PROCESS_STATE
+             and e.new_state == ProcessState.RUNNING][1]
     await sup.remove(name)
     return (missed.time_us - deadline_us) / 1e6, (rerun.time_us - deadline_us) / 1e6
 
