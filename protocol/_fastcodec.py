@@ -20,6 +20,7 @@ from protocol.enums import (
     StreamKind,
 )
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.frame import Frame, FrameTwin
 from protocol.messages import (
     AgentEntry,
     AgentList,
@@ -78,6 +79,7 @@ from protocol.messages import (
 )
 
 _MAGIC = b'LT'
+_PREFIX = b'LT\x01'  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _new = object.__new__
 
@@ -108,42 +110,47 @@ _S2 = Struct('>B')
 _S3 = Struct('>2sBBHII')
 _S4 = Struct('>2sBBHII32sq')
 _S5 = Struct('>32sq')
-_S6 = Struct('>2sBBHII32s')
-_S7 = Struct('>32s')
-_S8 = Struct('>2sBBHIIH')
-_S9 = Struct('>IIQ')
-_S10 = Struct('>2sBBHIIIqH')
-_S11 = Struct('>IqH')
-_S12 = Struct('>qqBq')
-_S13 = Struct('>2sBBHIIHH')
-_S14 = Struct('>HH')
-_S15 = Struct('>2sBBHIIQ')
-_S16 = Struct('>Q')
-_S17 = Struct('>2sBBHIII')
-_S18 = Struct('>I')
-_S19 = Struct('>BQ32s')
-_S20 = Struct('>2sBBHIIQI')
-_S21 = Struct('>QI')
-_S22 = Struct('>QH')
-_S23 = Struct('>BIIIIHI')
-_S24 = Struct('>qqq')
-_S25 = Struct('>32sBQq')
-_S26 = Struct('>QBBIhBIqqH')
-_S27 = Struct('>qffffQQQQQQQQQIH')
-_S28 = Struct('>IfQHHIq')
-_S29 = Struct('>2sBBHIIQH')
-_S30 = Struct('>qBH')
-_S31 = Struct('>BBhBH')
-_S32 = Struct('>qI')
-_S33 = Struct('>qI?')
-_S34 = Struct('>qIB')
-_S35 = Struct('>I?')
-_S36 = Struct('>IB')
-_S37 = Struct('>?H')
-_S38 = Struct('>qqqqH')
-_S39 = Struct('>qH')
-_S40 = Struct('>qffffQQQQQQQQQI')
-_S41 = Struct('>2sBBHIIBH')
+_S6 = Struct('>3sBHII32sq')
+_S7 = Struct('>2sBBHII32s')
+_S8 = Struct('>32s')
+_S9 = Struct('>3sBHII32s')
+_S10 = Struct('>2sBBHIIH')
+_S11 = Struct('>IIQ')
+_S12 = Struct('>2sBBHIIIqH')
+_S13 = Struct('>IqH')
+_S14 = Struct('>3sBHIIIqH')
+_S15 = Struct('>qqBq')
+_S16 = Struct('>2sBBHIIHH')
+_S17 = Struct('>HH')
+_S18 = Struct('>2sBBHIIQ')
+_S19 = Struct('>Q')
+_S20 = Struct('>3sBHIIQ')
+_S21 = Struct('>2sBBHIII')
+_S22 = Struct('>I')
+_S23 = Struct('>3sBHIII')
+_S24 = Struct('>BQ32s')
+_S25 = Struct('>2sBBHIIQI')
+_S26 = Struct('>QI')
+_S27 = Struct('>QH')
+_S28 = Struct('>BIIIIHI')
+_S29 = Struct('>qqq')
+_S30 = Struct('>32sBQq')
+_S31 = Struct('>QBBIhBIqqH')
+_S32 = Struct('>qffffQQQQQQQQQIH')
+_S33 = Struct('>IfQHHIq')
+_S34 = Struct('>2sBBHIIQH')
+_S35 = Struct('>qBH')
+_S36 = Struct('>BBhBH')
+_S37 = Struct('>qI')
+_S38 = Struct('>qI?')
+_S39 = Struct('>qIB')
+_S40 = Struct('>I?')
+_S41 = Struct('>IB')
+_S42 = Struct('>?H')
+_S43 = Struct('>qqqqH')
+_S44 = Struct('>qH')
+_S45 = Struct('>qffffQQQQQQQQQI')
+_S46 = Struct('>2sBBHIIBH')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -835,23 +842,58 @@ def _dec_Challenge(b: bytes, p: int, n: int) -> Challenge:
     return challenge_3
 
 
+def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 54
+    if end > size: return -1
+    prefix, _type, flags, rid, length, nonce_1, server_time_us_2, = _S6.unpack_from(b, p)
+    if prefix != _PREFIX or length != 40: return -1
+    challenge_3 = _new(_W_Challenge)
+    challenge_3.nonce = nonce_1
+    challenge_3.server_time_us = server_time_us_2
+    challenge_3.__class__ = Challenge
+    frame = _new(FrameTwin)
+    frame.body = challenge_3
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
+
+
 def _enc_Auth(m: Auth, rid: int, flags: int) -> bytes:
-    return _S6.pack(_MAGIC, 1, 3, flags, rid, 32, _fixed(m.mac, 32))
+    return _S7.pack(_MAGIC, 1, 3, flags, rid, 32, _fixed(m.mac, 32))
 
 
 def _dec_Auth(b: bytes, p: int, n: int) -> Auth:
     if n - p != 32: raise _size(n - p, 32)
-    mac_1, = _S7.unpack_from(b, p)
+    mac_1, = _S8.unpack_from(b, p)
     auth_2 = _new(_W_Auth)
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
     return auth_2
 
 
+def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 46
+    if end > size: return -1
+    prefix, _type, flags, rid, length, mac_1, = _S9.unpack_from(b, p)
+    if prefix != _PREFIX or length != 32: return -1
+    auth_2 = _new(_W_Auth)
+    auth_2.mac = mac_1
+    auth_2.__class__ = Auth
+    frame = _new(FrameTwin)
+    frame.body = auth_2
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
+
+
 def _enc_Welcome(m: Welcome, rid: int, flags: int) -> bytes:
     server_1 = m.server.encode()
     blen = 18 + len(server_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 4, flags, rid, blen, len(server_1)), server_1, _S9.pack(m.heartbeat_ms, m.max_body, m.last_event_seq)))
+    return b"".join((_S10.pack(_MAGIC, 1, 4, flags, rid, blen, len(server_1)), server_1, _S11.pack(m.heartbeat_ms, m.max_body, m.last_event_seq)))
 
 
 def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
@@ -864,7 +906,7 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
     if end_3 > n: raise _short(len_1, n - p)
     server_2 = b[p:end_3].decode()
     p = end_3
-    heartbeat_ms_4, max_body_5, last_event_seq_6, = _S9.unpack_from(b, p)
+    heartbeat_ms_4, max_body_5, last_event_seq_6, = _S11.unpack_from(b, p)
     p += 16
     welcome_7 = _new(_W_Welcome)
     welcome_7.server = server_2
@@ -877,12 +919,12 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
 
 
 def _enc_Heartbeat(m: Heartbeat, rid: int, flags: int) -> bytes:
-    return _S10.pack(_MAGIC, 1, 10, flags, rid, 14, m.seq, m.time_us, m.running)
+    return _S12.pack(_MAGIC, 1, 10, flags, rid, 14, m.seq, m.time_us, m.running)
 
 
 def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     if n - p != 14: raise _size(n - p, 14)
-    seq_1, time_us_2, running_3, = _S11.unpack_from(b, p)
+    seq_1, time_us_2, running_3, = _S13.unpack_from(b, p)
     heartbeat_4 = _new(_W_Heartbeat)
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
@@ -891,10 +933,29 @@ def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     return heartbeat_4
 
 
+def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 28
+    if end > size: return -1
+    prefix, _type, flags, rid, length, seq_1, time_us_2, running_3, = _S14.unpack_from(b, p)
+    if prefix != _PREFIX or length != 14: return -1
+    heartbeat_4 = _new(_W_Heartbeat)
+    heartbeat_4.seq = seq_1
+    heartbeat_4.time_us = time_us_2
+    heartbeat_4.running = running_3
+    heartbeat_4.__class__ = Heartbeat
+    frame = _new(FrameTwin)
+    frame.body = heartbeat_4
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
+
+
 def _enc_TimeInfo(m: TimeInfo, rid: int, flags: int) -> bytes:
     source_1 = m.source.encode()
     blen = 27 + len(source_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S12.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
+    return b"".join((_S10.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S15.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
 
 
 def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
@@ -907,7 +968,7 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
     if end_3 > n: raise _short(len_1, n - p)
     source_2 = b[p:end_3].decode()
     p = end_3
-    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S12.unpack_from(b, p)
+    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S15.unpack_from(b, p)
     p += 25
     timeinfo_8 = _new(_W_TimeInfo)
     timeinfo_8.source = source_2
@@ -923,7 +984,7 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
 def _enc_Ok(m: Ok, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
     blen = 2 + len(message_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 20, flags, rid, blen, len(message_1)), message_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 20, flags, rid, blen, len(message_1)), message_1))
 
 
 def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
@@ -946,14 +1007,14 @@ def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
 def _enc_Error(m: Error, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
     blen = 4 + len(message_1)
-    return b"".join((_S13.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
+    return b"".join((_S16.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
 
 
 def _dec_Error(b: bytes, p: int, n: int) -> Error:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    code_1, len_2, = _S14.unpack_from(b, p)
+    code_1, len_2, = _S17.unpack_from(b, p)
     p += 4
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -977,7 +1038,7 @@ def _enc_Results(m: Results, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(agent_3)))
         ap(agent_3)
         message_4 = x_2.message.encode()
-        ap(_S14.pack(_E_ErrorCode[x_2.code], len(message_4)))
+        ap(_S17.pack(_E_ErrorCode[x_2.code], len(message_4)))
         ap(message_4)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 22, flags, rid, len(body)) + body
@@ -998,7 +1059,7 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
         if end_5 > n: raise _short(len_3, n - p)
         agent_4 = b[p:end_5].decode()
         p = end_5
-        code_6, len_7, = _S14.unpack_from(b, p)
+        code_6, len_7, = _S17.unpack_from(b, p)
         p += 4
         end_9 = p + len_7
         if end_9 > n: raise _short(len_7, n - p)
@@ -1018,22 +1079,39 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
 
 
 def _enc_BundleReady(m: BundleReady, rid: int, flags: int) -> bytes:
-    return _S15.pack(_MAGIC, 1, 23, flags, rid, 8, m.offset)
+    return _S18.pack(_MAGIC, 1, 23, flags, rid, 8, m.offset)
 
 
 def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
     if n - p != 8: raise _size(n - p, 8)
-    offset_1, = _S16.unpack_from(b, p)
+    offset_1, = _S19.unpack_from(b, p)
     bundleready_2 = _new(_W_BundleReady)
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
     return bundleready_2
 
 
+def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 22
+    if end > size: return -1
+    prefix, _type, flags, rid, length, offset_1, = _S20.unpack_from(b, p)
+    if prefix != _PREFIX or length != 8: return -1
+    bundleready_2 = _new(_W_BundleReady)
+    bundleready_2.offset = offset_1
+    bundleready_2.__class__ = BundleReady
+    frame = _new(FrameTwin)
+    frame.body = bundleready_2
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
+
+
 def _enc_Token(m: Token, rid: int, flags: int) -> bytes:
     token_1 = m.token.encode()
     blen = 2 + len(token_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 24, flags, rid, blen, len(token_1)), token_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 24, flags, rid, blen, len(token_1)), token_1))
 
 
 def _dec_Token(b: bytes, p: int, n: int) -> Token:
@@ -1054,23 +1132,40 @@ def _dec_Token(b: bytes, p: int, n: int) -> Token:
 
 
 def _enc_Cancel(m: Cancel, rid: int, flags: int) -> bytes:
-    return _S17.pack(_MAGIC, 1, 25, flags, rid, 4, m.cancel_request_id)
+    return _S21.pack(_MAGIC, 1, 25, flags, rid, 4, m.cancel_request_id)
 
 
 def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
     if n - p != 4: raise _size(n - p, 4)
-    cancel_request_id_1, = _S18.unpack_from(b, p)
+    cancel_request_id_1, = _S22.unpack_from(b, p)
     cancel_2 = _new(_W_Cancel)
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
     return cancel_2
 
 
+def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 18
+    if end > size: return -1
+    prefix, _type, flags, rid, length, cancel_request_id_1, = _S23.unpack_from(b, p)
+    if prefix != _PREFIX or length != 4: return -1
+    cancel_2 = _new(_W_Cancel)
+    cancel_2.cancel_request_id = cancel_request_id_1
+    cancel_2.__class__ = Cancel
+    frame = _new(FrameTwin)
+    frame.body = cancel_2
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
+
+
 def _enc_BundleBegin(m: BundleBegin, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     blen = 45 + len(target_1) + len(name_2)
-    return b"".join((_S8.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S19.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
+    return b"".join((_S10.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S24.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
 
 
 def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
@@ -1089,7 +1184,7 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
     if end_6 > n: raise _short(len_4, n - p)
     name_5 = b[p:end_6].decode()
     p = end_6
-    kind_7, size_8, sha256_9, = _S19.unpack_from(b, p)
+    kind_7, size_8, sha256_9, = _S24.unpack_from(b, p)
     p += 41
     bundlebegin_10 = _new(_W_BundleBegin)
     bundlebegin_10.target = target_2
@@ -1105,14 +1200,14 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
 def _enc_BundleChunk(m: BundleChunk, rid: int, flags: int) -> bytes:
     data_1 = m.data
     blen = 12 + len(data_1)
-    return b"".join((_S20.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
+    return b"".join((_S25.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
 
 
 def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    offset_1, len_2, = _S21.unpack_from(b, p)
+    offset_1, len_2, = _S26.unpack_from(b, p)
     p += 12
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -1127,23 +1222,40 @@ def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
 
 
 def _enc_BundleEnd(m: BundleEnd, rid: int, flags: int) -> bytes:
-    return _S15.pack(_MAGIC, 1, 32, flags, rid, 8, m.size)
+    return _S18.pack(_MAGIC, 1, 32, flags, rid, 8, m.size)
 
 
 def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
     if n - p != 8: raise _size(n - p, 8)
-    size_1, = _S16.unpack_from(b, p)
+    size_1, = _S19.unpack_from(b, p)
     bundleend_2 = _new(_W_BundleEnd)
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
     return bundleend_2
 
 
+def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 22
+    if end > size: return -1
+    prefix, _type, flags, rid, length, size_1, = _S20.unpack_from(b, p)
+    if prefix != _PREFIX or length != 8: return -1
+    bundleend_2 = _new(_W_BundleEnd)
+    bundleend_2.size = size_1
+    bundleend_2.__class__ = BundleEnd
+    frame = _new(FrameTwin)
+    frame.body = bundleend_2
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
+
+
 def _enc_BundleRemove(m: BundleRemove, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     blen = 4 + len(target_1) + len(name_2)
-    return b"".join((_S8.pack(_MAGIC, 1, 33, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
+    return b"".join((_S10.pack(_MAGIC, 1, 33, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
 
 
 def _dec_BundleRemove(b: bytes, p: int, n: int) -> BundleRemove:
@@ -1183,10 +1295,10 @@ def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
     ap(_S1.pack(len(bundle_3)))
     ap(bundle_3)
     argv_4 = m.argv
-    ap(_S22.pack(m.revision, len(argv_4)))
+    ap(_S27.pack(m.revision, len(argv_4)))
     for x_5 in argv_4:
         argv_6 = x_5.encode()
-        ap(_S18.pack(len(argv_6)))
+        ap(_S22.pack(len(argv_6)))
         ap(argv_6)
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
@@ -1195,12 +1307,12 @@ def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_9)))
         ap(key_9)
         value_10 = x_8.value.encode()
-        ap(_S18.pack(len(value_10)))
+        ap(_S22.pack(len(value_10)))
         ap(value_10)
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
-    ap(_S23.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
+    ap(_S28.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 40, flags, rid, len(body)) + body
 
@@ -1227,12 +1339,12 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     if end_9 > n: raise _short(len_7, n - p)
     bundle_8 = b[p:end_9].decode()
     p = end_9
-    revision_10, count_11, = _S22.unpack_from(b, p)
+    revision_10, count_11, = _S27.unpack_from(b, p)
     p += 10
     if count_11 * 4 > n - p: raise _short(count_11 * 4, n - p)
     argv_12 = []
     for _ in range(count_11):
-        len_13, = _S18.unpack_from(b, p)
+        len_13, = _S22.unpack_from(b, p)
         p += 4
         end_15 = p + len_13
         if end_15 > n: raise _short(len_13, n - p)
@@ -1250,7 +1362,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
         if end_20 > n: raise _short(len_18, n - p)
         key_19 = b[p:end_20].decode()
         p = end_20
-        len_21, = _S18.unpack_from(b, p)
+        len_21, = _S22.unpack_from(b, p)
         p += 4
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -1267,7 +1379,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     if end_27 > n: raise _short(len_25, n - p)
     cwd_26 = b[p:end_27].decode()
     p = end_27
-    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S23.unpack_from(b, p)
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S28.unpack_from(b, p)
     p += 23
     procstart_35 = _new(_W_ProcStart)
     procstart_35.target = target_2
@@ -1294,7 +1406,7 @@ def _enc_ProcStop(m: ProcStop, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S8.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S18.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
 
 
 def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
@@ -1319,7 +1431,7 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S18.unpack_from(b, p)
+    grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
     procstop_11 = _new(_W_ProcStop)
     procstop_11.target = target_2
@@ -1336,7 +1448,7 @@ def _enc_ProcResume(m: ProcResume, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S8.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S18.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
 
 
 def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
@@ -1361,7 +1473,7 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S18.unpack_from(b, p)
+    grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
     procresume_11 = _new(_W_ProcResume)
     procresume_11.target = target_2
@@ -1378,7 +1490,7 @@ def _enc_ProcTerminate(m: ProcTerminate, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S8.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S18.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
 
 
 def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
@@ -1403,7 +1515,7 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S18.unpack_from(b, p)
+    grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
     procterminate_11 = _new(_W_ProcTerminate)
     procterminate_11.target = target_2
@@ -1420,7 +1532,7 @@ def _enc_ProcKill(m: ProcKill, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S8.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S18.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
 
 
 def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
@@ -1445,7 +1557,7 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S18.unpack_from(b, p)
+    grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
     prockill_11 = _new(_W_ProcKill)
     prockill_11.target = target_2
@@ -1462,7 +1574,7 @@ def _enc_ProcRestart(m: ProcRestart, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S8.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S18.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
 
 
 def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
@@ -1487,7 +1599,7 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S18.unpack_from(b, p)
+    grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
     procrestart_11 = _new(_W_ProcRestart)
     procrestart_11.target = target_2
@@ -1504,7 +1616,7 @@ def _enc_ProcRemove(m: ProcRemove, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S8.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S18.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
 
 
 def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
@@ -1529,7 +1641,7 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S18.unpack_from(b, p)
+    grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
     procremove_11 = _new(_W_ProcRemove)
     procremove_11.target = target_2
@@ -1550,7 +1662,7 @@ def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     cron_6 = schedule_2.cron.encode()
     tz_7 = schedule_2.tz.encode()
     blen = 46 + len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7)
-    return b"".join((_S8.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S22.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S24.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
+    return b"".join((_S10.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S27.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S29.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
 
 
 def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
@@ -1563,7 +1675,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_3 > n: raise _short(len_1, n - p)
     target_2 = b[p:end_3].decode()
     p = end_3
-    id_4, len_5, = _S22.unpack_from(b, p)
+    id_4, len_5, = _S27.unpack_from(b, p)
     p += 10
     end_7 = p + len_5
     if end_7 > n: raise _short(len_5, n - p)
@@ -1593,7 +1705,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_21 > n: raise _short(len_19, n - p)
     tz_20 = b[p:end_21].decode()
     p = end_21
-    at_us_22, next_fire_us_23, last_fire_us_24, = _S24.unpack_from(b, p)
+    at_us_22, next_fire_us_23, last_fire_us_24, = _S29.unpack_from(b, p)
     p += 24
     scheduleentry_25 = _new(_W_ScheduleEntry)
     scheduleentry_25.id = id_4
@@ -1619,7 +1731,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
 def _enc_ScheduleClear(m: ScheduleClear, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     blen = 10 + len(target_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S16.pack(m.id)))
+    return b"".join((_S10.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S19.pack(m.id)))
 
 
 def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
@@ -1632,7 +1744,7 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
     if end_3 > n: raise _short(len_1, n - p)
     target_2 = b[p:end_3].decode()
     p = end_3
-    id_4, = _S16.unpack_from(b, p)
+    id_4, = _S19.unpack_from(b, p)
     p += 8
     scheduleclear_5 = _new(_W_ScheduleClear)
     scheduleclear_5.target = target_2
@@ -1654,7 +1766,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S25.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S30.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
@@ -1668,13 +1780,13 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_9)))
         ap(bundle_9)
         status_10 = x_6.status.encode()
-        ap(_S26.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
+        ap(_S31.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
         ap(status_10)
     schedules_11 = m.schedules
     ap(_S1.pack(len(schedules_11)))
     for x_12 in schedules_11:
         agent_13 = x_12.agent.encode()
-        ap(_S22.pack(x_12.id, len(agent_13)))
+        ap(_S27.pack(x_12.id, len(agent_13)))
         ap(agent_13)
         process_14 = x_12.process.encode()
         ap(_S1.pack(len(process_14)))
@@ -1688,7 +1800,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         tz_17 = x_12.tz.encode()
         ap(_S1.pack(len(tz_17)))
         ap(tz_17)
-        ap(_S24.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
+        ap(_S29.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 60, flags, rid, len(body)) + body
 
@@ -1714,7 +1826,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S25.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S30.unpack_from(b, p)
         p += 49
         bundleentry_13 = _new(_W_BundleEntry)
         bundleentry_13.agent = agent_4
@@ -1748,7 +1860,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_24 > n: raise _short(len_22, n - p)
         bundle_23 = b[p:end_24].decode()
         p = end_24
-        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S26.unpack_from(b, p)
+        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S31.unpack_from(b, p)
         p += 39
         end_36 = p + len_34
         if end_36 > n: raise _short(len_34, n - p)
@@ -1775,7 +1887,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
     if count_38 * 44 > n - p: raise _short(count_38 * 44, n - p)
     schedules_39 = []
     for _ in range(count_38):
-        id_40, len_41, = _S22.unpack_from(b, p)
+        id_40, len_41, = _S27.unpack_from(b, p)
         p += 10
         end_43 = p + len_41
         if end_43 > n: raise _short(len_41, n - p)
@@ -1805,7 +1917,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_57 > n: raise _short(len_55, n - p)
         tz_56 = b[p:end_57].decode()
         p = end_57
-        at_us_58, next_fire_us_59, last_fire_us_60, = _S24.unpack_from(b, p)
+        at_us_58, next_fire_us_59, last_fire_us_60, = _S29.unpack_from(b, p)
         p += 24
         scheduleentry_61 = _new(_W_ScheduleEntry)
         scheduleentry_61.id = id_40
@@ -1838,12 +1950,12 @@ def _enc_StatsReport(m: StatsReport, rid: int, flags: int) -> bytes:
     ap(agent_1)
     node_2 = m.node
     processes_3 = m.processes
-    ap(_S27.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
+    ap(_S32.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
     for x_4 in processes_3:
         name_5 = x_4.name.encode()
         ap(_S1.pack(len(name_5)))
         ap(name_5)
-        ap(_S28.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
+        ap(_S33.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 61, flags, rid, len(body)) + body
 
@@ -1858,7 +1970,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S27.unpack_from(b, p)
+    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S32.unpack_from(b, p)
     p += 102
     nodestats_19 = _new(_W_NodeStats)
     nodestats_19.cpu_percent = cpu_percent_5
@@ -1885,7 +1997,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
         if end_24 > n: raise _short(len_22, n - p)
         name_23 = b[p:end_24].decode()
         p = end_24
-        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S28.unpack_from(b, p)
+        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S33.unpack_from(b, p)
         p += 32
         processstats_32 = _new(_W_ProcessStats)
         processstats_32.name = name_23
@@ -1913,26 +2025,26 @@ def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
     process_2 = m.process.encode()
     message_3 = m.message.encode()
     blen = 28 + len(agent_1) + len(process_2) + len(message_3)
-    return b"".join((_S29.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S30.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S31.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3))
+    return b"".join((_S34.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S35.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S36.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3))
 
 
 def _dec_Event(b: bytes, p: int, n: int) -> Event:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    seq_1, len_2, = _S22.unpack_from(b, p)
+    seq_1, len_2, = _S27.unpack_from(b, p)
     p += 10
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
     agent_3 = b[p:end_4].decode()
     p = end_4
-    time_us_5, kind_6, len_7, = _S30.unpack_from(b, p)
+    time_us_5, kind_6, len_7, = _S35.unpack_from(b, p)
     p += 11
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
     process_8 = b[p:end_9].decode()
     p = end_9
-    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S31.unpack_from(b, p)
+    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S36.unpack_from(b, p)
     p += 7
     end_16 = p + len_14
     if end_16 > n: raise _short(len_14, n - p)
@@ -1955,16 +2067,33 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
 
 
 def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:
-    return _S15.pack(_MAGIC, 1, 63, flags, rid, 8, m.seq)
+    return _S18.pack(_MAGIC, 1, 63, flags, rid, 8, m.seq)
 
 
 def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
     if n - p != 8: raise _size(n - p, 8)
-    seq_1, = _S16.unpack_from(b, p)
+    seq_1, = _S19.unpack_from(b, p)
     eventack_2 = _new(_W_EventAck)
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
     return eventack_2
+
+
+def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 22
+    if end > size: return -1
+    prefix, _type, flags, rid, length, seq_1, = _S20.unpack_from(b, p)
+    if prefix != _PREFIX or length != 8: return -1
+    eventack_2 = _new(_W_EventAck)
+    eventack_2.seq = seq_1
+    eventack_2.__class__ = EventAck
+    frame = _new(FrameTwin)
+    frame.body = eventack_2
+    frame.request_id = rid
+    frame.more = flags & 1 != 0
+    frame.__class__ = Frame
+    frames.append(frame)
+    return end
 
 
 def _enc_LogLines(m: LogLines, rid: int, flags: int) -> bytes:
@@ -1980,7 +2109,7 @@ def _enc_LogLines(m: LogLines, rid: int, flags: int) -> bytes:
     ap(_S0.pack(_E_StreamKind[m.stream], len(lines_3)))
     for x_4 in lines_3:
         line_5 = x_4.encode()
-        ap(_S18.pack(len(line_5)))
+        ap(_S22.pack(len(line_5)))
         ap(line_5)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 64, flags, rid, len(body)) + body
@@ -2007,7 +2136,7 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
     if count_8 * 4 > n - p: raise _short(count_8 * 4, n - p)
     lines_9 = []
     for _ in range(count_8):
-        len_10, = _S18.unpack_from(b, p)
+        len_10, = _S22.unpack_from(b, p)
         p += 4
         end_12 = p + len_10
         if end_12 > n: raise _short(len_10, n - p)
@@ -2027,7 +2156,7 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
 def _enc_ListAgents(m: ListAgents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 2 + len(pattern_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 70, flags, rid, blen, len(pattern_1)), pattern_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 70, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
@@ -2050,7 +2179,7 @@ def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
 def _enc_ListProcesses(m: ListProcesses, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 2 + len(pattern_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 71, flags, rid, blen, len(pattern_1)), pattern_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 71, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
@@ -2073,7 +2202,7 @@ def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
 def _enc_ListBundles(m: ListBundles, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 2 + len(pattern_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 72, flags, rid, blen, len(pattern_1)), pattern_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 72, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
@@ -2096,7 +2225,7 @@ def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
 def _enc_ListSchedules(m: ListSchedules, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 2 + len(pattern_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 73, flags, rid, blen, len(pattern_1)), pattern_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 73, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
@@ -2119,7 +2248,7 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
 def _enc_QueryStats(m: QueryStats, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     blen = 14 + len(agent_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S32.pack(m.since_us, m.limit)))
+    return b"".join((_S10.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S37.pack(m.since_us, m.limit)))
 
 
 def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
@@ -2132,7 +2261,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, = _S32.unpack_from(b, p)
+    since_us_4, limit_5, = _S37.unpack_from(b, p)
     p += 12
     querystats_6 = _new(_W_QueryStats)
     querystats_6.agent = agent_2
@@ -2146,7 +2275,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
 def _enc_QueryEvents(m: QueryEvents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 15 + len(pattern_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S33.pack(m.since_us, m.limit, m.follow)))
+    return b"".join((_S10.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S38.pack(m.since_us, m.limit, m.follow)))
 
 
 def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
@@ -2159,7 +2288,7 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, follow_6, = _S34.unpack_from(b, p)
+    since_us_4, limit_5, follow_6, = _S39.unpack_from(b, p)
     p += 13
     queryevents_7 = _new(_W_QueryEvents)
     queryevents_7.pattern = pattern_2
@@ -2175,7 +2304,7 @@ def _enc_QueryLogs(m: QueryLogs, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     process_2 = m.process.encode()
     blen = 9 + len(target_1) + len(process_2)
-    return b"".join((_S8.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S35.pack(m.lines, m.follow)))
+    return b"".join((_S10.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S40.pack(m.lines, m.follow)))
 
 
 def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
@@ -2194,7 +2323,7 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     if end_6 > n: raise _short(len_4, n - p)
     process_5 = b[p:end_6].decode()
     p = end_6
-    lines_7, follow_8, = _S36.unpack_from(b, p)
+    lines_7, follow_8, = _S41.unpack_from(b, p)
     p += 5
     querylogs_9 = _new(_W_QueryLogs)
     querylogs_9.target = target_2
@@ -2210,13 +2339,13 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     agents_1 = m.agents
-    ap(_S18.pack(len(agents_1)))
+    ap(_S22.pack(len(agents_1)))
     for x_2 in agents_1:
         name_3 = x_2.name.encode()
         ap(_S1.pack(len(name_3)))
         ap(name_3)
         hostname_4 = x_2.hostname.encode()
-        ap(_S37.pack(x_2.online, len(hostname_4)))
+        ap(_S42.pack(x_2.online, len(hostname_4)))
         ap(hostname_4)
         address_5 = x_2.address.encode()
         ap(_S1.pack(len(address_5)))
@@ -2225,9 +2354,9 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(version_6)))
         ap(version_6)
         clock_source_7 = x_2.clock_source.encode()
-        ap(_S38.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
+        ap(_S43.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
         ap(clock_source_7)
-        ap(_S39.pack(x_2.clock_measured_us, x_2.processes))
+        ap(_S44.pack(x_2.clock_measured_us, x_2.processes))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 80, flags, rid, len(body)) + body
 
@@ -2236,7 +2365,7 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S18.unpack_from(b, p)
+    count_1, = _S22.unpack_from(b, p)
     p += 4
     if count_1 * 53 > n - p: raise _short(count_1 * 53, n - p)
     agents_2 = []
@@ -2265,13 +2394,13 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         if end_15 > n: raise _short(len_13, n - p)
         version_14 = b[p:end_15].decode()
         p = end_15
-        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S38.unpack_from(b, p)
+        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S43.unpack_from(b, p)
         p += 34
         end_22 = p + len_20
         if end_22 > n: raise _short(len_20, n - p)
         clock_source_21 = b[p:end_22].decode()
         p = end_22
-        clock_measured_us_23, processes_24, = _S39.unpack_from(b, p)
+        clock_measured_us_23, processes_24, = _S44.unpack_from(b, p)
         p += 10
         agententry_25 = _new(_W_AgentEntry)
         agententry_25.name = name_4
@@ -2299,7 +2428,7 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     processes_1 = m.processes
-    ap(_S18.pack(len(processes_1)))
+    ap(_S22.pack(len(processes_1)))
     for x_2 in processes_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2311,7 +2440,7 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_5)))
         ap(bundle_5)
         status_6 = x_2.status.encode()
-        ap(_S26.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
+        ap(_S31.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
         ap(status_6)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 81, flags, rid, len(body)) + body
@@ -2321,7 +2450,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S18.unpack_from(b, p)
+    count_1, = _S22.unpack_from(b, p)
     p += 4
     if count_1 * 45 > n - p: raise _short(count_1 * 45, n - p)
     processes_2 = []
@@ -2344,7 +2473,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         if end_11 > n: raise _short(len_9, n - p)
         bundle_10 = b[p:end_11].decode()
         p = end_11
-        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S26.unpack_from(b, p)
+        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S31.unpack_from(b, p)
         p += 39
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -2377,7 +2506,7 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     bundles_1 = m.bundles
-    ap(_S18.pack(len(bundles_1)))
+    ap(_S22.pack(len(bundles_1)))
     for x_2 in bundles_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2385,7 +2514,7 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S25.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S30.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 82, flags, rid, len(body)) + body
 
@@ -2394,7 +2523,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S18.unpack_from(b, p)
+    count_1, = _S22.unpack_from(b, p)
     p += 4
     if count_1 * 53 > n - p: raise _short(count_1 * 53, n - p)
     bundles_2 = []
@@ -2411,7 +2540,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S25.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S30.unpack_from(b, p)
         p += 49
         bundleentry_13 = _new(_W_BundleEntry)
         bundleentry_13.agent = agent_4
@@ -2433,10 +2562,10 @@ def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     schedules_1 = m.schedules
-    ap(_S18.pack(len(schedules_1)))
+    ap(_S22.pack(len(schedules_1)))
     for x_2 in schedules_1:
         agent_3 = x_2.agent.encode()
-        ap(_S22.pack(x_2.id, len(agent_3)))
+        ap(_S27.pack(x_2.id, len(agent_3)))
         ap(agent_3)
         process_4 = x_2.process.encode()
         ap(_S1.pack(len(process_4)))
@@ -2450,7 +2579,7 @@ def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
         tz_7 = x_2.tz.encode()
         ap(_S1.pack(len(tz_7)))
         ap(tz_7)
-        ap(_S24.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
+        ap(_S29.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 83, flags, rid, len(body)) + body
 
@@ -2459,12 +2588,12 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S18.unpack_from(b, p)
+    count_1, = _S22.unpack_from(b, p)
     p += 4
     if count_1 * 44 > n - p: raise _short(count_1 * 44, n - p)
     schedules_2 = []
     for _ in range(count_1):
-        id_3, len_4, = _S22.unpack_from(b, p)
+        id_3, len_4, = _S27.unpack_from(b, p)
         p += 10
         end_6 = p + len_4
         if end_6 > n: raise _short(len_4, n - p)
@@ -2494,7 +2623,7 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         if end_20 > n: raise _short(len_18, n - p)
         tz_19 = b[p:end_20].decode()
         p = end_20
-        at_us_21, next_fire_us_22, last_fire_us_23, = _S24.unpack_from(b, p)
+        at_us_21, next_fire_us_22, last_fire_us_23, = _S29.unpack_from(b, p)
         p += 24
         scheduleentry_24 = _new(_W_ScheduleEntry)
         scheduleentry_24.id = id_3
@@ -2524,17 +2653,17 @@ def _enc_StatsHistory(m: StatsHistory, rid: int, flags: int) -> bytes:
     ap(_S1.pack(len(agent_1)))
     ap(agent_1)
     samples_2 = m.samples
-    ap(_S18.pack(len(samples_2)))
+    ap(_S22.pack(len(samples_2)))
     for x_3 in samples_2:
         node_4 = x_3.node
-        ap(_S40.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
+        ap(_S45.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
         name_7 = x_6.name.encode()
         ap(_S1.pack(len(name_7)))
         ap(name_7)
-        ap(_S28.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
+        ap(_S33.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 84, flags, rid, len(body)) + body
 
@@ -2549,11 +2678,11 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    count_4, = _S18.unpack_from(b, p)
+    count_4, = _S22.unpack_from(b, p)
     p += 4
     if count_4 * 100 > n - p: raise _short(count_4 * 100, n - p)
     end_21 = p + count_4 * 100
-    samples_5 = tuple([_W_StatsHistorySample(time_us_6, _W_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S40.iter_unpack(b[p:end_21])])
+    samples_5 = tuple([_W_StatsHistorySample(time_us_6, _W_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S45.iter_unpack(b[p:end_21])])
     p = end_21
     count_22, = _S1.unpack_from(b, p)
     p += 2
@@ -2566,7 +2695,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         if end_26 > n: raise _short(len_24, n - p)
         name_25 = b[p:end_26].decode()
         p = end_26
-        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S28.unpack_from(b, p)
+        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S33.unpack_from(b, p)
         p += 32
         processstats_34 = _new(_W_ProcessStats)
         processstats_34.name = name_25
@@ -2591,7 +2720,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 3 + len(name_1)
-    return b"".join((_S41.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
+    return b"".join((_S46.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
 
 
 def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
@@ -2615,7 +2744,7 @@ def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
 def _enc_TokenRevoke(m: TokenRevoke, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 2 + len(name_1)
-    return b"".join((_S8.pack(_MAGIC, 1, 91, flags, rid, blen, len(name_1)), name_1))
+    return b"".join((_S10.pack(_MAGIC, 1, 91, flags, rid, blen, len(name_1)), name_1))
 
 
 def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
@@ -2726,4 +2855,14 @@ DECODERS = {
     84: _dec_StatsHistory,
     90: _dec_TokenCreate,
     91: _dec_TokenRevoke,
+}
+# Fixed-size bodies: the hot path that decodes header and body in one unpack.
+FIXED_FRAMES = {
+    2: (_frame_Challenge, 40),
+    3: (_frame_Auth, 32),
+    10: (_frame_Heartbeat, 14),
+    23: (_frame_BundleReady, 8),
+    25: (_frame_Cancel, 4),
+    32: (_frame_BundleEnd, 8),
+    63: (_frame_EventAck, 8),
 }

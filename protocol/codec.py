@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NoReturn, cast
 
 from protocol import _fastcodec
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.frame import Frame, FrameTwin
 from protocol.messages import Message
 from protocol.spec import DEFAULT_MAX_BODY, HEADER_SIZE, MAGIC, VERSION, FrameFlag, MessageType
 
@@ -56,24 +56,6 @@ class EncodeError(ProtocolError, ValueError):
         super().__init__(message, ErrorCode.MALFORMED_BODY)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One decoded frame: the body and the header fields callers need."""
-
-    body: Message
-    request_id: int = 0
-    more: bool = False  # header flag MORE: further frames of this reply follow
-
-
-class _FrameTwin:
-    """Same slots as Frame and no frozen __setattr__: see `FrameDecoder.feed`."""
-
-    __slots__ = Frame.__slots__
-    body: Message
-    request_id: int
-    more: bool
-
-
 _new = object.__new__
 _MORE = int(FrameFlag.MORE)
 _PREFIX = MAGIC + bytes([VERSION])
@@ -83,6 +65,8 @@ _Decoder = Callable[[bytes, int, int], Message]
 _ENCODERS = cast("dict[type, Callable[[Message, int, int], bytes]]", _fastcodec.ENCODERS)
 # Indexed by the header's type byte: a tuple lookup, with None for unknown types.
 _DECODERS: tuple[_Decoder | None, ...] = tuple(_fastcodec.DECODERS.get(value) for value in range(256))
+_Framer = Callable[[bytes, int, int, list[Frame]], int]
+_FIXED_FRAMES = cast("dict[int, tuple[_Framer, int]]", _fastcodec.FIXED_FRAMES)
 # What a generated decoder can raise on bad input besides ProtocolError itself.
 _BODY_ERRORS = (struct.error, UnicodeDecodeError, LookupError, ValueError)
 _ENCODE_ERRORS = (struct.error, TypeError, AttributeError, LookupError, ValueError, OverflowError)
@@ -121,7 +105,7 @@ def _malformed(message_type: int, exc: Exception) -> ProtocolError:
 class FrameDecoder:
     """Incremental frame decoder: `feed(bytes) -> [Frame]`; see the module docstring."""
 
-    __slots__ = ("_buf", "_failed", "max_body")
+    __slots__ = ("_buf", "_failed", "_fixed", "max_body")
 
     def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
         if not 0 <= max_body <= 0xFFFFFFFF:
@@ -129,6 +113,11 @@ class FrameDecoder:
         self.max_body = max_body
         self._buf = bytearray()  # at most one partial frame, between feeds
         self._failed: ProtocolError | None = None
+        # By type byte: the generated fast path for fixed-size bodies this limit allows.
+        self._fixed: tuple[_Framer | None, ...] = tuple(
+            entry[0] if entry is not None and entry[1] <= max_body else None
+            for entry in map(_FIXED_FRAMES.get, range(256))
+        )
 
     @property
     def buffered(self) -> int:
@@ -141,9 +130,15 @@ class FrameDecoder:
             return self._feed_buffered(data)
         # The hot path: whole frames parsed straight from `data`, without copying it.
         frames: list[Frame] = []
-        pos, size, max_body = 0, len(data), self.max_body
+        pos, size, max_body, fixed = 0, len(data), self.max_body, self._fixed
         try:
             while size - pos >= HEADER_SIZE:
+                framer = fixed[data[pos + 3]]
+                if framer is not None:
+                    end = framer(data, pos, size, frames)
+                    if end >= 0:
+                        pos = end
+                        continue  # else: incomplete or bad; the general path below decides
                 prefix, message_type, flags, request_id, length = _unpack_header(data, pos)
                 decoder = _DECODERS[message_type]
                 if prefix != _PREFIX or decoder is None or length > max_body:
@@ -153,7 +148,7 @@ class FrameDecoder:
                     break
                 # Frame built inline, as fastgen builds messages (a frozen dataclass's
                 # __init__ would cost a call and an object.__setattr__ per field).
-                frame = _new(_FrameTwin)
+                frame = _new(FrameTwin)
                 frame.body = decoder(data, pos + HEADER_SIZE, end)
                 frame.request_id = request_id
                 frame.more = flags & _MORE == _MORE

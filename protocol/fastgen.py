@@ -56,6 +56,7 @@ from struct import Struct
 {imports}
 
 _MAGIC = {magic!r}
+_PREFIX = {prefix!r}  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _new = object.__new__
 
@@ -260,14 +261,18 @@ class _Decoder(_Function):
         self.pending: list[str] = []  # object constructions waiting for the next unpack
         self.expressions_only = False  # inside a comprehension: build objects in one call
 
-    def flush(self, advance: bool = True) -> None:
+    def flush(self, advance: bool = True, buffer: str = "b", pending: bool = True) -> None:
         if self.run:
             fmt = "".join(f for f, _ in self.run)
             targets = ", ".join(name for _, name in self.run)
-            self.line(f"{targets}, = {self.names.struct(fmt)}.unpack_from(b, p)")
+            self.line(f"{targets}, = {self.names.struct(fmt)}.unpack_from({buffer}, p)")
             if advance:
                 self.line(f"p += {struct.calcsize('>' + fmt)}")
             self.run = []
+        if pending:
+            self.flush_pending()
+
+    def flush_pending(self) -> None:
         for line in self.pending:
             self.line(line)
         self.pending = []
@@ -369,6 +374,32 @@ def decoder(node: Node, names: _Names) -> list[str]:
     return [head, *gen.lines]
 
 
+def fixed_framer(node: Node, names: _Names) -> list[str]:
+    """Hot path for a fixed-size body: header and body in one unpack, Frame built inline.
+
+    Returns the end of the frame, or -1 to leave anything unusual (incomplete
+    frame, bad header, wrong length) to the general path in codec.FrameDecoder.
+    """
+    assert node.size is not None
+    head = f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame]) -> int:"
+    gen = _Decoder(names)
+    gen.line(f"end = p + {spec.HEADER_SIZE + node.size}")
+    gen.line("if end > size: return -1")
+    gen.run = [("3s", "prefix"), ("B", "_type"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+    value = gen.struct(node)
+    gen.flush(advance=False, pending=False)
+    gen.line(f"if prefix != _PREFIX or length != {node.size}: return -1")
+    gen.flush_pending()
+    gen.line("frame = _new(FrameTwin)")
+    gen.line(f"frame.body = {value}")
+    gen.line("frame.request_id = rid")
+    gen.line(f"frame.more = flags & {int(spec.FrameFlag.MORE)} != 0")
+    gen.line("frame.__class__ = Frame")
+    gen.line("frames.append(frame)")
+    gen.line("return end")
+    return [head, *gen.lines]
+
+
 # ---------------------------------------------------------------- twins and module
 
 
@@ -394,6 +425,7 @@ def _imports() -> str:
     return "\n".join([
         _import("protocol.enums", enums),
         "from protocol.errors import ErrorCode, ProtocolError",
+        "from protocol.frame import Frame, FrameTwin",
         _import("protocol.messages", classes),
     ])
 
@@ -409,12 +441,19 @@ def render() -> str:
     for message_type, node in messages:
         body += ["", "", *encoder(message_type, node, names)]
         body += ["", "", *decoder(node, names)]
+        if node.fixed:
+            body += ["", "", *fixed_framer(node, names)]
     tables = ["", "", "ENCODERS = {"]
     tables += [f"    {node.struct_name}: _enc_{node.struct_name}," for _, node in messages]
     tables += ["}", "DECODERS = {"]
     tables += [f"    {int(mt)}: _dec_{node.struct_name}," for mt, node in messages]
+    tables += ["}", "# Fixed-size bodies: the hot path that decodes header and body in one unpack."]
+    tables += ["FIXED_FRAMES = {"]
+    tables += [f"    {int(mt)}: (_frame_{node.struct_name}, {node.size}),"
+               for mt, node in messages if node.fixed]
     tables += ["}", ""]
-    head = [PREAMBLE.format(magic=spec.MAGIC, imports=_imports()), *names.render()]
+    head = [PREAMBLE.format(magic=spec.MAGIC, prefix=spec.MAGIC + bytes([spec.VERSION]),
+                             imports=_imports()), *names.render()]
     return "\n".join(head + body + tables)
 
 
