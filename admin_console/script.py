@@ -144,7 +144,8 @@ def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return "no answer in time"
     if isinstance(exc, (PeerClosed, trio.BrokenResourceError)):
-        return "the server closed the connection"
+        return ("the server closed the connection during the handshake "
+                "(if the server uses TLS, give --tls-ca)")
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running, and is this its admin port?)"
     if isinstance(exc, socket.gaierror):

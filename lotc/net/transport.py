@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
+
+class TlsHandshakeFailed(ConnectionError):
+    """The peer is not a TLS server we trust (plain server, wrong CA, wrong name)."""
+
+
 Handler = Callable[[FramedStream], Awaitable[None]]
 
 
@@ -108,6 +113,12 @@ async def connect(
         try:
             with trio.fail_after(TLS_HANDSHAKE_TIMEOUT_S):
                 await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(tcp)
+            cause = exc.__cause__ or exc
+            raise TlsHandshakeFailed(
+                f"TLS handshake with {address} failed ({cause}): is it a TLS server, and is its "
+                "certificate signed by the CA given?") from None
         except BaseException:
             await trio.aclose_forcefully(tcp)
             raise
