@@ -96,7 +96,7 @@ def kill_leftovers(sup: Supervisor) -> None:
 
 
 def make_supervisor(state_dir: Path, bundle_dir: Path, events: list[ProcessEvent],
-                    logs: LogConfig = LogConfig()) -> Supervisor:
+                    logs: LogConfig | None = None) -> Supervisor:
     def resolve(name: str) -> Path:
         return bundle_dir
 

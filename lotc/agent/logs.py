@@ -89,7 +89,7 @@ def rotate_if_needed(path: Path, config: LogConfig) -> bool:
 def _last_lines(path: Path, wanted: int) -> list[bytes]:
     """Up to `wanted` last lines of one file (a final unterminated line counts)."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - opened here to tell "missing" apart
     except FileNotFoundError:
         return []
     with f:
@@ -112,7 +112,7 @@ def _last_lines(path: Path, wanted: int) -> list[bytes]:
 def tail(path: Path, lines: int, backups: int) -> list[str]:
     """The last `lines` lines, reaching into rotated copies when the live file is short."""
     found: list[bytes] = []
-    for n in range(0, backups + 1):
+    for n in range(backups + 1):
         if len(found) >= lines:
             break
         source = path if n == 0 else _backup(path, n)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from protocol.enums import RestartPolicy
 
-__all__ = ["RunOutcome", "RestartBudget", "backoff_delay", "should_restart"]
+__all__ = ["RestartBudget", "RunOutcome", "backoff_delay", "should_restart"]
 
 logger = logging.getLogger(__name__)
 

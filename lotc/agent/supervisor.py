@@ -30,8 +30,8 @@ Processes are Linux-only (pidfd, abstract sockets, SO_PASSCRED).
 """
 from __future__ import annotations
 
+import builtins
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -75,10 +75,10 @@ def _utc_us() -> int:
 class Supervisor:
     def __init__(self, state_dir: Path, resolve_bundle: Callable[[str], Path],
                  on_event: Callable[[ProcessEvent], None], *,
-                 clock: Callable[[], int] = _utc_us, logs: LogConfig = LogConfig()) -> None:
+                 clock: Callable[[], int] = _utc_us, logs: LogConfig | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.log_root = self.state_dir / "logs"
-        self.logs = logs
+        self.logs = logs or LogConfig()
         self._resolve = resolve_bundle
         self._on_event = on_event
         self._clock = clock
@@ -119,13 +119,13 @@ class Supervisor:
                     nursery.start_soon(self._terminate, rec, grace)
 
     # ---- queries ---------------------------------------------------------------------
-    def list(self) -> list[ProcessInfo]:
+    def list(self) -> builtins.list[ProcessInfo]:
         return [rec.info() for rec in sorted(self._records.values(), key=lambda r: r.spec.name)]
 
     def get(self, name: str) -> ProcessInfo:
         return self._get(name).info()
 
-    def uses_bundle(self, bundle: str) -> list[str]:
+    def uses_bundle(self, bundle: str) -> builtins.list[str]:
         """Names of live processes (including ones waiting to restart) that run `bundle`."""
         return sorted(r.spec.name for r in self._records.values()
                       if r.spec.bundle == bundle and r.state in ALIVE)
@@ -229,7 +229,7 @@ class Supervisor:
 
     # ---- logs ------------------------------------------------------------------------
     async def tail_logs(self, name: str, lines: int = 100,
-                        stream: StreamKind = StreamKind.STDOUT) -> list[str]:
+                        stream: StreamKind = StreamKind.STDOUT) -> builtins.list[str]:
         """The last `lines` lines of one stream, reaching into rotated files if needed."""
         self._get(name)
         if lines < 0:
@@ -238,7 +238,7 @@ class Supervisor:
         return await trio.to_thread.run_sync(tail, path, lines, self.logs.backups)
 
     async def follow_logs(self, name: str, streams: Sequence[StreamKind] = tuple(StreamKind),
-                          ) -> AsyncIterator[tuple[StreamKind, list[str]]]:
+                          ) -> AsyncIterator[tuple[StreamKind, builtins.list[str]]]:
         """Batches of new lines as they are written, until the caller stops iterating or
         the process is removed. Polls every `LogConfig.follow_interval`."""
         self._get(name)
@@ -410,7 +410,7 @@ class Supervisor:
                      for stream in StreamKind]
             await trio.to_thread.run_sync(self._rotate_all, paths)
 
-    def _rotate_all(self, paths: list[Path]) -> None:
+    def _rotate_all(self, paths: builtins.list[Path]) -> None:
         for path in paths:
             try:
                 rotate_if_needed(path, self.logs)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from lotc.agent.lifecycle import (ALIVE, COMMANDS, TRANSITIONS, check_command,
-                                  check_transition)
+from lotc.agent.lifecycle import ALIVE, COMMANDS, TRANSITIONS, check_command, check_transition
 from lotc.errors import InternalError, InvalidState
-from protocol.enums import Action, ProcessState as S
+from protocol.enums import Action
+from protocol.enums import ProcessState as S
 
 
 def test_every_state_is_reachable_and_every_live_state_can_end() -> None:

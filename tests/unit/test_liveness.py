@@ -1,4 +1,5 @@
 """sd_notify liveness: the client helper, the watchdog, its timing, suspension."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import trio
 from lotc import liveness
 from lotc.agent.notify import NotifySocket, new_address, parse_notify
 from lotc.agent.supervisor import ProcessSpec
-from protocol.enums import EventKind, ProcessState as S, RestartPolicy
-from tests.agent_helpers import (PY, Harness, bundle, proc_state, sup,  # noqa: F401
-                                 wait_until, write_program)
+from protocol.enums import EventKind, RestartPolicy
+from protocol.enums import ProcessState as S
+from tests.agent_helpers import PY, Harness, bundle, proc_state, sup, wait_until, write_program  # noqa: F401
 
 REPO = str(Path(__file__).resolve().parents[2])
 
@@ -121,7 +122,7 @@ async def test_watchdog_trigger_and_shell_beats(sup: Harness) -> None:
 async def test_beats_from_outside_the_session_do_not_count(sup: Harness) -> None:
     info = await sup.sup.start(ProcessSpec("lonely", "b", ["/bin/sleep", "60"],
                                            liveness_timeout=0.3))
-    address = "\0" + sup.sup._records["lonely"].notify_address[1:]  # noqa: SLF001
+    address = "\0" + sup.sup._records["lonely"].notify_address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         for _ in range(10):  # the test process is alive and not in the session
             s.sendto(b"WATCHDOG=1", address)

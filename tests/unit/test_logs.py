@@ -1,4 +1,5 @@
 """Log files: copytruncate rotation, tail across rotations, follow, a chatty process."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +8,17 @@ import trio
 
 from lotc.agent.logs import LogConfig, LogFollower, rotate, rotate_if_needed, tail
 from lotc.agent.supervisor import ProcessSpec
-from protocol.enums import ProcessState as S, RestartPolicy, StreamKind
-from tests.agent_helpers import (PY, Harness, bundle, make_supervisor, kill_leftovers,  # noqa
-                                 sup, wait_until)
+from protocol.enums import ProcessState as S
+from protocol.enums import RestartPolicy, StreamKind
+from tests.agent_helpers import (  # noqa
+    PY,
+    Harness,
+    bundle,
+    kill_leftovers,
+    make_supervisor,
+    sup,
+    wait_until,
+)
 
 
 def _write(path: Path, *lines: str) -> None:

@@ -1,4 +1,5 @@
 """The supervisor's state on disk, and agent restarts with live processes re-adopted."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
 import json
@@ -13,9 +14,17 @@ from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.persist import StateFiles
 from lotc.agent.supervisor import ProcessSpec, Supervisor
 from lotc.errors import Conflict
-from protocol.enums import DesiredState, ProcessState as S, RestartPolicy
-from tests.agent_helpers import (PY, alive, bundle, kill_leftovers, make_supervisor,  # noqa
-                                 proc_state, wait_until)
+from protocol.enums import DesiredState, RestartPolicy
+from protocol.enums import ProcessState as S
+from tests.agent_helpers import (  # noqa
+    PY,
+    alive,
+    bundle,
+    kill_leftovers,
+    make_supervisor,
+    proc_state,
+    wait_until,
+)
 from tests.unit.test_liveness import BEATER
 
 

@@ -1,4 +1,5 @@
 """Supervisor commands against real processes: whole-tree signals, errors, exit codes."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
 import signal
@@ -9,11 +10,26 @@ import trio
 
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.supervisor import ProcessSpec, Supervisor, parse_signal
-from lotc.errors import (Conflict, InvalidRequest, InvalidState, SpawnFailed, UnknownBundle,
-                         UnknownProcess)
-from protocol.enums import DesiredState, ProcessState as S, RestartPolicy
-from tests.agent_helpers import (PY, Harness, alive, bundle, proc_state, sup,  # noqa: F401
-                                 wait_until, write_program)
+from lotc.errors import (
+    Conflict,
+    InvalidRequest,
+    InvalidState,
+    SpawnFailed,
+    UnknownBundle,
+    UnknownProcess,
+)
+from protocol.enums import DesiredState, RestartPolicy
+from protocol.enums import ProcessState as S
+from tests.agent_helpers import (  # noqa: F401
+    PY,
+    Harness,
+    alive,
+    bundle,
+    proc_state,
+    sup,
+    wait_until,
+    write_program,
+)
 
 TREE = """\
 #!/bin/sh

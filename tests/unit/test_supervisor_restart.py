@@ -1,15 +1,18 @@
 """Restart policies, backoff that resets after a stable run, the crash-loop limit."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
 import os
 import signal
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lotc.agent.restart import RestartBudget, RunOutcome, backoff_delay, should_restart
 from lotc.agent.supervisor import ProcessSpec
-from protocol.enums import ProcessState as S, RestartPolicy as P
+from protocol.enums import ProcessState as S
+from protocol.enums import RestartPolicy as P
 from tests.agent_helpers import Harness, bundle, sup, wait_until  # noqa: F401
 
 # ---- pure rules -------------------------------------------------------------------------

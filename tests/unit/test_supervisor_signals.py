@@ -1,4 +1,5 @@
 """No lost signals: a command right after start (or during it) always takes effect."""
+# ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
 import signal
@@ -7,9 +8,9 @@ import trio
 
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.supervisor import ProcessSpec
-from protocol.enums import ProcessState as S, RestartPolicy
-from tests.agent_helpers import (PY, Harness, alive, bundle, proc_state, sup,  # noqa: F401
-                                 wait_until)
+from protocol.enums import ProcessState as S
+from protocol.enums import RestartPolicy
+from tests.agent_helpers import PY, Harness, alive, bundle, proc_state, sup, wait_until  # noqa: F401
 
 CYCLES = 100
 
@@ -35,7 +36,8 @@ async def test_terminate_and_stop_right_after_start_never_lost(sup: Harness) -> 
         assert info.pid is not None
         if i % 2:
             await s.stop(name)
-            await wait_until(lambda: proc_state(info.pid) == "T", timeout=5)
+            pid = info.pid
+            await wait_until(lambda: proc_state(pid) == "T", timeout=5)
             assert s.get(name).state == S.STOPPED
         done = await s.terminate(name, grace=5)
         assert done.exit_signal == signal.SIGTERM, (i, done)
@@ -50,7 +52,7 @@ def _on_starting(sup: Harness, nursery: trio.Nursery, command: object) -> None:
         if event.new_state == S.STARTING:
             nursery.start_soon(command, event.process)  # type: ignore[arg-type]
 
-    sup.sup._on_event = on_event  # noqa: SLF001
+    sup.sup._on_event = on_event
 
 
 async def test_stop_asked_for_while_starting_is_queued_and_delivered(sup: Harness) -> None:
