@@ -36,8 +36,7 @@ async def test_terminate_and_stop_right_after_start_never_lost(sup: Harness) -> 
         assert info.pid is not None
         if i % 2:
             await s.stop(name)
-            pid = info.pid
-            await wait_until(lambda: proc_state(pid) == "T", timeout=5)
+            await wait_until(lambda pid=info.pid: proc_state(pid) == "T", timeout=5)
             assert s.get(name).state == S.STOPPED
         done = await s.terminate(name, grace=5)
         assert done.exit_signal == signal.SIGTERM, (i, done)
