@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ MISFIRE_GRACE_S = 60.0  # a fire at most this late still happens (flagged late);
 LATE_S = 1.0  # a fire later than this is flagged `late`
 AT_PAST_GRACE_S = 5.0  # an `at` time this far in the past is still accepted (network delay)
 ACTION_TIMEOUT_S = 60.0  # an action running longer is reported as failed (it keeps no lock)
+TIMER_SLACK_S = 0.0015  # the last stretch before a fire is a yielding spin, not an OS timer
 MAX_CATCH_UP = 10_000  # missed fires counted one by one; beyond, "at least" this many
 US = 1_000_000
 
@@ -165,10 +167,28 @@ class Scheduler:
             await self._wait_for_first_sync()
             while True:
                 self._wakeup = trio.Event()
-                wake_at = self._handle_due(self.clock.now_us())
-                delay_s = math.inf if wake_at is None else (wake_at - self.clock.now_us()) / US
-                with trio.move_on_after(max(0.0, delay_s)):  # until the fire, or a re-plan
-                    await self._wakeup.wait()
+                await self._sleep_until(self._handle_due(self.clock.now_us()))
+
+    async def _sleep_until(self, wake_at: int | None) -> None:
+        """Sleep until the corrected clock reaches `wake_at`, or until a re-plan is asked."""
+        delay_s = math.inf if wake_at is None else (wake_at - self.clock.now_us()) / US
+        if delay_s > TIMER_SLACK_S:
+            with trio.move_on_after(delay_s - TIMER_SLACK_S):
+                await self._wakeup.wait()
+            return
+        # The last stretch: OS timers round up to whole milliseconds (epoll), so yield
+        # in a short spin instead. Bounded in real time: under trio's mock clock the
+        # corrected time stands still while we spin, and a plain sleep takes over.
+        assert wake_at is not None
+        spin_end = time.monotonic() + max(0.0, delay_s) + TIMER_SLACK_S
+        while self._early(wake_at) and time.monotonic() < spin_end:
+            await trio.lowlevel.checkpoint()
+        if self._early(wake_at):
+            with trio.move_on_after(max(0.0, delay_s)):
+                await self._wakeup.wait()
+
+    def _early(self, wake_at: int) -> bool:
+        return self.clock.now_us() < wake_at and not self._wakeup.is_set()
 
     # ------------------------------------------------------------ planning
 
@@ -297,10 +317,15 @@ class Scheduler:
             await self._run_io(save_states, self.state_dir, states)
 
     async def _save_quietly(self) -> None:
-        try:
-            await self._save()
-        except OSError as exc:
-            logger.error("cannot store schedules in %s: %s", self.state_dir, exc)
+        # Shielded: a shutdown right after a fire must not lose the record of it.
+        with trio.CancelScope(shield=True):
+            # Let the fires spawned with us start their actions first: the writer
+            # thread would compete with them for the GIL.
+            await trio.lowlevel.checkpoint()
+            try:
+                await self._save()
+            except OSError as exc:
+                logger.error("cannot store schedules in %s: %s", self.state_dir, exc)
 
     async def _save_or_restore(self, schedule_id: int, old: _Entry | None) -> None:
         try:

@@ -187,7 +187,8 @@ async def test_schedules_fire_together_and_a_slow_action_delays_nothing(
         for schedule_id in (1, 2, 3):
             await scheduler.set(at(schedule_id, target))
         events = [await harness.next_event() for _ in range(3)]
-    assert [e.schedule_id for e in events] == [2, 3, 1]  # 1 reports when its action is done
+    ids = [e.schedule_id for e in events]
+    assert sorted(ids[:2]) == [2, 3] and ids[2] == 1  # 1 reports when its action is done
     assert all(fired_us == target for _, fired_us in harness.fired)
 
 
