@@ -85,17 +85,25 @@ def _schedule(row: tuple[Any, ...]) -> ScheduleRecord:
 class DesiredStore(Store):
     # ------------------------------------------------------------ desired processes
 
-    def put_process(self, spec: ProcessSpecRecord) -> ProcessSpecRecord:
+    def put_process(
+        self, spec: ProcessSpecRecord, keep_revision: bool = False
+    ) -> ProcessSpecRecord:
         """Store `spec` (insert or replace) under a new revision, which it returns.
 
         Revisions increase across the whole database and never repeat, even
         after a removal, so an agent running an older spec is always detected.
+        `keep_revision` puts back a spec read earlier exactly as it was (undoing
+        a refused change): a new revision would make the agent, which still
+        runs that spec, look stale and get it restarted at the next reconcile.
         """
         validate_name("agent", spec.agent)
         validate_name("process", spec.name)
         validate_name("bundle", spec.bundle)
         with self._write() as db:
-            stored = replace(spec, revision=self._next_revision(db))
+            if keep_revision and spec.revision > 0:
+                stored = spec
+            else:
+                stored = replace(spec, revision=self._next_revision(db))
             db.execute(f"INSERT OR REPLACE INTO processes ({_PROCESS_COLUMNS}) "
                        f"VALUES ({', '.join('?' * 16)})", _process_values(stored))
         return stored

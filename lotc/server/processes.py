@@ -13,6 +13,7 @@ import signal as signals
 from lotc.errors import AgentOffline, Conflict, InvalidRequest, LotcError, UnknownBundle, UnknownProcess
 from lotc.names import validate_name
 from lotc.server.controller import Controller
+from lotc.server.desired import signal_number
 from lotc.server.records import ProcessSpecRecord
 from protocol.enums import DesiredState, ProcessState
 from protocol.messages import (
@@ -43,21 +44,11 @@ ACTIVE_STATES = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPP
 QUEUED = "agent offline: recorded, applied when it reconnects"
 
 
-def signal_number(name: str) -> int:
-    """`SIGHUP`, `HUP`, `hup` or `1` -> 1; InvalidRequest in plain words otherwise."""
-    text = name.strip().upper()
-    if not text:
-        return int(signals.SIGKILL)
-    if text.isdigit():
-        number = int(text)
-        if number in {int(s) for s in signals.Signals}:
-            return number
-    else:
-        try:
-            return int(signals.Signals[text if text.startswith("SIG") else "SIG" + text])
-        except KeyError:
-            pass
-    raise InvalidRequest(f"unknown signal {name!r}: use a name such as SIGTERM, HUP or USR1")
+def forget_process_schedules(ctl: Controller, agent: str, process: str) -> None:
+    """A removed process's schedules go with it (the agent drops its copies too)."""
+    for record in ctl.model.schedules(agent):
+        if record.process == process:
+            ctl.model.remove_schedule(record.id)
 
 
 def spec_from_message(agent: str, msg: ProcStart, now_us: int) -> ProcessSpecRecord:
@@ -125,7 +116,8 @@ def _forget_failed_start(
     if previous is None:
         ctl.model.remove_process(agent, name)
     else:
-        ctl.model.put_process(previous)
+        # Same revision as before: the agent still runs `previous`, which is not stale.
+        ctl.model.put_process(previous, keep_revision=True)
 
 
 async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentResult]:
@@ -139,6 +131,7 @@ async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentRes
             raise UnknownProcess(f"no process {msg.name!r} on {agent}")
         if isinstance(msg, ProcRemove):
             ctl.model.remove_process(agent, msg.name)
+            forget_process_schedules(ctl, agent, msg.name)
         elif changes_desired:
             ctl.model.set_desired_state(agent, msg.name, DESIRED_AFTER[type(msg)])
         session = ctl.sessions.get(agent)
