@@ -78,7 +78,7 @@ def as_dict(message: Message) -> Any:
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         return value
-    return plain(dataclasses.asdict(message))
+    return plain(dataclasses.asdict(message))  # type: ignore[call-overload]
 
 
 def _json_default(value: Any) -> Any:

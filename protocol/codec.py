@@ -86,11 +86,13 @@ def _encode_error(body: object, exc: Exception) -> EncodeError:
     return EncodeError(f"cannot encode {body.__class__.__name__}: {exc}")
 
 
-def decode_body(message_type: int, body: bytes) -> Message:
+def decode_body(message_type: int, body: bytes | bytearray | memoryview) -> Message:
     """Decode one body of the given type; raises ProtocolError."""
     decoder = _DECODERS[message_type] if 0 <= message_type < 256 else None
     if decoder is None:
         raise ProtocolError(f"unknown message type {message_type}", ErrorCode.UNKNOWN_MESSAGE_TYPE)
+    if body.__class__ is not bytes:
+        body = bytes(body)  # blob fields are slices of it: they must be bytes
     try:
         return decoder(body, 0, len(body))
     except _BODY_ERRORS as exc:

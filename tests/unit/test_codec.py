@@ -206,6 +206,8 @@ def test_decode_body_checks_the_type() -> None:
         decode_body(99, b"")
     assert raised.value.code == ErrorCode.UNKNOWN_MESSAGE_TYPE
     assert decode_body(MessageType.OK, b"\x00\x01!") == Ok("!")
+    chunk = decode_body(MessageType.BUNDLE_CHUNK, bytearray(encode(BundleChunk(data=b"z"))[14:]))
+    assert isinstance(chunk, BundleChunk) and type(chunk.data) is bytes
 
 
 def test_max_body_must_fit_the_length_field() -> None:
