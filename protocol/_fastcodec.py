@@ -586,7 +586,7 @@ class _W_StatsReport(Message):
 class _W_Event(Message):
     __slots__ = Event.__slots__
 
-    def __init__(self, seq, agent, time_us, kind, process, old_state, new_state, exit_code, signal, message):
+    def __init__(self, seq, agent, time_us, kind, process, old_state, new_state, exit_code, signal, message, schedule_id):
         self.seq = seq
         self.agent = agent
         self.time_us = time_us
@@ -597,6 +597,7 @@ class _W_Event(Message):
         self.exit_code = exit_code
         self.signal = signal
         self.message = message
+        self.schedule_id = schedule_id
         self.__class__ = Event
 
 
@@ -2024,8 +2025,8 @@ def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     process_2 = m.process.encode()
     message_3 = m.message.encode()
-    blen = 28 + len(agent_1) + len(process_2) + len(message_3)
-    return b"".join((_S34.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S35.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S36.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3))
+    blen = 36 + len(agent_1) + len(process_2) + len(message_3)
+    return b"".join((_S34.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S35.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S36.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S19.pack(m.schedule_id)))
 
 
 def _dec_Event(b: bytes, p: int, n: int) -> Event:
@@ -2050,20 +2051,23 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
     if end_16 > n: raise _short(len_14, n - p)
     message_15 = b[p:end_16].decode()
     p = end_16
-    event_17 = _new(_W_Event)
-    event_17.seq = seq_1
-    event_17.agent = agent_3
-    event_17.time_us = time_us_5
-    event_17.kind = _D_EventKind[kind_6]
-    event_17.process = process_8
-    event_17.old_state = _D_ProcessState[old_state_10]
-    event_17.new_state = _D_ProcessState[new_state_11]
-    event_17.exit_code = exit_code_12
-    event_17.signal = signal_13
-    event_17.message = message_15
-    event_17.__class__ = Event
+    schedule_id_17, = _S19.unpack_from(b, p)
+    p += 8
+    event_18 = _new(_W_Event)
+    event_18.seq = seq_1
+    event_18.agent = agent_3
+    event_18.time_us = time_us_5
+    event_18.kind = _D_EventKind[kind_6]
+    event_18.process = process_8
+    event_18.old_state = _D_ProcessState[old_state_10]
+    event_18.new_state = _D_ProcessState[new_state_11]
+    event_18.exit_code = exit_code_12
+    event_18.signal = signal_13
+    event_18.message = message_15
+    event_18.schedule_id = schedule_id_17
+    event_18.__class__ = Event
     if p != n: raise _trailing(n - p)
-    return event_17
+    return event_18
 
 
 def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:

@@ -525,6 +525,8 @@ class Event(Message):
     #: 0 when none
     signal: int = 0
     message: str = ""
+    #: SCHEDULE_FIRED: the schedule that acted, so the server's desired state follows it
+    schedule_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -381,6 +381,8 @@ BODIES: dict[MessageType, Struct] = {
         "exit_code" / Int16sb * "-1 when none",
         "signal" / Int8ub * "0 when none",
         "message" / Str,
+        "schedule_id" / Int64ub
+        * "SCHEDULE_FIRED: the schedule that acted, so the server's desired state follows it",
     ),
     MessageType.EVENT_ACK: Struct("seq" / Int64ub * "every event up to seq is stored"),
     MessageType.LOG_LINES: Struct(

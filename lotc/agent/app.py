@@ -37,6 +37,7 @@ async def serve_agent(
     core = AgentCore(config.state_dir, clock)
 
     def synced(sample: ClockSample) -> None:
+        core.scheduler.clock_changed()
         core.add_event(EventKind.CLOCK_SYNC, "",
                        f"clock offset {sample.offset_us / 1000:+.1f} ms from {sample.source}")
 
@@ -45,6 +46,7 @@ async def serve_agent(
             await nursery.start(core.supervisor.run)
             sync = TimeSync(config.ntp_servers, clock, on_sync=synced)
             await nursery.start(lambda task_status: sync.run(task_status=task_status))
+            await nursery.start(lambda task_status: core.scheduler.run(task_status=task_status))
             await nursery.start(run_link, config.link, core)
             task_status.started(core)
     finally:

@@ -16,11 +16,13 @@ from lotc.agent.clock import CorrectedClock
 from lotc.agent.lifecycle import ALIVE
 from lotc.agent.outbox import EventOutbox
 from lotc.agent.process import ProcessInfo, ProcessSpec
+from lotc.agent.schedule_store import ScheduleEventInfo, ScheduleSpec, ScheduleState, format_us
+from lotc.agent.scheduler import Scheduler
 from lotc.agent.stats import StatsSampler
 from lotc.agent.store import BundleInfo, BundleStore
 from lotc.agent.supervisor import ProcessEvent, Supervisor
 from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
-from protocol.enums import EventKind, ProcessState, StreamKind
+from protocol.enums import Action, EventKind, ProcessState, StreamKind
 from protocol import messages as m
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,15 @@ def process_entry(info: ProcessInfo) -> m.ProcessEntry:
     )
 
 
+def schedule_entry(state: ScheduleState) -> m.ScheduleEntry:
+    spec = state.spec
+    return m.ScheduleEntry(
+        id=spec.id, agent="", process=spec.process, action=spec.action, signal=spec.signal,
+        kind=spec.kind, cron=spec.cron, tz=spec.tz, at_us=spec.at_us,
+        next_fire_us=state.next_fire_us, last_fire_us=state.last_fire_us,
+    )
+
+
 def bundle_entry(info: BundleInfo) -> m.BundleEntry:
     return m.BundleEntry(agent="", name=info.name, sha256=info.sha256_bytes, kind=info.kind,
                          size=info.size, stored_us=info.stored_us)
@@ -71,6 +82,8 @@ class AgentCore:
         self.sampler = StatsSampler(state_dir)
         self.supervisor = Supervisor(state_dir / "processes", self.store.path,
                                      self.on_process_event, clock=clock.now_us)
+        self.scheduler = Scheduler(state_dir / "schedules", clock, self.fire_schedule,
+                                   self.on_schedule_event)
 
     # ---------------------------------------------------------------- events
 
@@ -80,12 +93,18 @@ class AgentCore:
 
     def add_event(self, kind: EventKind, process: str, message: str, *,
                   old: ProcessState = ProcessState.NONE, new: ProcessState = ProcessState.NONE,
-                  exit_code: int | None = None, signal: int | None = None) -> None:
+                  exit_code: int | None = None, signal: int | None = None,
+                  schedule_id: int = 0) -> None:
         self.outbox.add(m.Event(
             seq=0, agent="", time_us=self.clock.now_us(), kind=kind, process=process,
             old_state=old, new_state=new, exit_code=-1 if exit_code is None else exit_code,
-            signal=signal or 0, message=message[:1000],
+            signal=signal or 0, message=message[:1000], schedule_id=schedule_id,
         ))
+
+    def on_schedule_event(self, info: ScheduleEventInfo) -> None:
+        failed = bool(info.error) or info.kind == EventKind.SCHEDULE_MISSED
+        self.add_event(info.kind, info.process, info.message(),
+                       schedule_id=0 if failed else info.schedule_id)
 
     def bundle_stored(self, info: BundleInfo) -> None:
         self.add_event(EventKind.BUNDLE_STORED, "",
@@ -103,7 +122,7 @@ class AgentCore:
         return m.AgentState(
             bundles=tuple(bundle_entry(b) for b in self.store.list()),
             processes=tuple(process_entry(p) for p in self.supervisor.list()),
-            schedules=(),
+            schedules=tuple(schedule_entry(s) for s in self.scheduler.list()),
         )
 
     def running_count(self) -> int:
@@ -171,8 +190,34 @@ class AgentCore:
             return f"restarted pid {info.pid}"
         if action == "remove":
             await sup.remove(name)
+            for held in self.scheduler.list():  # its schedules have nothing left to act on
+                if held.spec.process == name:
+                    await self.scheduler.clear(held.spec.id)
             return "removed"
         raise InvalidRequest(f"unknown action {action!r}")
+
+    # ---------------------------------------------------------------- schedules
+
+    async def set_schedule(self, entry: m.ScheduleEntry) -> str:
+        state = await self.scheduler.set(ScheduleSpec(
+            id=entry.id, process=entry.process, action=entry.action, signal=entry.signal,
+            kind=entry.kind, cron=entry.cron, tz=entry.tz, at_us=entry.at_us))
+        return f"schedule {entry.id} set; next fire at {format_us(state.next_fire_us)}" \
+            if state.next_fire_us else f"schedule {entry.id} set; nothing left to fire"
+
+    async def clear_schedule(self, schedule_id: int) -> str:
+        await self.scheduler.clear(schedule_id)
+        return f"schedule {schedule_id} removed"
+
+    async def fire_schedule(self, spec: ScheduleSpec) -> None:
+        """What a schedule does when its time comes: the same as the console command."""
+        if spec.action == Action.START:
+            info = self.supervisor.get(spec.process)  # UnknownProcess, reported in the event
+            if info.state not in ALIVE:
+                await self.supervisor.start(info.spec)
+            return
+        action = spec.action.name.lower()
+        await self.control(action, spec.process, signal=spec.signal or "SIGKILL")
 
     async def remove_bundle(self, name: str) -> str:
         users = self.supervisor.uses_bundle(name)

@@ -38,6 +38,8 @@ from protocol.messages import (
     ProcStop,
     ProcTerminate,
     QueryLogs,
+    ScheduleClear,
+    ScheduleSet,
 )
 
 logger = logging.getLogger(__name__)
@@ -172,7 +174,17 @@ async def _remove_bundle(core: AgentCore, msg: BundleRemove) -> str:
     return await core.remove_bundle(msg.name)
 
 
+async def _schedule_set(core: AgentCore, msg: ScheduleSet) -> str:
+    return await core.set_schedule(msg.schedule)
+
+
+async def _schedule_clear(core: AgentCore, msg: ScheduleClear) -> str:
+    return await core.clear_schedule(msg.id)
+
+
 COMMANDS: dict[type, Command] = {
+    ScheduleSet: _schedule_set,  # type: ignore[dict-item]
+    ScheduleClear: _schedule_clear,  # type: ignore[dict-item]
     ProcStart: _start,  # type: ignore[dict-item]
     ProcStop: _stop,  # type: ignore[dict-item]
     ProcResume: _resume,  # type: ignore[dict-item]

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="silent intervals before a connection is presumed dead (default 3)")
     p.add_argument("--offline-grace", type=float, default=2.0, metavar="SECONDS",
                    help="further grace before an agent is declared offline (default 2)")
+    p.add_argument("--ntp-listen", action="append", default=[], metavar="ADDR:PORT",
+                   help="also answer SNTP here, so agents can use the server as their time "
+                        "source (--ntp SERVER:PORT); repeatable")
     p.set_defaults(handler=run)
 
 
@@ -60,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         heartbeat_interval_s=args.heartbeat,
         missed_heartbeats=args.missed_heartbeats,
         offline_grace_s=args.offline_grace,
+        ntp_listen=tuple(parse_address(a, 123) for a in args.ntp_listen),
     )
 
 

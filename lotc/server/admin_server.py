@@ -26,6 +26,7 @@ from lotc.server.bundles import IncomingUpload, begin_upload, finish_upload, rea
 from lotc.server.controller import Controller
 from lotc.server.logs import relay_logs
 from lotc.server.processes import control_process, start_process
+from lotc.server.schedules import clear_schedule, set_schedule
 from lotc.server.tokens import create_token, revoke_token
 from protocol.codec import Frame
 from protocol.enums import Role
@@ -34,7 +35,8 @@ from protocol.messages import (
     AgentList, BundleBegin, BundleChunk, BundleEnd, BundleList, BundleRemove, Cancel, Error,
     Heartbeat, ListAgents, ListBundles, ListProcesses, Message, Ok, ProcessList, ProcKill,
     ProcRemove, ProcRestart, ProcResume, ProcStart, ProcStop, ProcTerminate, QueryEvents,
-    QueryLogs, QueryStats, Results, TokenCreate, TokenRevoke,
+    QueryLogs, QueryStats, Results, ScheduleClear, ScheduleList, ScheduleSet, TokenCreate,
+    TokenRevoke, ListSchedules,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,6 +209,19 @@ async def _results(conn: AdminConnection, frame: Frame,
     await conn.reply(frame.request_id, Results(results=tuple(await work())))
 
 
+async def _list_schedules(conn: AdminConnection, frame: Frame) -> None:
+    entries = await queries.schedules(conn.ctl, frame.body.pattern)
+    await conn.reply_list(frame.request_id, lambda batch: ScheduleList(schedules=batch), entries)
+
+
+async def _schedule_set(conn: AdminConnection, frame: Frame) -> None:
+    await _results(conn, frame, lambda: set_schedule(conn.ctl, frame.body))
+
+
+async def _schedule_clear(conn: AdminConnection, frame: Frame) -> None:
+    await _results(conn, frame, lambda: clear_schedule(conn.ctl, frame.body))
+
+
 async def _start(conn: AdminConnection, frame: Frame) -> None:
     await _results(conn, frame, lambda: start_process(conn.ctl, frame.body))
 
@@ -242,6 +257,9 @@ HANDLERS: dict[type, Callable[[AdminConnection, Frame], Awaitable[None]]] = {
     ProcRestart: _control,
     ProcRemove: _control,
     BundleRemove: _remove_bundle,
+    ListSchedules: _list_schedules,
+    ScheduleSet: _schedule_set,
+    ScheduleClear: _schedule_clear,
     TokenCreate: _token_create,
     TokenRevoke: _token_revoke,
 }

@@ -21,6 +21,7 @@ from lotc.server.agent_server import handle_agent
 from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller, wall_clock_us
 from lotc.server.model import Model
+from lotc.sntp import serve_sntp
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ async def serve_server(
                                         **options))
             await nursery.start(partial(serve, partial(handle_admin, ctl), admin_listeners,
                                         **options))
+            for address in config.ntp_listen:
+                port = await nursery.start(partial(serve_sntp, address.host, address.port))
+                logger.info("answering SNTP on %s", Address(address.host, port))
             for address in bound.agent:
                 logger.info("listening for agents on %s", address)
             for address in bound.admin:

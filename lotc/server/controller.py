@@ -31,9 +31,10 @@ from contextlib import asynccontextmanager
 import trio
 
 from lotc import __version__
-from lotc.errors import InvalidRequest, LotcError, TokenRevoked, UnknownAgent
+from lotc.errors import InvalidRequest, LotcError, TokenRevoked, UnknownAgent, UnknownSchedule
 from lotc.net.framed import FramedStream
 from lotc.server.config import ServerConfig
+from lotc.server.desired import desired_after_fire
 from lotc.server.model import Model
 from lotc.server.records import EventRecord, StatsRecord
 from lotc.server.sessions import AgentSession
@@ -227,7 +228,20 @@ class Controller:
             if event.kind == EventKind.PROCESS_STATE:
                 self.model.note_process_state(session.name, event.process, event.new_state,
                                               event.exit_code, event.signal, self.now_us())
+            elif event.kind == EventKind.SCHEDULE_FIRED and event.schedule_id:
+                self._follow_schedule(session.name, event)
         await session.send(EventAck(seq=event.seq))
+
+    def _follow_schedule(self, agent: str, event: Event) -> None:
+        """A fired schedule changed the process: the desired state follows, or the next
+        reconcile would undo it."""
+        try:
+            record = self.model.schedule(event.schedule_id)
+        except UnknownSchedule:
+            return  # cleared since it fired
+        desired = desired_after_fire(record)
+        if desired is not None and self.model.find_process(agent, record.process) is not None:
+            self.model.set_desired_state(agent, record.process, desired)
 
     def server_event(self, agent: str, kind: EventKind, message: str, process: str = "") -> None:
         record = EventRecord(

@@ -6,6 +6,7 @@ import trio
 from lotc.errors import LotcError
 from lotc.server.controller import Controller
 from lotc.server.reconcile import record_report
+from lotc.server.schedules import entry_of
 from lotc.server.sessions import AgentSession
 from lotc.server.records import EventRecord, ProcessSpecRecord, ProcessStatusRecord
 from protocol.enums import DesiredState, ProcessState
@@ -18,6 +19,7 @@ from protocol.messages import (
     NodeStats,
     ProcessEntry,
     ProcessStats,
+    ScheduleEntry,
     StatsHistory,
     StatsHistorySample,
 )
@@ -141,3 +143,9 @@ def stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> Sta
     )
     latest = tuple(ProcessStats(**p) for p in records[-1].processes) if records else ()
     return StatsHistory(agent=agent, samples=samples, processes=latest)
+
+
+async def schedules(ctl: Controller, pattern: str) -> list[ScheduleEntry]:
+    wanted = _wanted(ctl, pattern)
+    await refresh(ctl, wanted)
+    return [entry_of(r) for r in ctl.model.schedules(None if wanted is None else wanted)]

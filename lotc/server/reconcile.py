@@ -22,7 +22,19 @@ from lotc.server.processes import start_message
 from lotc.server.records import BundleRecord, ProcessStatusRecord
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, EventKind, ProcessState
-from protocol.messages import AgentState, BundleRemove, Message, ProcRemove, ProcResume, ProcStop, ProcTerminate
+from lotc.server.schedules import entry_of
+from protocol.messages import (
+    AgentState,
+    BundleRemove,
+    Message,
+    ProcRemove,
+    ProcResume,
+    ProcStop,
+    ProcTerminate,
+    ScheduleClear,
+    ScheduleEntry,
+    ScheduleSet,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +56,10 @@ def record_report(ctl: Controller, agent: str, state: AgentState) -> None:
         )
         for p in state.processes
     ])
+    known = {r.id for r in ctl.model.schedules(agent)}
+    for held in state.schedules:  # the agent knows when they fired: keep the server's view fresh
+        if held.id in known:
+            ctl.model.update_schedule_fire(held.id, held.next_fire_us, held.last_fire_us)
 
 
 def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRecord], list[Message]]:
@@ -74,7 +90,27 @@ def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRec
     wanted_names = {b.name for b in want_bundles}
     for name in have_bundles.keys() - wanted_names:
         commands.append(BundleRemove(target="", name=name))
+    commands.extend(_schedule_commands(ctl, agent, state))
     return pushes, commands
+
+
+def _schedule_commands(ctl: Controller, agent: str, state: AgentState) -> list[Message]:
+    """Schedules the agent lacks (or holds in another form) are set; extra ones cleared."""
+    have = {s.id: s for s in state.schedules}
+    want = {r.id: r for r in ctl.model.schedules(agent)}
+    commands: list[Message] = []
+    for schedule_id, record in want.items():
+        held = have.get(schedule_id)
+        if held is None or _definition(held) != _definition(entry_of(record)):
+            commands.append(ScheduleSet(target="", schedule=entry_of(record)))
+    for schedule_id in have.keys() - want.keys():
+        commands.append(ScheduleClear(target="", id=schedule_id))
+    return commands
+
+
+def _definition(entry: ScheduleEntry) -> tuple[object, ...]:
+    return (entry.process, entry.action, entry.signal, entry.kind, entry.cron, entry.tz,
+            entry.at_us)
 
 
 async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -> int:
@@ -86,10 +122,15 @@ async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -
         steps += await _step(ctl, session, f"bundle {bundle.name}", push_bundle(ctl, session, bundle))
     for command in commands:
         request = session.request(command, ctl.config.request_timeout_s)
-        steps += await _step(ctl, session, f"{type(command).__name__} {command.name}", request)
+        steps += await _step(ctl, session, _describe(command), request)
     if steps:
         logger.info("reconciled %s in %d steps", session.name, steps)
     return steps
+
+
+def _describe(command: Message) -> str:
+    subject = getattr(command, "name", None) or getattr(command, "id", "")
+    return f"{type(command).__name__} {subject}"
 
 
 async def _step(ctl: Controller, session: AgentSession, what: str, work: object) -> int:
