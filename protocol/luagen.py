@@ -166,8 +166,8 @@ def render_fields() -> list[str]:
     lines = [
         "local F = {}",
         f'F["{DATA_FIELD}"] = ProtoField.bytes("{DATA_FIELD}", "undissected bytes")',
-        f'F["{TRAILING_FIELD}"] = ProtoField.bytes("{TRAILING_FIELD}", "trailing bytes", '
-        'base.NONE, "bytes after the last field of the body")',
+        (f'F["{TRAILING_FIELD}"] = ProtoField.bytes("{TRAILING_FIELD}", "trailing bytes", '
+         'base.NONE, "bytes after the last field of the body")'),
     ]
     for path, node in _named_nodes():
         lines.append(f"F[{lua_string(path)}] = {protofield(path, node)}")

@@ -37,7 +37,7 @@ def test_header_says_generated_and_how_to_regenerate() -> None:
 
 def test_every_header_and_body_node_has_a_protofield() -> None:
     text = luagen.render()
-    declared = re.findall(r'^F\["([^"]+)"\] = ProtoField', text, flags=re.M)
+    declared = re.findall(r'^F\["([^"]+)"\] = ProtoField', text, flags=re.MULTILINE)
     assert len(declared) == len(set(declared)), "field names are unique"
     expected = {"lotc.hdr.magic", "lotc.hdr.type", "lotc.hdr.flags.more", "lotc.hdr.body_length"}
     for message_type, node in walk.messages():
