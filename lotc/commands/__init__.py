@@ -3,6 +3,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from lotc.commands import agent_cmd, build_agent_cmd, console_cmd, server_cmd, token_cmd
+from lotc.commands import (
+    agent_cmd,
+    build_agent_cmd,
+    console_cmd,
+    dissector_cmd,
+    server_cmd,
+    token_cmd,
+)
 
-COMMANDS: list[ModuleType] = [server_cmd, agent_cmd, console_cmd, token_cmd, build_agent_cmd]
+COMMANDS: list[ModuleType] = [server_cmd, agent_cmd, console_cmd, token_cmd, build_agent_cmd,
+                             dissector_cmd]

@@ -119,3 +119,11 @@ def test_dissector_command_writes_the_file(tmp_path: Path,
     assert dissector_cmd.run(argparse.Namespace(output=None)) == 0
     assert capsys.readouterr().out == luagen.render()
 
+
+
+def test_lotc_dissector_is_a_subcommand(tmp_path: Path) -> None:
+    from lotc.cli import main as lotc_main
+
+    out = tmp_path / "lotc.lua"
+    assert lotc_main(["dissector", "-o", str(out)]) == 0
+    assert out.read_text() == luagen.render()
