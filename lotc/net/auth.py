@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from lotc import __version__
-from lotc.errors import AuthFailed, NotAllowed, error_for_code
+from lotc.errors import AuthFailed, NotAllowed, RequestTimeout, error_for_code
 from lotc.net.framed import FramedStream
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
@@ -45,8 +45,11 @@ def compute_mac(key: bytes, nonce: bytes, role: Role, name: str) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def _expect(frame_body: object, cls: type) -> None:
-    if isinstance(frame_body, Error):
+def _expect(frame_body: object, cls: type, *, peer_errors: bool = True) -> None:
+    # Only the client believes an ERROR from its peer (the server's refusal). The server
+    # treats a client's ERROR as any other wrong frame: otherwise a hostile client could
+    # make it raise, log and echo an error class and text of the client's choosing.
+    if peer_errors and isinstance(frame_body, Error):
         raise error_for_code(frame_body.code, frame_body.message)
     if not isinstance(frame_body, cls):
         raise ProtocolError(
@@ -101,33 +104,47 @@ async def server_handshake(
 ) -> Hello:
     """Authenticate the peer; returns its HELLO, or raises AuthFailed / ProtocolError.
 
-    A peer that says nothing, or too slowly, gets trio.TooSlowError after `timeout`.
+    A peer that says nothing, or too slowly, gets RequestTimeout after `timeout`:
+    a LotcError like the others, so the boundary answers it with an ERROR frame
+    and logs it once (a bare trio.TooSlowError reads as a routine ending).
     """
-    with trio.fail_after(timeout):
-        frame = await framed.receive()
-        hello = frame.body
-        _expect(hello, Hello)
-        assert isinstance(hello, Hello)
-        if hello.role != allowed_role:
-            raise NotAllowed(
-                f"this port serves {allowed_role.name.lower()}s, not {hello.role.name.lower()}s:"
-                " check the port (agents and consoles listen on different ones)"
-            )
-        nonce = secrets.token_bytes(NONCE_SIZE)
-        await framed.send(
-            Challenge(nonce=nonce, server_time_us=time.time_ns() // 1000), frame.request_id
+    try:
+        with trio.fail_after(timeout):
+            return await _server_exchange(framed, lookup_key, make_welcome, allowed_role)
+    except trio.TooSlowError:
+        raise RequestTimeout(f"no complete handshake within {timeout:g} s") from None
+
+
+async def _server_exchange(
+    framed: FramedStream,
+    lookup_key: KeyLookup,
+    make_welcome: Callable[[Hello], Welcome],
+    allowed_role: Role,
+) -> Hello:
+    frame = await framed.receive()
+    hello = frame.body
+    _expect(hello, Hello, peer_errors=False)
+    assert isinstance(hello, Hello)
+    if hello.role != allowed_role:
+        raise NotAllowed(
+            f"this port serves {allowed_role.name.lower()}s, not {hello.role.name.lower()}s:"
+            " check the port (agents and consoles listen on different ones)"
         )
-        frame = await framed.receive()
-        _expect(frame.body, Auth)
-        assert isinstance(frame.body, Auth)
-        key = lookup_key(hello.role, hello.name)
-        expected = compute_mac(key or b"", nonce, hello.role, hello.name)
-        # compare_digest even for unknown names, so timing does not reveal which names exist
-        if not hmac.compare_digest(expected, frame.body.mac) or key is None:
-            logger.warning(
-                "authentication failed for %s %r from %s",
-                hello.role.name.lower(), hello.name, framed.peer,
-            )
-            raise AuthFailed(f"authentication failed for {hello.role.name.lower()} {hello.name!r}")
-        await framed.send(make_welcome(hello), frame.request_id)
-        return hello
+    nonce = secrets.token_bytes(NONCE_SIZE)
+    await framed.send(
+        Challenge(nonce=nonce, server_time_us=time.time_ns() // 1000), frame.request_id
+    )
+    frame = await framed.receive()
+    _expect(frame.body, Auth, peer_errors=False)
+    assert isinstance(frame.body, Auth)
+    key = lookup_key(hello.role, hello.name)
+    expected = compute_mac(key or b"", nonce, hello.role, hello.name)
+    # compare_digest even for unknown names, so timing does not reveal which names exist
+    if not hmac.compare_digest(expected, frame.body.mac) or key is None:
+        logger.warning(
+            "authentication failed for %s %r from %s",
+            hello.role.name.lower(), hello.name, framed.peer,
+        )
+        raise AuthFailed(f"authentication failed for {hello.role.name.lower()} {hello.name!r}")
+    await framed.send(make_welcome(hello), frame.request_id)
+    return hello
