@@ -16,8 +16,8 @@ import trio
 from lotc.agent.clock import ClockSample, CorrectedClock
 from lotc.agent.connection import LinkConfig, run_link
 from lotc.agent.core import AgentCore
+from lotc.agent.scheduler import SYNC_WAIT_S
 from lotc.agent.timesync import TimeSync
-from protocol.enums import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +34,13 @@ async def serve_agent(
 ) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     clock = CorrectedClock()
-    core = AgentCore(config.state_dir, clock)
+    # Without NTP servers there is no first sync to wait for: schedules run on the local
+    # clock at once (and their events say it is unsynced).
+    core = AgentCore(config.state_dir, clock,
+                     sync_wait_s=SYNC_WAIT_S if config.ntp_servers else 0.0)
 
     def synced(sample: ClockSample) -> None:
-        core.scheduler.clock_changed()
-        core.add_event(EventKind.CLOCK_SYNC, "",
-                       f"clock offset {sample.offset_us / 1000:+.1f} ms from {sample.source}")
+        core.note_clock_sync()
 
     try:
         async with trio.open_nursery() as nursery:

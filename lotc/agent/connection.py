@@ -133,6 +133,7 @@ async def run_session(
         nursery.start_soon(_heartbeats, framed, core, welcome.heartbeat_ms / 1000)
         nursery.start_soon(_stats, framed, core, config.stats_interval_s)
         nursery.start_soon(_events, framed, core)
+        nursery.start_soon(_time_info, framed, core)
         try:
             await _read_loop(framed, core, handler, nursery, welcome.heartbeat_ms / 1000)
         except ProtocolError as exc:
@@ -169,6 +170,13 @@ async def _stats(framed: FramedStream, core: AgentCore, interval: float) -> None
     while True:
         await framed.send(await core.stats_report())
         await trio.sleep(interval)
+
+
+async def _time_info(framed: FramedStream, core: AgentCore) -> None:
+    """Tell the server each new clock measurement (shown by `agents`)."""
+    while True:
+        await core.clock_synced.wait()
+        await framed.send(core.time_info())
 
 
 async def _events(framed: FramedStream, core: AgentCore) -> None:

@@ -12,12 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import trio
+
 from lotc.agent.clock import CorrectedClock
 from lotc.agent.lifecycle import ALIVE
 from lotc.agent.outbox import EventOutbox
 from lotc.agent.process import ProcessInfo, ProcessSpec
 from lotc.agent.schedule_store import ScheduleEventInfo, ScheduleSpec, ScheduleState, format_us
-from lotc.agent.scheduler import Scheduler
+from lotc.agent.scheduler import SYNC_WAIT_S, Scheduler
 from lotc.agent.stats import StatsSampler
 from lotc.agent.store import BundleInfo, BundleStore
 from lotc.agent.supervisor import ProcessEvent, Supervisor
@@ -74,7 +76,8 @@ def bundle_entry(info: BundleInfo) -> m.BundleEntry:
 
 
 class AgentCore:
-    def __init__(self, state_dir: Path, clock: CorrectedClock) -> None:
+    def __init__(self, state_dir: Path, clock: CorrectedClock, *,
+                 sync_wait_s: float = SYNC_WAIT_S) -> None:
         self.state_dir = state_dir
         self.clock = clock
         self.store = BundleStore(state_dir / "bundles")
@@ -83,7 +86,16 @@ class AgentCore:
         self.supervisor = Supervisor(state_dir / "processes", self.store.path,
                                      self.on_process_event, clock=clock.now_us)
         self.scheduler = Scheduler(state_dir / "schedules", clock, self.fire_schedule,
-                                   self.on_schedule_event)
+                                   self.on_schedule_event, sync_wait_s=sync_wait_s)
+        self.clock_synced = trio.Event()  # replaced after each sync: the link reports it
+
+    def note_clock_sync(self) -> None:
+        self.scheduler.clock_changed()
+        sample = self.clock.sample
+        self.add_event(EventKind.CLOCK_SYNC, "",
+                       f"clock offset {sample.offset_us / 1000:+.1f} ms from {sample.source}")
+        self.clock_synced.set()
+        self.clock_synced = trio.Event()
 
     # ---------------------------------------------------------------- events
 

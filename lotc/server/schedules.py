@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 
 from lotc.agent.crontimes import next_fire, validate
-from lotc.errors import UnknownProcess
+from lotc.agent.schedule_store import format_us
+from lotc.errors import InvalidRequest, UnknownProcess
 from lotc.names import validate_name
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number
 from lotc.server.processes import QUEUED
 from lotc.server.records import ScheduleRecord
-from protocol.enums import Action
+from protocol.enums import Action, ScheduleKind
 from protocol.messages import AgentResult, ScheduleClear, ScheduleEntry, ScheduleSet
 
 logger = logging.getLogger(__name__)
+
+PAST_TOLERANCE_US = 5_000_000  # an `at` this close to now still fires (network delay)
 
 def entry_of(record: ScheduleRecord) -> ScheduleEntry:
     return ScheduleEntry(
@@ -37,6 +40,8 @@ async def set_schedule(ctl: Controller, msg: ScheduleSet) -> list[AgentResult]:
     validate(entry)  # cron syntax, time zone, or a time: InvalidRequest in plain words
     if entry.action == Action.KILL:
         signal_number(entry.signal)
+    if entry.kind == ScheduleKind.AT and entry.at_us < ctl.now_us() - PAST_TOLERANCE_US:
+        raise InvalidRequest(f"{format_us(entry.at_us)} is in the past")
     targets = ctl.resolve_targets(msg.target)
 
     async def add(agent: str) -> str:
