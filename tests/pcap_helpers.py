@@ -1,14 +1,36 @@
-"""Write classic pcap files of TCP conversations from payload bytes (no capture needed).
+"""Captures for the Wireshark dissector tests, and what tshark should show for them.
 
-Each packet is Ethernet + IPv4 or IPv6 + TCP with correct lengths, sequence
-numbers and checksums, so tshark reassembles the streams as it would a real
-capture. Used by tests/e2e/test_wireshark.py to feed the generated dissector.
+`Capture` writes classic pcap files of TCP conversations from payload bytes (no
+capture needed): each packet is Ethernet + IPv4 or IPv6 + TCP with correct
+lengths, sequence numbers and checksums, so tshark reassembles the streams as it
+would a real capture. `Sent.expected()` is what `tshark -T json` prints for one
+LOTC frame, derived by walking the same spec nodes the generator walked, and
+`run_tshark` runs tshark with the generated dissector and fails on any Lua error.
+Used by tests/e2e/test_wireshark*.py.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
+import shutil
 import struct
+import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol import luagen, walk
+from protocol.codec import encode
+from protocol.messages import Message
+from protocol.spec import HEADER_SIZE, MAGIC, VERSION
+from protocol.walk import Kind, Node
+
+TSHARK = shutil.which("tshark")
+TSHARK_MISSING = ("tshark is not installed: `make test` installs it when run as root with "
+                  "apt-get (tests/install_tshark.sh); else apt-get install tshark")
+Pairs = list[tuple[str, Any]]
 
 LINKTYPE_ETHERNET = 1
 _PSH_ACK = 0x18
@@ -100,3 +122,106 @@ def _tcp_segment(src: ipaddress.IPv4Address | ipaddress.IPv6Address,
         pseudo = src.packed + dst.packed + struct.pack("!xBH", _TCP, length)
     checksum = _checksum(pseudo + header + payload)
     return header[:16] + struct.pack("!H", checksum) + header[18:] + payload
+
+
+# ---------------------------------------------------------------- what tshark should show
+
+
+@dataclass(frozen=True)
+class FloatText:
+    """An expected float: tshark prints float32 with about 7 significant digits."""
+
+    value: float
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and math.isclose(float(other), self.value, rel_tol=1e-6)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def shown(path: str, node: Node, value: Any) -> Pairs:
+    """The (key, value) pairs `tshark -T json` prints for `node` holding `value`."""
+    if node.kind is Kind.STRUCT:
+        return [(path, [p for c in node.fields
+                        for p in shown(f"{path}.{c.name}", c, getattr(value, c.name))])]
+    if node.kind is Kind.ARRAY:
+        assert node.element is not None
+        items = [p for item in value
+                 for p in shown(f"{path}.{node.element.name}", node.element, item)]
+        return [(path, str(len(value)))] + ([(path + "_tree", items)] if items else [])
+    if node.kind is Kind.FLAGS:
+        assert node.enum is not None and node.size is not None
+        bits = [(luagen.flag_path(path, m), "1" if value & m else "0") for m in node.enum]
+        return [(path, f"0x{value:0{2 * node.size}x}"), (path + "_tree", bits)]
+    if node.kind in (Kind.BYTES, Kind.BLOB, Kind.CONST):
+        return [(path, ":".join(f"{b:02x}" for b in value))]
+    if node.kind is Kind.FLOAT:
+        return [(path, FloatText(struct.unpack(">f", struct.pack(">f", value))[0]))]
+    if node.kind is Kind.BOOL:
+        return [(path, "1" if value else "0")]
+    return [(path, value if node.kind is Kind.STRING else str(int(value)))]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One LOTC frame as encoded by the codec."""
+
+    body: Message
+    request_id: int
+    more: bool
+
+    @property
+    def frame(self) -> bytes:
+        return encode(self.body, self.request_id, self.more)
+
+    def expected(self) -> Pairs:
+        header = walk.header()
+        values = {"magic": MAGIC, "version": VERSION, "type": int(self.body.TYPE),
+                  "flags": int(self.more), "request_id": self.request_id,
+                  "body_length": len(self.frame) - HEADER_SIZE}
+        hdr = [p for c in header.fields for p in shown(f"lotc.hdr.{c.name}", c, values[c.name])]
+        body = shown(luagen.message_path(self.body.TYPE), walk.body(self.body.TYPE), self.body)
+        return [("lotc.hdr", hdr)] + body
+
+    def info(self) -> str:
+        name = self.body.TYPE.name
+        return f"{name} req={self.request_id}" if self.request_id else name
+
+
+
+
+# ---------------------------------------------------------------- running tshark
+
+
+def run_tshark(cap: Path, args: Sequence[str], decode_as: Sequence[int] = (),
+               lua: bool = True) -> str:
+    """tshark's stdout over `cap`, with the generated dissector; asserts no Lua error."""
+    assert TSHARK is not None
+    plugin = ["-X", f"lua_script:{luagen.TARGET}"] if lua else []
+    ports = [arg for port in decode_as for arg in ("-d", f"tcp.port=={port},lotc")]
+    result = subprocess.run(
+        [TSHARK, "-n", "-r", str(cap), *plugin, *ports, *args],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for text in (result.stdout, result.stderr):
+        assert "Lua Error" not in text and "lua.error" not in text.lower(), text[:2000]
+    return result.stdout
+
+
+def packets(output: str) -> dict[int, Pairs]:
+    """frame number -> the layers of that packet, duplicate keys kept in order."""
+    out = {}
+    for packet in json.loads(output, object_pairs_hook=list):
+        layers = dict(dict(packet)["_source"])["layers"]
+        number = int(dict(dict(layers)["frame"])["frame.number"])
+        out[number] = layers
+    return out
+
+
+def keys_below(pairs: Pairs) -> Iterator[str]:
+    for key, value in pairs:
+        yield key
+        if isinstance(value, list):
+            yield from keys_below(value)

@@ -11,35 +11,33 @@ spec nodes the generator walked.
 """
 from __future__ import annotations
 
-import json
-import math
-import shutil
 import struct
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from protocol import luagen, messages, walk
+from protocol import messages, walk
 from protocol.codec import encode
 from protocol.errors import ErrorCode
 from protocol.messages import Message
 from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT, DEFAULT_MAX_BODY, MessageType
 from protocol.walk import Kind, Node
-from tests.pcap_helpers import Capture, TcpFlow
-
-TSHARK = shutil.which("tshark")
-pytestmark = pytest.mark.skipif(
-    TSHARK is None,
-    reason="tshark is not installed: `make test` installs it when run as root with apt-get "
-           "(tests/install_tshark.sh); else apt-get install tshark",
+from tests.pcap_helpers import (
+    TSHARK,
+    TSHARK_MISSING,
+    Capture,
+    Pairs,
+    Sent,
+    TcpFlow,
+    keys_below,
+    packets,
+    run_tshark,
 )
-LUA = luagen.TARGET
+
+pytestmark = pytest.mark.skipif(TSHARK is None, reason=TSHARK_MISSING)
 DECODE_AS_PORT = 9999
-Pairs = list[tuple[str, Any]]
 
 
 # ---------------------------------------------------------------- sample values
@@ -81,68 +79,6 @@ class Values:
         assert node.kind is Kind.STRUCT
         cls = getattr(messages, node.struct_name)
         return cls(**{child.name: self.value(child) for child in node.fields})
-
-
-# ---------------------------------------------------------------- what tshark should show
-
-
-@dataclass(frozen=True)
-class FloatText:
-    """An expected float: tshark prints float32 with about 7 significant digits."""
-
-    value: float
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and math.isclose(float(other), self.value, rel_tol=1e-6)
-
-    def __hash__(self) -> int:
-        return hash(self.value)
-
-
-def shown(path: str, node: Node, value: Any) -> Pairs:
-    """The (key, value) pairs `tshark -T json` prints for `node` holding `value`."""
-    if node.kind is Kind.STRUCT:
-        return [(path, [p for c in node.fields
-                        for p in shown(f"{path}.{c.name}", c, getattr(value, c.name))])]
-    if node.kind is Kind.ARRAY:
-        assert node.element is not None
-        items = [p for item in value
-                 for p in shown(f"{path}.{node.element.name}", node.element, item)]
-        return [(path, str(len(value)))] + ([(path + "_tree", items)] if items else [])
-    if node.kind is Kind.FLAGS:
-        assert node.enum is not None and node.size is not None
-        bits = [(luagen.flag_path(path, m), "1" if value & m else "0") for m in node.enum]
-        return [(path, f"0x{value:0{2 * node.size}x}"), (path + "_tree", bits)]
-    if node.kind in (Kind.BYTES, Kind.BLOB, Kind.CONST):
-        return [(path, ":".join(f"{b:02x}" for b in value))]
-    if node.kind is Kind.FLOAT:
-        return [(path, FloatText(struct.unpack(">f", struct.pack(">f", value))[0]))]
-    if node.kind is Kind.BOOL:
-        return [(path, "1" if value else "0")]
-    return [(path, value if node.kind is Kind.STRING else str(int(value)))]
-
-
-@dataclass(frozen=True)
-class Sent:
-    body: Message
-    request_id: int
-    more: bool
-
-    @property
-    def frame(self) -> bytes:
-        return encode(self.body, self.request_id, self.more)
-
-    def expected(self) -> Pairs:
-        header = walk.header()
-        values = {"magic": b"LT", "version": 1, "type": int(self.body.TYPE), "flags": int(self.more),
-                  "request_id": self.request_id, "body_length": len(self.frame) - 14}
-        hdr = [p for c in header.fields for p in shown(f"lotc.hdr.{c.name}", c, values[c.name])]
-        body = shown(luagen.message_path(self.body.TYPE), walk.body(self.body.TYPE), self.body)
-        return [("lotc.hdr", hdr)] + body
-
-    def info(self) -> str:
-        name = self.body.TYPE.name
-        return f"{name} req={self.request_id}" if self.request_id else name
 
 
 # ---------------------------------------------------------------- the capture
@@ -232,33 +168,7 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Plan, Path]:
 
 
 def tshark(cap: Path, *args: str) -> str:
-    assert TSHARK is not None
-    result = subprocess.run(
-        [TSHARK, "-n", "-r", str(cap), "-X", f"lua_script:{LUA}",
-         "-d", f"tcp.port=={DECODE_AS_PORT},lotc", "-o", "tcp.check_checksum:TRUE", *args],
-        check=False, capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    for text in (result.stdout, result.stderr):
-        assert "Lua Error" not in text and "lua.error" not in text.lower(), text[:2000]
-    return result.stdout
-
-
-def packets(output: str) -> dict[int, Pairs]:
-    """frame number -> the layers of that packet, duplicate keys kept in order."""
-    out = {}
-    for packet in json.loads(output, object_pairs_hook=list):
-        layers = dict(dict(packet)["_source"])["layers"]
-        number = int(dict(dict(layers)["frame"])["frame.number"])
-        out[number] = layers
-    return out
-
-
-def keys_below(pairs: Pairs) -> Iterator[str]:
-    for key, value in pairs:
-        yield key
-        if isinstance(value, list):
-            yield from keys_below(value)
+    return run_tshark(cap, ["-o", "tcp.check_checksum:TRUE", *args], decode_as=[DECODE_AS_PORT])
 
 
 @pytest.fixture(scope="module")
