@@ -110,7 +110,13 @@ class PendingRequest:
             try:
                 frame = await self.replies.receive()
             except trio.EndOfChannel:
-                raise AgentOffline(f"agent {self.session.name} disconnected") from None
+                if self.session.closed:
+                    raise AgentOffline(f"agent {self.session.name} disconnected") from None
+                # `deliver` dropped this request, the link is fine: say so, not "disconnected".
+                raise RequestTimeout(
+                    f"reply from agent {self.session.name} dropped: its reader fell "
+                    f"{REPLY_BUFFER} frames behind"
+                ) from None
             raise_if_error(frame)
             return frame
         raise RequestTimeout(f"agent {self.session.name} did not answer within {timeout:g} s")
