@@ -16,7 +16,16 @@ ALIASES = {"exit": "quit", "?": "help"}
 def build_registry() -> Registry:
     # imported here, not at module level: registry.py imports commands.base, and
     # importing this package must not pull the whole table in behind it
-    from admin_console.commands import listing, meta, process, stats, streams, tokens, transfer
+    from admin_console.commands import (
+        listing,
+        meta,
+        process,
+        schedules,
+        stats,
+        streams,
+        tokens,
+        transfer,
+    )
     from admin_console.registry import Registry
 
     return Registry([
@@ -24,6 +33,7 @@ def build_registry() -> Registry:
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),
+        schedules.ScheduleCommand(), schedules.SchedulesCommand(), schedules.UnscheduleCommand(),
         stats.StatsCommand(), streams.LogsCommand(), streams.EventsCommand(),
         tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),
     ], aliases=ALIASES)
