@@ -129,12 +129,12 @@ def _tcp_segment(src: ipaddress.IPv4Address | ipaddress.IPv6Address,
 
 @dataclass(frozen=True)
 class FloatText:
-    """An expected float: tshark prints float32 with about 7 significant digits."""
+    """An expected float: tshark prints float32 with 6 significant digits (FLT_DIG)."""
 
     value: float
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and math.isclose(float(other), self.value, rel_tol=1e-6)
+        return isinstance(other, str) and math.isclose(float(other), self.value, rel_tol=1e-5)
 
     def __hash__(self) -> int:
         return hash(self.value)
