@@ -31,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def lone_error(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member ExceptionGroups, else `exc` itself.
+
+    trio's nurseries wrap a start-up failure (a database that cannot be opened, a port
+    in use) in ExceptionGroups; unwrapped, it is reported below in plain words instead
+    of as a traceback (found by tests/faults/test_server_db.py).
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(handler(args) or 0)
+        try:
+            return int(handler(args) or 0)
+        except BaseExceptionGroup as group:
+            raise lone_error(group) from None
     except LotcError as exc:
         print(f"lotc {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

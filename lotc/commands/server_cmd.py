@@ -7,6 +7,7 @@ from pathlib import Path
 
 import trio
 
+from lotc.cli import lone_error
 from lotc.errors import InvalidRequest
 from lotc.net.address import default_listen_addresses, parse_address
 from lotc.server import app
@@ -71,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         trio.run(app.run, config)
-    except OSError as exc:
-        raise InvalidRequest(f"cannot listen: {exc}") from None
+    except (OSError, BaseExceptionGroup) as exc:
+        error = lone_error(exc)  # the nursery wraps it in a group
+        if not isinstance(error, OSError):
+            raise
+        raise InvalidRequest(f"cannot listen: {error}") from None
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -187,8 +188,18 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
-        raise SchemaError(f"cannot open database {path}: {exc}") from None
+        raise SchemaError(f"cannot open database {path}: {exc}{_likely_cause(path)}") from None
     return conn
+
+
+def _likely_cause(path: Path) -> str:
+    """SQLite only says "unable to open database file": name the usual reasons."""
+    parent = Path(path).absolute().parent
+    if not parent.is_dir():
+        return f" (directory {parent} does not exist)"
+    if not os.access(parent, os.W_OK):  # the WAL and its index are created beside the file
+        return f" (directory {parent} is not writable: read-only file system or permissions)"
+    return ""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
