@@ -104,7 +104,7 @@ async def run_link(
                 backoff.reset()
                 logger.info("connected to %s as %s", config.server, config.name)
                 await run_session(config, core, framed, welcome)
-            except Exception as exc:  # whatever ended this session, the agent carries on
+            except Exception as exc:  # noqa: BLE001  whatever ended the session, carry on
                 _log_ending(config, principal(exc))
             finally:
                 await framed.aclose()

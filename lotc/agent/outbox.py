@@ -26,6 +26,7 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -43,16 +44,17 @@ def _to_json(event: Event) -> str:
         "seq": event.seq, "time_us": event.time_us, "kind": int(event.kind),
         "process": event.process, "old": int(event.old_state), "new": int(event.new_state),
         "exit_code": event.exit_code, "signal": event.signal, "message": event.message,
+        "schedule_id": event.schedule_id,
     })
 
 
-def _from_json(data: dict[str, object]) -> Event:
+def _from_json(data: dict[str, Any]) -> Event:
     return Event(
-        seq=int(data["seq"]), agent="", time_us=int(data["time_us"]),  # type: ignore[arg-type]
+        seq=int(data["seq"]), agent="", time_us=int(data["time_us"]),
         kind=EventKind(data["kind"]), process=str(data["process"]),
         old_state=ProcessState(data["old"]), new_state=ProcessState(data["new"]),
-        exit_code=int(data["exit_code"]), signal=int(data["signal"]),  # type: ignore[arg-type]
-        message=str(data["message"]),
+        exit_code=int(data["exit_code"]), signal=int(data["signal"]),
+        message=str(data["message"]), schedule_id=int(data.get("schedule_id", 0)),
     )
 
 

@@ -85,6 +85,7 @@ class RequestHandler:
 
     async def _upload_step(self, frame: Frame, nursery: trio.Nursery) -> None:
         body, request_id = frame.body, frame.request_id
+        upload: Upload | None
         try:
             if isinstance(body, BundleBegin):
                 upload = self.core.store.begin(body.name, body.kind, body.size, body.sha256)

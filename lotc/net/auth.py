@@ -141,10 +141,8 @@ async def _server_exchange(
     expected = compute_mac(key or b"", nonce, hello.role, hello.name)
     # compare_digest even for unknown names, so timing does not reveal which names exist
     if not hmac.compare_digest(expected, frame.body.mac) or key is None:
-        logger.warning(
-            "authentication failed for %s %r from %s",
-            hello.role.name.lower(), hello.name, framed.peer,
-        )
+        # Not logged here: the connection's boundary (transport.serve) logs every refusal
+        # once, with the peer's address; logging here too made each failure two lines.
         raise AuthFailed(f"authentication failed for {hello.role.name.lower()} {hello.name!r}")
     await framed.send(make_welcome(hello), frame.request_id)
     return hello

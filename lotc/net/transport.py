@@ -34,7 +34,7 @@ def peer_name(stream: trio.abc.Stream) -> str:
     """`HOST:PORT` / `[V6]:PORT` of the remote end, for logs."""
     inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     try:
-        host, port = inner.socket.getpeername()[:2]  # type: ignore[attr-defined]
+        host, port = inner.socket.getpeername()[:2]  # type: ignore[union-attr]
     except (AttributeError, OSError):
         return "?"
     return str(Address(host, port))
@@ -55,7 +55,7 @@ async def open_listeners(
 
 def bound_address(listener: trio.abc.Listener[trio.abc.Stream]) -> Address:
     inner = listener.transport_listener if isinstance(listener, trio.SSLListener) else listener
-    host, port = inner.socket.getsockname()[:2]  # type: ignore[attr-defined]
+    host, port = inner.socket.getsockname()[:2]  # type: ignore[union-attr]
     return Address(host, port)
 
 
@@ -75,7 +75,7 @@ async def serve(
         )
         try:
             await handler(framed)
-        except Exception as exc:  # one connection's failure must never reach the listener
+        except Exception as exc:  # noqa: BLE001  one connection's failure must stay its own
             await _report_ending(framed, principal(exc))
         finally:
             await framed.aclose()

@@ -22,21 +22,55 @@ from lotc.net.auth import server_handshake
 from lotc.net.framed import FramedStream
 from lotc.server import queries
 from lotc.server.agent_server import ping
-from lotc.server.bundles import IncomingUpload, begin_upload, finish_upload, ready_message, remove_bundle
+from lotc.server.bundles import (
+    IncomingUpload,
+    begin_upload,
+    finish_upload,
+    ready_message,
+    remove_bundle,
+)
 from lotc.server.controller import Controller
 from lotc.server.logs import relay_logs
-from lotc.server.processes import control_process, start_process
+from lotc.server.processes import ControlMessage, control_process, start_process
 from lotc.server.schedules import clear_schedule, set_schedule
 from lotc.server.tokens import create_token, revoke_token
 from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
-    AgentList, BundleBegin, BundleChunk, BundleEnd, BundleList, BundleRemove, Cancel, Error,
-    Heartbeat, ListAgents, ListBundles, ListProcesses, Message, Ok, ProcessList, ProcKill,
-    ProcRemove, ProcRestart, ProcResume, ProcStart, ProcStop, ProcTerminate, QueryEvents,
-    QueryLogs, QueryStats, Results, ScheduleClear, ScheduleList, ScheduleSet, TokenCreate,
-    TokenRevoke, ListSchedules,
+    AgentList,
+    AgentResult,
+    BundleBegin,
+    BundleChunk,
+    BundleEnd,
+    BundleList,
+    BundleRemove,
+    Cancel,
+    Error,
+    Heartbeat,
+    ListAgents,
+    ListBundles,
+    ListProcesses,
+    ListSchedules,
+    Message,
+    Ok,
+    ProcessList,
+    ProcKill,
+    ProcRemove,
+    ProcRestart,
+    ProcResume,
+    ProcStart,
+    ProcStop,
+    ProcTerminate,
+    QueryEvents,
+    QueryLogs,
+    QueryStats,
+    Results,
+    ScheduleClear,
+    ScheduleList,
+    ScheduleSet,
+    TokenCreate,
+    TokenRevoke,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,6 +90,9 @@ class AdminConnection:
 
     async def reply(self, request_id: int, body: Message, more: bool = False) -> None:
         await self.framed.send(body, request_id, more)
+
+    async def reply_results(self, request_id: int, results: Sequence[AgentResult]) -> None:
+        await self.reply(request_id, Results(results=tuple(results)))
 
     async def reply_list(self, request_id: int, make: Callable[[tuple[Any, ...]], Message],
                          entries: Sequence[Any]) -> None:
@@ -107,7 +144,7 @@ async def _read_loop(conn: AdminConnection, nursery: trio.Nursery) -> None:
 
 async def _run_request(conn: AdminConnection, frame: Frame) -> None:
     try:
-        await HANDLERS[type(frame.body)](conn, frame)
+        await HANDLERS[type(frame.body)](conn, frame.body, frame.request_id)
     except LotcError as exc:
         await conn.framed.send(Error(code=exc.code, message=str(exc)), frame.request_id)
     finally:
@@ -116,6 +153,7 @@ async def _run_request(conn: AdminConnection, frame: Frame) -> None:
 
 async def _upload_step(conn: AdminConnection, frame: Frame, nursery: trio.Nursery) -> None:
     body, request_id = frame.body, frame.request_id
+    upload: IncomingUpload | None
     try:
         if isinstance(body, BundleBegin):
             upload = begin_upload(conn.ctl, body, conn.ctl.config.max_bundle_bytes)
@@ -151,32 +189,36 @@ async def _finish_upload(conn: AdminConnection, upload: IncomingUpload, end: Bun
 # ------------------------------------------------------------------ request handlers
 
 
-async def _list_agents(conn: AdminConnection, frame: Frame) -> None:
-    entries = queries.agents(conn.ctl, frame.body.pattern)
-    await conn.reply_list(frame.request_id, lambda batch: AgentList(agents=batch), entries)
+async def _list_agents(conn: AdminConnection, body: ListAgents, request_id: int) -> None:
+    entries = queries.agents(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: AgentList(agents=batch), entries)
 
 
-async def _list_processes(conn: AdminConnection, frame: Frame) -> None:
-    entries = await queries.processes(conn.ctl, frame.body.pattern)
-    await conn.reply_list(frame.request_id, lambda batch: ProcessList(processes=batch), entries)
+async def _list_processes(conn: AdminConnection, body: ListProcesses, request_id: int) -> None:
+    entries = await queries.processes(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: ProcessList(processes=batch), entries)
 
 
-async def _list_bundles(conn: AdminConnection, frame: Frame) -> None:
-    entries = await queries.bundles(conn.ctl, frame.body.pattern)
-    await conn.reply_list(frame.request_id, lambda batch: BundleList(bundles=batch), entries)
+async def _list_bundles(conn: AdminConnection, body: ListBundles, request_id: int) -> None:
+    entries = await queries.bundles(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: BundleList(bundles=batch), entries)
 
 
-async def _query_stats(conn: AdminConnection, frame: Frame) -> None:
-    body = frame.body
+async def _list_schedules(conn: AdminConnection, body: ListSchedules, request_id: int) -> None:
+    entries = await queries.schedules(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: ScheduleList(schedules=batch), entries)
+
+
+async def _query_stats(conn: AdminConnection, body: QueryStats, request_id: int) -> None:
     history = queries.stats_history(conn.ctl, body.agent, body.since_us, body.limit or 1000)
-    await conn.reply(frame.request_id, history)
+    await conn.reply(request_id, history)
 
 
-async def _query_events(conn: AdminConnection, frame: Frame) -> None:
-    body, request_id = frame.body, frame.request_id
+async def _query_events(conn: AdminConnection, body: QueryEvents, request_id: int) -> None:
     with trio.CancelScope() as scope:
         conn.follows[request_id] = scope
         try:
+            # Subscribe before reading the history, so nothing falls between the two.
             async with conn.ctl.subscribe_events() as live:
                 last_id = 0
                 for record in queries.events(conn.ctl, body.pattern, body.since_us,
@@ -193,56 +235,49 @@ async def _query_events(conn: AdminConnection, frame: Frame) -> None:
     await conn.reply(request_id, Ok(message="end of events"))
 
 
-async def _query_logs(conn: AdminConnection, frame: Frame) -> None:
+async def _query_logs(conn: AdminConnection, body: QueryLogs, request_id: int) -> None:
     with trio.CancelScope() as scope:
-        conn.follows[frame.request_id] = scope
+        conn.follows[request_id] = scope
         try:
-            await relay_logs(conn.ctl, frame.body, lambda lines: conn.reply(
-                frame.request_id, lines, more=True))
+            await relay_logs(conn.ctl, body,
+                             lambda lines: conn.reply(request_id, lines, more=True))
         finally:
-            conn.follows.pop(frame.request_id, None)
-    await conn.reply(frame.request_id, Ok(message="end of logs"))
+            conn.follows.pop(request_id, None)
+    await conn.reply(request_id, Ok(message="end of logs"))
 
 
-async def _results(conn: AdminConnection, frame: Frame,
-                   work: Callable[[], Awaitable[list[Any]]]) -> None:
-    await conn.reply(frame.request_id, Results(results=tuple(await work())))
+async def _start(conn: AdminConnection, body: ProcStart, request_id: int) -> None:
+    await conn.reply_results(request_id, await start_process(conn.ctl, body))
 
 
-async def _list_schedules(conn: AdminConnection, frame: Frame) -> None:
-    entries = await queries.schedules(conn.ctl, frame.body.pattern)
-    await conn.reply_list(frame.request_id, lambda batch: ScheduleList(schedules=batch), entries)
+async def _control(conn: AdminConnection, body: ControlMessage, request_id: int) -> None:
+    await conn.reply_results(request_id, await control_process(conn.ctl, body))
 
 
-async def _schedule_set(conn: AdminConnection, frame: Frame) -> None:
-    await _results(conn, frame, lambda: set_schedule(conn.ctl, frame.body))
+async def _remove_bundle(conn: AdminConnection, body: BundleRemove, request_id: int) -> None:
+    await conn.reply_results(request_id, await remove_bundle(conn.ctl, body))
 
 
-async def _schedule_clear(conn: AdminConnection, frame: Frame) -> None:
-    await _results(conn, frame, lambda: clear_schedule(conn.ctl, frame.body))
+async def _schedule_set(conn: AdminConnection, body: ScheduleSet, request_id: int) -> None:
+    await conn.reply_results(request_id, await set_schedule(conn.ctl, body))
 
 
-async def _start(conn: AdminConnection, frame: Frame) -> None:
-    await _results(conn, frame, lambda: start_process(conn.ctl, frame.body))
+async def _schedule_clear(conn: AdminConnection, body: ScheduleClear, request_id: int) -> None:
+    await conn.reply_results(request_id, await clear_schedule(conn.ctl, body))
 
 
-async def _control(conn: AdminConnection, frame: Frame) -> None:
-    await _results(conn, frame, lambda: control_process(conn.ctl, frame.body))
+async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: int) -> None:
+    await conn.reply(request_id, create_token(conn.ctl, body.role, body.name))
 
 
-async def _remove_bundle(conn: AdminConnection, frame: Frame) -> None:
-    await _results(conn, frame, lambda: remove_bundle(conn.ctl, frame.body))
+async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: int) -> None:
+    await conn.reply(request_id, await revoke_token(conn.ctl, body.name))
 
 
-async def _token_create(conn: AdminConnection, frame: Frame) -> None:
-    await conn.reply(frame.request_id, create_token(conn.ctl, frame.body.role, frame.body.name))
+# Each handler takes the body of its own message type (Any here: one table for all).
+Handler = Callable[[AdminConnection, Any, int], Awaitable[None]]
 
-
-async def _token_revoke(conn: AdminConnection, frame: Frame) -> None:
-    await conn.reply(frame.request_id, await revoke_token(conn.ctl, frame.body.name))
-
-
-HANDLERS: dict[type, Callable[[AdminConnection, Frame], Awaitable[None]]] = {
+HANDLERS: dict[type[Message], Handler] = {
     ListAgents: _list_agents,
     ListProcesses: _list_processes,
     ListBundles: _list_bundles,

@@ -45,14 +45,14 @@ async def serve_server(
             agent=[bound_address(x) for x in agent_listeners],
             admin=[bound_address(x) for x in admin_listeners],
         )
-        options = {"max_body": config.max_body, "send_timeout": config.send_timeout_s}
         async with trio.open_nursery() as nursery:
             await nursery.start(ctl.run_verdicts)
             await nursery.start(ctl.run_revocation_watch)
-            await nursery.start(partial(serve, partial(handle_agent, ctl), agent_listeners,
-                                        **options))
-            await nursery.start(partial(serve, partial(handle_admin, ctl), admin_listeners,
-                                        **options))
+            for handler, listeners in ((handle_agent, agent_listeners),
+                                       (handle_admin, admin_listeners)):
+                await nursery.start(partial(
+                    serve, partial(handler, ctl), listeners,
+                    max_body=config.max_body, send_timeout=config.send_timeout_s))
             for address in config.ntp_listen:
                 port = await nursery.start(partial(serve_sntp, address.host, address.port))
                 logger.info("answering SNTP on %s", Address(address.host, port))
@@ -61,11 +61,10 @@ async def serve_server(
             for address in bound.admin:
                 logger.info("listening for consoles on %s", address)
             task_status.started(bound)
-    finally:
-        with trio.CancelScope(shield=True):
-            ctl.flush()
-            model.close()
-            logger.info("server stopped; state saved in %s", config.db_path)
+    finally:  # plain synchronous cleanup: cancellation cannot interrupt it
+        ctl.flush()
+        model.close()
+        logger.info("server stopped; state saved in %s", config.db_path)
 
 
 async def run(config: ServerConfig) -> None:

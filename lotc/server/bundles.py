@@ -21,7 +21,14 @@ from lotc.server.controller import Controller
 from lotc.server.records import BundleRecord
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState
-from protocol.messages import AgentResult, BundleBegin, BundleChunk, BundleEnd, BundleReady, BundleRemove
+from protocol.messages import (
+    AgentResult,
+    BundleBegin,
+    BundleChunk,
+    BundleEnd,
+    BundleReady,
+    BundleRemove,
+)
 
 logger = logging.getLogger(__name__)
 

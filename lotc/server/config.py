@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lotc.net.address import Address, default_listen_addresses
-from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BODY
+from protocol.spec import (
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_AGENT_PORT,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_BODY,
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import logging
 import signal as signals
 
-from lotc.errors import AgentOffline, Conflict, InvalidRequest, LotcError, UnknownBundle, UnknownProcess
+from lotc.errors import (
+    AgentOffline,
+    Conflict,
+    InvalidRequest,
+    LotcError,
+    UnknownBundle,
+    UnknownProcess,
+)
 from lotc.names import validate_name
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number

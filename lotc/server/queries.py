@@ -6,9 +6,9 @@ import trio
 from lotc.errors import LotcError
 from lotc.server.controller import Controller
 from lotc.server.reconcile import record_report
+from lotc.server.records import EventRecord, ProcessSpecRecord, ProcessStatusRecord
 from lotc.server.schedules import entry_of
 from lotc.server.sessions import AgentSession
-from lotc.server.records import EventRecord, ProcessSpecRecord, ProcessStatusRecord
 from protocol.enums import DesiredState, ProcessState
 from protocol.messages import (
     AgentEntry,
@@ -138,8 +138,9 @@ def stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> Sta
     ctl.resolve_targets(agent)  # a plain UnknownAgent for a typo
     ctl.flush()  # include what arrived since the last tick
     records = ctl.model.stats_history(agent, since_us, limit)
-    samples = tuple(
-        StatsHistorySample(time_us=r.time_us, node=NodeStats(**r.node)) for r in records
+    samples = tuple(  # the model stores exactly NodeStats' fields (controller.stats_report)
+        StatsHistorySample(time_us=r.time_us, node=NodeStats(**r.node))  # type: ignore[arg-type]
+        for r in records
     )
     latest = tuple(ProcessStats(**p) for p in records[-1].processes) if records else ()
     return StatsHistory(agent=agent, samples=samples, processes=latest)

@@ -20,9 +20,9 @@ from lotc.server.bundles import push_bundle
 from lotc.server.controller import Controller
 from lotc.server.processes import start_message
 from lotc.server.records import BundleRecord, ProcessStatusRecord
+from lotc.server.schedules import entry_of
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, EventKind, ProcessState
-from lotc.server.schedules import entry_of
 from protocol.messages import (
     AgentState,
     BundleRemove,
