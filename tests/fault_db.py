@@ -49,3 +49,11 @@ def status(db: Path, agent: str, process: str) -> dict[str, Any]:
 def reported_bundles(db: Path, agent: str) -> dict[str, int]:
     return {r["name"]: r["size"] for r in _rows(
         db, "SELECT name, size FROM reported_bundles WHERE agent = ?", agent)}
+
+
+def wait_online(db: Path, *agents: str, timeout: float = 30.0) -> None:
+    """Like Cluster.wait_online, without a console process per poll."""
+    from tests.cluster import wait_until
+
+    wait_until(lambda: all(online(db, a) for a in agents), timeout,
+               what=f"agents {agents} online")
