@@ -18,9 +18,9 @@ from pathlib import Path
 
 import psutil
 
+from protocol.enums import DesiredState, EventKind, ProcessState
 from tests import fault_db
 from tests.cluster import LOTC, Cluster, wait_until
-from protocol.enums import DesiredState, EventKind, ProcessState
 
 PY = sys.executable
 BIG = 24 * 1024 * 1024
