@@ -150,6 +150,7 @@ class AdminClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, trio.MemorySendChannel[Frame]] = {}
         self._server_error: str | None = None
+        self._lost = trio.Event()  # the REPL waits on it to start reconnecting
 
     @classmethod
     @asynccontextmanager
@@ -188,6 +189,11 @@ class AdminClient:
     @property
     def connected(self) -> bool:
         return self.lost_reason is None
+
+    async def wait_lost(self) -> str:
+        """Return the reason, in plain words, once the connection has ended."""
+        await self._lost.wait()
+        return self.lost_reason or "connection closed"
 
     # ------------------------------------------------------------ requests
 
@@ -270,6 +276,7 @@ class AdminClient:
         if self._server_error:
             reason = f"{reason}: {self._server_error}"
         self.lost_reason = reason
+        self._lost.set()
         logger.debug("admin connection lost: %s", reason)
         for send in self._pending.values():
             send.close()  # wakes the waiter, which raises ConnectionLost

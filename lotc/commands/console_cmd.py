@@ -1,4 +1,4 @@
-"""`lotc console`: run console commands against a server (`-c`, `-f`; the REPL comes later)."""
+"""`lotc console`: the interactive console, or run commands against a server (`-c`, `-f`)."""
 from __future__ import annotations
 
 import argparse
@@ -106,8 +106,7 @@ def connection_from_args(args: argparse.Namespace) -> Connection:
 
 def run(args: argparse.Namespace) -> int:
     if args.commands is None and args.script is None:
-        print("interactive console: not yet available, use -c or -f", file=sys.stderr)
-        return EXIT_USAGE
+        return run_interactive(args)
     registry = build_registry()
     try:
         lines = (lines_of_command_string(args.commands) if args.commands is not None
@@ -125,3 +124,22 @@ def run(args: argparse.Namespace) -> int:
         # the reader went away (`... | head`): stop quietly, like any Unix filter
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+
+
+def run_interactive(args: argparse.Namespace, banner: str = "") -> int:
+    """The REPL (admin_console/repl.py); it needs a terminal on both ends."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(f"{PROG}: the interactive console needs a terminal; use -c or -f in scripts",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(f"{PROG}: --json is for -c and -f", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        connection = connection_from_args(args)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from admin_console.repl import run_repl  # prompt_toolkit loads only for the REPL
+
+    return run_repl(connection, build_registry(), banner)

@@ -48,7 +48,7 @@ def test_connection_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
     assert console_cmd.run(parse()) == 2
-    assert "interactive console: not yet available" in capsys.readouterr().err
+    assert "the interactive console needs a terminal" in capsys.readouterr().err  # no tty here
     assert console_cmd.run(parse("-c", "agents; frob")) == 2
     assert "command 2 ('frob'): unknown command 'frob'" in capsys.readouterr().err
     assert console_cmd.run(parse("-c", "agents")) == 2  # no token anywhere
