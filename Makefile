@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 # tests/install_tshark.sh installs tshark for the Wireshark dissector tests when missing
 # (root + apt-get only); it never fails the build: without tshark those tests skip.
+# tests/install_sshd.sh does the same for OpenSSH's server (the deploy tests).
 test: $(STAMP)
 	-@sh tests/install_tshark.sh
+	-@sh tests/install_sshd.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)

@@ -64,6 +64,11 @@ def check_compatible(manifest: dict[str, str]) -> None:
         fail(f"its compiled extensions need {manifest['soabi']}, this Python is {soabi}")
 
 
+def cache_entry(manifest: dict[str, str]) -> str:
+    """The cache directory's name for a payload: its version and hash."""
+    return f"{manifest['version']}-{manifest['payload_sha256'][:20]}"
+
+
 def extract(archive: zipfile.ZipFile, target: Path) -> None:
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -95,7 +100,7 @@ def prepare(archive_path: str) -> Path:
     with zipfile.ZipFile(archive_path) as archive:
         manifest = json.loads(archive.read(MANIFEST))
         check_compatible(manifest)
-        target = cache_root() / f"{manifest['version']}-{manifest['payload_sha256'][:20]}"
+        target = cache_root() / cache_entry(manifest)
         if not target.is_dir():
             try:
                 extract(archive, target)

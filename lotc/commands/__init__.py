@@ -7,10 +7,11 @@ from lotc.commands import (
     agent_cmd,
     build_agent_cmd,
     console_cmd,
+    deploy_cmd,
     dissector_cmd,
     server_cmd,
     token_cmd,
 )
 
 COMMANDS: list[ModuleType] = [server_cmd, agent_cmd, console_cmd, token_cmd, build_agent_cmd,
-                             dissector_cmd]
+                             dissector_cmd, deploy_cmd]
