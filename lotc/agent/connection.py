@@ -115,7 +115,9 @@ async def run_link(
 
 def _log_ending(config: LinkConfig, exc: BaseException) -> None:
     if isinstance(exc, CONNECTION_ENDED):
-        logger.warning("lost the server %s: %s", config.server, exc or type(exc).__name__)
+        # str(): an exception object is always true, so `exc or name` printed "" (found by
+        # tests/faults/test_link_faults.py)
+        logger.warning("lost the server %s: %s", config.server, str(exc) or type(exc).__name__)
     elif isinstance(exc, LotcError):
         logger.error("server %s refused us: %s", config.server, exc)
     else:
@@ -150,7 +152,11 @@ async def _read_loop(
     # The server heartbeats us every few seconds; silence this long means the link is dead.
     silence_limit = max(heartbeat_s * 15, 15.0)
     while True:
-        frame = await framed.receive_within(silence_limit)
+        try:
+            frame = await framed.receive_within(silence_limit)
+        except trio.TooSlowError:  # say why in the log, not just "TooSlowError"
+            raise trio.TooSlowError(
+                f"nothing heard from the server for {silence_limit:g} s") from None
         if isinstance(frame.body, EventAck):
             core.outbox.ack(frame.body.seq)
         elif not isinstance(frame.body, Heartbeat):
