@@ -239,6 +239,20 @@ class BundleStore:
         return UploadSpec(name, kind, size, _normalize_sha(sha256))
 
     def _open_upload(self, spec: UploadSpec) -> Upload:
+        try:
+            return self._open_upload_dir(spec)
+        except OSError as exc:
+            # Writing meta.json on a full disk raised a bare OSError, which ended the
+            # agent's link, and every reconnect's reconcile pushed again: a flapping loop
+            # (found by tests/faults/test_full_disk.py). It is a StorageFull answer.
+            if not _is_out_of_space(exc):
+                raise
+            archive.remove_tree(self.incoming_dir / spec.name)
+            free = shutil.disk_usage(self.incoming_dir).free
+            raise StorageFull(f"no space left for bundle {spec.name!r} ({spec.size} bytes); "
+                              f"{free} bytes are free") from None
+
+    def _open_upload_dir(self, spec: UploadSpec) -> Upload:
         updir = self.incoming_dir / spec.name
         on_disk = self._read_upload_spec(spec.name)
         if on_disk != spec:

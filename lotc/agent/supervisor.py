@@ -283,14 +283,14 @@ class Supervisor:
         self._dirty.set()
 
     def _snapshot(self, rec: ProcessRecord) -> Callable[[], None]:
-        """A blocking save of the record as it is now, to run in a worker thread."""
+        """A blocking save of the record as it is now, to run in a worker thread before a
+        spawn. It raises: a process started without a record (full disk) could not be
+        re-adopted after an agent restart and would then run twice, so the start fails
+        instead, in plain words (found by tests/faults/test_full_disk.py)."""
         name, data = rec.spec.name, rec.to_json()
 
         def write() -> None:
-            try:
-                self._files.save(name, data)
-            except OSError as exc:
-                logger.error("cannot save the record of %s: %s", name, exc)
+            self._files.save(name, data)
 
         return write
 
