@@ -12,7 +12,8 @@ Import the fixtures into a test module with
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,15 @@ import pytest
 import trio
 import trio.testing
 
+from lotc.agent.app import AgentConfig, serve_agent
+from lotc.agent.connection import LinkConfig
 from lotc.errors import LotcError
+from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.server.admin_server import handle_admin
 from lotc.server.agent_server import handle_agent
+from lotc.server.app import BoundAddresses, serve_server
 from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller
 from lotc.server.model import Model
@@ -248,3 +253,56 @@ async def frames_until_closed(framed: FramedStream, timeout: float = DEADLINE_S)
 
 def errors_in(frames: list[Frame]) -> list[Error]:
     return [f.body for f in frames if isinstance(f.body, Error)]
+
+
+# ------------------------------------------------------------------ a real server, in process
+
+
+@dataclass
+class InProcessCluster:
+    """`serve_server` on 127.0.0.1 and ::1 (port 0), optionally one `serve_agent`."""
+
+    config: ServerConfig
+    bound: BoundAddresses
+    tokens: dict[str, str]
+
+    def agent_address(self, family: int) -> Address:
+        return next(a for a in self.bound.agent if a.is_ipv6 == (family == 6))
+
+    def admin_address(self, family: int) -> Address:
+        return next(a for a in self.bound.admin if a.is_ipv6 == (family == 6))
+
+    @property
+    def ports(self) -> set[int]:
+        return {a.port for a in self.bound.agent + self.bound.admin}
+
+
+LOOPBACKS = (Address("127.0.0.1", 0), Address("::1", 0))
+
+
+@asynccontextmanager
+async def in_process_cluster(
+    tmp_path: Path, *, agents: tuple[str, ...] = ("web-1",), admins: tuple[str, ...] = ("alice",),
+    **overrides: Any,
+) -> AsyncIterator[InProcessCluster]:
+    """A server (and an agent per name in `agents`) in this trio run; all stopped on exit."""
+    config = ServerConfig(db_path=tmp_path / "lotc.db", listen=LOOPBACKS, admin_listen=LOOPBACKS,
+                          **overrides)
+    enroll = Model(config.db_path)  # as `lotc token create` does, before the server starts
+    try:
+        tokens = {name: enroll.create_token(Role.AGENT, name, 1) for name in agents}
+        tokens.update({name: enroll.create_token(Role.ADMIN, name, 1) for name in admins})
+    finally:
+        enroll.close()
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(serve_server, config)
+        cluster = InProcessCluster(config, bound, tokens)
+        for index, name in enumerate(agents):
+            link = LinkConfig(server=cluster.agent_address(4 if index % 2 == 0 else 6),
+                              name=name, token=tokens[name], stats_interval_s=1.0,
+                              backoff_base_s=0.1, backoff_cap_s=1.0)
+            await nursery.start(serve_agent, AgentConfig(link, tmp_path / f"agent-{name}"))
+        try:
+            yield cluster
+        finally:
+            nursery.cancel_scope.cancel()
