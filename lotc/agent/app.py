@@ -17,7 +17,7 @@ from lotc.agent.clock import ClockSample, CorrectedClock
 from lotc.agent.connection import LinkConfig, run_link
 from lotc.agent.core import AgentCore
 from lotc.agent.scheduler import SYNC_WAIT_S
-from lotc.agent.timesync import TimeSync
+from lotc.agent.timesync import DEFAULT_INTERVAL_S, TimeSync
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class AgentConfig:
     link: LinkConfig
     state_dir: Path
     ntp_servers: tuple[str, ...] = field(default=())
+    ntp_interval_s: float = DEFAULT_INTERVAL_S
 
 
 async def serve_agent(
@@ -45,7 +46,8 @@ async def serve_agent(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(core.supervisor.run)
-            sync = TimeSync(config.ntp_servers, clock, on_sync=synced)
+            sync = TimeSync(config.ntp_servers, clock, interval_s=config.ntp_interval_s,
+                            on_sync=synced)
             await nursery.start(lambda task_status: sync.run(task_status=task_status))
             await nursery.start(lambda task_status: core.scheduler.run(task_status=task_status))
             await nursery.start(run_link, config.link, core)

@@ -10,6 +10,7 @@ import trio
 
 from lotc.agent import app
 from lotc.agent.connection import LinkConfig
+from lotc.agent.timesync import DEFAULT_INTERVAL_S
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import parse_address
@@ -27,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="where bundles, logs and process state live")
     p.add_argument("--ntp", action="append", default=[], metavar="HOST[:PORT]",
                    help="NTP server to correct the clock against, repeatable")
+    p.add_argument("--ntp-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+                   help=f"how often to measure the clock against --ntp "
+                        f"(default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--tls-ca", type=Path, help="CA certificate to verify a TLS server")
     p.add_argument("--stats-interval", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(handler=run)
@@ -57,12 +61,14 @@ def client_ssl_context(ca: Path | None) -> ssl.SSLContext | None:
 
 def run(args: argparse.Namespace) -> int:
     validate_name("agent", args.name)
+    if args.ntp_interval <= 0:
+        raise InvalidRequest("--ntp-interval must be positive")
     link = LinkConfig(
         server=parse_address(args.server, DEFAULT_AGENT_PORT), name=args.name,
         token=read_token(args), ssl_context=client_ssl_context(args.tls_ca),
         stats_interval_s=args.stats_interval,
     )
     config = app.AgentConfig(link=link, state_dir=args.state_dir.resolve(),
-                             ntp_servers=tuple(args.ntp))
+                             ntp_servers=tuple(args.ntp), ntp_interval_s=args.ntp_interval)
     trio.run(app.run, config)
     return 0
