@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from lotc.errors import LotcError
+from lotc.errors import Conflict, LotcError
 from lotc.net.auth import server_handshake
 from lotc.net.framed import FramedStream
 from lotc.server import queries
@@ -76,6 +76,9 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 
 MAX_REQUESTS_IN_FLIGHT = 32
+# Each upload in progress holds an open partial file: a console gets this many at once,
+# so a misbehaving one cannot exhaust the server's file descriptors.
+MAX_UPLOADS_PER_CONNECTION = 4
 LIST_BATCH = 500  # entries per frame of a list reply
 
 
@@ -156,6 +159,12 @@ async def _upload_step(conn: AdminConnection, frame: Frame, nursery: trio.Nurser
     upload: IncomingUpload | None
     try:
         if isinstance(body, BundleBegin):
+            previous = conn.uploads.pop(request_id, None)
+            if previous is not None:  # a BEGIN again under the same id restarts that upload
+                previous.close()
+            if len(conn.uploads) >= MAX_UPLOADS_PER_CONNECTION:
+                raise Conflict(f"{MAX_UPLOADS_PER_CONNECTION} uploads already in progress on "
+                               "this connection: finish one first")
             upload = begin_upload(conn.ctl, body, conn.ctl.config.max_bundle_bytes)
             conn.uploads[request_id] = upload
             await conn.reply(request_id, ready_message(upload))

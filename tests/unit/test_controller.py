@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from lotc.errors import (
     UnknownAgent,
 )
 from lotc.server import bundles
+from lotc.server.admin_server import MAX_UPLOADS_PER_CONNECTION
 from lotc.server.controller import Controller
 from lotc.server.model import Model
 from lotc.server.processes import DESIRED_AFTER, QUEUED, control_process, start_process
@@ -32,6 +34,7 @@ from protocol.messages import (
     BundleBegin,
     BundleChunk,
     BundleEnd,
+    BundleReady,
     BundleRemove,
     Error,
     Event,
@@ -557,3 +560,52 @@ async def test_controller_config_is_the_one_given(tmp_path: Path, model: Model) 
     controller = Controller(model, config)
     assert controller.config.silence_limit_s == 2.0
     assert controller.known_agents() == []
+
+
+# ------------------------------------------------------------------ hostile peers, authenticated
+
+
+async def test_an_agent_sending_a_console_command_is_cut_off(
+    ctl: Controller, nursery: trio.Nursery
+) -> None:
+    fake = await connect_agent(nursery, ctl, "web-1")
+    await fake.send(start_msg(target="all"), 5)
+    with trio.fail_after(DEADLINE_S):
+        await fake.closed.wait()
+    [error] = fake.of_type(Error)
+    assert error.code == ErrorCode.UNEXPECTED_MESSAGE and "agents may not send" in error.message
+    assert "web-1" not in ctl.sessions and ctl.model.processes(None) == []
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_console_cannot_hold_unbounded_uploads_open(
+    ctl: Controller, nursery: trio.Nursery
+) -> None:
+    ensure_token(ctl, Role.AGENT, "web-1")
+    console = await connect_console(nursery, ctl)
+    before = open_fds()
+    for request_id in range(1, 101):  # BEGINs that never end, each with its own partial file
+        data = f"bundle {request_id}".encode()
+        await console.send(upload_begin(data, target="web-1", name=f"b{request_id}"), request_id)
+    replies = []
+    with trio.fail_after(DEADLINE_S):
+        while len(replies) < 100:
+            frame = await console.receive()
+            if not isinstance(frame.body, Heartbeat):
+                replies.append(frame.body)
+    ready = [r for r in replies if isinstance(r, BundleReady)]
+    refused = [r for r in replies if isinstance(r, Error)]
+    assert len(ready) == MAX_UPLOADS_PER_CONNECTION
+    assert {e.code for e in refused} == {ErrorCode.CONFLICT}
+    assert "uploads already in progress" in refused[0].message
+    assert open_fds() - before <= MAX_UPLOADS_PER_CONNECTION
+    # BEGIN again under an id in progress: the old partial file is closed, not leaked.
+    for _ in range(5):
+        await console.send(upload_begin(b"again", target="web-1", name="b1"), 1)
+        with trio.fail_after(DEADLINE_S):
+            while not isinstance((await console.receive()).body, BundleReady):
+                pass
+    assert open_fds() - before <= MAX_UPLOADS_PER_CONNECTION
