@@ -15,6 +15,7 @@ from lotc.errors import (
     Conflict,
     InvalidRequest,
     LotcError,
+    RequestTimeout,
     UnknownBundle,
     UnknownProcess,
 )
@@ -106,8 +107,10 @@ async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
             return QUEUED
         try:
             reply = await session.request(start_message(spec), ctl.config.request_timeout_s)
-        except AgentOffline:
-            return QUEUED
+        except (AgentOffline, RequestTimeout):
+            # No verdict from the agent: it may have started it. Keep the desired state;
+            # the next reconnect reconciles either way.
+            return "no answer from the agent yet: recorded, reconciled when it reports"
         except LotcError:
             _forget_failed_start(ctl, agent, msg.name, previous)
             raise

@@ -56,13 +56,14 @@ def offline_events(cluster: Cluster, agent: str) -> int:
 
 
 def test_a_short_stall_does_not_flap_the_verdict_a_long_one_does(cluster: Cluster) -> None:
-    cluster.start_server("--heartbeat", "0.5", "--missed-heartbeats", "2", "--offline-grace", "1.5")
+    # Silence limit 2 s (4 x 0.5 s), then 1.5 s of grace: wide margins for a busy CI box.
+    cluster.start_server("--heartbeat", "0.5", "--missed-heartbeats", "4", "--offline-grace", "1.5")
     cluster.start_agent("staller")
     cluster.wait_online("staller")
     agent = cluster.agents["staller"]
 
     agent.send_signal(signal.SIGSTOP)  # the connection stalls, it does not close
-    time.sleep(0.6)  # the stall itself is what is tested: shorter than the 1 s silence limit
+    time.sleep(0.6)  # the stall itself is what is tested: well under the 2 s silence limit
     agent.send_signal(signal.SIGCONT)
     assert cluster.agents_view()["staller"]["online"]
     time.sleep(1.0)  # and nothing is decided behind our back afterwards
