@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LotcError as exc:
         print(f"lotc {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:  # a file or directory we were given: say which, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"lotc {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 
