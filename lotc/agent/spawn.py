@@ -119,6 +119,23 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
     return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen)
 
 
+def find_orphan(notify_address: str) -> tuple[int, float] | None:
+    """A session leader an earlier agent started but died before recording its pid. Blocking.
+
+    Each record has its own NOTIFY_SOCKET name, given to its process only, so a session
+    leader carrying that name in its environment is that record's process.
+    """
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getsid(proc.pid) != proc.pid:
+                continue
+            if proc.environ().get("NOTIFY_SOCKET") == notify_address:
+                return proc.pid, float(proc.info["create_time"])
+        except (psutil.Error, OSError):
+            continue
+    return None
+
+
 def adopt(pid: int, create_time: float) -> tuple[ChildHandle, bool] | None:
     """Take back a group leader left running by an earlier agent. Blocking.
 

@@ -45,7 +45,7 @@ from lotc.agent.notify import new_address
 from lotc.agent.persist import StateFiles
 from lotc.agent.process import ProcessInfo, ProcessRecord, ProcessSpec, budget_for
 from lotc.agent.runner import Runner
-from lotc.agent.spawn import adopt, signal_group
+from lotc.agent.spawn import adopt, find_orphan, signal_group
 from lotc.errors import Conflict, InvalidRequest, InvalidState, LotcError, UnknownProcess
 from protocol.enums import Action, DesiredState, ProcessState, StreamKind
 
@@ -370,6 +370,10 @@ class Supervisor:
     async def _revive(self, rec: ProcessRecord) -> None:
         """Re-adopt the saved pid if it is still the same process, else start again."""
         adopted = None
+        if not rec.pid:  # the agent died between the spawn and recording the pid
+            orphan = await trio.to_thread.run_sync(find_orphan, rec.notify_address)
+            if orphan is not None:
+                rec.pid, rec.create_time = orphan
         if rec.pid:
             adopted = await trio.to_thread.run_sync(adopt, rec.pid, rec.create_time)
         if adopted is None and rec.desired == DesiredState.EXITED:

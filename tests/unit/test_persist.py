@@ -150,3 +150,35 @@ async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path) -> None
     finally:
         os.killpg(old_pid, signal.SIGKILL)
         kill_leftovers(sup)
+
+
+async def test_a_start_whose_pid_was_never_recorded_is_adopted_not_doubled(
+        tmp_path: Path, bundle: Path) -> None:
+    """The agent died between the spawn and saving the pid: the orphan is found by its
+    NOTIFY_SOCKET name and taken back, not started a second time."""
+    state = tmp_path / "state"
+
+    async def setup(sup: Supervisor) -> None:
+        await sup.start(ProcessSpec("p", "b", ["/bin/sleep", "60"]))
+
+    await _crash_after(state, bundle, [], setup)
+    record_path = state / "processes/p.json"
+    record = json.loads(record_path.read_text())
+    orphan = record["pid"]
+    record.update(pid=None, create_time=0.0, state="STARTING")
+    record_path.write_text(json.dumps(record))
+    sup = make_supervisor(state, bundle, [])
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            assert sup.get("p").pid == orphan and sup.get("p").state == S.RUNNING
+            with trio.CancelScope(shield=True):
+                await sup.terminate_all(grace=1)
+            assert not alive(orphan)
+            nursery.cancel_scope.cancel()
+    finally:
+        try:
+            os.killpg(orphan, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        kill_leftovers(sup)
