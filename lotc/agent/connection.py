@@ -129,12 +129,20 @@ async def run_session(
 ) -> None:
     core.outbox.ack(welcome.last_event_seq)
     await framed.send(core.time_info())
+    # Events BEFORE the state (fix): the server plans its reconcile from the state as soon as
+    # it arrives, and a schedule that fired while it was away moves the desired state only
+    # through its SCHEDULE_FIRED event. Sent after the state, the reconcile undid the fire
+    # (a scheduled stop was resumed). The server handles each event before reading on.
+    sent = 0
+    for event in core.outbox.pending():
+        await framed.send(event)
+        sent = event.seq
     await framed.send(await core.agent_state())
     handler = RequestHandler(core, framed)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_heartbeats, framed, core, welcome.heartbeat_ms / 1000)
         nursery.start_soon(_stats, framed, core, config.stats_interval_s)
-        nursery.start_soon(_events, framed, core)
+        nursery.start_soon(_events, framed, core, sent)
         nursery.start_soon(_time_info, framed, core)
         try:
             await _read_loop(framed, core, handler, nursery, welcome.heartbeat_ms / 1000)
@@ -185,9 +193,8 @@ async def _time_info(framed: FramedStream, core: AgentCore) -> None:
         await framed.send(core.time_info())
 
 
-async def _events(framed: FramedStream, core: AgentCore) -> None:
-    """Send every unacknowledged event, then each new one as it is added."""
-    sent = 0
+async def _events(framed: FramedStream, core: AgentCore, sent: int = 0) -> None:
+    """Send every unacknowledged event after seq `sent`, then each new one as it is added."""
     while True:
         changed = core.outbox.changed
         for event in core.outbox.pending():
