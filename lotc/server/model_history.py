@@ -36,7 +36,8 @@ __all__ = ["HistoryStore", "Retention"]
 logger = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = (
-    "id, agent, seq, time_us, kind, process, old_state, new_state, exit_code, signal, message"
+    "id, agent, seq, time_us, kind, process, old_state, new_state, exit_code, signal, message,"
+    " schedule_id"
 )
 _COMPACT = (",", ":")
 
@@ -61,10 +62,10 @@ class Retention:
 
 def _event(row: tuple[Any, ...]) -> EventRecord:
     (id_, agent, seq, time_us, kind, process, old_state, new_state, exit_code, signal,
-     message) = row
+     message, schedule_id) = row
     return EventRecord(id_, agent, seq, time_us, EventKind(kind), process,
                        ProcessState(old_state), ProcessState(new_state), exit_code, signal,
-                       message)
+                       message, schedule_id)
 
 
 class HistoryStore(Store):
@@ -80,10 +81,10 @@ class HistoryStore(Store):
                 return None
             cursor = db.execute(
                 f"INSERT INTO events ({_EVENT_COLUMNS}) "
-                f"VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.agent, record.seq, record.time_us, int(record.kind), record.process,
                  int(record.old_state), int(record.new_state), record.exit_code, record.signal,
-                 record.message),
+                 record.message, record.schedule_id),
             )
             self._events_since_prune += 1
             if self._events_since_prune >= self.retention.prune_every:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import trio
 
-from lotc.errors import LotcError
+from lotc.errors import LotcError, UnknownAgent
 from lotc.server.controller import Controller
 from lotc.server.reconcile import record_report
-from lotc.server.records import EventRecord, ProcessSpecRecord, ProcessStatusRecord
+from lotc.server.records import AgentRecord, EventRecord, ProcessSpecRecord, ProcessStatusRecord
 from lotc.server.schedules import entry_of
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, ProcessState
@@ -25,6 +25,7 @@ from protocol.messages import (
 )
 
 REFRESH_TIMEOUT_S = 2.0  # a listing waits this long for live answers, then shows what it has
+FEW_AGENTS = 100  # up to this many names, `agents` looks each up instead of listing all
 
 
 def _wanted(ctl: Controller, pattern: str) -> set[str] | None:
@@ -32,16 +33,28 @@ def _wanted(ctl: Controller, pattern: str) -> set[str] | None:
     return None if names is None else set(names)
 
 
+def _agent_records(ctl: Controller, wanted: set[str] | None) -> list[AgentRecord]:
+    """The agents table's rows for `wanted` (None: all), by name."""
+    if wanted is None or len(wanted) > FEW_AGENTS:
+        return [a for a in ctl.model.agents() if wanted is None or a.name in wanted]
+    # A few names: point lookups, not a scan of every agent (`agents web-1` at 10,000).
+    records = []
+    for name in sorted(wanted):
+        try:
+            records.append(ctl.model.agent(name))
+        except UnknownAgent:
+            continue  # enrolled, never seen: not listed, as in the full listing
+    return records
+
+
 def agents(ctl: Controller, pattern: str) -> list[AgentEntry]:
     wanted = _wanted(ctl, pattern)
     running: dict[str, int] = {}
-    for status in ctl.model.process_statuses(None):
+    for status in ctl.model.process_statuses(wanted):
         if status.state == ProcessState.RUNNING:
             running[status.agent] = running.get(status.agent, 0) + 1
     entries = []
-    for agent in ctl.model.agents():
-        if wanted is not None and agent.name not in wanted:
-            continue
+    for agent in _agent_records(ctl, wanted):
         entries.append(AgentEntry(
             name=agent.name, online=agent.online, hostname=agent.hostname, address=agent.address,
             version=agent.version, last_seen_us=agent.last_seen_us,
@@ -77,8 +90,9 @@ async def processes(ctl: Controller, pattern: str) -> list[ProcessEntry]:
     """Desired and actual side by side: one entry per process the model or an agent knows."""
     wanted = _wanted(ctl, pattern)
     await refresh(ctl, wanted)
-    specs = {(p.agent, p.name): p for p in ctl.model.processes(None)}
-    statuses = {(s.agent, s.name): s for s in ctl.model.process_statuses(None)}
+    # Only the wanted agents' rows (the model filters with one indexed clause).
+    specs = {(p.agent, p.name): p for p in ctl.model.processes(wanted)}
+    statuses = {(s.agent, s.name): s for s in ctl.model.process_statuses(wanted)}
     entries = []
     for key in sorted(specs.keys() | statuses.keys()):
         if wanted is not None and key[0] not in wanted:
@@ -110,9 +124,9 @@ async def bundles(ctl: Controller, pattern: str) -> list[BundleEntry]:
     """Desired bundles; stored_us is when the agent reported holding that version (0: not yet)."""
     wanted = _wanted(ctl, pattern)
     await refresh(ctl, wanted)
-    held = {(b.agent, b.name): b for b in ctl.model.reported_bundles(None)}
+    held = {(b.agent, b.name): b for b in ctl.model.reported_bundles(wanted)}
     entries = []
-    for b in ctl.model.desired_bundles(None):
+    for b in ctl.model.desired_bundles(wanted):
         if wanted is not None and b.agent not in wanted:
             continue
         have = held.get((b.agent, b.name))
@@ -127,6 +141,7 @@ def event_message(record: EventRecord) -> Event:
         seq=record.seq or 0, agent=record.agent, time_us=record.time_us, kind=record.kind,
         process=record.process, old_state=record.old_state, new_state=record.new_state,
         exit_code=record.exit_code, signal=record.signal, message=record.message,
+        schedule_id=record.schedule_id,
     )
 
 

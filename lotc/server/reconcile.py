@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 
+from lotc.agent.schedule_store import format_us
 from lotc.errors import LotcError
 from lotc.server.bundles import push_bundle
 from lotc.server.controller import Controller
 from lotc.server.processes import start_message
-from lotc.server.records import BundleRecord, ProcessStatusRecord
-from lotc.server.schedules import entry_of
+from lotc.server.records import BundleRecord, ProcessStatusRecord, ScheduleRecord
+from lotc.server.schedules import PAST_TOLERANCE_US, entry_of
 from lotc.server.sessions import AgentSession
-from protocol.enums import DesiredState, EventKind, ProcessState
+from protocol.enums import DesiredState, EventKind, ProcessState, ScheduleKind
 from protocol.messages import (
     AgentState,
     BundleRemove,
@@ -101,11 +102,29 @@ def _schedule_commands(ctl: Controller, agent: str, state: AgentState) -> list[M
     commands: list[Message] = []
     for schedule_id, record in want.items():
         held = have.get(schedule_id)
+        if held is None and _expired(ctl, record):
+            continue  # reported as missed by reconcile(), not pushed to fail every time
         if held is None or _definition(held) != _definition(entry_of(record)):
             commands.append(ScheduleSet(target="", schedule=entry_of(record)))
     for schedule_id in have.keys() - want.keys():
         commands.append(ScheduleClear(target="", id=schedule_id))
     return commands
+
+
+def _expired(ctl: Controller, record: ScheduleRecord) -> bool:
+    """A one-shot whose time passed while its agent was away: it can no longer be set."""
+    return record.kind == ScheduleKind.AT and record.at_us < ctl.now_us() - PAST_TOLERANCE_US
+
+
+def report_expired(ctl: Controller, agent: str, state: AgentState) -> None:
+    held = {s.id for s in state.schedules}
+    for record in ctl.model.schedules(agent):
+        if record.id not in held and _expired(ctl, record):
+            ctl.model.remove_schedule(record.id)
+            ctl.server_event(
+                agent, EventKind.SCHEDULE_MISSED,
+                f"schedule {record.id} ({record.action.name.lower()} {record.process}) at "
+                f"{format_us(record.at_us)} missed: the agent was offline", record.process)
 
 
 def _definition(entry: ScheduleEntry) -> tuple[object, ...]:
@@ -116,6 +135,7 @@ def _definition(entry: ScheduleEntry) -> tuple[object, ...]:
 async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -> int:
     """Apply the plan; returns the number of corrective steps. Errors are events, not crashes."""
     record_report(ctl, session.name, state)
+    report_expired(ctl, session.name, state)
     pushes, commands = plan(ctl, session.name, state)
     steps = 0
     for bundle in pushes:
@@ -129,6 +149,8 @@ async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -
 
 
 def _describe(command: Message) -> str:
+    if isinstance(command, ScheduleSet):
+        return f"ScheduleSet {command.schedule.id}"
     subject = getattr(command, "name", None) or getattr(command, "id", "")
     return f"{type(command).__name__} {subject}"
 

@@ -141,6 +141,7 @@ class EventRecord:
     exit_code: int
     signal: int
     message: str
+    schedule_id: int = 0  # the schedule that acted (SCHEDULE_FIRED), else 0
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,12 @@ V1: Migration = (
     "CREATE TABLE stats_counts (agent TEXT PRIMARY KEY, n INTEGER NOT NULL)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1,)
+V2: Migration = (
+    # Events of fired schedules name the schedule (EVENT.schedule_id on the wire).
+    "ALTER TABLE events ADD COLUMN schedule_id INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

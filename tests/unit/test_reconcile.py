@@ -242,3 +242,28 @@ def _partial(ctl: Controller):  # type: ignore[no-untyped-def]
     path = ctl.model.partial_blob_path(SHA)
     path.write_bytes(BLOB)
     return path
+
+
+def test_a_one_shot_missed_while_away_is_reported_once_not_pushed(ctl: Controller) -> None:
+    from lotc.server.reconcile import report_expired
+    from lotc.server.records import ScheduleRecord
+    from protocol.enums import Action, ScheduleKind
+
+    want_process(ctl)
+    now = ctl.now_us()
+
+    def at(when_us: int) -> ScheduleRecord:
+        return ctl.model.add_schedule(ScheduleRecord(
+            id=0, agent=AGENT, process="svc", action=Action.STOP, signal="",
+            kind=ScheduleKind.AT, cron="", tz="", at_us=when_us, next_fire_us=when_us,
+            last_fire_us=0, created_us=now))
+
+    missed, future = at(now - 3_600_000_000), at(now + 3_600_000_000)
+    state = AgentState(processes=(runs(ctl.model.process(AGENT, "svc")),))
+    pushed = plan(ctl, AGENT, state)[1]
+    assert [c.schedule.id for c in pushed] == [future.id]  # type: ignore[attr-defined]
+    report_expired(ctl, AGENT, state)
+    report_expired(ctl, AGENT, state)  # a second reconnect says nothing more
+    assert [r.id for r in ctl.model.schedules(AGENT)] == [future.id]
+    reports = [e for e in ctl.model.events(agent=AGENT) if e.kind == EventKind.SCHEDULE_MISSED]
+    assert len(reports) == 1 and f"schedule {missed.id} " in reports[0].message
