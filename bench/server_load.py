@@ -30,6 +30,8 @@ and written as JSON with --json.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import itertools
@@ -66,7 +68,7 @@ T = TypeVar("T")
 
 SERVER_START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-RAMP_SLACK_S = 60.0  # beyond N / rate, how long the ramp may take before we give up
+RAMP_SLACK_S = 45.0  # beyond N / rate, how long the ramp may take before we give up
 SETTLE_S = 3.0  # after the ramp, before the window opens
 CONSOLE_TIMEOUT_S = 10.0
 ECHO_ROUND_TRIPS = 2000
@@ -76,6 +78,7 @@ TARGET_CORES = 0.5
 TARGET_P99_MS = 20.0
 PROBE_PROCESSES = ("p0", "p1", "p2")
 ADMIN = "bench-admin"
+PR_SET_PDEATHSIG = 1
 
 
 # ---------------------------------------------------------------- helpers
@@ -216,35 +219,70 @@ def trio_echo_rtt_us(n: int = ECHO_ROUND_TRIPS) -> float:
 
 
 def start_server(root: Path, db: Path, agent_port: int, admin_port: int,
-                 nofile: int, nice: int) -> subprocess.Popen[bytes]:
-    del nofile, nice  # inherited: run() raised this process's limit and priority first
+                 nice: int) -> subprocess.Popen[bytes]:
+    """`lotc server` in its own session (its own scheduler group, see `prioritize`).
+
+    Started before this process has any thread, so the pre-exec hook is safe: it
+    asks the kernel to SIGTERM the server if this process dies, however it dies.
+    """
     log = (root / "server.log").open("ab")
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "lotc.cli", "server", "--db", str(db),
          "--listen", f"127.0.0.1:{agent_port}", "--admin-listen", f"127.0.0.1:{admin_port}"],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - no thread exists yet
     )
+    prioritize(proc.pid, nice)
+    return proc
 
 
-def renice(nice: int) -> None:
-    """Run at a higher priority than the other jobs sharing this machine, when allowed:
-    otherwise a busy machine starves the server and the load, and what is measured is
-    the machine's queue, not LOTC (CPU time, the figure compared, is unaffected)."""
-    if nice:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
-        except OSError:
-            pass
+def _autogroup_nice() -> int | None:
+    try:
+        return int(Path("/proc/self/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def prioritize(pid: int, nice: int) -> None:
+    """Give a process a higher CPU priority than the other jobs sharing this machine.
+
+    This machine is shared, and with autogroup scheduling (Linux's default for
+    desktops and VMs like this one) every session gets an equal share of the CPUs,
+    whatever its processes' nice values: other engineers' test runs start dozens of
+    sessions, and a starved server measures the machine's run queue, not LOTC
+    (seen: the server running 0.15 s per second and waiting 0.88 s in the run
+    queue). So the server and each load worker get their own session, and the
+    session's autogroup and the process get `nice` (needs root; silently skipped
+    otherwise). CPU time, the figure compared with the target, is what the server
+    uses either way; priority only lets it keep up.
+    """
+    if not nice:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass
 
 
 class Worker:
     """One loadgen process; a thread keeps its latest JSON status line."""
 
     def __init__(self, args: list[str], nice: int) -> None:
+        # Own session, own scheduler group (see `prioritize`); the worker stops by
+        # itself when this process goes away (it watches its parent).
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.loadgen", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, text=True)
-        del nice  # inherited from this process (run() reniced it)
+                                     stdin=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        prioritize(self.proc.pid, nice)
         self.status: dict[str, Any] = {}
         self.hello: dict[str, Any] = {}
         self.stderr: list[str] = []
@@ -380,7 +418,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "agents": n, "workers": opts.workers, "rate": opts.rate, "nice": opts.nice,
     }
     nofile = n + 1024
-    renice(opts.nice)  # inherited by the server and the workers; the console client is here
+    own_group = _autogroup_nice()
+    prioritize(os.getpid(), opts.nice)  # the console client measured from here
     results["nofile_bench"] = raise_nofile(nofile)
     results["loadavg_start"] = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="lotc-server-load-"))
@@ -397,7 +436,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     workers: list[Worker] = []
     view: ServerView | None = None
     try:
-        server = start_server(root, db, agent_port, admin_port, nofile, opts.nice)
+        server = start_server(root, db, agent_port, admin_port, opts.nice)
         wait_for(lambda: server.poll() is not None or _port_open(admin_port),
                  SERVER_START_TIMEOUT_S, "server listening")
         if server.poll() is not None:
@@ -432,21 +471,37 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             return total(workers, "online") >= n and view.online() >= n
 
         last_print = [0.0]
+        last_cpu = [time.monotonic(), cpu_seconds(sproc)]
+
+        def server_cores() -> float:
+            now, cpu = time.monotonic(), cpu_seconds(sproc)
+            cores = (cpu - last_cpu[1]) / max(1e-3, now - last_cpu[0])
+            last_cpu[:] = [now, cpu]
+            return cores
 
         def progress() -> bool:
             done = ramp_done()
             if time.monotonic() - last_print[0] > 5:
                 last_print[0] = time.monotonic()
+                hs = [w.status.get("handshake_ms_p50") for w in workers]
+                hs_text = ", ".join(f"{h:.0f}" for h in hs if h is not None) or "-"
                 print(f"  ramp: {total(workers, 'online')} agents online (workers), "
-                      f"{view.online()} (server)", flush=True)
+                      f"{view.online()} (server); handshake p50 ms by worker: {hs_text}; "
+                      f"server {server_cores():.2f} cores", flush=True)
             return done
 
-        wait_for(progress, ramp_s + RAMP_SLACK_S, f"{n} agents online", interval=0.5)
+        try:
+            wait_for(progress, ramp_s + RAMP_SLACK_S, f"{n} agents online", interval=0.5)
+            results["ramp_complete"] = True
+        except TimeoutError:
+            # Measure what the server holds anyway: a partial figure beats none, and the
+            # report says so (held_ratio < 1, "ramp incomplete").
+            results["ramp_complete"] = False
         ramp_elapsed = time.monotonic() - ramp_began
         results["ramp_s"] = round(ramp_elapsed, 1)
         results["ramp_server_cores"] = round((cpu_seconds(sproc) - server_cpu0) / ramp_elapsed, 3)
         results["handshake_failures_during_ramp"] = total(workers, "failures")
-        print(f"ramp-up: {n} agents in {ramp_elapsed:.1f} s (server "
+        print(f"ramp-up: {view.online()} of {n} agents online after {ramp_elapsed:.1f} s (server "
               f"{results['ramp_server_cores']} cores meanwhile)", flush=True)
         time.sleep(SETTLE_S)
 
@@ -484,6 +539,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         for w in workers:
             stop_process(w.proc)
         stop_process(server)
+        if own_group is not None:  # this session's group is shared with whoever started us
+            with contextlib.suppress(OSError):
+                Path("/proc/self/autogroup").write_text(str(own_group))
     results["elapsed_s"] = round(time.time() - started, 1)
     results["work_dir"] = str(root)
     return results
@@ -519,6 +577,7 @@ def window_figures(n: int, window: float, server_cpu: float, worker_cpu: float,
         "held_ratio": round(online_min / TARGET_AGENTS, 3),
         "server_cores": round(cores, 3), "server_cores_ratio": round(cores / TARGET_CORES, 2),
         "server_cores_max_1s": round(max(per_second_cores, default=cores), 3),
+        "server_cores_per_1000": round(cores / max(1, online_min) * 1000, 4),
         "workers_cores": round(worker_cpu / window, 3),
         "server_rss_mib": round(rss / 2**20, 1),
         "server_rss_idle_mib": round(rss_idle / 2**20, 1),
@@ -554,6 +613,8 @@ def render(r: dict[str, Any]) -> str:
         f"{r['server_cores_ratio']}x the {TARGET_CORES} core budget "
         f"[{'met' if r['server_cores'] < TARGET_CORES else 'MISSED'}]; load workers "
         f"{r['workers_cores']} cores"),
+        (f"  server CPU per 1,000 agents held: {r['server_cores_per_1000']} cores "
+        f"(x10 = {r['server_cores_per_1000'] * 10:.3f} cores for 10,000 at this rate)"),
         (f"  server RSS {r['server_rss_mib']} MiB (idle {r['server_rss_idle_mib']}), "
         f"{r['server_rss_per_1000_mib']} MiB per 1,000 agents"),
         (f"  heartbeats {r['heartbeats_per_s']}/s; stats reports sent {r['stats_sent_per_s']}/s, "
@@ -575,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=30.0, help="steady window, seconds")
     parser.add_argument("--workers", type=int, default=4, help="load generator processes")
-    parser.add_argument("--rate", type=float, default=250.0, help="agent connects per second")
+    parser.add_argument("--rate", type=float, default=150.0, help="agent connects per second")
     parser.add_argument("--requests", type=int, default=200, help="console requests per kind")
     parser.add_argument("--nice", type=int, default=-5,
                         help="niceness of the server and the load workers (needs root; 0: as is)")
