@@ -39,4 +39,4 @@ def toolbar_text(session: Session, now: float | None = None) -> FormattedText:
         retry = f" · retrying in {max(0, math.ceil(link.retry_at - now))}s"
     return FormattedText([("class:bottom-toolbar", who),
                           ("class:bottom-toolbar.bad", "NOT CONNECTED"),
-                          ("class:bottom-toolbar", f" ({link.reason}){retry} ")])
+                          ("class:bottom-toolbar", f": {link.reason}{retry} ")])

@@ -7,6 +7,7 @@ from lotc.commands import (
     agent_cmd,
     build_agent_cmd,
     console_cmd,
+    demo_cmd,
     deploy_cmd,
     dissector_cmd,
     server_cmd,
@@ -14,4 +15,4 @@ from lotc.commands import (
 )
 
 COMMANDS: list[ModuleType] = [server_cmd, agent_cmd, console_cmd, token_cmd, build_agent_cmd,
-                             dissector_cmd, deploy_cmd]
+                             dissector_cmd, deploy_cmd, demo_cmd]

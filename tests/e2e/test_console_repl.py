@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pexpect
+import psutil
 import pyte
 import pytest
 
-from tests.cluster import Cluster
+from tests.cluster import Cluster, free_port, wait_until
 
 ROWS, COLS = 50, 160
 SCREEN_TIMEOUT_S = 10.0
@@ -200,3 +201,38 @@ def test_repl_reconnects(cluster: Cluster, tmp_path: Path) -> None:
         t.wait_for("n1     online")
         t.type_line("quit")
         assert t.wait_exit() == 0
+
+
+def demo_processes(root: Path) -> list[psutil.Process]:
+    """Processes running in the demo's directory (what its agents started)."""
+    return [p for p in psutil.process_iter(["cwd", "status"])
+            if (p.info.get("cwd") or "").startswith(str(root))
+            and p.info.get("status") != psutil.STATUS_ZOMBIE]
+
+
+def test_demo_starts_everything_and_stops_it(tmp_path: Path) -> None:
+    """`lotc demo`: server, two agents, the sample bundle, the console; quit stops it all."""
+    root = tmp_path / "demo"
+    argv = [sys.executable, "-m", "lotc.cli", "demo", "--dir", str(root),
+            "--agent-port", str(free_port()), "--admin-port", str(free_port())]
+    env = {**os.environ, "LOTC_HISTORY": str(tmp_path / "history"), "TERM": "xterm"}
+    terminal = Terminal(argv, env)
+    try:
+        t = terminal
+        t.wait_for("demo-ipv6  ok  loaded hello", timeout=30)
+        t.wait_for("connected · 2/2 agents online")
+        t.type_line("start demo-ipv4 hello -- python3 hello.py")
+        t.wait_for("started pid")
+        t.type_line("logs demo-ipv4 hello -f")
+        t.wait_for("hello | hello from pid")
+        t.send(CTRL_C)
+        t.type_line("quit")
+        t.wait_for("demo stopped", timeout=30)
+        assert t.wait_exit() == 0
+        wait_until(lambda: not demo_processes(root), what="the demo's processes gone")
+    finally:
+        if terminal.child.isalive():
+            terminal.child.close(force=True)
+        for proc in demo_processes(root):
+            proc.kill()
+    assert (root / "admin.token").stat().st_mode & 0o077 == 0  # tokens are private
