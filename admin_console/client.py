@@ -239,7 +239,11 @@ class AdminClient:
         if self.lost_reason is not None:
             raise ConnectionLost(self.lost_reason)
         try:
-            await self.framed.send(body, request_id, more)
+            # Ctrl-C in the REPL cancels a command anywhere; half a frame on the wire
+            # would corrupt the stream, so a frame once begun is finished (within the
+            # framed stream's own send deadline)
+            with trio.CancelScope(shield=True):
+                await self.framed.send(body, request_id, more)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionLost(self.lost_reason or f"connection lost: {exc}") from None
         except trio.TooSlowError:
