@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import ssl
 from pathlib import Path
-
-import trio
+from typing import TYPE_CHECKING
 
 from lotc.cli import lone_error
 from lotc.errors import InvalidRequest
 from lotc.net.address import default_listen_addresses, parse_address
-from lotc.server import app
-from lotc.server.config import ServerConfig
+
+if TYPE_CHECKING:
+    from lotc.server.config import ServerConfig
 from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 
@@ -52,6 +52,8 @@ def server_ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | 
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    from lotc.server.config import ServerConfig
+
     if args.heartbeat <= 0 or args.missed_heartbeats < 1 or args.offline_grace < 0:
         raise InvalidRequest("--heartbeat and --missed-heartbeats must be positive")
     return ServerConfig(
@@ -69,6 +71,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `lotc console` and friends should not pay for the server's stack.
+    import trio
+
+    from lotc.server import app
+
     config = config_from_args(args)
     try:
         trio.run(app.run, config)
