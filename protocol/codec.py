@@ -33,6 +33,7 @@ or wrapped silently.
 """
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from typing import NoReturn, cast
@@ -104,6 +105,16 @@ def _malformed(message_type: int, exc: Exception) -> ProtocolError:
     return ProtocolError(f"malformed {name} body: {exc}", ErrorCode.MALFORMED_BODY)
 
 
+@functools.lru_cache(maxsize=8)
+def _fixed_framers(max_body: int) -> tuple[_Framer | None, ...]:
+    # Built once per limit, not per decoder: a server makes one decoder per connection,
+    # and building this 256-entry table was most of a decoder's cost (bench.server_load).
+    return tuple(
+        entry[0] if entry is not None and entry[1] <= max_body else None
+        for entry in map(_FIXED_FRAMES.get, range(256))
+    )
+
+
 class FrameDecoder:
     """Incremental frame decoder: `feed(bytes) -> [Frame]`; see the module docstring."""
 
@@ -116,10 +127,7 @@ class FrameDecoder:
         self._buf = bytearray()  # at most one partial frame, between feeds
         self._failed: ProtocolError | None = None
         # By type byte: the generated fast path for fixed-size bodies this limit allows.
-        self._fixed: tuple[_Framer | None, ...] = tuple(
-            entry[0] if entry is not None and entry[1] <= max_body else None
-            for entry in map(_FIXED_FRAMES.get, range(256))
-        )
+        self._fixed: tuple[_Framer | None, ...] = _fixed_framers(max_body)
 
     @property
     def buffered(self) -> int:
