@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -548,7 +549,10 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(OSError):
                 Path("/proc/self/autogroup").write_text(str(own_group))
     results["elapsed_s"] = round(time.time() - started, 1)
-    results["work_dir"] = str(root)
+    if opts.keep:
+        results["work_dir"] = str(root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     return results
 
 
@@ -646,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="console requests per kind")
     parser.add_argument("--nice", type=int, default=-5,
                         help="niceness of the server and the load workers (needs root; 0: as is)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work dir (database, server log, agents.json)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     opts = parser.parse_args(argv)
     results = run(opts)
