@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
-from protocol.codec import Frame
 
 from admin_console.errors import ConnectionLost
 from lotc.errors import RequestTimeout, error_for_code
@@ -35,6 +34,7 @@ from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.net.transport import connect as open_framed
+from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ProtocolError
 from protocol.messages import Cancel, Error, Heartbeat, Message, Welcome

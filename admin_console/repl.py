@@ -26,9 +26,11 @@ leaves.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TextIO
 
 import outcome as outcomes
@@ -57,8 +59,22 @@ def run_repl(connection: Connection, registry: Registry, banner: str = "") -> in
 
 
 async def _main(connection: Connection, registry: Registry, banner: str) -> int:
-    with patch_stdout(raw=True):  # raw: let progress bars' escape sequences through
+    with patch_stdout(raw=True), _logs_above_the_prompt():  # raw: progress bars' escapes
         return await Repl(connection, registry).run(banner)
+
+
+@contextmanager
+def _logs_above_the_prompt() -> Iterator[None]:
+    """Log records too go through patch_stdout's proxy, or they would mangle the prompt."""
+    moved = [h for h in logging.getLogger().handlers
+             if isinstance(h, logging.StreamHandler) and h.stream is sys.__stderr__]
+    for handler in moved:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for handler in moved:
+            handler.setStream(sys.__stderr__)
 
 
 class Repl:

@@ -74,6 +74,13 @@ class Link:
     attempts: int = 0  # since the last successful connection
 
 
+def _lone(exc: BaseException) -> BaseException:
+    """The exception inside nested one-member groups (or the group itself)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def notable(event: Event) -> bool:
     """Events printed above the prompt: what needs the operator's attention."""
     if event.kind in NOTABLE_KINDS:
@@ -161,6 +168,12 @@ class Session:
                     return await run_invocation(self.ctx, invocation)
                 except (LotcError, ConsoleError) as exc:
                     self.say_error(str(exc))
+                    return Outcome.FAILED
+                except BaseExceptionGroup as group:  # from a command's own nursery
+                    error = _lone(group)
+                    if not isinstance(error, (LotcError, ConsoleError)):
+                        raise
+                    self.say_error(str(error))
                     return Outcome.FAILED
             self.say("interrupted")
             return Outcome.FAILED

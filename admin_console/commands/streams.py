@@ -44,13 +44,20 @@ class Collected:
 async def consume(ctx: Context, reply: ReplyStream, follow: bool,
                   on_item: Callable[[Any], None]) -> None:
     """Feed every data frame's body to on_item; with follow, Ctrl-C sends CANCEL."""
-    async with trio.open_nursery() as nursery:
-        if follow:
-            nursery.start_soon(_cancel_when_interrupted, ctx, reply)
-        async for frame in reply:
-            if frame.more or not follow:
-                on_item(frame.body)
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            if follow:
+                nursery.start_soon(_cancel_when_interrupted, ctx, reply)
+            async for frame in reply:
+                if frame.more or not follow:
+                    on_item(frame.body)
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # the server's error (unknown agent...) or a lost connection, raised in the
+        # nursery's body: give it back as itself, so callers can catch LotcError
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 async def _cancel_when_interrupted(ctx: Context, reply: ReplyStream) -> None:

@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,7 +63,7 @@ Try:
   schedule demo-ipv4 hello restart cron "*/2 * * * *"
   events -f                                (Ctrl-C stops following)
   help                                     (Tab completes; 'help start' for one command)
-From another terminal: LOTC_TOKEN=$(cat {token}) lotc console --server {admin}
+From another terminal: LOTC_TOKEN=$(cat {token}) {lotc} console --server {admin}
 quit or Ctrl-D stops the demo."""
 
 
@@ -99,12 +100,23 @@ def run(args: argparse.Namespace) -> int:
         from admin_console.repl import run_repl
 
         hint = HINT.format(root=demo.root, token=demo.token_file(ADMIN),
-                           admin=connection.address)
+                           admin=connection.address, lotc=_lotc_command())
         return run_repl(connection, build_registry(), hint)
     finally:
         demo.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _lotc_command() -> str:
+    """How to run this `lotc` from another terminal: `lotc` if on PATH, else its path."""
+    script = Path(sys.executable).parent / "lotc"
+    if not script.exists() or shutil.which("lotc") == str(script):
+        return "lotc"
+    try:
+        return str(script.relative_to(Path.cwd()))  # `.venv/bin/lotc` after `make demo`
+    except ValueError:
+        return str(script)
 
 
 def _leave(signum: int, frame: FrameType | None) -> None:
