@@ -24,8 +24,8 @@ from lotc.agent.stats import StatsSampler
 from lotc.agent.store import BundleInfo, BundleStore
 from lotc.agent.supervisor import ProcessEvent, Supervisor
 from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
-from protocol.enums import Action, EventKind, ProcessState, StreamKind
 from protocol import messages as m
+from protocol.enums import Action, EventKind, ProcessState, StreamKind
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ async def serve_server(
                 logger.info("listening for consoles on %s", address)
             task_status.started(bound)
     finally:  # plain synchronous cleanup: cancellation cannot interrupt it
-        ctl.flush()
+        ctl.flush(all_seen=True)
         model.close()
         logger.info("server stopped; state saved in %s", config.db_path)
 

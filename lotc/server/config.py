@@ -35,6 +35,7 @@ class ServerConfig:
     max_bundle_bytes: int = 256 * 1024 * 1024
     chunk_size: int = DEFAULT_CHUNK_SIZE
     verdict_tick_s: float = 0.25  # how often heartbeats are flushed and silences judged
+    seen_write_interval_s: float = 5.0  # how often last-seen times reach the database
     revocation_poll_s: float = 0.25  # how often the DB is checked for tokens revoked by the CLI
 
     @property

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -71,6 +72,9 @@ class Controller:
         self.now_us = now_us
         self.sessions: dict[str, AgentSession] = {}
         self._heard_from: set[str] = set()
+        self._unwritten_seen: set[str] = set()
+        self._seen_written_at = -math.inf
+        self.last_seen_us: dict[str, int] = {}  # fresher than the model's (see flush)
         self._pending_stats: list[StatsRecord] = []
         self._disconnected_at: dict[str, float] = {}
         self._event_subscribers: set[trio.MemorySendChannel[EventRecord]] = set()
@@ -190,13 +194,26 @@ class Controller:
         for name, since in list(self._disconnected_at.items()):
             if now - since >= self.config.offline_grace_s:
                 del self._disconnected_at[name]
+                self.flush(all_seen=True)  # the model keeps the true last-seen time
                 self.model.agent_offline(name, self.now_us())
                 self.server_event(name, EventKind.AGENT_OFFLINE, "stopped answering")
 
-    def flush(self) -> None:
+    def flush(self, *, all_seen: bool = False) -> None:
+        """Write batched reports. Last-seen times are kept in memory every tick (listings
+        read them from there) but written to the model only every `seen_write_interval_s`:
+        rewriting thousands of rows four times a second filled SQLite's WAL and its
+        checkpoints stalled the event loop (console p99)."""
         if self._heard_from:
-            self.model.agent_seen(self._heard_from, self.now_us())
+            now_us = self.now_us()
+            for name in self._heard_from:
+                self.last_seen_us[name] = now_us
+            self._unwritten_seen |= self._heard_from
             self._heard_from = set()
+        due = trio.current_time() - self._seen_written_at >= self.config.seen_write_interval_s
+        if self._unwritten_seen and (due or all_seen):
+            self.model.agent_seen(self._unwritten_seen, self.now_us())
+            self._unwritten_seen = set()
+            self._seen_written_at = trio.current_time()
         if self._pending_stats:
             self.model.add_stats(self._pending_stats)
             self._pending_stats = []

@@ -57,7 +57,8 @@ def agents(ctl: Controller, pattern: str) -> list[AgentEntry]:
     for agent in _agent_records(ctl, wanted):
         entries.append(AgentEntry(
             name=agent.name, online=agent.online, hostname=agent.hostname, address=agent.address,
-            version=agent.version, last_seen_us=agent.last_seen_us,
+            version=agent.version,
+            last_seen_us=max(agent.last_seen_us, ctl.last_seen_us.get(agent.name, 0)),
             connected_us=agent.connected_us, clock_offset_us=agent.clock_offset_us,
             clock_delay_us=agent.clock_delay_us, clock_source=agent.clock_source,
             clock_measured_us=agent.clock_measured_us,
