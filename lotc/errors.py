@@ -11,10 +11,28 @@ from typing import ClassVar
 from protocol.errors import ErrorCode, LotcError, ProtocolError
 
 __all__ = [
-    "LotcError", "ProtocolError", "AuthFailed", "TokenRevoked", "NotAllowed", "UnknownAgent",
-    "AgentOffline", "UnknownBundle", "UnknownProcess", "Conflict", "InvalidRequest",
-    "BundleInUse", "BadBundle", "ChecksumMismatch", "TooLarge", "InvalidState", "SpawnFailed",
-    "UnknownSchedule", "RequestTimeout", "StorageFull", "InternalError", "error_for_code",
+    "AgentOffline",
+    "AuthFailed",
+    "BadBundle",
+    "BundleInUse",
+    "ChecksumMismatch",
+    "Conflict",
+    "InternalError",
+    "InvalidRequest",
+    "InvalidState",
+    "LotcError",
+    "NotAllowed",
+    "ProtocolError",
+    "RequestTimeout",
+    "SpawnFailed",
+    "StorageFull",
+    "TokenRevoked",
+    "TooLarge",
+    "UnknownAgent",
+    "UnknownBundle",
+    "UnknownProcess",
+    "UnknownSchedule",
+    "error_for_code",
 ]
 
 

@@ -150,7 +150,10 @@ def safe_extract(archive: Path, dest: Path, limits: ArchiveLimits) -> int:
         members = check_members(tar, limits)
         try:
             # extractall sets directory modes last, so read-only dirs still get their files
-            tar.extractall(dest, members=members, **_DATA_FILTER)
+            if _HAS_FILTERS:
+                tar.extractall(dest, members=members, filter="data")
+            else:
+                tar.extractall(dest, members=members)
         except (_FILTER_ERROR, tarfile.ExtractError) as exc:
             raise BadBundle(f"archive rejected while extracting: {exc}") from exc
         except tarfile.TarError as exc:
@@ -161,7 +164,7 @@ def safe_extract(archive: Path, dest: Path, limits: ArchiveLimits) -> int:
 # tarfile's extraction filters arrived in Python 3.11.4; nodes may run an older 3.11
 # (Debian 12 ships 3.11.2). Our own member checks above are complete on their own, so
 # the filter is a second layer used where it exists.
-_DATA_FILTER: dict[str, str] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+_HAS_FILTERS = hasattr(tarfile, "data_filter")
 _FILTER_ERROR: type[Exception] = getattr(tarfile, "FilterError", tarfile.ExtractError)
 
 

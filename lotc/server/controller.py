@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import math
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
