@@ -153,7 +153,7 @@ def safe_extract(archive: Path, dest: Path, limits: ArchiveLimits) -> int:
             if _HAS_FILTERS:
                 tar.extractall(dest, members=members, filter="data")
             else:
-                tar.extractall(dest, members=members)
+                tar.extractall(dest, members=members)  # every member was checked above
         except (_FILTER_ERROR, tarfile.ExtractError) as exc:
             raise BadBundle(f"archive rejected while extracting: {exc}") from exc
         except tarfile.TarError as exc:
