@@ -187,6 +187,8 @@ def _names(kind: str | None, state: ServerState, registry: Registry,
                     if on_agent(s.agent))
     elif kind == "action":
         yield from ((a, "") for a in ACTIONS)
+    elif kind == "when":
+        yield from (("cron", 'repeat: cron "EXPR" [--tz ZONE]'), ("at", "once: at TIME or +DELAY"))
     elif kind == "signal":
         yield from ((name, "") for name in SIGNALS)
 

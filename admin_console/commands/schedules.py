@@ -68,7 +68,7 @@ class ScheduleCommand(ResultsCommand):
     name = "schedule"
     usage = ('schedule AGENT P ACTION cron "EXPR" [--tz ZONE] [--signal SIG]  |  '
              "schedule AGENT P ACTION at ISO-TIME|+DELAY [--signal SIG]")
-    arguments = ("agent", "process", "action", "word")
+    arguments = ("agent", "process", "action", "when")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agent")

@@ -153,3 +153,8 @@ def test_completer_through_a_prompt() -> None:
                 key_bindings=tab_key_bindings(completer))
             pipe.send_text(typed_keys)
             assert session.prompt() == expected
+
+
+def test_the_real_schedule_command_completes_cron_or_at() -> None:
+    assert texts("schedule db postgres stop ") == ["cron", "at"]
+    assert texts("schedule db postgres stop c") == ["cron"]
