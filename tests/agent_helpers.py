@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +23,6 @@ from lotc.agent.supervisor import Supervisor
 from protocol.enums import ProcessState
 
 PY = sys.executable
-
-
-def wait_until_sync(predicate: Callable[[], Any], timeout: float = 5.0,
-                    interval: float = 0.005) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 5.0,
