@@ -62,13 +62,20 @@ from admin_console.client import AdminClient
 from bench.loadgen import raise_nofile
 from lotc.net.address import Address
 from lotc.server.config import ServerConfig
+from lotc.server.controller import SEEN_ROWS_PER_TICK
 from lotc.server.model import Model
 from lotc.server.records import ProcessSpecRecord
 from protocol.enums import BundleKind, DesiredState, RestartPolicy, Role
 from protocol.messages import AgentList, ListAgents, ListProcesses, ProcResume, ProcStop, Results
 
-# The server writes last-seen times every seen_write_interval_s (5 s) plus a tick.
-HEARD_WITHIN_S = ServerConfig().seen_write_interval_s + 2.0
+
+def heard_within_s(agents: int) -> float:
+    """How fresh the database's last-seen times are: the server writes them every
+    seen_write_interval_s (5 s), SEEN_ROWS_PER_TICK rows a verdict tick, plus 2 s."""
+    config = ServerConfig()
+    spread = agents / SEEN_ROWS_PER_TICK * config.verdict_tick_s
+    return config.seen_write_interval_s + spread + 2.0
+
 
 T = TypeVar("T")
 
@@ -526,7 +533,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         samples: list[dict[str, Any]] = []
 
         def sample() -> None:
-            samples.append({"online": view.online(), "heard_2s": view.heard_within(HEARD_WITHIN_S),
+            samples.append({"online": view.online(), "heard_2s": view.heard_within(heard_within_s(opts.agents)),
                             "rss": sproc.memory_info().rss, "t": time.monotonic(),
                             "server_cpu": cpu_seconds(sproc)})
 
@@ -622,7 +629,7 @@ def render(r: dict[str, Any]) -> str:
         (f"  ramp-up: {r['ramp_s']} s at {r['rate']:g}/s, server {r['ramp_server_cores']} cores, "
         f"{r['handshake_failures_during_ramp']} failed connects"),
         (f"  window {r['window_s']} s: agents online (server's view) min {r['online_min']}, "
-        f"heard within {HEARD_WITHIN_S:g} s min {r['heard_within_2s_min']}  -> {r['held_ratio']}x the "
+        f"heard within {heard_within_s(r['agents']):g} s min {r['heard_within_2s_min']}  -> {r['held_ratio']}x the "
         f"{TARGET_AGENTS:,} target"),
         (f"  server CPU {r['server_cores']} cores (max 1 s: {r['server_cores_max_1s']}) -> "
         f"{r['server_cores_ratio']}x the {TARGET_CORES} core budget "

@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 from collections import deque
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -26,6 +27,9 @@ from protocol.codec import Frame, FrameDecoder, encode
 from protocol.errors import LotcError
 from protocol.messages import Error, Message
 from protocol.spec import DEFAULT_MAX_BODY
+
+if TYPE_CHECKING:
+    from lotc.net.readhub import QuickHandler, ReadHub
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +62,27 @@ class FramedStream:
         self._received: deque[Frame] = deque()
         self._send_lock = trio.Lock()
         self._fast_sends = 0  # sends in a row that took the fast path (see send_bytes)
+        self._unsent = b""  # the tail of a frame `send_now` could not write whole
+        # Set while a ReadHub reads this stream for its owner (lotc/net/readhub.py).
+        self._hub: ReadHub | None = None
+        self._quick: QuickHandler | None = None
+        self.hub_fd = -1
+        self._hub_ending: BaseException | None = None
+        self._owner: trio.lowlevel.Task | None = None  # parked in receive, waiting for the hub
         self.bytes_sent = 0
         self.bytes_received = 0
+
+    @property
+    def socket(self) -> trio.socket.SocketType | None:
+        """The TCP socket, when this is plain TCP (not TLS)."""
+        return self._socket
 
     async def send(self, body: Message, request_id: int = 0, more: bool = False) -> None:
         await self.send_bytes(encode(body, request_id, more))
 
     async def send_bytes(self, data: bytes) -> None:
         """Send pre-encoded frames (one or several), under the send deadline."""
-        if (self._socket is not None and len(data) <= FAST_SEND_MAX
+        if (self._socket is not None and len(data) <= FAST_SEND_MAX and not self._unsent
                 and self._fast_sends < FAST_SENDS_IN_A_ROW and not self._send_lock.locked()):
             # Fast path (plain TCP, a small frame, nobody else sending): one write, no
             # lock, no deadline, no trip through the scheduler. A server pinging 10,000
@@ -91,9 +107,29 @@ class FramedStream:
             return
         self._fast_sends = 0
         async with self._send_lock:
+            if self._unsent:  # it goes first: it is the tail of a frame already begun
+                data, self._unsent = self._unsent + data, b""
             with trio.fail_after(self.send_timeout):
                 await self.stream.send_all(data)
         self.bytes_sent += len(data)
+
+    def send_now(self, data: bytes) -> bool:
+        """Send pre-encoded frames without waiting, for code that cannot await (a ReadHub
+        callback). False, and nothing sent, when another send is under way or this is not
+        plain TCP. If the kernel takes only part, the rest goes before the next frame."""
+        sock = self._socket
+        if sock is None or self._send_lock.locked():
+            return False
+        if self._unsent:
+            sent = self._write_now(sock, self._unsent)
+            self._unsent = self._unsent[sent:]
+            self.bytes_sent += sent
+            if self._unsent:
+                return False
+        sent = self._write_now(sock, data)
+        self.bytes_sent += sent
+        self._unsent = data[sent:]
+        return True
 
     @staticmethod
     def _write_now(sock: trio.socket.SocketType, data: bytes) -> int:
@@ -121,6 +157,9 @@ class FramedStream:
     async def receive(self) -> Frame:
         """Next frame; see the module docstring for what can be raised."""
         while not self._received:
+            if self._hub is not None or self._hub_ending is not None:
+                await self._wait_for_hub()
+                continue
             data: bytes | bytearray
             if self._socket is not None:
                 data = await self._read_socket(self._socket)
@@ -159,12 +198,60 @@ class FramedStream:
                     raise trio.ClosedResourceError("this socket was already closed") from None
                 raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
+    async def _wait_for_hub(self) -> None:
+        """Park until the hub has queued frames for us or the connection has ended."""
+        if self._hub_ending is not None:
+            raise self._hub_ending
+        assert self._hub is not None and self._owner is None, "one reader at a time"
+        self._hub.resume(self)
+        self._owner = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._owner = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._fast_sends = 0  # this task just waited: it has yielded
+
+    # The ReadHub's side (lotc/net/readhub.py); nothing else calls these.
+
+    def hub_attached(self, hub: ReadHub, quick: QuickHandler) -> None:
+        assert self._socket is not None
+        self._hub, self._quick, self.hub_fd = hub, quick, self._socket.fileno()
+
+    def hub_received(self, data: bytes) -> bool:
+        """Decode `data`; frames `quick` does not take are queued. True when any were."""
+        if not data:
+            raise PeerClosed(f"{self.peer} closed the connection")
+        self.bytes_received += len(data)
+        quick = self._quick
+        assert quick is not None
+        for frame in self._decoder.feed(data):
+            if not quick(frame):
+                self._received.append(frame)
+        return bool(self._received)
+
+    def hub_wake_owner(self) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            trio.lowlevel.reschedule(owner)
+
+    def hub_ended(self, ending: BaseException) -> None:
+        """The hub no longer reads us; the owner sees `ending` once the queue is drained."""
+        if self._hub is None:
+            return
+        self._hub = None
+        self._hub_ending = ending
+        self.hub_wake_owner()
+
     async def receive_within(self, seconds: float) -> Frame:
         """Next frame, or trio.TooSlowError after `seconds`."""
         with trio.fail_after(seconds):
             return await self.receive()
 
     async def aclose(self) -> None:
+        if self._hub is not None:  # before the socket closes: its number may be reused at once
+            self._hub.detach(self)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
                 await self.stream.aclose()

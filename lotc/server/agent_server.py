@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import trio
 
 from lotc.net.auth import server_handshake
 from lotc.net.framed import FramedStream
+from lotc.net.readhub import ReadHub
 from lotc.server.controller import Controller
 from lotc.server.reconcile import reconcile
 from lotc.server.sessions import AgentSession
-from protocol.codec import Frame
+from protocol.codec import Frame, encode
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
@@ -32,7 +34,14 @@ logger = logging.getLogger(__name__)
 REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results)
 
 
-async def handle_agent(ctl: Controller, framed: FramedStream) -> None:
+async def handle_agent(
+    ctl: Controller, framed: FramedStream, read_hub: ReadHub | None = None
+) -> None:
+    """One agent's connection: handshake, then its frames until it goes.
+
+    With a `read_hub`, the hub reads a plain-TCP connection and takes heartbeats
+    itself (`_quick`), and this task wakes only for the other frames.
+    """
     config = ctl.config
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
@@ -41,9 +50,11 @@ async def handle_agent(ctl: Controller, framed: FramedStream) -> None:
     session = AgentSession(hello.name, framed, hello, ctl.now_us())
     await ctl.agent_connected(session)
     logger.info("agent %s connected from %s (%s)", hello.name, framed.peer, hello.software)
+    pinger = _Pinger(ctl, session)
+    hub_reads = read_hub is not None and read_hub.attach(framed, partial(_quick, ctl, pinger))
     try:
         async with trio.open_nursery() as nursery:
-            await _read_loop(ctl, session, nursery)
+            await _read_loop(ctl, session, pinger, nursery, hub_reads)
             nursery.cancel_scope.cancel()
     finally:
         ctl.agent_disconnected(session)
@@ -58,59 +69,124 @@ async def ping(framed: FramedStream, interval: float) -> None:
         await framed.send(Heartbeat(seq=seq, time_us=time.time_ns() // 1000, running=0))
 
 
-async def _read_loop(ctl: Controller, session: AgentSession, nursery: trio.Nursery) -> None:
-    """Frames from one agent, until it goes or breaks a rule.
+class _Pinger:
+    """Marks the agent heard from and pings it back, for every frame it sends.
 
-    This loop runs 10,000 times a second with 10,000 agents, so it does per frame
-    only what it must (bench.server_load; docs/performance.md, "Server"):
-    - Pings ride on the agent's own heartbeats: at most one per
-      `server_ping_interval_s`, sent from here after a frame arrives, instead of a
-      timer task per connection (a trio sleep per ping is a cancel scope expiring
-      and an exception). An agent that falls silent gets no more pings, and needs
-      none: the verdict loop closes its connection within `silence_limit_s`.
-    - The backstop deadline is one cancel scope for the whole connection, pushed
-      forward when half of it is used up, not a fail_after per frame.
+    Pings ride on the agent's own heartbeats: at most one per
+    `server_ping_interval_s`, sent when a frame arrives, instead of a timer task per
+    connection (a trio sleep per ping is a cancel scope expiring and an exception).
+    An agent that falls silent gets no more pings, and needs none: the verdict loop
+    closes its connection within `silence_limit_s`.
+    """
+
+    __slots__ = ("ctl", "interval", "next_ping", "seq", "session")
+
+    def __init__(self, ctl: Controller, session: AgentSession) -> None:
+        self.ctl = ctl
+        self.session = session
+        self.interval = ctl.config.server_ping_interval_s
+        self.next_ping = trio.current_time() + self.interval
+        self.seq = 0
+
+    def heard(self, now: float) -> bytes | None:
+        """The ping to send now, if one is due."""
+        self.ctl.heard_from(self.session, now)
+        if now < self.next_ping:
+            return None
+        self.next_ping = now + self.interval
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        return encode(Heartbeat(seq=self.seq, time_us=time.time_ns() // 1000, running=0))
+
+
+def _quick(ctl: Controller, pinger: _Pinger, frame: Frame) -> bool:
+    """The hub's work on a frame; False leaves it to the connection's task."""
+    ping = pinger.heard(trio.current_time())
+    if ping is not None:
+        # Skipped when the owner task is sending: the agent hears from us anyway.
+        pinger.session.framed.send_now(ping)
+    return _handled_now(ctl, pinger.session, frame)
+
+
+def _handled_now(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    """Handle a frame that needs no waiting; False when it needs the connection's task.
+
+    Heartbeats, stats, time reports and replies are handled here, by the hub when
+    it reads the connection: its task then wakes only for events and reconciles,
+    and its parked coroutines live as long as the connection. Woken for every stats
+    report instead, 10,000 tasks re-parked every 10 s, and what each left behind
+    lived long enough to make the GC's full collections (half a second at 10,000
+    agents) frequent.
+    """
+    body = frame.body
+    cls = body.__class__
+    if cls is Heartbeat:
+        return True
+    if cls is StatsReport:
+        ctl.stats_report(session, body)
+    elif cls is TimeInfo:
+        ctl.time_info(session, body)
+    elif isinstance(body, REPLY_TYPES):
+        if not session.deliver(frame) and cls is Error:
+            logger.warning("agent %s reported: %s", session.name, body.message)
+    elif cls is AgentState and frame.request_id and session.deliver(frame):
+        pass  # the answer to a refresh (live ps)
+    else:
+        return False
+    return True
+
+
+async def _read_loop(ctl: Controller, session: AgentSession, pinger: _Pinger,
+                     nursery: trio.Nursery, hub_reads: bool) -> None:
+    """Frames from one agent, until it goes or breaks a rule."""
+    if hub_reads:
+        # The hub has done the rest, and marked the agent heard from. No deadline
+        # here: the controller's verdict loop closes a silent connection, which
+        # ends this wait (ClosedResourceError).
+        while True:
+            frame = await session.framed.receive()
+            if not _handled_now(ctl, session, frame):
+                await _dispatch(ctl, session, frame, nursery)
+            del frame  # not kept while parked: see _handled_now on the GC
+    else:
+        await _read_loop_alone(ctl, session, pinger, nursery)
+
+
+async def _read_loop_alone(ctl: Controller, session: AgentSession, pinger: _Pinger,
+                           nursery: trio.Nursery) -> None:
+    """The loop for a connection no hub reads (TLS; not Linux).
+
+    It runs 10,000 times a second with 10,000 agents, so it does per frame only
+    what it must (bench.server_load; docs/performance.md, "Server"). The backstop
+    deadline is one cancel scope for the whole connection, pushed forward when half
+    of it is used up, not a fail_after per frame.
     """
     config = ctl.config
     framed = session.framed
     # Backstop only: the controller's verdict loop closes silent connections sooner.
     backstop = config.silence_limit_s * 2 + config.offline_grace_s
-    ping_interval = config.server_ping_interval_s
-    next_ping = trio.current_time() + ping_interval
-    ping_seq = 0
     with trio.move_on_after(backstop) as silence:
         while True:
             frame = await framed.receive()
             now = trio.current_time()
             if silence.deadline - now < backstop / 2:
                 silence.deadline = now + backstop
-            ctl.heard_from(session, now)
-            if now >= next_ping:
-                next_ping = now + ping_interval
-                ping_seq = (ping_seq + 1) & 0xFFFFFFFF
-                await framed.send(Heartbeat(seq=ping_seq, time_us=time.time_ns() // 1000,
-                                            running=0))
-            if frame.body.__class__ is not Heartbeat:  # nothing more to do for those
+            ping = pinger.heard(now)
+            if ping is not None:
+                await framed.send_bytes(ping)
+            if not _handled_now(ctl, session, frame):
                 await _dispatch(ctl, session, frame, nursery)
+            del frame  # not kept while waiting: see _handled_now on the GC
     raise trio.TooSlowError(f"agent {session.name} silent for {backstop:g} s")
 
 
 async def _dispatch(
     ctl: Controller, session: AgentSession, frame: Frame, nursery: trio.Nursery
 ) -> None:
+    """Frames that need awaiting (after `_handled_now` declined them)."""
     body = frame.body
-    if isinstance(body, REPLY_TYPES):
-        if not session.deliver(frame) and isinstance(body, Error):
-            logger.warning("agent %s reported: %s", session.name, body.message)
-    elif isinstance(body, Event):
+    if isinstance(body, Event):
         await ctl.agent_event(session, body)
-    elif isinstance(body, StatsReport):
-        ctl.stats_report(session, body)
-    elif isinstance(body, TimeInfo):
-        ctl.time_info(session, body)
     elif isinstance(body, AgentState):
-        if frame.request_id and session.deliver(frame):
-            return  # the answer to a refresh (live ps)
         # In its own task: reconciling awaits replies that this loop must keep reading.
         nursery.start_soon(reconcile, ctl, session, body)
     else:

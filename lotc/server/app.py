@@ -15,6 +15,7 @@ from functools import partial
 import trio
 
 from lotc.net.address import Address
+from lotc.net.readhub import ReadHub
 from lotc.net.transport import bound_address, open_listeners, serve
 from lotc.server.admin_server import handle_admin
 from lotc.server.agent_server import handle_agent
@@ -48,10 +49,15 @@ async def serve_server(
         async with trio.open_nursery() as nursery:
             await nursery.start(ctl.run_verdicts)
             await nursery.start(ctl.run_revocation_watch)
-            for handler, listeners in ((handle_agent, agent_listeners),
-                                       (handle_admin, admin_listeners)):
+            # Agents' heartbeats are read in batches by one task (lotc/net/readhub.py).
+            read_hub = ReadHub() if ReadHub.available() else None
+            if read_hub is not None:
+                await nursery.start(read_hub.run)
+            for handler, listeners in ((partial(handle_agent, ctl, read_hub=read_hub),
+                                        agent_listeners),
+                                       (partial(handle_admin, ctl), admin_listeners)):
                 await nursery.start(partial(
-                    serve, partial(handler, ctl), listeners,
+                    serve, handler, listeners,
                     max_body=config.max_body, send_timeout=config.send_timeout_s))
             for address in config.ntp_listen:
                 port = await nursery.start(partial(serve_sntp, address.host, address.port))

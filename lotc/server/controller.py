@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 import logging
 import math
 import time
@@ -53,6 +54,7 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
+SEEN_ROWS_PER_TICK = 500  # last-seen rows written per verdict tick (see flush)
 EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is cut off
 
 
@@ -73,6 +75,7 @@ class Controller:
         self.sessions: dict[str, AgentSession] = {}
         self._heard_from: set[str] = set()
         self._unwritten_seen: set[str] = set()
+        self._seen_to_write: dict[str, None] = {}  # due, written SEEN_ROWS_PER_TICK a tick
         self._seen_written_at = -math.inf
         self.last_seen_us: dict[str, int] = {}  # fresher than the model's (see flush)
         self._pending_stats: list[StatsRecord] = []
@@ -184,13 +187,16 @@ class Controller:
     async def judge_once(self) -> None:
         now = trio.current_time()
         self.flush()
-        for session in list(self.sessions.values()):
-            silent_for = now - session.last_seen_monotonic
-            if silent_for > self.config.silence_limit_s:
-                logger.warning("agent %s silent for %.1f s: closing its connection",
-                               session.name, silent_for)
-                self.agent_disconnected(session)
-                await session.framed.aclose()
+        cutoff = now - self.config.silence_limit_s
+        # A comprehension: with 10,000 sessions this runs 40,000 times a second.
+        silent = [s for s in self.sessions.values() if s.last_seen_monotonic < cutoff]
+        for session in silent:
+            if session.last_seen_monotonic >= cutoff:  # heard from while we closed another
+                continue
+            logger.warning("agent %s silent for %.1f s: closing its connection",
+                           session.name, now - session.last_seen_monotonic)
+            self.agent_disconnected(session)
+            await session.framed.aclose()
         for name, since in list(self._disconnected_at.items()):
             if now - since >= self.config.offline_grace_s:
                 del self._disconnected_at[name]
@@ -200,9 +206,11 @@ class Controller:
 
     def flush(self, *, all_seen: bool = False) -> None:
         """Write batched reports. Last-seen times are kept in memory every tick (listings
-        read them from there) but written to the model only every `seen_write_interval_s`:
+        read them from there) but reach the model only every `seen_write_interval_s`:
         rewriting thousands of rows four times a second filled SQLite's WAL and its
-        checkpoints stalled the event loop (console p99)."""
+        checkpoints stalled the event loop (console p99). A due batch is written
+        SEEN_ROWS_PER_TICK rows a tick, so no tick stalls the loop for long, whatever
+        the number of agents (bench.server_load)."""
         if self._heard_from:
             now_us = self.now_us()
             for name in self._heard_from:
@@ -211,9 +219,17 @@ class Controller:
             self._heard_from = set()
         due = trio.current_time() - self._seen_written_at >= self.config.seen_write_interval_s
         if self._unwritten_seen and (due or all_seen):
-            self.model.agent_seen(self._unwritten_seen, self.now_us())
+            self._seen_to_write.update(dict.fromkeys(self._unwritten_seen))
             self._unwritten_seen = set()
             self._seen_written_at = trio.current_time()
+        if self._seen_to_write:
+            if all_seen:
+                names = list(self._seen_to_write)
+            else:
+                names = list(itertools.islice(self._seen_to_write, SEEN_ROWS_PER_TICK))
+            for name in names:
+                del self._seen_to_write[name]
+            self.model.agent_seen(names, self.now_us())
         if self._pending_stats:
             self.model.add_stats(self._pending_stats)
             self._pending_stats = []
