@@ -21,6 +21,7 @@ from lotc.server.admin_server import handle_admin
 from lotc.server.agent_server import handle_agent
 from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller, wall_clock_us
+from lotc.server.gc_pacing import pace_full_collections
 from lotc.server.model import Model
 from lotc.sntp import serve_sntp
 
@@ -78,6 +79,8 @@ async def run(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_server, config)
+            # Here, not in serve_server: it changes the whole process's collector.
+            await nursery.start(pace_full_collections)
             async for signum in signals:
                 logger.info("received %s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

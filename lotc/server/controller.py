@@ -54,7 +54,8 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-SEEN_ROWS_PER_TICK = 500  # last-seen rows written per verdict tick (see flush)
+SEEN_ROWS_PER_TICK = 500  # last-seen rows written per verdict tick (see _take_heard)
+ROWS_PER_STEP = 50  # rows written between two checkpoints (see flush_in_steps)
 EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is cut off
 
 
@@ -185,8 +186,8 @@ class Controller:
             await self.judge_once()
 
     async def judge_once(self) -> None:
+        await self.flush_in_steps()
         now = trio.current_time()
-        self.flush()
         cutoff = now - self.config.silence_limit_s
         # A comprehension: with 10,000 sessions this runs 40,000 times a second.
         silent = [s for s in self.sessions.values() if s.last_seen_monotonic < cutoff]
@@ -200,17 +201,37 @@ class Controller:
         for name, since in list(self._disconnected_at.items()):
             if now - since >= self.config.offline_grace_s:
                 del self._disconnected_at[name]
-                self.flush(all_seen=True)  # the model keeps the true last-seen time
+                self._write_true_last_seen(name)
                 self.model.agent_offline(name, self.now_us())
                 self.server_event(name, EventKind.AGENT_OFFLINE, "stopped answering")
 
     def flush(self, *, all_seen: bool = False) -> None:
-        """Write batched reports. Last-seen times are kept in memory every tick (listings
-        read them from there) but reach the model only every `seen_write_interval_s`:
-        rewriting thousands of rows four times a second filled SQLite's WAL and its
-        checkpoints stalled the event loop (console p99). A due batch is written
-        SEEN_ROWS_PER_TICK rows a tick, so no tick stalls the loop for long, whatever
-        the number of agents (bench.server_load)."""
+        """Write batched reports now: every pending stats row, and a tick's share of
+        last-seen times (all of them with `all_seen`)."""
+        self._take_heard(all_seen)
+        self._write_seen(len(self._seen_to_write) if all_seen else SEEN_ROWS_PER_TICK)
+        self._write_stats(len(self._pending_stats))
+
+    async def flush_in_steps(self) -> None:
+        """`flush` for the verdict loop, a few dozen rows at a time with a checkpoint
+        between: with 10,000 agents a tick's writes took 20-50 ms in one go, and every
+        console request and heartbeat waited behind them (bench.server_load)."""
+        self._take_heard()
+        seen_left = min(SEEN_ROWS_PER_TICK, len(self._seen_to_write))
+        while seen_left > 0:
+            seen_left -= self._write_seen(min(ROWS_PER_STEP, seen_left))
+            await trio.lowlevel.checkpoint()
+        stats_left = len(self._pending_stats)  # not those that arrive meanwhile: next tick
+        while stats_left > 0:
+            stats_left -= self._write_stats(min(ROWS_PER_STEP, stats_left))
+            await trio.lowlevel.checkpoint()
+
+    def _take_heard(self, all_due: bool = False) -> None:
+        """Last-seen times are kept in memory every tick (listings read them from there)
+        but reach the model only every `seen_write_interval_s`: rewriting thousands of
+        rows four times a second filled SQLite's WAL and its checkpoints stalled the
+        event loop (console p99). A due batch is then written SEEN_ROWS_PER_TICK rows a
+        tick, so the writes are spread whatever the number of agents."""
         if self._heard_from:
             now_us = self.now_us()
             for name in self._heard_from:
@@ -218,21 +239,34 @@ class Controller:
             self._unwritten_seen |= self._heard_from
             self._heard_from = set()
         due = trio.current_time() - self._seen_written_at >= self.config.seen_write_interval_s
-        if self._unwritten_seen and (due or all_seen):
+        if self._unwritten_seen and (due or all_due):
             self._seen_to_write.update(dict.fromkeys(self._unwritten_seen))
             self._unwritten_seen = set()
             self._seen_written_at = trio.current_time()
-        if self._seen_to_write:
-            if all_seen:
-                names = list(self._seen_to_write)
-            else:
-                names = list(itertools.islice(self._seen_to_write, SEEN_ROWS_PER_TICK))
-            for name in names:
-                del self._seen_to_write[name]
+
+    def _write_true_last_seen(self, name: str) -> None:
+        """The model keeps when an offline agent was last heard from: that is the figure
+        an operator needs to judge what happened."""
+        self._take_heard()
+        self._unwritten_seen.discard(name)
+        self._seen_to_write.pop(name, None)
+        if name in self.last_seen_us:
+            self.model.agent_seen([name], self.last_seen_us[name])
+
+    def _write_seen(self, limit: int) -> int:
+        names = list(itertools.islice(self._seen_to_write, limit))
+        for name in names:
+            del self._seen_to_write[name]
+        if names:
             self.model.agent_seen(names, self.now_us())
-        if self._pending_stats:
-            self.model.add_stats(self._pending_stats)
-            self._pending_stats = []
+        return len(names)
+
+    def _write_stats(self, limit: int) -> int:
+        batch = self._pending_stats[:limit]
+        del self._pending_stats[:limit]
+        if batch:
+            self.model.add_stats(batch)
+        return len(batch)
 
     # ------------------------------------------------------------ agent reports
 
