@@ -463,19 +463,22 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         rss_idle = sproc.memory_info().rss
         view = ServerView(db, agent_port)
 
-        per = -(-n // opts.workers)
+        per = -(-(n - 1) // opts.workers)
         ramp_s = n / opts.rate
         # The workers' own hard stop: past every phase's bound (the console phase
         # stops by CONSOLE_OVERRUN x duration), so they never stop mid-window.
         limit_s = ramp_s + RAMP_SLACK_S + SETTLE_S + opts.duration * CONSOLE_OVERRUN + 180
-        for w in range(opts.workers):
-            first, count = w * per, min(per, n - w * per)
+        # The probe agent (0), which answers the console's ps and stop/resume, has a
+        # worker of its own: its answers then wait for no other simulated agent, so
+        # the round trips measure the server, not the load generator's queue.
+        ranges = [(0, 1)] + [(1 + w * per, min(per, n - 1 - w * per)) for w in range(opts.workers)]
+        for first, count in ranges:
             if count <= 0:
                 break
             workers.append(Worker([
                 "--server", f"127.0.0.1:{agent_port}", "--agents", str(root / "agents.json"),
                 "--first", str(first), "--count", str(count),
-                "--rate", str(opts.rate / opts.workers), "--duration", str(limit_s),
+                "--rate", str(max(1.0, opts.rate * count / n)), "--duration", str(limit_s),
             ], opts.nice))
         ramp_began = time.monotonic()
         server_cpu0 = cpu_seconds(sproc)

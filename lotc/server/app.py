@@ -19,6 +19,7 @@ from lotc.net.readhub import ReadHub
 from lotc.net.transport import bound_address, open_listeners, serve
 from lotc.server.admin_server import handle_admin
 from lotc.server.agent_server import handle_agent
+from lotc.server.checkpointer import run_checkpoints
 from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller, wall_clock_us
 from lotc.server.gc_pacing import pace_full_collections
@@ -50,6 +51,7 @@ async def serve_server(
         async with trio.open_nursery() as nursery:
             await nursery.start(ctl.run_verdicts)
             await nursery.start(ctl.run_revocation_watch)
+            await nursery.start(run_checkpoints, model)
             # Agents' heartbeats are read in batches by one task (lotc/net/readhub.py).
             read_hub = ReadHub() if ReadHub.available() else None
             if read_hub is not None:

@@ -80,6 +80,13 @@ class Model(DesiredStore, HistoryStore):
     def close(self) -> None:
         self._conn.close()
 
+    def set_wal_autocheckpoint(self, pages: int) -> None:
+        """How big the WAL grows before a commit of ours copies it back (see checkpointer.py)."""
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
+    def wal_autocheckpoint(self) -> int:
+        return int(self._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits to the file."""
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
