@@ -39,8 +39,8 @@ async def handle_agent(
 ) -> None:
     """One agent's connection: handshake, then its frames until it goes.
 
-    With a `read_hub`, the hub reads a plain-TCP connection and takes heartbeats
-    itself (`_quick`), and this task wakes only for the other frames.
+    With a `read_hub`, the hub reads a plain-TCP connection and handles what needs
+    no waiting itself (`_quick`); this task wakes only for events and reconciles.
     """
     config = ctl.config
     hello = await server_handshake(
