@@ -44,6 +44,21 @@ class PeerClosed(Exception):
     """The peer closed the connection cleanly."""
 
 
+def read_now(fd: int) -> bytes | None:
+    """What the socket `fd` holds (b"" at EOF), or None if nothing yet; errors as
+    trio's SocketStream maps them."""
+    if fd == -1:
+        raise trio.ClosedResourceError("this socket was already closed")
+    try:
+        return os.read(fd, RECEIVE_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+
 class FramedStream:
     def __init__(
         self,
@@ -186,17 +201,10 @@ class FramedStream:
         """
         while True:
             await trio.lowlevel.wait_readable(sock)  # ClosedResourceError if we close it
-            fd = sock.fileno()
-            if fd == -1:
-                raise trio.ClosedResourceError("this socket was already closed")
-            try:
-                return os.read(fd, RECEIVE_CHUNK)
-            except BlockingIOError:
-                continue  # woken without data (rare): wait again
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                    raise trio.ClosedResourceError("this socket was already closed") from None
-                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            data = read_now(sock.fileno())
+            if data is not None:
+                return data
+            # woken without data (rare): wait again
 
     async def _wait_for_hub(self) -> None:
         """Park until the hub has queued frames for us or the connection has ended."""

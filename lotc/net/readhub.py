@@ -21,24 +21,14 @@ sockets), and plain TCP only: TLS bytes must go through the stream's SSL object.
 """
 from __future__ import annotations
 
-import errno
-import logging
-import os
 import select
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import trio
 
+from lotc.net.framed import FramedStream, read_now
 from protocol.codec import Frame
-from protocol.errors import ProtocolError
 
-if TYPE_CHECKING:
-    from lotc.net.framed import FramedStream
-
-logger = logging.getLogger(__name__)
-
-RECEIVE_CHUNK = 64 * 1024
 MAX_BATCH = 64  # sockets read per wake (about 1 ms); other tasks run between batches
 
 QuickHandler = Callable[[Frame], bool]
@@ -103,19 +93,10 @@ class ReadHub:
         if framed is None:
             return
         try:
-            data = os.read(fd, RECEIVE_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                self._end(framed, trio.ClosedResourceError("this socket was already closed"))
-            else:
-                self._end(framed, trio.BrokenResourceError(f"socket connection broken: {exc}"))
-            return
-        try:
-            if not framed.hub_received(data):
+            data = read_now(fd)
+            if data is None or not framed.hub_received(data):
                 return
-        except (ProtocolError, Exception) as exc:  # noqa: BLE001  the connection's, not the hub's
+        except Exception as exc:  # noqa: BLE001  the connection's ending, not the hub's
             self._end(framed, exc)
             return
         # Frames wait for the owner: stop reading until it has taken them (back-pressure).

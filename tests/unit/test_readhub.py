@@ -6,12 +6,16 @@ other frames and every ending exactly as it would reading the socket itself.
 """
 from __future__ import annotations
 
+import array
+import fcntl
 import socket
+import termios
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.net.readhub import ReadHub
@@ -22,6 +26,14 @@ from protocol.messages import Heartbeat, Ok
 pytestmark = pytest.mark.skipif(not ReadHub.available(), reason="ReadHub needs epoll (Linux)")
 
 DEADLINE_S = 5.0
+
+
+def unread_bytes(framed: FramedStream) -> int:
+    """Bytes waiting in the kernel for `framed`'s socket (FIONREAD)."""
+    assert framed.socket is not None
+    count = array.array("i", [0])
+    fcntl.ioctl(framed.socket.fileno(), termios.FIONREAD, count)
+    return count[0]
 
 
 def takes_heartbeats(seen: list[Frame]) -> Callable[[Frame], bool]:
@@ -152,7 +164,8 @@ async def test_an_owner_that_does_not_read_pushes_back_on_its_peer() -> None:
         await client.send(Ok(message="first"))
         await wait_for(lambda: server.bytes_received > 0)
         await client.send(Ok(message="second"))
-        await trio.sleep(0.05)  # give the hub every chance to (wrongly) read it
+        await wait_for(lambda: unread_bytes(server) == len(encode(Ok(message="second"))))
+        await trio.testing.wait_all_tasks_blocked()  # the hub has had its chance to read it
         assert server.bytes_received == len(encode(Ok(message="first")))
         with trio.fail_after(DEADLINE_S):
             assert (await server.receive()).body == Ok(message="first")
