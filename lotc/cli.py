@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lotc", description="Low Orbit Task Cannon")
     parser.add_argument("--version", action="version", version=f"lotc {__version__}")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"],
+                        help="how much the command logs to stderr (default info); give it "
+                             "before the command: lotc --log-level debug server")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)

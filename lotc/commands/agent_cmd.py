@@ -9,8 +9,11 @@ from pathlib import Path
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import parse_address
+from lotc.token_names import login_name
 from protocol.spec import DEFAULT_AGENT_PORT
 
+DEFAULT_STATE_DIR = "lotc-agent-state"
+STATS_INTERVAL_S = 10.0
 NTP_INTERVAL_S = 64.0  # lotc.agent.timesync.NTP_INTERVAL_S (a test keeps them equal)
 
 
@@ -18,18 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("agent", help="run the agent on this node")
     p.add_argument("--server", required=True, metavar="HOST:PORT",
                    help=f"the server's agent port (default port {DEFAULT_AGENT_PORT})")
-    p.add_argument("--name", required=True, help="this agent's name (bound to its token)")
+    p.add_argument("--name", help="check that the token is this agent's (tokens name their "
+                                  "owner); required with a token made by an older lotc")
     p.add_argument("--token", help="the agent's token; or set LOTC_TOKEN, or use --token-file")
     p.add_argument("--token-file", type=Path, help="file holding the token (keeps it out of ps)")
-    p.add_argument("--state-dir", type=Path, default=Path("lotc-agent-state"),
-                   help="where bundles, logs and process state live")
+    p.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR),
+                   help=f"where bundles, logs and process state live (default ./{DEFAULT_STATE_DIR}"
+                        ", in the directory the agent starts in)")
     p.add_argument("--ntp", action="append", default=[], metavar="HOST[:PORT]",
                    help="NTP server to correct the clock against, repeatable")
     p.add_argument("--ntp-interval", type=float, default=NTP_INTERVAL_S, metavar="SECONDS",
                    help=f"how often to measure the clock against --ntp "
                         f"(default {NTP_INTERVAL_S:g})")
-    p.add_argument("--tls-ca", type=Path, help="CA certificate to verify a TLS server")
-    p.add_argument("--stats-interval", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--tls-ca", type=Path, metavar="FILE",
+                   help="CA certificate (PEM) to verify the server with; enables TLS")
+    p.add_argument("--stats-interval", type=float, default=STATS_INTERVAL_S, metavar="SECONDS",
+                   help="how often to report node and process statistics "
+                        f"(default {STATS_INTERVAL_S:g})")
     p.set_defaults(handler=run)
 
 
@@ -63,12 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from lotc.agent import app
     from lotc.agent.connection import LinkConfig
 
-    validate_name("agent", args.name)
+    token = read_token(args)
+    name = validate_name("agent", login_name(token, args.name, kind="agent"))
     if args.ntp_interval <= 0:
         raise InvalidRequest("--ntp-interval must be positive")
     link = LinkConfig(
-        server=parse_address(args.server, DEFAULT_AGENT_PORT), name=args.name,
-        token=read_token(args), ssl_context=client_ssl_context(args.tls_ca),
+        server=parse_address(args.server, DEFAULT_AGENT_PORT), name=name, token=token,
+        ssl_context=client_ssl_context(args.tls_ca),
         stats_interval_s=args.stats_interval,
     )
     config = app.AgentConfig(link=link, state_dir=args.state_dir.resolve(),

@@ -24,6 +24,7 @@ from admin_console.script import (
 )
 from lotc.errors import InvalidRequest
 from lotc.net.address import parse_address
+from lotc.token_names import login_name
 from protocol.spec import DEFAULT_ADMIN_PORT
 
 ENV_TOKEN = "LOTC_TOKEN"
@@ -50,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"server admin address (default ${ENV_SERVER} or {DEFAULT_SERVER})")
     p.add_argument("--token", help=f"admin token (default ${ENV_TOKEN}, then the token file)")
     p.add_argument("--name", metavar="ADMIN",
-                   help=f"admin name the token belongs to (default ${ENV_ADMIN} or "
-                        f"{DEFAULT_ADMIN})")
+                   help="check that the token belongs to ADMIN (tokens name their owner); "
+                        f"for a token made by an older lotc, the admin it belongs to "
+                        f"(default ${ENV_ADMIN} or {DEFAULT_ADMIN})")
     p.add_argument("--tls-ca", type=Path, metavar="FILE",
                    help="CA certificate (PEM) to verify the server with; enables TLS")
     source = p.add_mutually_exclusive_group()
@@ -100,8 +102,13 @@ def connection_from_args(args: argparse.Namespace) -> Connection:
         address = parse_address(server, DEFAULT_ADMIN_PORT)
     except InvalidRequest as exc:
         raise UsageError(f"--server: {exc}") from None
-    name = args.name or os.environ.get(ENV_ADMIN) or DEFAULT_ADMIN
-    return Connection(address, find_token(args.token), name, client_ssl_context(args.tls_ca))
+    token = find_token(args.token)
+    try:
+        name = login_name(token, args.name, kind="admin",
+                          fallback=os.environ.get(ENV_ADMIN) or DEFAULT_ADMIN)
+    except InvalidRequest as exc:
+        raise UsageError(str(exc)) from None
+    return Connection(address, token, name, client_ssl_context(args.tls_ca))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from lotc.deploy_ssh import Remote
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import Address, parse_address
+from lotc.token_names import login_name
 from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 DEFAULT_DIR = "lotc-agent"
@@ -56,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"the server's admin port from here (default: --server's host, "
                         f"port {DEFAULT_ADMIN_PORT})")
     p.add_argument("--admin-token", help="admin token (default $LOTC_TOKEN)")
-    p.add_argument("--admin-name", default=os.environ.get("LOTC_ADMIN", "admin"))
+    p.add_argument("--admin-name", metavar="ADMIN",
+                   help="check that the admin token is ADMIN's; for a token made by an older "
+                        "lotc, the admin it belongs to (default $LOTC_ADMIN or admin)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long to wait for the agent to come online (default 30)")
     p.add_argument("--uninstall", action="store_true",
@@ -75,7 +78,9 @@ def admin_access(args: argparse.Namespace) -> AdminAccess | None:
     else:
         return None
     ssl_context = client_ssl_context(Path(args.tls_ca)) if args.tls_ca else None
-    return AdminAccess(address, str(address), token, args.admin_name, ssl_context)
+    name = login_name(token, args.admin_name, kind="admin",
+                      fallback=os.environ.get("LOTC_ADMIN") or "admin")
+    return AdminAccess(address, str(address), token, name, ssl_context)
 
 
 def agent_token(args: argparse.Namespace) -> str | None:

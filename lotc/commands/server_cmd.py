@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from lotc.cli import lone_error
 from lotc.errors import InvalidRequest
-from lotc.net.address import default_listen_addresses, parse_address
+from lotc.net.address import default_listen_addresses, loopback_listen_addresses, parse_address
 
 if TYPE_CHECKING:
     from lotc.server.config import ServerConfig
@@ -16,19 +16,27 @@ from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("server", help="run the management server")
+    p = subparsers.add_parser(
+        "server", help="run the management server",
+        description="Run the management server: agents connect to its agent port (all "
+                    f"interfaces, {DEFAULT_AGENT_PORT}, by default), consoles to its console "
+                    f"port (this machine only, {DEFAULT_ADMIN_PORT}, by default).")
     p.add_argument("--listen", action="append", default=[], metavar="ADDR:PORT",
-                   help=f"agent listener, repeatable (default 0.0.0.0 and [::] port "
-                        f"{DEFAULT_AGENT_PORT})")
+                   help="agent listener, repeatable (default all interfaces: "
+                        f"0.0.0.0:{DEFAULT_AGENT_PORT} and [::]:{DEFAULT_AGENT_PORT})")
     p.add_argument("--admin-listen", action="append", default=[], metavar="ADDR:PORT",
-                   help=f"console listener, repeatable (default both families, port "
-                        f"{DEFAULT_ADMIN_PORT})")
-    p.add_argument("--db", type=Path, default=Path("lotc.db"), help="SQLite file (default lotc.db)")
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
-    p.add_argument("--tls-key", type=Path, help="PEM private key")
+                   help="console listener, repeatable (default this machine only: "
+                        f"127.0.0.1:{DEFAULT_ADMIN_PORT} and [::1]:{DEFAULT_ADMIN_PORT}; "
+                        f"give 0.0.0.0:{DEFAULT_ADMIN_PORT} or [::]:{DEFAULT_ADMIN_PORT} "
+                        "to take consoles from other machines)")
+    p.add_argument("--db", type=Path, default=Path("lotc.db"),
+                   help="SQLite file (default lotc.db; created when missing)")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE",
+                   help="PEM certificate chain; enables TLS on both ports (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key of --tls-cert")
     p.add_argument("--heartbeat", type=float, default=1.0, metavar="SECONDS",
                    help="interval agents heartbeat at (default 1)")
-    p.add_argument("--missed-heartbeats", type=int, default=3,
+    p.add_argument("--missed-heartbeats", type=int, default=3, metavar="N",
                    help="silent intervals before a connection is presumed dead (default 3)")
     p.add_argument("--offline-grace", type=float, default=2.0, metavar="SECONDS",
                    help="further grace before an agent is declared offline (default 2)")
@@ -61,7 +69,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         listen=tuple(parse_address(a) for a in args.listen)
         or tuple(default_listen_addresses(DEFAULT_AGENT_PORT)),
         admin_listen=tuple(parse_address(a) for a in args.admin_listen)
-        or tuple(default_listen_addresses(DEFAULT_ADMIN_PORT)),
+        or tuple(loopback_listen_addresses(DEFAULT_ADMIN_PORT)),
         ssl_context=server_ssl_context(args.tls_cert, args.tls_key),
         heartbeat_interval_s=args.heartbeat,
         missed_heartbeats=args.missed_heartbeats,

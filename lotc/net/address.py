@@ -68,5 +68,10 @@ def _with_default(host: str, default_port: int | None, original: str) -> Address
 
 
 def default_listen_addresses(port: int) -> list[Address]:
-    """Both families, as DESIGN section 2 asks: `0.0.0.0:PORT` and `[::]:PORT`."""
+    """All interfaces of both families, as DESIGN section 2 asks: `0.0.0.0:PORT`, `[::]:PORT`."""
     return [Address("0.0.0.0", port), Address("::", port)]
+
+
+def loopback_listen_addresses(port: int) -> list[Address]:
+    """This machine only, both families: the console port's default (DESIGN 7, safe defaults)."""
+    return [Address("127.0.0.1", port), Address("::1", port)]

@@ -94,6 +94,14 @@ async def client_handshake(
 KeyLookup = Callable[[Role, str], bytes | None]
 
 
+def auth_failure_message(role: Role, name: str) -> str:
+    """What a refused client hears: the name it tried, and what to check."""
+    kind = role.name.lower()
+    return (f"authentication failed for {kind} {name!r}: check that the token is {name}'s "
+            f"and still live in this server's database (not revoked; `lotc token create "
+            f"--{kind} {name}` makes one); a token made by an older lotc also needs --name")
+
+
 async def server_handshake(
     framed: FramedStream,
     lookup_key: KeyLookup,
@@ -143,6 +151,6 @@ async def _server_exchange(
     if not hmac.compare_digest(expected, frame.body.mac) or key is None:
         # Not logged here: the connection's boundary (transport.serve) logs every refusal
         # once, with the peer's address; logging here too made each failure two lines.
-        raise AuthFailed(f"authentication failed for {hello.role.name.lower()} {hello.name!r}")
+        raise AuthFailed(auth_failure_message(hello.role, hello.name))
     await framed.send(make_welcome(hello), frame.request_id)
     return hello

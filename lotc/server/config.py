@@ -5,7 +5,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lotc.net.address import Address, default_listen_addresses
+from lotc.net.address import Address, default_listen_addresses, loopback_listen_addresses
 from protocol.spec import (
     DEFAULT_ADMIN_PORT,
     DEFAULT_AGENT_PORT,
@@ -18,7 +18,8 @@ from protocol.spec import (
 class ServerConfig:
     db_path: Path = Path("lotc.db")
     listen: tuple[Address, ...] = tuple(default_listen_addresses(DEFAULT_AGENT_PORT))
-    admin_listen: tuple[Address, ...] = tuple(default_listen_addresses(DEFAULT_ADMIN_PORT))
+    # consoles from this machine only unless --admin-listen says otherwise (DESIGN 7)
+    admin_listen: tuple[Address, ...] = tuple(loopback_listen_addresses(DEFAULT_ADMIN_PORT))
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     ntp_listen: tuple[Address, ...] = ()  # answer SNTP here (a time source for the agents)
     heartbeat_interval_s: float = 1.0  # agents send HEARTBEAT this often

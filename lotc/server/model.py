@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from lotc.server.model_desired import DesiredStore
 from lotc.server.model_history import HistoryStore, Retention
 from lotc.server.records import AgentRecord, BundleRecord, TokenRecord
 from lotc.server.schema import SchemaError, agent_clause, connect, migrate
+from lotc.token_names import new_token
 from protocol.enums import BundleKind, Role
 
 __all__ = ["Model", "Retention", "SchemaError"]
@@ -96,7 +96,7 @@ class Model(DesiredStore, HistoryStore):
     def create_token(self, role: Role, name: str, now_us: int) -> str:
         """Issue a token for `name` and return it: the only time it exists in clear."""
         validate_name(Role(role).name.lower(), name)
-        token = secrets.token_urlsafe(32)
+        token = new_token(name)  # carries its owner's name (lotc/token_names.py)
         digest = hashlib.sha256(token.encode()).digest()
         with self._write() as db:
             row = db.execute("SELECT role, revoked_us FROM tokens WHERE name = ?",

@@ -17,7 +17,13 @@ import trio.testing
 
 from lotc.errors import AuthFailed, LotcError, NotAllowed, RequestTimeout
 from lotc.net.address import Address
-from lotc.net.auth import client_handshake, compute_mac, server_handshake, token_key
+from lotc.net.auth import (
+    auth_failure_message,
+    client_handshake,
+    compute_mac,
+    server_handshake,
+    token_key,
+)
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.net.transport import bound_address, connect, open_listeners, serve
 from protocol.codec import FrameDecoder, encode
@@ -118,14 +124,15 @@ async def test_wrong_token_fails() -> None:
     client, server, _ = await both(as_client(Role.AGENT, "web-1", "guess"), serve_one)
     assert isinstance(server, AuthFailed)
     assert isinstance(client, AuthFailed)
-    assert str(client) == "authentication failed for agent 'web-1'"
+    assert str(client) == auth_failure_message(Role.AGENT, "web-1")
+    assert "check that the token is web-1's" in str(client)
 
 
 async def test_unknown_name_fails_like_a_wrong_token() -> None:
     client, server, _ = await both(as_client(Role.AGENT, "ghost", "agent-token"), serve_one)
     assert isinstance(client, AuthFailed) and isinstance(server, AuthFailed)
     # Same words as for a wrong token: the reply does not reveal which names exist.
-    assert str(client) == "authentication failed for agent 'ghost'"
+    assert str(client) == auth_failure_message(Role.AGENT, "ghost")
 
 
 @pytest.mark.parametrize("name, token", [("web-1", "guess"), ("ghost", "agent-token")])
@@ -152,7 +159,7 @@ async def test_a_failed_auth_is_logged_once_with_the_peer_address(
     finally:
         await framed.aclose()
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert lines == [f"closing {local}: authentication failed for agent {name!r}"]
+    assert lines == [f"closing {local}: {auth_failure_message(Role.AGENT, name)}"]
     assert all(token not in r.getMessage() for r in caplog.records)
 
 
