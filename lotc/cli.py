@@ -30,7 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    parser.set_defaults(subcommand_parsers=subparsers.choices)
     return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser,
+                    argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, but an unknown option is reported with its subcommand's usage.
+
+    argparse leaves options a subcommand does not know to the top parser, which then
+    prints `lotc`'s usage: `lotc console --frob` should show the console's.
+    """
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub = args.subcommand_parsers.get(args.command) if args.command else None
+        (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def lone_error(exc: BaseException) -> BaseException:
@@ -47,7 +62,7 @@ def lone_error(exc: BaseException) -> BaseException:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

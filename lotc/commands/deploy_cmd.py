@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Copy the single-file agent to a node over SSH, start it (systemd unit "
                     "when root and systemd run there, else nohup) and wait until it is online.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", metavar="USER@HOST")
+    p.add_argument("target", metavar="USER@HOST", help="the node, as ssh reaches it")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="the server's agent port as the NODE reaches it")
     p.add_argument("--name", help="the agent's name")

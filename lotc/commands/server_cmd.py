@@ -6,7 +6,6 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lotc.cli import lone_error
 from lotc.errors import InvalidRequest
 from lotc.net.address import default_listen_addresses, loopback_listen_addresses, parse_address
 
@@ -85,11 +84,5 @@ def run(args: argparse.Namespace) -> int:
     from lotc.server import app
 
     config = config_from_args(args)
-    try:
-        trio.run(app.run, config)
-    except (OSError, BaseExceptionGroup) as exc:
-        error = lone_error(exc)  # the nursery wraps it in a group
-        if not isinstance(error, OSError):
-            raise
-        raise InvalidRequest(f"cannot listen: {error}") from None
+    trio.run(app.run, config)  # cannot listen: app.ListenFailed names the address
     return 0

@@ -31,14 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     who = create.add_mutually_exclusive_group(required=True)
     who.add_argument("--agent", metavar="NAME", help="token for the agent NAME")
     who.add_argument("--admin", metavar="NAME", help="token for the administrator NAME")
-    create.add_argument("--db", type=Path, default=Path(DEFAULT_DB), help=DB_HELP)
+    create.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE",
+                        help=DB_HELP)
     create.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write the token to FILE (mode 0600, only you can read it) "
                              "instead of printing it")
     create.set_defaults(handler=create_token)
     revoke = actions.add_parser("revoke", help="revoke NAME's token; live connections are cut")
     revoke.add_argument("name", help="the agent or administrator whose token to revoke")
-    revoke.add_argument("--db", type=Path, default=Path(DEFAULT_DB), help=DB_HELP)
+    revoke.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE",
+                        help=DB_HELP)
     revoke.set_defaults(handler=revoke_token)
 
 

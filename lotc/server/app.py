@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import trio
 
+from lotc.errors import LotcError
 from lotc.net.address import Address
 from lotc.net.readhub import ReadHub
 from lotc.net.transport import bound_address, open_listeners, serve
@@ -25,6 +29,9 @@ from lotc.server.controller import Controller, wall_clock_us
 from lotc.server.gc_pacing import pace_full_collections
 from lotc.server.model import Model
 from lotc.sntp import serve_sntp
+from protocol.errors import ErrorCode
+
+Listener = trio.abc.Listener[trio.abc.Stream]
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +45,18 @@ class BoundAddresses:
 async def serve_server(
     config: ServerConfig, task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    model = Model(config.db_path)
+    # Listen first: a port already in use is reported before any database file is made.
+    agent_listeners = await listen_on(config.listen, config.ssl_context)
+    admin_listeners: list[Listener] = []
+    try:
+        admin_listeners = await listen_on(config.admin_listen, config.ssl_context)
+        model = Model(config.db_path)
+    except BaseException:
+        await close_all(agent_listeners + admin_listeners)
+        raise
     ctl = Controller(model, config)
     try:
         model.mark_all_offline(wall_clock_us())
-        agent_listeners = await open_listeners(config.listen, config.ssl_context)
-        admin_listeners = await open_listeners(config.admin_listen, config.ssl_context)
         bound = BoundAddresses(
             agent=[bound_address(x) for x in agent_listeners],
             admin=[bound_address(x) for x in admin_listeners],
@@ -74,6 +87,31 @@ async def serve_server(
         ctl.flush(all_seen=True)
         model.close()
         logger.info("server stopped; state saved in %s", config.db_path)
+
+
+class ListenFailed(LotcError):
+    """A listener could not be opened (the port is in use, the address is not ours...)."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+
+
+async def listen_on(addresses: Sequence[Address], ssl_context: ssl.SSLContext | None,
+                    ) -> list[Listener]:
+    """Open a listener per address; the first that fails is named, the others closed."""
+    listeners: list[Listener] = []
+    for address in addresses:
+        try:
+            listeners += await open_listeners([address], ssl_context)
+        except OSError as exc:
+            await close_all(listeners)
+            raise ListenFailed(f"cannot listen on {address}: {exc.strerror or exc}") from None
+    return listeners
+
+
+async def close_all(listeners: Sequence[Listener]) -> None:
+    with trio.CancelScope(shield=True):
+        for listener in listeners:
+            await listener.aclose()
 
 
 async def run(config: ServerConfig) -> None:
