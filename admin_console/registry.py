@@ -6,6 +6,7 @@ before anything runs) and run it with `run_invocation`.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import logging
@@ -26,11 +27,15 @@ class Outcome(enum.Enum):
     QUIT = "quit"  # the user asked to leave
 
 
+JSON_FLAG = "--json"
+
+
 @dataclass(frozen=True)
 class Invocation:
     command: Command
     parsed: Any
     line: str
+    json: bool = False  # this command was given --json (`-c "ps --json"`, or in the REPL)
 
 
 class Registry:
@@ -56,7 +61,7 @@ class Registry:
 
 def parse_line(registry: Registry, line: str) -> Invocation | None:
     """Parse one command line; None for a blank line."""
-    argv = words(line)
+    argv, json = take_json_flag(words(line))
     if not argv:
         return None
     command = registry.get(argv[0])
@@ -66,12 +71,21 @@ def parse_line(registry: Registry, line: str) -> Invocation | None:
         if exc.usage:
             raise
         raise UsageError(str(exc), command.usage) from None  # checks made after argparse
-    return Invocation(command, parsed, line.strip())
+    return Invocation(command, parsed, line.strip(), json)
+
+
+def take_json_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """Remove `--json` from a command's own words (not from a program's, after `--`)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    own = [word for word in argv[:end] if word != JSON_FLAG]
+    return own + argv[end:], len(own) < end
 
 
 async def run_invocation(ctx: Context, invocation: Invocation) -> Outcome:
     """Execute and print one parsed command. Errors propagate to the caller."""
     command = invocation.command
+    if invocation.json and not ctx.json:
+        ctx = dataclasses.replace(ctx, json=True)  # streams look at it while they run
     result = await command.execute(ctx, invocation.parsed)
     if isinstance(result, QuitRequest):
         return Outcome.QUIT

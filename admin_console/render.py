@@ -3,7 +3,10 @@
 JSON conventions, the same for every command: enums by name, bytes as hex,
 and every timestamp field `X_us` kept raw and joined by `X` as ISO-8601 UTC
 (null when the raw value is 0, "never"). Clock offsets and delays end in
-`_us` too but are durations, not times, so they stay numbers only.
+`_us` too but are durations, not times, so they stay numbers only. The wire's
+"none" markers (exit code -1, pid 0...) are null: a script must not mistake
+them for values. Each command prints one document on one line, so the output
+of `-c "ps; agents"` is JSON Lines.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from enum import Enum
 from typing import Any
 
 NOT_TIMES = frozenset({"clock_offset_us", "clock_delay_us", "offset_us", "delay_us"})
+# Integer fields whose wire value means "none" (protocol/spec.py says which): null in JSON.
+NONE_MARKERS = {"exit_code": -1, "pid": 0, "exit_signal": 0, "signal": 0}
 _SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -72,6 +77,11 @@ def human_duration(seconds: float) -> str:
         return f"{hours}h{minutes}m" if minutes else f"{hours}h"
     days, hours = divmod(hours, 24)
     return f"{days}d{hours}h" if hours else f"{days}d"
+
+
+def count_of(count: int, noun: str, plural: str = "") -> str:
+    """'1 process', '2 processes', '0 agents': the noun agrees with the number."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def ago(time_us: int, now_us: int) -> str:
@@ -135,13 +145,15 @@ def _fields_to_json(fields: Mapping[str, Any]) -> dict[str, Any]:
     for name, raw in fields.items():
         if name.endswith("_us") and name not in NOT_TIMES and isinstance(raw, int):
             result[name[:-3]] = iso_time(raw)
-        result[name] = to_json(raw)
+        is_none = (isinstance(raw, int) and not isinstance(raw, bool)
+                   and NONE_MARKERS.get(name) == raw)
+        result[name] = None if is_none else to_json(raw)
     return result
 
 
 def dumps(document: Any) -> str:
-    """One JSON document (a command's whole output), indented for reading."""
-    return json.dumps(to_json(document), indent=2, ensure_ascii=False)
+    """One JSON document (a command's whole output) on one line: JSON Lines across commands."""
+    return dumps_line(document)
 
 
 def dumps_line(document: Any) -> str:

@@ -11,6 +11,7 @@ import time
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.styles import Style
 
+from admin_console.render import count_of
 from admin_console.session import LinkState, Session
 
 HINTS = "Tab completes, Ctrl-R searches, Ctrl-D quits"
@@ -27,8 +28,8 @@ def toolbar_text(session: Session, now: float | None = None) -> FormattedText:
     link, state = session.link, session.state
     if link.state is LinkState.CONNECTED:
         agents = (f"{state.online_agents}/{len(state.agents)} agents online · "
-                  f"{len(state.processes)} processes" if state.fetched_at is not None
-                  else "loading…")
+                  f"{count_of(len(state.processes), 'process', 'processes')}"
+                  if state.fetched_at is not None else "loading…")
         return FormattedText([("class:bottom-toolbar", who),
                               ("class:bottom-toolbar.good", "connected"),
                               ("class:bottom-toolbar", f" · {agents} · {HINTS} ")])

@@ -54,7 +54,8 @@ class HelpCommand(Command):
         rows = [(c.usage if len(c.usage) < 40 else f"{c.name} ...", c.summary)
                 for c in result.commands]
         return (f"{table(None, rows)}\n\n{AGENT_NOTE}\n"
-                "Type 'help COMMAND' for its options and examples.")
+                "Type 'help COMMAND' for its options and examples; add --json to any "
+                "command for one JSON document on one line.")
 
 
 class QuitCommand(Command):

@@ -115,6 +115,9 @@ class ControlCommand(ResultsCommand):
 class StopCommand(ControlCommand):
     """Suspend process P (SIGSTOP to its whole process group); its watchdog pauses.
 
+    The process stays in memory, frozen, until resume. To end it, use
+    terminate (SIGTERM, then SIGKILL) or kill.
+
     Examples:
       stop node-1 web
       stop all web
@@ -160,10 +163,13 @@ class TerminateCommand(ControlCommand):
 
 
 class KillCommand(ControlCommand):
-    """Send SIGKILL (or --signal SIG) to process P's whole process tree.
+    """Send SIGKILL (or --signal SIG) to process P's process group.
 
-    SIGKILL ends the process and it stays down; any other signal (HUP to
-    reload, USR1...) is only delivered and needs the agent online.
+    The group is the process and the children it started (each process runs in
+    a group of its own), so the signal reaches them all. SIGKILL ends the
+    process and it stays down; any other signal (HUP to reload, USR1...) is
+    only delivered and needs the agent online. To end a process gently, use
+    terminate; stop only suspends it.
 
     Examples:
       kill node-1 web

@@ -33,15 +33,17 @@ ACTIONS = {enum_word(action): action for action in Action}
 KINDS = {"cron": ScheduleKind.CRON, "at": ScheduleKind.AT}
 MAX_ID = 2**63 - 1  # ids travel as 64-bit numbers
 T = TypeVar("T")
-TIME_HELP = ("use an ISO time with a zone (2026-11-24T02:00:00Z or 2026-11-24T03:00:00+01:00) "
-             "or a delay (+30s, in 10m)")
+TIME_HELP = ("use an ISO time with a zone (at 2026-11-24T02:00:00Z, at 2026-11-24T03:00:00+01:00) "
+             "or a delay (in 10m, +10m, at in 10m, at +10m)")
+RELATIVE = "in"  # `in 10m`; a word starting with '+' is a delay too (`+10m`)
 
 
 class ScheduleCommand(ResultsCommand):
     """Act on process P at set times: on a cron expression, or once at a time.
 
     ACTION is start, stop, resume, terminate, kill or restart (kill takes
-    --signal, SIGKILL by default). The agent keeps its schedules and fires
+    --signal, SIGKILL by default). stop suspends (SIGSTOP) and resume
+    continues; terminate ends the process (SIGTERM, then SIGKILL). The agent keeps its schedules and fires
     them on its NTP-corrected clock, also while the server is unreachable
     and after an agent restart; the server records each fire as an event
     and moves the process's desired state with it.
@@ -52,22 +54,22 @@ class ScheduleCommand(ResultsCommand):
 
     at TIME: once. TIME is an ISO date and time with a zone: Z for UTC or an
     offset (+01:00); a time without a zone is refused rather than guessed.
-    '+30s' or 'in 10m' mean that long from now (the console's clock). A time
-    in the past is refused. If the agent was down at that time and returns
+    in DELAY or +DELAY (also after 'at': 'at in 10m', 'at +10m'): once,
+    that long from now (the console's clock). A time in the past is refused. If the agent was down at that time and returns
     within a minute it fires late (the event says LATE); later, the fire is
     skipped and reported as missed.
 
     Examples:
       schedule node-1 nightly start cron "0 2 * * *" --tz Europe/Paris
-      schedule all demo stop cron "0 18 * * mon-fri"
+      schedule all demo terminate cron "0 18 * * mon-fri"
       schedule web-* web restart at 2099-11-24T02:00:00Z
-      schedule node-1 web kill at +30s --signal HUP
-      schedule node-1 web stop at in 10m
+      schedule node-1 web kill +30s --signal HUP
+      schedule node-1 web restart in 10m
     """
 
     name = "schedule"
     usage = ('schedule AGENT P ACTION cron "EXPR" [--tz ZONE] [--signal SIG]  |  '
-             "schedule AGENT P ACTION at ISO-TIME|+DELAY [--signal SIG]")
+             "schedule AGENT P ACTION at ISO-TIME|in DELAY|+DELAY [--signal SIG]")
     arguments = ("agent", "process", "action", "when")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -89,10 +91,14 @@ class ScheduleCommand(ResultsCommand):
         if action is None:
             raise UsageError(f"unknown action {args.action!r}: use one of {', '.join(ACTIONS)}")
         if not args.kind:
-            raise UsageError("missing when: 'cron \"EXPR\"' or 'at TIME' after the action")
+            raise UsageError("missing when: 'cron \"EXPR\"', 'at TIME' or 'in DELAY' after "
+                             "the action")
+        if args.kind.lower() == RELATIVE or args.kind.startswith("+"):
+            args.when, args.kind = [args.kind, *args.when], "at"  # `in 10m`, `+10m`
         kind = KINDS.get(args.kind.lower())
         if kind is None:
-            raise UsageError(f"expected 'cron' or 'at' after the action, not {args.kind!r}")
+            raise UsageError(f"expected 'cron', 'at' or 'in' after the action, "
+                             f"not {args.kind!r}")
         if args.signal and action != Action.KILL:
             raise UsageError("--signal goes with the kill action only")
         cron, at_us = "", 0
@@ -125,7 +131,7 @@ def parse_time(words: Sequence[str], now: int) -> int:
     if not words:
         raise UsageError(f"missing the time after 'at': {TIME_HELP}")
     text = " ".join(words)
-    if len(words) == 2 and words[0].lower() == "in":
+    if len(words) == 2 and words[0].lower() == RELATIVE:
         delay = parse_duration(words[1])
     elif len(words) == 1 and text.startswith("+"):
         delay = parse_duration(text[1:])

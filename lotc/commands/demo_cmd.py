@@ -1,15 +1,16 @@
 """`lotc demo`: a server and two local agents (IPv4 and IPv6), a sample bundle, the console.
 
-Everything lives under ./var/demo (--dir): the SQLite file, the tokens (made
-on the first run, reused after), the agents' state dirs and every log. The
+Everything lives under ./var/demo (--dir): the SQLite file, the tokens, the
+agents' state dirs and every log. The
 server and the agents are subprocesses in sessions of their own, so a Ctrl-C
 meant for `logs -f` in the console does not reach them.
 
 Leaving the console (quit, Ctrl-D; or the terminal closing) stops the agents
 and the server, and then terminates the processes the agents started: an
 agent deliberately leaves its processes running when it stops (the next one
-re-adopts them), which a demo should not do to the machine. What was asked
-for stays in the database, so the next `lotc demo` starts it all again.
+re-adopts them), which a demo should not do to the machine. The state stays
+for a look afterwards; the next `lotc demo` starts afresh (it forgets what the
+previous one asked for, so the hints work every time) and appends to the logs.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from admin_console.client import AdminClient
 from admin_console.commands import build_registry
 from admin_console.commands.base import Context
 from admin_console.script import Connection, plan, run_all
+from lotc.commands.token_cmd import write_secret
 from lotc.errors import InvalidRequest
 from lotc.net.address import Address
 from lotc.server.model import Model
@@ -179,7 +181,7 @@ class Demo:
         return self.root / f"{name}.token"
 
     def token(self, role: Role, name: str) -> str:
-        """The demo's token for `name`: made on the first run, read back after."""
+        """The demo's token for `name`: made once per run (written 0600), read back after."""
         path = self.token_file(name)
         if path.exists() and path.read_text().strip():
             return path.read_text().strip()
@@ -189,14 +191,23 @@ class Demo:
             token = model.create_token(role, name, time.time_ns() // 1000)
         finally:
             model.close()
-        path.touch(mode=0o600)
-        path.write_text(token + "\n")
+        write_secret(path, token + "\n")
         return token
 
     # ------------------------------------------------------------ start
 
+    def forget_previous_run(self) -> None:
+        """Remove what an earlier demo left in root (only the demo's own files; logs stay)."""
+        for path in [self.db, *self.root.glob(f"{self.db.name}-*"),
+                     *(self.token_file(name) for name in (ADMIN, *self.agent_hosts))]:
+            path.unlink(missing_ok=True)
+        for directory in [self.root / f"{self.db.stem}-blobs",
+                          *(self.root / f"state-{name}" for name in self.agent_hosts)]:
+            shutil.rmtree(directory, ignore_errors=True)
+
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.forget_previous_run()
         print(f"starting the demo in {self.root}: server on ports {self.agent_port} (agents) "
               f"and {self.admin_port} (console)", flush=True)
         listen = [f"127.0.0.1:{self.agent_port}"]
@@ -276,8 +287,8 @@ class Demo:
                     child.wait()
         self.children.clear()
         self._stop_managed()
-        print(f"demo stopped: the server, the agents and what they ran; its state stays in "
-              f"{self.root}", flush=True)
+        print(f"demo stopped: the server, the agents and what they ran; its state and logs "
+              f"stay in {self.root} until the next demo", flush=True)
 
     def _stop_managed(self) -> None:
         """Terminate the process groups of what the agents ran (they run in the state dirs)."""

@@ -144,7 +144,7 @@ def test_repl_session(cluster: Cluster, app_bundle: Path, tmp_path: Path) -> Non
         t.wait_for("loaded hello")
         t.type_line(f"start n1 hello -- {sys.executable} main.py")
         t.wait_for("started pid")
-        t.wait_for("1 processes")  # the toolbar follows the server's state
+        t.wait_for("online · 1 process ·")  # the toolbar follows the server's state
 
         # an event printed above a half-typed line, which survives it
         t.send("kill n1 hel")

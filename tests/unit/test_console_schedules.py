@@ -97,15 +97,33 @@ def test_relative_time_uses_the_console_clock() -> None:
     assert before + 10 * SECOND <= entry.at_us <= after + 10 * SECOND
 
 
+@pytest.mark.parametrize("when", ["in 10m", "+10m", "at in 10m", "at +10m"])
+def test_every_delay_spelling_the_help_names_parses(when: str) -> None:
+    """Issue 14 item 3: `help schedule` and the parser agree on `in 10m` / `+10m`."""
+    help_text = " ".join(REGISTRY.get("schedule").help.split())
+    assert all(spelling in help_text for spelling in ("in DELAY", "+DELAY", "at in 10m",
+                                                      "at +10m"))
+    entry = schedule_at(f"n1 web stop {when}").schedule
+    assert (entry.kind, entry.at_us) == (ScheduleKind.AT, NOW + 600 * SECOND)
+
+
+def test_every_example_in_the_help_parses() -> None:
+    for name in ("schedule", "stop", "kill", "terminate", "start"):
+        examples = REGISTRY.get(name).help.split("Examples:")[1].strip().splitlines()
+        for example in examples:
+            assert parse_line(REGISTRY, example.strip()) is not None, example
+
+
 # ---------------------------------------------------------------- schedule: bad input
 
 
 @pytest.mark.parametrize(("line", "words"), [
     ("schedule", "missing: agent, process, action"),
     ("schedule n1 web", "missing: action"),
-    ("schedule n1 web stop", "missing when: 'cron \"EXPR\"' or 'at TIME'"),
+    ("schedule n1 web stop", "missing when: 'cron \"EXPR\"', 'at TIME' or 'in DELAY'"),
     ("schedule n1 web jump cron '* * * * *'", "unknown action 'jump': use one of start, stop"),
-    ("schedule n1 web stop every 5m", "expected 'cron' or 'at' after the action, not 'every'"),
+    ("schedule n1 web stop every 5m",
+     "expected 'cron', 'at' or 'in' after the action, not 'every'"),
     ("schedule n1 web stop cron", "missing the cron expression"),
     ("schedule n1 web stop cron '61 * * * *'", "invalid cron expression '61 * * * *'"),
     ("schedule n1 web stop cron '* * * *'", "has 4 fields: expected 5 fields"),

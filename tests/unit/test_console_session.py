@@ -15,7 +15,7 @@ import trio
 
 from admin_console.commands import build_registry
 from admin_console.history import ENV_HISTORY, history_path, open_history
-from admin_console.live_state import AgentInfo, ServerState
+from admin_console.live_state import AgentInfo, ProcessInfo, ServerState
 from admin_console.registry import Invocation, Outcome, parse_line
 from admin_console.script import EXIT_FAILED, Connection, Streams, plan, run_script
 from admin_console.session import Link, LinkState, Session, notable
@@ -178,7 +178,11 @@ def test_toolbar_says_where_and_how_many(tmp_path: Path) -> None:
     session.state = ServerState(agents=(AgentInfo("a", True), AgentInfo("b", False)),
                                 fetched_at=1.0)
     text = "".join(part[1] for part in toolbar_text(session))
-    assert "admin@127.0.0.1:" in text and "1/2 agents online" in text
+    assert "admin@127.0.0.1:" in text and "1/2 agents online · 0 processes" in text
+    session.state = ServerState(agents=(AgentInfo("a", True),),
+                                processes=(ProcessInfo("a", "web", "running"),), fetched_at=1.0)
+    text = "".join(part[1] for part in toolbar_text(session))
+    assert "1/1 agents online · 1 process ·" in text  # not "1 processes"
     session.link = Link(LinkState.DISCONNECTED, "connection refused", retry_at=10.2)
     text = "".join(part[1] for part in toolbar_text(session, now=7.0))
     assert "NOT CONNECTED: connection refused · retrying in 4s" in text
