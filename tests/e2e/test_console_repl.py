@@ -210,9 +210,8 @@ def demo_processes(root: Path) -> list[psutil.Process]:
             and p.info.get("status") != psutil.STATUS_ZOMBIE]
 
 
-def test_demo_starts_everything_and_stops_it(tmp_path: Path) -> None:
-    """`lotc demo`: server, two agents, the sample bundle, the console; quit stops it all."""
-    root = tmp_path / "demo"
+def run_demo(root: Path, tmp_path: Path, session: Callable[[Terminal], None]) -> None:
+    """One `lotc demo` in a terminal: `session` types into it, then quit stops it all."""
     argv = [sys.executable, "-m", "lotc.cli", "demo", "--dir", str(root),
             "--agent-port", str(free_port()), "--admin-port", str(free_port())]
     env = {**os.environ, "LOTC_HISTORY": str(tmp_path / "history"), "TERM": "xterm"}
@@ -221,11 +220,7 @@ def test_demo_starts_everything_and_stops_it(tmp_path: Path) -> None:
         t = terminal
         t.wait_for("demo-ipv6  ok  loaded hello", timeout=30)
         t.wait_for("connected · 2/2 agents online")
-        t.type_line("start demo-ipv4 hello -- python3 hello.py")
-        t.wait_for("started pid")
-        t.type_line("logs demo-ipv4 hello -f")
-        t.wait_for("hello | hello from pid")
-        t.send(CTRL_C)
+        session(t)
         t.type_line("quit")
         t.wait_for("demo stopped", timeout=30)
         assert t.wait_exit() == 0
@@ -235,4 +230,35 @@ def test_demo_starts_everything_and_stops_it(tmp_path: Path) -> None:
             terminal.child.close(force=True)
         for proc in demo_processes(root):
             proc.kill()
+
+
+def test_demo_starts_everything_and_stops_it(tmp_path: Path) -> None:
+    """`lotc demo`: server, two agents, the sample bundle, the console; quit stops it all."""
+    root = tmp_path / "demo"
+
+    def session(t: Terminal) -> None:
+        t.type_line("start demo-ipv4 hello -- python3 hello.py")
+        t.wait_for("started pid")
+        t.type_line("logs demo-ipv4 hello -f")
+        t.wait_for("hello | hello from pid")
+        t.send(CTRL_C)
+
+    run_demo(root, tmp_path, session)
     assert (root / "admin.token").stat().st_mode & 0o077 == 0  # tokens are private
+
+
+def test_a_second_demo_works_hints_included(tmp_path: Path) -> None:
+    """Issue 14 item 5: the hints' `start` and `schedule` lines work on every run."""
+    root = tmp_path / "demo"
+
+    def session(t: Terminal) -> None:
+        t.type_line("start demo-ipv4 hello -- python3 hello.py")
+        t.wait_for("started pid")
+        t.type_line("start all hello --name flaky -- python3 hello.py --crash-after 3")
+        t.wait_until(lambda: t.text().count("started pid") == 3, "all started")
+        t.type_line('schedule demo-ipv4 hello restart cron "*/2 * * * *"')
+        t.wait_for("demo-ipv4  ok  schedule 1 set")
+
+    run_demo(root, tmp_path, session)
+    run_demo(root, tmp_path, session)  # no "already runs", and schedule 1 again
+

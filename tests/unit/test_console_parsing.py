@@ -255,3 +255,17 @@ def test_script_lines() -> None:
         ("s.lotc:5", "resume a p")]
     with pytest.raises(UsageError, match=r"s.lotc:2 \('ps a b'\): unexpected words: b"):
         plan(REGISTRY, lines_of_script("agents\nps a b\n", "s.lotc"))
+
+
+def test_json_after_a_command_is_the_commands_own_flag() -> None:
+    """Issue 14 item 5: `-c "ps --json"`; a program's --json after '--' stays its own."""
+    from admin_console.commands import build_registry
+    from admin_console.registry import parse_line
+
+    registry = build_registry()
+    ps = parse_line(registry, "ps --json n1")
+    assert ps is not None and ps.json and ps.parsed is not None
+    start = parse_line(registry, "start n1 app -- ./app --json")
+    assert start is not None and not start.json and start.parsed.argv == ("./app", "--json")
+    plain = parse_line(registry, "agents")
+    assert plain is not None and not plain.json
