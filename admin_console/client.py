@@ -43,6 +43,7 @@ from protocol.spec import DEFAULT_MAX_BODY
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+CONNECT_RETRY_S = 0.1  # --wait: how often to try a server that is not listening yet
 HANDSHAKE_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 10.0
 # The server waits up to 15 s for agents before it answers; leave it room.
@@ -137,6 +138,27 @@ class ReplyStream:
         await self.exchange.client.cancel(self.request_id)
 
 
+def _refused(exc: OSError) -> bool:
+    """Connection refused, also inside trio's "all attempts failed" (one per address)."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        return all(isinstance(e, ConnectionRefusedError) for e in cause.exceptions)
+    return isinstance(exc, ConnectionRefusedError)
+
+
+async def _open_when_listening(address: Address, ssl_context: ssl.SSLContext | None,
+                               wait_s: float) -> FramedStream:
+    deadline = trio.current_time() + wait_s
+    while True:
+        try:
+            return await open_framed(address, ssl_context=ssl_context, max_body=DEFAULT_MAX_BODY,
+                                     send_timeout=SEND_TIMEOUT_S, timeout=CONNECT_TIMEOUT_S)
+        except OSError as exc:
+            if not _refused(exc) or trio.current_time() + CONNECT_RETRY_S > deadline:
+                raise
+        await trio.sleep(CONNECT_RETRY_S)
+
+
 class AdminClient:
     """An authenticated admin connection. Make one with `AdminClient.connect(...)`."""
 
@@ -157,11 +179,14 @@ class AdminClient:
     async def connect(
         cls, address: Address, *, token: str, name: str,
         ssl_context: ssl.SSLContext | None = None, hostname: str | None = None,
-        on_unsolicited: Unsolicited | None = None,
+        on_unsolicited: Unsolicited | None = None, wait_s: float = 0.0,
     ) -> AsyncIterator[AdminClient]:
-        """Connect, authenticate and run the background tasks until the block ends."""
-        framed = await open_framed(address, ssl_context=ssl_context, max_body=DEFAULT_MAX_BODY,
-                                   send_timeout=SEND_TIMEOUT_S, timeout=CONNECT_TIMEOUT_S)
+        """Connect, authenticate and run the background tasks until the block ends.
+
+        `wait_s`: a server that refuses the connection (not listening yet: a script
+        has just started it) is tried again until that many seconds have passed.
+        """
+        framed = await _open_when_listening(address, ssl_context, wait_s)
         try:
             welcome = await client_handshake(
                 framed, role=Role.ADMIN, name=name, token=token,

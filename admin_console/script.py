@@ -47,6 +47,7 @@ class Connection:
     token: str
     name: str
     ssl_context: ssl.SSLContext | None = None
+    wait_s: float = 0.0  # --wait: try a server that is not listening yet for this long
 
 
 @dataclass
@@ -123,7 +124,8 @@ async def run_script(registry: Registry, invocations: list[Invocation],
     try:
         async with AdminClient.connect(connection.address, token=connection.token,
                                        name=connection.name,
-                                       ssl_context=connection.ssl_context) as client:
+                                       ssl_context=connection.ssl_context,
+                                       wait_s=connection.wait_s) as client:
             entered = True
             ctx.client = client
             return await run_all(ctx, invocations, streams.err)

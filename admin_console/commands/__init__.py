@@ -25,6 +25,7 @@ def build_registry() -> Registry:
         streams,
         tokens,
         transfer,
+        waiting,
     )
     from admin_console.registry import Registry
 
@@ -35,5 +36,5 @@ def build_registry() -> Registry:
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),
         schedules.ScheduleCommand(), schedules.SchedulesCommand(), schedules.UnscheduleCommand(),
         stats.StatsCommand(), streams.LogsCommand(), streams.EventsCommand(),
-        tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),
+        waiting.WaitCommand(), tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),
     ], aliases=ALIASES)

@@ -32,6 +32,7 @@ ENV_SERVER = "LOTC_SERVER"
 ENV_ADMIN = "LOTC_ADMIN"
 DEFAULT_SERVER = f"localhost:{DEFAULT_ADMIN_PORT}"
 DEFAULT_ADMIN = "admin"
+MAX_WAIT_S = 3600.0
 
 EPILOG = f"""\
 The token is taken from --token, else from ${ENV_TOKEN}, else from the file
@@ -61,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="commands to run, separated by ';'")
     source.add_argument("-f", dest="script", metavar="SCRIPT",
                         help="file of commands, one per line, '#' comments ('-': stdin)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output: one JSON document per command, one per line")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if the server is not listening yet (a script has just started it), "
+                        "keep trying for up to SECONDS (default 0: fail at once)")
     p.set_defaults(handler=run)
 
 
@@ -108,7 +113,9 @@ def connection_from_args(args: argparse.Namespace) -> Connection:
                           fallback=os.environ.get(ENV_ADMIN) or DEFAULT_ADMIN)
     except InvalidRequest as exc:
         raise UsageError(str(exc)) from None
-    return Connection(address, token, name, client_ssl_context(args.tls_ca))
+    if not 0 <= args.wait <= MAX_WAIT_S:
+        raise UsageError(f"--wait must be between 0 and {MAX_WAIT_S:g} seconds")
+    return Connection(address, token, name, client_ssl_context(args.tls_ca), wait_s=args.wait)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,3 +41,14 @@ def test_one_json_document_per_command_per_line(cluster: Cluster, app_bundle: Pa
                     "'import sys; print(sys.argv)' --json")
     wait_until(lambda: "--json" in cluster.console("logs n1 echo").stdout,
                what="the program got --json")
+
+
+def test_wait_for_an_agent(cluster: Cluster) -> None:
+    cluster.start_server()
+    token = cluster.token("agent", "n1")  # enrolled, not yet connected
+    late = cluster.console("wait n1 --timeout 0.5s", check=False)
+    assert late.returncode == 1 and "not online after 0.5 s: n1" in late.stderr
+    cluster.start_agent("n1", token=token)
+    assert "n1     online" in cluster.console("wait n1 --timeout 30s").stdout
+    unknown = cluster.console("wait ghost", check=False)
+    assert unknown.returncode == 1 and "unknown agent 'ghost'" in unknown.stderr
