@@ -29,7 +29,7 @@ def test_the_documented_ca_secures_a_real_cluster(cluster: Cluster) -> None:
     cluster.start_server("--tls-cert", str(certs / "server.pem"),
                          "--tls-key", str(certs / "server.key"))
     cluster.start_agent("secure", "::1", extra=("--tls-ca", str(certs / "ca.pem")))
-    wait_until(lambda: '"online": true' in cluster.lotc(
+    wait_until(lambda: '"online":true' in cluster.lotc(
         "console", "--server", f"127.0.0.1:{cluster.admin_port}", "--tls-ca",
         str(certs / "ca.pem"), "--json", "-c", "agents",
         env={"LOTC_TOKEN": cluster.admin_token}).stdout, timeout=20, what="online over TLS")

@@ -27,7 +27,7 @@ def test_tls_end_to_end_and_clear_errors_on_mismatch(cluster: Cluster) -> None:
     cluster.start_server("--tls-cert", str(chain), "--tls-key", str(key))
     cluster.start_agent("sec", "::1", extra=("--tls-ca", str(ca)))
     tls = ["--tls-ca", str(ca)]
-    wait_until(lambda: '"online": true' in cluster.lotc(
+    wait_until(lambda: '"online":true' in cluster.lotc(
         "console", "--server", f"127.0.0.1:{cluster.admin_port}", *tls, "--json", "-c", "agents",
         env={"LOTC_TOKEN": cluster.admin_token}).stdout, what="agent online over TLS")
 
