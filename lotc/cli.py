@@ -30,7 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
-    parser.set_defaults(subcommand_parsers=subparsers.choices)
     return parser
 
 
@@ -43,9 +42,19 @@ def parse_arguments(parser: argparse.ArgumentParser,
     """
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        sub = args.subcommand_parsers.get(args.command) if args.command else None
-        (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
+
+
+def chosen_parser(parser: argparse.ArgumentParser,
+                  args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost (sub)parser the arguments chose: `lotc token create`, not `lotc`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return chosen_parser(action.choices[chosen], args)
+    return parser
 
 
 def lone_error(exc: BaseException) -> BaseException:

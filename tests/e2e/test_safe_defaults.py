@@ -78,6 +78,7 @@ def test_address_in_use_names_it_and_creates_no_database(tmp_path: Path) -> None
 @pytest.mark.parametrize("argv, usage", [
     (["console", "--frob"], "usage: lotc console"),
     (["server", "--frob"], "usage: lotc server"),
+    (["token", "create", "--admin", "a", "--frob"], "usage: lotc token create"),
     (["--frob"], "usage: lotc [-h]"),
 ])
 def test_an_unknown_flag_shows_its_commands_usage(argv: list[str], usage: str) -> None:
