@@ -29,6 +29,7 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from admin_console.commands.base import Command
 from admin_console.errors import UsageError
 from admin_console.live_state import ServerState
+from admin_console.parsing import last_command, scan
 from admin_console.registry import Registry
 
 ALL_AGENTS = "all"
@@ -54,30 +55,11 @@ class Typed:
 
 def typed(text: str) -> Typed:
     """Split what is before the cursor like the shell would, tolerating an open quote."""
-    words: list[str] = []
-    word, raw, quote, escaped, in_word = "", 0, None, False, False
-    for char in text:
-        if escaped:
-            word, raw, escaped = word + char, raw + 1, False
-        elif char == "\\" and quote != "'":
-            escaped, raw, in_word = True, raw + 1, True
-        elif quote is not None:
-            raw += 1
-            if char == quote:
-                quote = None
-            else:
-                word += char
-        elif char in "'\"":
-            quote, raw, in_word = char, raw + 1, True
-        elif char == ";":  # a new command starts
-            words, word, raw, in_word = [], "", 0, False
-        elif char.isspace():
-            if in_word:
-                words.append(word)
-            word, raw, in_word = "", 0, False
-        else:
-            word, raw, in_word = word + char, raw + 1, True
-    return Typed(words, word, raw)
+    command = last_command(text)
+    scanned = scan(command)
+    if scanned.last_start is None:  # the cursor is after a blank: a new word starts
+        return Typed(scanned.words, "", 0)
+    return Typed(scanned.words[:-1], scanned.words[-1], len(command) - scanned.last_start)
 
 
 def suggest(registry: Registry, state: ServerState, text: str) -> list[Suggestion]:

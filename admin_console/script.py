@@ -22,7 +22,7 @@ import trio
 from admin_console.client import AdminClient
 from admin_console.commands.base import Context
 from admin_console.errors import ConsoleError, UsageError
-from admin_console.parsing import split_commands, strip_comment
+from admin_console.parsing import shown, split_commands, strip_comment
 from admin_console.registry import Invocation, Outcome, Registry, parse_line, run_invocation
 from lotc.errors import LotcError
 from lotc.net.address import Address
@@ -88,7 +88,7 @@ def plan(registry: Registry, lines: Iterable[tuple[str, str]]) -> list[Invocatio
         try:
             invocation = parse_line(registry, line)
         except UsageError as exc:
-            raise UsageError(f"{where} ({line!r}): {exc}") from None
+            raise UsageError(f"{where} ({shown(line)}): {exc}") from None
         if invocation is not None:
             invocations.append(invocation)
     return invocations
