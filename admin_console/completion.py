@@ -12,7 +12,6 @@ is completed among those on the agents the AGENT word (a name, glob or
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
@@ -31,8 +30,10 @@ from admin_console.errors import UsageError
 from admin_console.live_state import ServerState
 from admin_console.parsing import last_command, scan
 from admin_console.registry import Registry
+from lotc.errors import InvalidRequest
+from lotc.names import ALL, glob_matcher
 
-ALL_AGENTS = "all"
+ALL_AGENTS = ALL
 ACTIONS = ("start", "stop", "resume", "terminate", "kill", "restart")
 SIGNALS = tuple(sorted(s.name[3:] for s in signal.Signals if not s.name.startswith("SIG_")))
 
@@ -178,7 +179,10 @@ def _names(kind: str | None, state: ServerState, registry: Registry,
 def _agent_filter(agent_word: str | None) -> Callable[[str], bool]:
     if agent_word is None or agent_word in ("", ALL_AGENTS):
         return lambda agent: True
-    return lambda agent: fnmatch.fnmatchcase(agent, agent_word)
+    try:
+        return glob_matcher(agent_word)
+    except InvalidRequest:  # longer than any agent's name or glob: nothing matches
+        return lambda agent: False
 
 
 def _paths(line: Typed) -> list[Suggestion]:
