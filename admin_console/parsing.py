@@ -194,12 +194,8 @@ def parse_duration(text: str) -> float:
     """`90`, `30s`, `10m`, `2h`, `1d`, `500ms` -> seconds."""
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
-        raise UsageError(f"bad duration {text!r}: use a number with s, m, h or d, e.g. 10m")
+        raise UsageError(f"bad duration {shown(text)}: use a number with s, m, h or d, e.g. 10m")
     return float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"]
-
-
-def to_ms(seconds: float) -> int:
-    return round(seconds * 1000)
 
 
 def parse_env(text: str) -> tuple[str, str]:
@@ -226,9 +222,3 @@ def check_name(kind: str, value: str) -> str:
         return validate_name(kind, value)
     except InvalidRequest as exc:
         raise UsageError(str(exc)) from None
-
-
-def non_negative(kind: str, value: int) -> int:
-    if value < 0:
-        raise UsageError(f"{kind} must not be negative")
-    return value

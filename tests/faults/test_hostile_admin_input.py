@@ -1,4 +1,4 @@
-"""An admin who sends globs by the thousand: the server's memory stays bounded (issue 14, item 15).
+"""Hostile admin input on a real server: globs by the thousand, values out of range (issue 14).
 
 fnmatch keeps 32,768 compiled patterns, about 380 kB for a 30 KB glob: 200 of
 them grew the server by 76 MB. Here a real `lotc server` gets the issue's 200
@@ -8,14 +8,20 @@ shape, and its resident memory must stay within a few MB.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import psutil
 import trio
 
 from admin_console.client import AdminClient
 from lotc.errors import LotcError, UnknownAgent
+from lotc.limits import MIN_LIVENESS_MS
 from lotc.names import MAX_GLOB_LENGTH
 from lotc.net.address import Address
-from protocol.messages import AgentList, ListAgents
+from protocol.enums import RestartPolicy
+from protocol.errors import ErrorCode
+from protocol.messages import AgentList, ListAgents, ProcStart
 from tests.cluster import Cluster
 
 HUGE_GLOBS = 200
@@ -74,3 +80,33 @@ def test_distinct_globs_keep_the_server_memory_bounded(cluster: Cluster) -> None
     assert refusals == [refusal] * HUGE_GLOBS
     assert answered == LONGEST_GLOBS
     assert cluster.server is not None and cluster.server.poll() is None
+
+
+async def _start(cluster: Cluster, liveness_ms: int) -> str:
+    address = Address("127.0.0.1", cluster.admin_port)
+    with trio.fail_after(RUN_TIMEOUT_S):
+        async with AdminClient.connect(address, token=cluster.admin_token, name="admin") as client:
+            try:
+                frames = await client.request(ProcStart(
+                    target="n1", name="app", bundle="app", argv=(sys.executable, "main.py"),
+                    liveness_ms=liveness_ms, restart=RestartPolicy.NEVER))
+            except LotcError as exc:
+                return f"{type(exc).__name__}: {exc}"
+    results = frames[-1].body.results
+    return "; ".join(r.message for r in results if r.code != ErrorCode.OK)
+
+
+def test_the_server_refuses_a_liveness_too_short_from_any_client(
+    cluster: Cluster, app_bundle: Path
+) -> None:
+    """What the console checks, the server checks again (an old console, a script)."""
+    cluster.start_server()
+    cluster.start_agent("n1")
+    cluster.wait_online("n1")
+    cluster.console(f"upload n1 app {app_bundle}")
+    assert trio.run(_start, cluster, MIN_LIVENESS_MS // 2) == (
+        f"InvalidRequest: a liveness timeout of {MIN_LIVENESS_MS // 2} ms is too short: "
+        f"at least {MIN_LIVENESS_MS} ms (0 turns the watchdog off)")
+    assert ("n1", "app") not in cluster.processes()
+    assert trio.run(_start, cluster, MIN_LIVENESS_MS) == ""  # the least accepted
+    assert ("n1", "app") in cluster.processes()
