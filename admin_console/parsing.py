@@ -152,12 +152,13 @@ def scan(text: str) -> Scanned:
     return Scanned(found, start, quote, dangling)
 
 
-def shown(text: str, limit: int = SHOWN_CHARACTERS) -> str:
-    """`text` quoted for an error message, cut in the middle when long (a pasted 1 MB line)."""
+def shown(text: str, limit: int = SHOWN_CHARACTERS, *, quoted: bool = True) -> str:
+    """`text` for an error message, cut in the middle when long (a pasted 1 MB line)."""
+    form = repr if quoted else str
     if len(text) <= limit:
-        return repr(text)
+        return form(text)
     half = limit // 2
-    return f"{text[:half]!r}...{text[-half:]!r} ({len(text)} characters)"
+    return f"{form(text[:half])}...{form(text[-half:])} ({len(text)} characters)"
 
 
 class CommandParser(argparse.ArgumentParser):

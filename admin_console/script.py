@@ -96,16 +96,16 @@ def plan(registry: Registry, lines: Iterable[tuple[str, str]]) -> list[Invocatio
 
 async def run_all(ctx: Context, invocations: Iterable[Invocation], err: TextIO) -> int:
     for invocation in invocations:
+        line = shown(invocation.line, quoted=False)  # a pasted 1 MB line is not echoed whole
         try:
             outcome = await run_invocation(ctx, invocation)
         except (LotcError, ConsoleError) as exc:
-            print(f"{PROG}: {invocation.line}: {exc}", file=err, flush=True)
+            print(f"{PROG}: {line}: {exc}", file=err, flush=True)
             return EXIT_FAILED
         if outcome is Outcome.QUIT:
             break
         if outcome is Outcome.FAILED:
-            print(f"{PROG}: {invocation.line}: failed (see above); stopping here",
-                  file=err, flush=True)
+            print(f"{PROG}: {line}: failed (see above); stopping here", file=err, flush=True)
             return EXIT_FAILED
     return EXIT_OK
 

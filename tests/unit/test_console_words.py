@@ -76,4 +76,5 @@ def test_errors_quote_a_long_line_shortly() -> None:
         words("echo '" + "x" * 1_000_000)
     assert len(str(info.value)) < 300
     assert "1000006 characters" in str(info.value)
-    assert shown("short") == "'short'"
+    assert shown("short") == "'short'" and shown("short", quoted=False) == "short"
+    assert shown("y" * 100_000, quoted=False) == f"{'y' * 40}...{'y' * 40} (100000 characters)"
