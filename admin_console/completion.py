@@ -12,7 +12,6 @@ is completed among those on the agents the AGENT word (a name, glob or
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
@@ -29,9 +28,12 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from admin_console.commands.base import Command
 from admin_console.errors import UsageError
 from admin_console.live_state import ServerState
+from admin_console.parsing import last_command, scan
 from admin_console.registry import Registry
+from lotc.errors import InvalidRequest
+from lotc.names import ALL, glob_matcher
 
-ALL_AGENTS = "all"
+ALL_AGENTS = ALL
 ACTIONS = ("start", "stop", "resume", "terminate", "kill", "restart")
 SIGNALS = tuple(sorted(s.name[3:] for s in signal.Signals if not s.name.startswith("SIG_")))
 
@@ -54,30 +56,11 @@ class Typed:
 
 def typed(text: str) -> Typed:
     """Split what is before the cursor like the shell would, tolerating an open quote."""
-    words: list[str] = []
-    word, raw, quote, escaped, in_word = "", 0, None, False, False
-    for char in text:
-        if escaped:
-            word, raw, escaped = word + char, raw + 1, False
-        elif char == "\\" and quote != "'":
-            escaped, raw, in_word = True, raw + 1, True
-        elif quote is not None:
-            raw += 1
-            if char == quote:
-                quote = None
-            else:
-                word += char
-        elif char in "'\"":
-            quote, raw, in_word = char, raw + 1, True
-        elif char == ";":  # a new command starts
-            words, word, raw, in_word = [], "", 0, False
-        elif char.isspace():
-            if in_word:
-                words.append(word)
-            word, raw, in_word = "", 0, False
-        else:
-            word, raw, in_word = word + char, raw + 1, True
-    return Typed(words, word, raw)
+    command = last_command(text)
+    scanned = scan(command)
+    if scanned.last_start is None:  # the cursor is after a blank: a new word starts
+        return Typed(scanned.words, "", 0)
+    return Typed(scanned.words[:-1], scanned.words[-1], len(command) - scanned.last_start)
 
 
 def suggest(registry: Registry, state: ServerState, text: str) -> list[Suggestion]:
@@ -196,7 +179,10 @@ def _names(kind: str | None, state: ServerState, registry: Registry,
 def _agent_filter(agent_word: str | None) -> Callable[[str], bool]:
     if agent_word is None or agent_word in ("", ALL_AGENTS):
         return lambda agent: True
-    return lambda agent: fnmatch.fnmatchcase(agent, agent_word)
+    try:
+        return glob_matcher(agent_word)
+    except InvalidRequest:  # longer than any agent's name or glob: nothing matches
+        return lambda agent: False
 
 
 def _paths(line: Typed) -> list[Suggestion]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from admin_console.bounds import check_fits
 from admin_console.commands.base import Command, Context, QuitRequest
 from admin_console.errors import UsageError
 from admin_console.parsing import words
@@ -71,6 +72,10 @@ def parse_line(registry: Registry, line: str) -> Invocation | None:
         if exc.usage:
             raise
         raise UsageError(str(exc), command.usage) from None  # checks made after argparse
+    try:
+        check_fits(parsed)
+    except UsageError as exc:
+        raise UsageError(str(exc), command.usage) from None
     return Invocation(command, parsed, line.strip(), json)
 
 

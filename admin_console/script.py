@@ -22,7 +22,7 @@ import trio
 from admin_console.client import AdminClient
 from admin_console.commands.base import Context
 from admin_console.errors import ConsoleError, UsageError
-from admin_console.parsing import split_commands, strip_comment
+from admin_console.parsing import shown, split_commands, strip_comment
 from admin_console.registry import Invocation, Outcome, Registry, parse_line, run_invocation
 from lotc.errors import LotcError
 from lotc.net.address import Address
@@ -89,7 +89,7 @@ def plan(registry: Registry, lines: Iterable[tuple[str, str]]) -> list[Invocatio
         try:
             invocation = parse_line(registry, line)
         except UsageError as exc:
-            raise UsageError(f"{where} ({line!r}): {exc}") from None
+            raise UsageError(f"{where} ({shown(line)}): {exc}") from None
         if invocation is not None:
             invocations.append(invocation)
     return invocations
@@ -97,16 +97,16 @@ def plan(registry: Registry, lines: Iterable[tuple[str, str]]) -> list[Invocatio
 
 async def run_all(ctx: Context, invocations: Iterable[Invocation], err: TextIO) -> int:
     for invocation in invocations:
+        line = shown(invocation.line, quoted=False)  # a pasted 1 MB line is not echoed whole
         try:
             outcome = await run_invocation(ctx, invocation)
         except (LotcError, ConsoleError) as exc:
-            print(f"{PROG}: {invocation.line}: {exc}", file=err, flush=True)
+            print(f"{PROG}: {line}: {exc}", file=err, flush=True)
             return EXIT_FAILED
         if outcome is Outcome.QUIT:
             break
         if outcome is Outcome.FAILED:
-            print(f"{PROG}: {invocation.line}: failed (see above); stopping here",
-                  file=err, flush=True)
+            print(f"{PROG}: {line}: failed (see above); stopping here", file=err, flush=True)
             return EXIT_FAILED
     return EXIT_OK
 

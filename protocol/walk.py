@@ -18,6 +18,7 @@ expressions answer any attribute, so `hasattr` would lie.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,14 @@ class Node:
         if self.kind in PREFIXED_KINDS:
             return struct.calcsize(">" + self.fmt)
         return sum(child.min_size for child in self.fields)
+
+    @property
+    def largest(self) -> int:
+        """Largest value of an integer field, or largest length (bytes, items) of a prefixed one."""
+        if self.kind not in (Kind.UINT, Kind.SINT) and self.kind not in PREFIXED_KINDS:
+            raise TypeError(f"{self.name} ({self.kind.value}) has no largest value")
+        bits = 8 * struct.calcsize(">" + self.fmt)
+        return 2 ** (bits - 1) - 1 if self.kind is Kind.SINT else 2 ** bits - 1
 
     @property
     def wire_type(self) -> str:
@@ -268,6 +277,15 @@ def body(message_type: MessageType) -> Node:
         node.name, node.kind, node.doc, node.fmt, node.size, fields=node.fields,
         struct_name=class_name(message_type), construct=con,
     )
+
+
+@functools.cache
+def body_field(message_type: MessageType, name: str) -> Node:
+    """One top-level field of a body (what the console checks values against)."""
+    for child in body(message_type).fields:
+        if child.name == name:
+            return child
+    raise KeyError(f"{class_name(message_type)} has no field {name!r}")
 
 
 def messages() -> list[tuple[MessageType, Node]]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from admin_console.bounds import agent_selector
 from admin_console.commands.base import Command, Context
 from admin_console.parsing import CommandParser
 from admin_console.render import (
@@ -57,7 +58,7 @@ class ListCommand(Command):
 
     def add_arguments(self, parser: CommandParser) -> None:
         # empty pattern: every agent, and an empty table (not an error) when there are none
-        parser.add_argument("agent", nargs="?", default="")
+        parser.add_argument("agent", nargs="?", default="", type=agent_selector)
 
     def parse(self, argv: Sequence[str]) -> Any:
         args: argparse.Namespace = self.parser.parse(argv)

@@ -9,16 +9,16 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from admin_console.bounds import agent_selector, milliseconds, utf8_text, wire_max
 from admin_console.commands.results import ResultsCommand
 from admin_console.errors import UsageError
 from admin_console.parsing import (
     CommandParser,
     check_name,
-    parse_duration,
     parse_env,
     signal_name,
-    to_ms,
 )
+from lotc.limits import MIN_LIVENESS_MS
 from protocol.enums import RestartPolicy
 from protocol.messages import (
     KeyValue,
@@ -29,12 +29,14 @@ from protocol.messages import (
     ProcStop,
     ProcTerminate,
 )
+from protocol.spec import MessageType
 
 # Defaults of the restart policy the console does not (yet) expose as options.
 BACKOFF_BASE_MS = 500
 BACKOFF_CAP_MS = 30_000
 RESTART_LIMIT = 5
 RESTART_WINDOW_S = 60
+MAX_ARGUMENTS = wire_max(MessageType.PROC_START, "argv")
 RESTART_CHOICES = {enum.name.lower().replace("_", "-"): enum for enum in RestartPolicy}
 
 
@@ -45,7 +47,8 @@ class StartCommand(ResultsCommand):
     in the bundle's directory (or --cwd inside it) and is restarted by its
     policy (--restart, default on-failure) with exponential backoff. With
     --liveness SECONDS it must send WATCHDOG=1 (sd_notify) at least that
-    often or be restarted. --grace is how long terminate waits before SIGKILL.
+    often or be restarted: at least 100ms, at most 49 days, 0 (the default)
+    for no watchdog. --grace is how long terminate waits before SIGKILL.
     Offline agents start it when they reconnect.
 
     Examples:
@@ -60,14 +63,18 @@ class StartCommand(ResultsCommand):
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("bundle")
         parser.add_argument("--name")
         parser.add_argument("--restart", choices=sorted(RESTART_CHOICES), default="on-failure")
-        parser.add_argument("--liveness", type=parse_duration, default=0.0)
+        parser.add_argument("--liveness", default=0, type=milliseconds(
+            "--liveness", MessageType.PROC_START, "liveness_ms", minimum_ms=MIN_LIVENESS_MS,
+            zero_means="turns the watchdog off"))
         parser.add_argument("--env", action="append", type=parse_env, default=[])
-        parser.add_argument("--cwd", default="")
-        parser.add_argument("--grace", type=parse_duration, default=0.0)
+        parser.add_argument("--cwd", default="",
+                            type=utf8_text("--cwd", MessageType.PROC_START, "cwd"))
+        parser.add_argument("--grace", default=0, type=milliseconds(
+            "--grace", MessageType.PROC_START, "grace_ms", zero_means="keeps the default"))
 
     def parse(self, argv: Sequence[str]) -> ProcStart:
         words = list(argv)
@@ -77,14 +84,17 @@ class StartCommand(ResultsCommand):
         command_line = words[split + 1:]
         if not command_line:
             raise UsageError("nothing to run: the command line after '--' is empty", self.usage)
+        if len(command_line) > MAX_ARGUMENTS:
+            raise UsageError(f"the command line has {len(command_line)} words: "
+                             f"at most {MAX_ARGUMENTS}", self.usage)
         args: argparse.Namespace = self.parser.parse(words[:split])
         bundle = check_name("bundle", args.bundle)
         return ProcStart(
             target=args.agent, name=check_name("process", args.name or bundle), bundle=bundle,
             revision=0, argv=tuple(command_line),
             env=tuple(KeyValue(key=k, value=v) for k, v in args.env), cwd=args.cwd,
-            restart=RESTART_CHOICES[args.restart], liveness_ms=to_ms(args.liveness),
-            grace_ms=to_ms(args.grace), backoff_base_ms=BACKOFF_BASE_MS,
+            restart=RESTART_CHOICES[args.restart], liveness_ms=args.liveness,
+            grace_ms=args.grace, backoff_base_ms=BACKOFF_BASE_MS,
             backoff_cap_ms=BACKOFF_CAP_MS, restart_limit=RESTART_LIMIT,
             restart_window_s=RESTART_WINDOW_S,
         )
@@ -97,7 +107,7 @@ class ControlCommand(ResultsCommand):
     message: ClassVar[type]
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("process")
 
     def parse(self, argv: Sequence[str]) -> Any:
@@ -156,10 +166,12 @@ class TerminateCommand(ControlCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--grace", type=parse_duration, default=0.0)
+        parser.add_argument("--grace", default=0, type=milliseconds(
+            "--grace", MessageType.PROC_TERMINATE, "grace_ms",
+            zero_means="keeps the grace given at start"))
 
     def grace_ms(self, args: argparse.Namespace) -> int:
-        return to_ms(args.grace)
+        return int(args.grace)
 
 
 class KillCommand(ControlCommand):

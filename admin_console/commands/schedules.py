@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
+from admin_console.bounds import agent_selector, span
 from admin_console.commands.listing import ListCommand, Listing, now_us
 from admin_console.commands.results import ResultsCommand
 from admin_console.errors import UsageError
-from admin_console.parsing import CommandParser, check_name, parse_duration, signal_name
+from admin_console.parsing import CommandParser, check_name, signal_name
 from admin_console.render import ago, enum_word, iso_time, short_time, table
 from lotc.agent.crontimes import parse_cron, parse_zone
 from lotc.errors import InvalidRequest
@@ -33,6 +34,7 @@ ACTIONS = {enum_word(action): action for action in Action}
 KINDS = {"cron": ScheduleKind.CRON, "at": ScheduleKind.AT}
 MAX_ID = 2**63 - 1  # ids travel as 64-bit numbers
 T = TypeVar("T")
+_DELAY = span("the delay")
 TIME_HELP = ("use an ISO time with a zone (at 2026-11-24T02:00:00Z, at 2026-11-24T03:00:00+01:00) "
              "or a delay (in 10m, +10m, at in 10m, at +10m)")
 RELATIVE = "in"  # `in 10m`; a word starting with '+' is a delay too (`+10m`)
@@ -73,7 +75,7 @@ class ScheduleCommand(ResultsCommand):
     arguments = ("agent", "process", "action", "when")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("process")
         parser.add_argument("action")
         parser.add_argument("kind", nargs="?", default="")  # checked in parse, in plain words
@@ -132,9 +134,9 @@ def parse_time(words: Sequence[str], now: int) -> int:
         raise UsageError(f"missing the time after 'at': {TIME_HELP}")
     text = " ".join(words)
     if len(words) == 2 and words[0].lower() == RELATIVE:
-        delay = parse_duration(words[1])
+        delay = _DELAY(words[1])
     elif len(words) == 1 and text.startswith("+"):
-        delay = parse_duration(text[1:])
+        delay = _DELAY(text[1:])
     elif len(words) == 1:
         return _absolute_time(text, now)
     else:

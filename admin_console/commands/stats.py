@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from admin_console.bounds import agent_selector, span
 from admin_console.commands.base import Command, Context
 from admin_console.parsing import CommandParser, parse_duration
 from admin_console.render import ago, dumps, human_duration, human_size, table
@@ -44,8 +45,8 @@ class StatsCommand(Command):
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
-        parser.add_argument("--since", type=parse_duration, default=parse_duration(DEFAULT_SINCE))
+        parser.add_argument("agent", type=agent_selector)
+        parser.add_argument("--since", type=span("--since"), default=parse_duration(DEFAULT_SINCE))
 
     def parse(self, argv: Sequence[str]) -> StatsArgs:
         args: argparse.Namespace = self.parser.parse(argv)

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from admin_console.bounds import agent_selector, count, span
 from admin_console.commands.base import Command, Context
-from admin_console.parsing import CommandParser, check_name, non_negative, parse_duration
+from admin_console.parsing import CommandParser, check_name
 from admin_console.render import dumps, dumps_line, enum_word, short_time, signal_word
 from protocol.enums import EventKind, ProcessState, StreamKind
 from protocol.messages import Event, LogLines, QueryEvents, QueryLogs
+from protocol.spec import MessageType
 
 if TYPE_CHECKING:
     from admin_console.client import ReplyStream
@@ -103,15 +105,16 @@ class LogsCommand(Command):
     arguments = ("agent", "process")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("process")
-        parser.add_argument("-n", "--lines", type=int, default=DEFAULT_LOG_LINES)
+        parser.add_argument("-n", "--lines", default=DEFAULT_LOG_LINES,
+                            type=count("-n", MessageType.QUERY_LOGS, "lines"))
         parser.add_argument("-f", "--follow", action="store_true")
 
     def parse(self, argv: Sequence[str]) -> QueryLogs:
         args: argparse.Namespace = self.parser.parse(argv)
         return QueryLogs(target=args.agent, process=check_name("process", args.process),
-                         lines=non_negative("-n", args.lines), follow=args.follow)
+                         lines=args.lines, follow=args.follow)
 
     async def execute(self, ctx: Context, parsed: QueryLogs) -> Collected:
         return await run_stream(ctx, parsed, parsed.follow, LogLines, log_text)
@@ -154,14 +157,15 @@ class EventsCommand(Command):
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent", nargs="?", default="")  # every agent
-        parser.add_argument("--since", type=parse_duration)
-        parser.add_argument("-n", "--limit", type=int, default=DEFAULT_EVENTS)
+        parser.add_argument("agent", nargs="?", default="", type=agent_selector)  # "": all
+        parser.add_argument("--since", type=span("--since"))
+        parser.add_argument("-n", "--limit", default=DEFAULT_EVENTS,
+                            type=count("-n", MessageType.QUERY_EVENTS, "limit"))
         parser.add_argument("-f", "--follow", action="store_true")
 
     def parse(self, argv: Sequence[str]) -> EventsArgs:
         args: argparse.Namespace = self.parser.parse(argv)
-        return EventsArgs(args.agent, args.since, non_negative("-n", args.limit), args.follow)
+        return EventsArgs(args.agent, args.since, args.limit, args.follow)
 
     async def execute(self, ctx: Context, parsed: EventsArgs) -> Collected:
         since_us = 0

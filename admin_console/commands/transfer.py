@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from admin_console.bounds import agent_selector
 from admin_console.commands.base import Context
 from admin_console.commands.results import ResultsCommand, expect_results
 from admin_console.parsing import CommandParser, check_name
@@ -69,7 +70,7 @@ class UploadCommand(ResultsCommand):
     arguments = ("agent", "bundle", "path")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("bundle")
         parser.add_argument("path")
 
@@ -130,7 +131,7 @@ class RemoveCommand(ResultsCommand):
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("bundle")
 
     def parse(self, argv: Sequence[str]) -> BundleRemove:

@@ -22,7 +22,6 @@ agent, in RESULTS.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import itertools
 import logging
 import math
@@ -34,6 +33,7 @@ import trio
 
 from lotc import __version__
 from lotc.errors import InvalidRequest, LotcError, TokenRevoked, UnknownAgent, UnknownSchedule
+from lotc.names import ALL, glob_matcher, is_glob, validate_selector
 from lotc.net.framed import FramedStream
 from lotc.server.config import ServerConfig
 from lotc.server.desired import desired_after_fire
@@ -363,10 +363,10 @@ class Controller:
         return True
 
     def resolve_targets(self, pattern: str) -> list[str]:
-        pattern = pattern.strip()
+        pattern = validate_selector(pattern.strip())
         if not pattern:
             raise InvalidRequest("no agent given: name an agent, a glob such as 'web-*', or 'all'")
-        if pattern != "all" and not any(c in pattern for c in "*?["):
+        if pattern != ALL and not is_glob(pattern):
             # One plain name (`ps web-1`, `stop web-1 p`, the common case): two indexed
             # lookups. Listing every known agent to find it cost ~5 ms per 1,000 agents,
             # on every command, holding up all connections meanwhile (bench.server_load).
@@ -374,12 +374,12 @@ class Controller:
                 return [pattern]
             raise UnknownAgent(f"unknown agent {pattern!r}")
         known = self.known_agents()
-        if pattern in ("all", "*"):
+        if pattern in (ALL, "*"):
             matched = known
         else:
-            matched = [name for name in known if fnmatch.fnmatchcase(name, pattern)]
+            matched = list(filter(glob_matcher(pattern), known))
         if not matched:
-            raise UnknownAgent(f"no agent matches {pattern!r}" if any(c in pattern for c in "*?[")
+            raise UnknownAgent(f"no agent matches {pattern!r}" if is_glob(pattern)
                                else f"unknown agent {pattern!r}")
         return matched
 

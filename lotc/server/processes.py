@@ -19,6 +19,7 @@ from lotc.errors import (
     UnknownBundle,
     UnknownProcess,
 )
+from lotc.limits import check_liveness_ms
 from lotc.names import validate_name
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number
@@ -90,6 +91,7 @@ def _is_active(ctl: Controller, agent: str, name: str) -> bool:
 async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
     validate_name("process", msg.name)
     validate_name("bundle", msg.bundle)
+    check_liveness_ms(msg.liveness_ms)
     if not msg.argv:
         raise InvalidRequest("nothing to run: give the command after '--'")
     targets = ctl.resolve_targets(msg.target)

@@ -205,7 +205,7 @@ def test_help_quit_and_aliases() -> None:
     ("terminate n1 web --grace x", "bad duration", "terminate"),
     ("stats", "missing: agent", "stats"),
     ("logs n1 web -n -1", "must not be negative", "logs"),
-    ("logs n1 web -n many", "invalid int value", "logs"),
+    ("logs n1 web -n many", "not a whole number", "logs"),
     ("events --since yesterday", "bad duration", "events"),
     ("token", "token create", "token"),
     ("token create", "--agent --admin is required", "token"),
