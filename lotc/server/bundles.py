@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from lotc.errors import BundleInUse, ChecksumMismatch, InvalidRequest, TooLarge, UnknownBundle
+import trio
+
+from lotc.errors import (
+    AgentOffline,
+    BundleInUse,
+    ChecksumMismatch,
+    InvalidRequest,
+    TooLarge,
+    UnknownBundle,
+)
 from lotc.names import validate_name
 from lotc.server.controller import Controller
 from lotc.server.records import BundleRecord
@@ -34,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 HASH_READ_SIZE = 1024 * 1024
+CANCEL_TIMEOUT_S = 1.0  # telling an agent to drop an abandoned push is best effort
 
 
 @dataclass
@@ -120,19 +130,35 @@ async def push_bundle(ctl: Controller, session: AgentSession, record: BundleReco
     begin = BundleBegin(target="", name=record.name, kind=record.kind, size=record.size,
                         sha256=record.sha256)
     async with session.open_request(begin) as pending:
-        ready = (await pending.reply(timeout)).body
-        if not isinstance(ready, BundleReady):
-            raise InvalidRequest(f"agent {session.name} answered BUNDLE_BEGIN with "
-                                 f"{type(ready).__name__}")
-        offset = ready.offset
-        with ctl.model.blob_path(record.sha256).open("rb") as blob:
-            blob.seek(offset)
-            while data := blob.read(ctl.config.chunk_size):
-                await session.send(BundleChunk(offset=offset, data=data), pending.request_id)
-                offset += len(data)
-        await session.send(BundleEnd(size=offset), pending.request_id)
+        try:
+            ready = (await pending.reply(timeout)).body
+            if not isinstance(ready, BundleReady):
+                raise InvalidRequest(f"agent {session.name} answered BUNDLE_BEGIN with "
+                                     f"{type(ready).__name__}")
+            offset = ready.offset
+            with ctl.model.blob_path(record.sha256).open("rb") as blob:
+                blob.seek(offset)
+                while data := blob.read(ctl.config.chunk_size):
+                    await session.send(BundleChunk(offset=offset, data=data), pending.request_id)
+                    offset += len(data)
+            await session.send(BundleEnd(size=offset), pending.request_id)
+        except BaseException:  # cancelled too (the console went away): no half upload left
+            await _abandon_push(session, pending.request_id)
+            raise
         await pending.reply(timeout)
     logger.info("bundle %s (%d bytes) delivered to %s", record.name, record.size, session.name)
+
+
+async def _abandon_push(session: AgentSession, request_id: int) -> None:
+    """Tell the agent to drop the partial upload of a push we stopped (CANCEL of its id).
+
+    Agents before issue 14 ignore it and keep the partial file, which the next push
+    of the same content resumes; their link is unharmed either way."""
+    with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_TIMEOUT_S):
+        try:
+            await session.cancel(request_id)
+        except AgentOffline:
+            pass  # the link is gone: the next push resumes or replaces the partial file
 
 
 async def remove_bundle(ctl: Controller, request: BundleRemove) -> list[AgentResult]:
