@@ -1,14 +1,22 @@
 """Domain errors. Each names its wire code; `error_for_code` maps back.
 
 Raise these anywhere below the servers; the servers turn them into ERROR
-frames with `str(exc)` as the message, and clients turn ERROR frames back
-into the same classes, so a message reads the same at every hop.
+frames with `error_reply` (the one place an error becomes a frame: it truncates
+the message so the reply can always be encoded), and clients turn ERROR frames
+back into the same classes, so a message reads the same at every hop.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
-from protocol.errors import ErrorCode, LotcError, ProtocolError
+from protocol.errors import (
+    ErrorCode,
+    LocalProtocolError,
+    LotcError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from protocol.messages import Error
 
 __all__ = [
     "AgentOffline",
@@ -20,9 +28,11 @@ __all__ = [
     "InternalError",
     "InvalidRequest",
     "InvalidState",
+    "LocalProtocolError",
     "LotcError",
     "NotAllowed",
     "ProtocolError",
+    "RemoteProtocolError",
     "RequestTimeout",
     "SpawnFailed",
     "StorageFull",
@@ -33,7 +43,13 @@ __all__ = [
     "UnknownProcess",
     "UnknownSchedule",
     "error_for_code",
+    "error_reply",
+    "wire_text",
 ]
+
+# An error message a human reads; it also fits any string field (16-bit length prefix).
+MAX_ERROR_BYTES = 1000
+CUT_MARK = "... ({} bytes cut)"
 
 
 class AuthFailed(LotcError):
@@ -112,11 +128,27 @@ class InternalError(LotcError):
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
 
 
+def wire_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
+    """`text`, cut to at most `limit` UTF-8 bytes (saying how much was cut)."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    mark = CUT_MARK.format(len(data))  # an upper bound of what is cut: stays short
+    kept = data[:limit - len(mark.encode())].decode("utf-8", "ignore")  # whole characters
+    return kept + CUT_MARK.format(len(data) - len(kept.encode()))
+
+
+def error_reply(exc: LotcError) -> Error:
+    """The ERROR frame body for `exc`: always encodable, however long its message."""
+    return Error(code=exc.code, message=wire_text(str(exc)))
+
+
 def _by_code() -> dict[int, type[LotcError]]:
     table: dict[int, type[LotcError]] = {}
     for name in __all__:
         cls = globals().get(name)
-        if isinstance(cls, type) and issubclass(cls, LotcError) and cls is not LotcError:
+        if (isinstance(cls, type) and issubclass(cls, LotcError) and cls is not LotcError
+                and not issubclass(cls, ProtocolError)):
             table.setdefault(int(cls.code), cls)
     return table
 

@@ -14,7 +14,8 @@ bytes and values and that the fast path rejects whatever construct rejects.
 
 Errors
 ------
-Decoding raises only `ProtocolError`, with one of the codes BAD_MAGIC,
+Decoding raises only `ProtocolError` (`RemoteProtocolError` where the codec decides;
+the generated decoders raise the base class), with one of the codes BAD_MAGIC,
 UNSUPPORTED_VERSION, UNKNOWN_MESSAGE_TYPE, OVERSIZE_FRAME (decided from the
 header, so the body of an oversize frame is never buffered: the decoder holds at
 most HEADER_SIZE + max_body bytes), MALFORMED_BODY (truncated field, bad UTF-8,
@@ -25,8 +26,9 @@ decoder is poisoned: every later `feed` raises again, because the stream can no
 longer be resynchronised and the connection is going to be closed. Frames that
 arrived in the same `feed` before the bad one are dropped with it.
 
-Encoding raises `EncodeError` (a `ProtocolError` with code MALFORMED_BODY that is
-also a `ValueError`) for a value the wire cannot carry: a string longer than its
+Encoding raises `EncodeError` (a `LocalProtocolError`, code INTERNAL, and a
+`ValueError`; not a `ProtocolError`: the failure is ours, not the peer's) for a
+value the wire cannot carry: a string longer than its
 length prefix allows, an integer out of range, a value outside its enum, a
 fixed-size bytes field of the wrong length, a wrong type. Nothing is truncated
 or wrapped silently.
@@ -39,22 +41,20 @@ from collections.abc import Callable
 from typing import NoReturn, cast
 
 from protocol import _fastcodec
-from protocol.errors import ErrorCode, ProtocolError
+from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.frame import Frame, FrameTwin
 from protocol.messages import Message
 from protocol.spec import DEFAULT_MAX_BODY, HEADER_SIZE, MAGIC, VERSION, FrameFlag, MessageType
 
 __all__ = [
-    "EncodeError", "Frame", "FrameDecoder", "Message", "ProtocolError", "decode_body",
+    "EncodeError", "Frame", "FrameDecoder", "Message", "ProtocolError", "RemoteProtocolError",
+    "decode_body",
     "decode_reference", "encode", "encode_reference",
 ]
 
 
-class EncodeError(ProtocolError, ValueError):
+class EncodeError(LocalProtocolError, ValueError):
     """A message value that the wire format cannot carry."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, ErrorCode.MALFORMED_BODY)
 
 
 _new = object.__new__
@@ -91,7 +91,7 @@ def decode_body(message_type: int, body: bytes | bytearray | memoryview) -> Mess
     """Decode one body of the given type; raises ProtocolError."""
     decoder = _DECODERS[message_type] if 0 <= message_type < 256 else None
     if decoder is None:
-        raise ProtocolError(f"unknown message type {message_type}", ErrorCode.UNKNOWN_MESSAGE_TYPE)
+        raise RemoteProtocolError(f"unknown message type {message_type}", ErrorCode.UNKNOWN_MESSAGE_TYPE)
     if body.__class__ is not bytes:
         body = bytes(body)  # blob fields are slices of it: they must be bytes
     try:
@@ -102,7 +102,7 @@ def decode_body(message_type: int, body: bytes | bytearray | memoryview) -> Mess
 
 def _malformed(message_type: int, exc: Exception) -> ProtocolError:
     name = MessageType(message_type).name
-    return ProtocolError(f"malformed {name} body: {exc}", ErrorCode.MALFORMED_BODY)
+    return RemoteProtocolError(f"malformed {name} body: {exc}", ErrorCode.MALFORMED_BODY)
 
 
 @functools.lru_cache(maxsize=8)
@@ -168,7 +168,7 @@ class FrameDecoder:
         except ProtocolError as exc:
             self._fail(exc)
         except _BODY_ERRORS as exc:
-            self._fail(ProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
+            self._fail(RemoteProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
         if pos < size:
             self._buf = bytearray(data[pos:])  # one partial frame, its header already checked
         return frames
@@ -176,7 +176,7 @@ class FrameDecoder:
     def _feed_buffered(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """A partial frame is held (or the input is not bytes): append, then parse as bytes."""
         if self._failed is not None:
-            raise ProtocolError(f"stream already failed: {self._failed}", self._failed.code)
+            raise RemoteProtocolError(f"stream already failed: {self._failed}", self._failed.code)
         buf = self._buf
         buf += data
         if len(buf) < HEADER_SIZE:
@@ -197,14 +197,14 @@ class FrameDecoder:
 def _header_error(prefix: bytes, message_type: int, length: int, max_body: int) -> ProtocolError:
     magic, version = prefix[:2], prefix[2]
     if magic != MAGIC:
-        return ProtocolError(f"bad magic {magic!r}, expected {MAGIC!r}", ErrorCode.BAD_MAGIC)
+        return RemoteProtocolError(f"bad magic {magic!r}, expected {MAGIC!r}", ErrorCode.BAD_MAGIC)
     if version != VERSION:
-        return ProtocolError(
+        return RemoteProtocolError(
             f"unsupported protocol version {version}, expected {VERSION}",
             ErrorCode.UNSUPPORTED_VERSION,
         )
     if _DECODERS[message_type] is None:
-        return ProtocolError(
+        return RemoteProtocolError(
             f"unknown message type {message_type}", ErrorCode.UNKNOWN_MESSAGE_TYPE
         )
     return ProtocolError(

@@ -51,10 +51,29 @@ class LotcError(Exception):
 
 
 class ProtocolError(LotcError):
-    """The bytes received are not a valid LOTC frame; the connection must close."""
+    """The bytes received are not a valid LOTC frame; the connection must close.
+
+    Always the peer's fault (h11's RemoteProtocolError): what we fail to encode
+    ourselves is a LocalProtocolError, which is not a ProtocolError, so that no
+    handler answers our own failure by closing the peer's connection.
+    """
 
     code: ClassVar[ErrorCode] = ErrorCode.MALFORMED_BODY
 
     def __init__(self, message: str, code: ErrorCode = ErrorCode.MALFORMED_BODY) -> None:
         super().__init__(message)
         self.code = code  # type: ignore[misc]  # instances narrow the class default
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that are not LOTC (the decoder's errors): ERROR, then close."""
+
+
+class LocalProtocolError(LotcError):
+    """We tried to build a frame the wire cannot carry: our bug, never the peer's.
+
+    Raised before any byte is sent, so the connection is intact: answer the
+    request with an INTERNAL error and carry on.
+    """
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL

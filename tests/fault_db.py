@@ -57,3 +57,9 @@ def wait_online(db: Path, *agents: str, timeout: float = 30.0) -> None:
 
     wait_until(lambda: all(online(db, a) for a in agents), timeout,
                what=f"agents {agents} online")
+
+
+def agent_row(db: Path, agent: str) -> dict[str, Any]:
+    """The agent's row in the server's agents table ({} if never seen)."""
+    rows = _rows(db, "SELECT * FROM agents WHERE name = ?", agent)
+    return dict(rows[0]) if rows else {}

@@ -14,7 +14,7 @@ import trio
 
 from lotc.agent.core import AgentCore
 from lotc.agent.upload import Upload
-from lotc.errors import InvalidRequest, LotcError
+from lotc.errors import InvalidRequest, LotcError, error_reply, wire_text
 from lotc.net.framed import FramedStream
 from protocol.codec import Frame
 from protocol.enums import StreamKind
@@ -59,9 +59,7 @@ class RequestHandler:
         if isinstance(body, (BundleBegin, BundleChunk, BundleEnd)):
             await self._upload_step(frame, nursery)
         elif isinstance(body, Cancel):
-            scope = self.follows.get(body.cancel_request_id)
-            if scope is not None:
-                scope.cancel()
+            self._cancel(body.cancel_request_id)
         elif isinstance(body, Error):
             logger.error("server says: %s", body.message)
         elif type(body) in COMMANDS:
@@ -74,14 +72,25 @@ class RequestHandler:
             raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
                                 ErrorCode.UNEXPECTED_MESSAGE)
 
+    def _cancel(self, request_id: int) -> None:
+        """The server stopped a follow stream, or a push (its console went away)."""
+        scope = self.follows.get(request_id)
+        if scope is not None:
+            scope.cancel()
+        upload = self.uploads.pop(request_id, None)
+        if upload is not None:
+            logger.info("server abandoned the upload of bundle %s at %d of %d bytes: dropped",
+                        upload.spec.name, upload.received, upload.spec.size)
+            upload.abort()
+
     async def _answer(self, frame: Frame, command: Command) -> None:
         try:
             message = await command(self.core, frame.body)
         except LotcError as exc:
             logger.info("refused %s: %s", type(frame.body).__name__, exc)
-            await self.framed.send(Error(code=exc.code, message=str(exc)), frame.request_id)
+            await self.framed.send(error_reply(exc), frame.request_id)
         else:
-            await self.framed.send(Ok(message=message), frame.request_id)
+            await self.framed.send(Ok(message=wire_text(message)), frame.request_id)
 
     async def _upload_step(self, frame: Frame, nursery: trio.Nursery) -> None:
         body, request_id = frame.body, frame.request_id
@@ -104,14 +113,14 @@ class RequestHandler:
             failed = self.uploads.pop(request_id, None)
             if failed is not None:
                 failed.abort()
-            await self.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+            await self.framed.send(error_reply(exc), request_id)
 
     async def _commit(self, upload: Upload, request_id: int) -> None:
         try:
             # Extracting a large tree is slow file work: keep it off the event loop.
             info = await trio.to_thread.run_sync(upload.commit)
         except LotcError as exc:
-            await self.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+            await self.framed.send(error_reply(exc), request_id)
             return
         self.core.bundle_stored(info)
         await self.framed.send(Ok(message=f"stored {info.name} sha256 {info.sha256[:12]}"),
@@ -132,7 +141,7 @@ class RequestHandler:
                 self.follows[request_id] = scope
                 await self.core.read_logs(query.process, query.lines, query.follow, emit)
         except LotcError as exc:
-            await self.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+            await self.framed.send(error_reply(exc), request_id)
             return
         finally:
             self.follows.pop(request_id, None)

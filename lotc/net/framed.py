@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from lotc.errors import LotcError, error_reply
 from protocol.codec import Frame, FrameDecoder, encode
-from protocol.errors import LotcError
-from protocol.messages import Error, Message
+from protocol.messages import Message
 from protocol.spec import DEFAULT_MAX_BODY
 
 if TYPE_CHECKING:
@@ -95,8 +95,9 @@ class FramedStream:
     async def send(self, body: Message, request_id: int = 0, more: bool = False) -> None:
         await self.send_bytes(encode(body, request_id, more))
 
-    async def send_bytes(self, data: bytes) -> None:
-        """Send pre-encoded frames (one or several), under the send deadline."""
+    async def send_bytes(self, data: bytes, deadline: float | None = None) -> None:
+        """Send pre-encoded frames (one or several), under the send deadline (or the
+        earlier `deadline`, a trio.current_time() value)."""
         if (self._socket is not None and len(data) <= FAST_SEND_MAX and not self._unsent
                 and self._fast_sends < FAST_SENDS_IN_A_ROW and not self._send_lock.locked()):
             # Fast path (plain TCP, a small frame, nobody else sending): one write, no
@@ -114,19 +115,46 @@ class FramedStream:
             # The kernel took part of it: the rest goes next, before anyone else's.
             self._send_lock.acquire_nowait()
             try:
-                with trio.fail_after(self.send_timeout):
-                    await self.stream.send_all(data[sent:])
+                await self._finish_frame(data[sent:], deadline)
             finally:
                 self._send_lock.release()
-            self.bytes_sent += len(data) - sent
             return
         self._fast_sends = 0
-        async with self._send_lock:
+        async with self._send_lock:  # cancellable: nothing of this frame is sent yet
             if self._unsent:  # it goes first: it is the tail of a frame already begun
                 data, self._unsent = self._unsent + data, b""
-            with trio.fail_after(self.send_timeout):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            await self._finish_frame(data, deadline)
+
+    async def _finish_frame(self, data: bytes, deadline: float | None) -> None:
+        """Send `data` whole, or close the link: never leave half a frame on it.
+
+        A cancelled send_all may have written any part of the frame, and the peer
+        would then read our next frames as the rest of its body (a console killed
+        mid-upload did that to agent links, issue 14 item 13). So the send is shielded
+        from cancellation; only the send deadline ends it, and then the link is
+        closed, since it can no longer be resynchronised. A cancellation that
+        arrived meanwhile is delivered at the caller's next checkpoint.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.send_timeout
+            if deadline is not None:
+                scope.deadline = min(scope.deadline, deadline)
+            try:
                 await self.stream.send_all(data)
+            except BaseException:
+                await self._abandon_link("the send failed")
+                raise
+        if scope.cancelled_caught:
+            await self._abandon_link("the send deadline passed")
+            raise trio.TooSlowError(f"{self.peer} did not read a frame in time; link closed")
         self.bytes_sent += len(data)
+
+    async def _abandon_link(self, why: str) -> None:
+        logger.info("closing the link to %s: a frame could not be sent whole (%s)", self.peer, why)
+        if self._hub is not None:
+            self._hub.detach(self)
+        await trio.aclose_forcefully(self.stream)
 
     def send_now(self, data: bytes) -> bool:
         """Send pre-encoded frames without waiting, for code that cannot await (a ReadHub
@@ -163,9 +191,10 @@ class FramedStream:
 
     async def send_error(self, error: LotcError, request_id: int = 0) -> None:
         """Best-effort ERROR frame; never raises (the connection may be dying)."""
+        deadline = trio.current_time() + CLOSE_TIMEOUT_S
         try:
-            with trio.move_on_after(CLOSE_TIMEOUT_S):
-                await self.send(Error(code=error.code, message=str(error)[:1000]), request_id)
+            with trio.move_on_at(deadline):
+                await self.send_bytes(encode(error_reply(error), request_id), deadline)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             logger.debug("could not send ERROR to %s", self.peer)
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from lotc.errors import LotcError
+from lotc.errors import LocalProtocolError, LotcError
 from lotc.net.address import Address
 from lotc.net.endings import CONNECTION_ENDED, principal
 from lotc.net.framed import FramedStream
@@ -89,6 +89,10 @@ async def serve(
 async def _report_ending(framed: FramedStream, exc: BaseException) -> None:
     if isinstance(exc, CONNECTION_ENDED):
         logger.debug("connection %s ended: %s", framed.peer, exc or type(exc).__name__)
+    elif isinstance(exc, LocalProtocolError):  # our bug; handlers answer it as INTERNAL
+        logger.error("connection handler for %s could not encode a frame", framed.peer,
+                     exc_info=exc)
+        await framed.send_error(exc)
     elif isinstance(exc, LotcError):
         logger.warning("closing %s: %s", framed.peer, exc)
         await framed.send_error(exc)

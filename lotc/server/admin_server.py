@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from lotc.errors import Conflict, LotcError
+from lotc.errors import Conflict, LotcError, error_reply
 from lotc.net.auth import server_handshake
 from lotc.net.framed import FramedStream
 from lotc.server import queries
@@ -46,7 +46,6 @@ from protocol.messages import (
     BundleList,
     BundleRemove,
     Cancel,
-    Error,
     Heartbeat,
     ListAgents,
     ListBundles,
@@ -149,7 +148,7 @@ async def _run_request(conn: AdminConnection, frame: Frame) -> None:
     try:
         await HANDLERS[type(frame.body)](conn, frame.body, frame.request_id)
     except LotcError as exc:
-        await conn.framed.send(Error(code=exc.code, message=str(exc)), frame.request_id)
+        await conn.framed.send(error_reply(exc), frame.request_id)
     finally:
         conn.slots.release()
 
@@ -183,7 +182,7 @@ async def _upload_step(conn: AdminConnection, frame: Frame, nursery: trio.Nurser
         failed = conn.uploads.pop(request_id, None)
         if failed is not None:
             failed.close()
-        await conn.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+        await conn.framed.send(error_reply(exc), request_id)
 
 
 async def _finish_upload(conn: AdminConnection, upload: IncomingUpload, end: BundleEnd,
@@ -192,7 +191,7 @@ async def _finish_upload(conn: AdminConnection, upload: IncomingUpload, end: Bun
         results = await finish_upload(conn.ctl, upload, end)
         await conn.reply(request_id, Results(results=tuple(results)))
     except LotcError as exc:
-        await conn.framed.send(Error(code=exc.code, message=str(exc)), request_id)
+        await conn.framed.send(error_reply(exc), request_id)
 
 
 # ------------------------------------------------------------------ request handlers

@@ -15,12 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from lotc.errors import BundleInUse, ChecksumMismatch, InvalidRequest, TooLarge, UnknownBundle
+import trio
+
+from lotc.errors import (
+    AgentOffline,
+    BundleInUse,
+    ChecksumMismatch,
+    InvalidRequest,
+    LotcError,
+    RequestTimeout,
+    TooLarge,
+    UnknownBundle,
+    wire_text,
+)
 from lotc.names import validate_name
 from lotc.server.controller import Controller
 from lotc.server.records import BundleRecord
 from lotc.server.sessions import AgentSession
-from protocol.enums import DesiredState
+from protocol.enums import DesiredState, EventKind
 from protocol.messages import (
     AgentResult,
     BundleBegin,
@@ -34,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 HASH_READ_SIZE = 1024 * 1024
+REASON_BYTES = 500  # of an agent's refusal, quoted in the event
+# Failures that are not the agent refusing the bundle: it may take it later.
+NOT_REFUSALS = (AgentOffline, RequestTimeout)
+CANCEL_TIMEOUT_S = 1.0  # telling an agent to drop an abandoned push is best effort
 
 
 @dataclass
@@ -108,10 +124,49 @@ async def finish_upload(ctl: Controller, upload: IncomingUpload, end: BundleEnd)
         if session is None:
             return "stored; agent offline: it gets the bundle when it reconnects"
         record = BundleRecord(agent, begin.name, begin.sha256, begin.kind, begin.size, now)
-        await push_bundle(ctl, session, record)
+        await deliver_or_drop(ctl, session, record)
         return f"loaded {begin.name} ({begin.size} bytes, sha256 {begin.sha256.hex()[:12]})"
 
     return await ctl.fan_out(upload.targets, deliver)
+
+
+async def deliver_or_drop(ctl: Controller, session: AgentSession, record: BundleRecord) -> None:
+    """Push `record`; if the agent refuses it, it is no longer desired there (see below)."""
+    try:
+        await push_bundle(ctl, session, record)
+    except NOT_REFUSALS:
+        raise  # the agent may yet take it: it stays desired, pushed again on reconnect
+    except LotcError as exc:
+        drop_refused(ctl, record, str(exc))
+        exc.args = (f"{exc}; bundle {record.name} not kept for {record.agent}",)
+        raise
+
+
+def drop_refused(ctl: Controller, record: BundleRecord, reason: str) -> None:
+    """An agent refused a bundle: mark it failed (an event with the agent's reason) and
+    drop it from that agent's desired state, back to the version the agent holds.
+
+    Kept desired, it was pushed again (and refused again) on every reconnect, and its
+    blob kept for ever; a blob no agent wants any more is deleted.
+    """
+    agent, name = record.agent, record.name
+    desired = {b.name: b for b in ctl.model.desired_bundles(agent)}.get(name)
+    if desired is None or desired.sha256 != record.sha256:
+        return  # replaced or removed meanwhile: the newer wish stands
+    held = {b.name: b for b in ctl.model.reported_bundles(agent)}.get(name)
+    if held is not None:
+        ctl.model.set_desired_bundle(agent, name, held.sha256, held.kind, held.size,
+                                     held.stored_us)
+    else:
+        ctl.model.remove_desired_bundle(agent, name)
+    dropped = ctl.model.drop_blob_if_unused(record.sha256)
+    ctl.server_event(agent, EventKind.ERROR,
+                     f"bundle {name} (sha256 {record.sha256.hex()[:12]}) failed on {agent}: "
+                     f"{wire_text(reason, REASON_BYTES)}; "
+                     + (f"{agent} keeps sha256 {held.sha256.hex()[:12]}" if held else
+                        "no longer desired there")
+                     + ("; its bytes were deleted (no agent wants them)" if dropped else ""))
+    logger.warning("bundle %s refused by %s: %s", name, agent, reason)
 
 
 async def push_bundle(ctl: Controller, session: AgentSession, record: BundleRecord) -> None:
@@ -120,19 +175,35 @@ async def push_bundle(ctl: Controller, session: AgentSession, record: BundleReco
     begin = BundleBegin(target="", name=record.name, kind=record.kind, size=record.size,
                         sha256=record.sha256)
     async with session.open_request(begin) as pending:
-        ready = (await pending.reply(timeout)).body
-        if not isinstance(ready, BundleReady):
-            raise InvalidRequest(f"agent {session.name} answered BUNDLE_BEGIN with "
-                                 f"{type(ready).__name__}")
-        offset = ready.offset
-        with ctl.model.blob_path(record.sha256).open("rb") as blob:
-            blob.seek(offset)
-            while data := blob.read(ctl.config.chunk_size):
-                await session.send(BundleChunk(offset=offset, data=data), pending.request_id)
-                offset += len(data)
-        await session.send(BundleEnd(size=offset), pending.request_id)
+        try:
+            ready = (await pending.reply(timeout)).body
+            if not isinstance(ready, BundleReady):
+                raise InvalidRequest(f"agent {session.name} answered BUNDLE_BEGIN with "
+                                     f"{type(ready).__name__}")
+            offset = ready.offset
+            with ctl.model.blob_path(record.sha256).open("rb") as blob:
+                blob.seek(offset)
+                while data := blob.read(ctl.config.chunk_size):
+                    await session.send(BundleChunk(offset=offset, data=data), pending.request_id)
+                    offset += len(data)
+            await session.send(BundleEnd(size=offset), pending.request_id)
+        except BaseException:  # cancelled too (the console went away): no half upload left
+            await _abandon_push(session, pending.request_id)
+            raise
         await pending.reply(timeout)
     logger.info("bundle %s (%d bytes) delivered to %s", record.name, record.size, session.name)
+
+
+async def _abandon_push(session: AgentSession, request_id: int) -> None:
+    """Tell the agent to drop the partial upload of a push we stopped (CANCEL of its id).
+
+    Agents before issue 14 ignore it and keep the partial file, which the next push
+    of the same content resumes; their link is unharmed either way."""
+    with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_TIMEOUT_S):
+        try:
+            await session.cancel(request_id)
+        except AgentOffline:
+            pass  # the link is gone: the next push resumes or replaces the partial file
 
 
 async def remove_bundle(ctl: Controller, request: BundleRemove) -> list[AgentResult]:

@@ -32,7 +32,14 @@ from contextlib import asynccontextmanager
 import trio
 
 from lotc import __version__
-from lotc.errors import InvalidRequest, LotcError, TokenRevoked, UnknownAgent, UnknownSchedule
+from lotc.errors import (
+    InvalidRequest,
+    LotcError,
+    TokenRevoked,
+    UnknownAgent,
+    UnknownSchedule,
+    wire_text,
+)
 from lotc.names import ALL, glob_matcher, is_glob, validate_selector
 from lotc.net.framed import FramedStream
 from lotc.server.config import ServerConfig
@@ -396,7 +403,7 @@ class Controller:
                 message = await call(agent)
                 results[agent] = AgentResult(agent=agent, code=ErrorCode.OK, message=message)
             except LotcError as exc:
-                results[agent] = AgentResult(agent=agent, code=exc.code, message=str(exc))
+                results[agent] = AgentResult(agent=agent, code=exc.code, message=wire_text(str(exc)))
 
         names = list(agents)
         async with trio.open_nursery() as nursery:

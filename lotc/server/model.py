@@ -225,6 +225,13 @@ class Model(DesiredStore, HistoryStore):
         keep = {bytes(row[0]) for row in self._all("SELECT DISTINCT sha256 FROM desired_bundles")}
         return self.blobs.prune(keep, partial_max_age_s)
 
+    def drop_blob_if_unused(self, sha256: bytes) -> bool:
+        """Delete the blob of `sha256` when no desired bundle refers to it any more."""
+        if self._all("SELECT 1 FROM desired_bundles WHERE sha256 = ? LIMIT 1", (bytes(sha256),)):
+            return False
+        self.blobs.path(sha256).unlink(missing_ok=True)
+        return True
+
     # ------------------------------------------------------------ bundles
 
     def set_desired_bundle(

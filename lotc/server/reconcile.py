@@ -17,7 +17,7 @@ import logging
 
 from lotc.agent.schedule_store import format_us
 from lotc.errors import LotcError
-from lotc.server.bundles import push_bundle
+from lotc.server.bundles import deliver_or_drop
 from lotc.server.controller import Controller
 from lotc.server.processes import start_message
 from lotc.server.records import BundleRecord, ProcessStatusRecord, ScheduleRecord
@@ -139,7 +139,8 @@ async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -
     pushes, commands = plan(ctl, session.name, state)
     steps = 0
     for bundle in pushes:
-        steps += await _step(ctl, session, f"bundle {bundle.name}", push_bundle(ctl, session, bundle))
+        steps += await _step(ctl, session, f"bundle {bundle.name}",
+                             deliver_or_drop(ctl, session, bundle))
     for command in commands:
         request = session.request(command, ctl.config.request_timeout_s)
         steps += await _step(ctl, session, _describe(command), request)

@@ -33,7 +33,7 @@ from lotc.net.address import Address
 from lotc.net.auth import compute_mac, token_key
 from lotc.server.admin_server import HANDLERS
 from protocol import messages
-from protocol.codec import Frame, FrameDecoder, encode
+from protocol.codec import EncodeError, Frame, FrameDecoder, encode
 from protocol.enums import EventKind, Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
@@ -231,7 +231,7 @@ def corpus() -> list[bytes]:
         if issubclass(cls, Message) and cls is not Message:
             try:
                 frames.append(encode(cls(), 1))
-            except ProtocolError:
+            except EncodeError:
                 pass  # needs a fixed-size field: made below
     frames += [
         encode(Hello(role=Role.AGENT, name="web-1", software="lotc", addresses=("10.0.0.1",)), 1),

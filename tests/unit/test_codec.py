@@ -20,7 +20,7 @@ from protocol.codec import (
     encode_reference,
 )
 from protocol.enums import Role
-from protocol.errors import ErrorCode, ProtocolError
+from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError
 from protocol.messages import (
     MESSAGE_CLASSES,
     BundleBegin,
@@ -239,7 +239,11 @@ ENCODE_CASES = {
 def test_unencodable_values_raise_encode_error(body: Message) -> None:
     with pytest.raises(EncodeError) as raised:
         encode(body)
-    assert isinstance(raised.value, ValueError) and isinstance(raised.value, ProtocolError)
+    # Ours, not the peer's: a LocalProtocolError (INTERNAL), never a ProtocolError that
+    # would make a handler close the peer's connection (issue 14 item 17).
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, LocalProtocolError)
+    assert not isinstance(raised.value, ProtocolError)
+    assert raised.value.code == ErrorCode.INTERNAL
     with pytest.raises(EncodeError):
         encode_reference(body)
 

@@ -1,6 +1,7 @@
 """FramedStream: frames over a trio stream, deadlines on sending, clear endings."""
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -132,7 +133,8 @@ async def test_send_error_carries_code_and_bounded_message() -> None:
     await a.send_error(ProtocolError("x" * 5000, ErrorCode.OVERSIZE_FRAME), request_id=9)
     frame = await b.receive()
     assert isinstance(frame.body, Error) and frame.request_id == 9
-    assert frame.body.code == ErrorCode.OVERSIZE_FRAME and len(frame.body.message) == 1000
+    assert frame.body.code == ErrorCode.OVERSIZE_FRAME and len(frame.body.message) <= 1000
+    assert frame.body.message.startswith("x" * 900) and frame.body.message.endswith("bytes cut)")
 
 
 async def test_concurrent_senders_do_not_interleave() -> None:
@@ -178,3 +180,52 @@ async def test_aclose_is_bounded_even_if_the_stream_hangs(
         outer.cancel()  # even from a cancelled scope, close runs (shielded) and ends
         await framed.aclose()
     assert trio.current_time() - start == pytest.approx(CLOSE_TIMEOUT_S)
+
+
+async def test_a_send_cancelled_mid_frame_still_sends_the_whole_frame() -> None:
+    # Issue 14 item 13: a push cancelled (its console killed) left half a chunk frame on
+    # the agent's link, which then read the next frames as the rest of that body.
+    left, right = trio.socket.socketpair()  # real sockets: the kernel takes part of a frame
+    for sock in (left, right):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sender = FramedStream(trio.SocketStream(left))
+    receiver = FramedStream(trio.SocketStream(right))
+    chunk = BundleChunk(offset=0, data=b"z" * 300_000)
+    try:
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def push() -> None:
+                with scope:
+                    await sender.send(chunk, 5)
+
+            nursery.start_soon(push)
+            with trio.fail_after(5):
+                await trio.lowlevel.wait_readable(right)  # the frame has begun...
+            scope.cancel()  # ...when its sender is cancelled
+            with trio.fail_after(5):
+                frame = await receiver.receive()
+        assert frame.body == chunk and frame.request_id == 5
+        with trio.fail_after(5):  # and the link goes on, in step
+            await sender.send(Ok(message="next"), 6)
+            assert (await receiver.receive()).body == Ok(message="next")
+    finally:
+        await sender.aclose()
+        await receiver.aclose()
+
+
+async def test_a_frame_the_peer_never_finishes_reading_closes_the_link(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    a_end, b_end = trio.testing.lockstep_stream_pair()
+    sender = FramedStream(a_end, send_timeout=3.0)
+    async with trio.open_nursery() as nursery:
+        async def stall() -> None:
+            await b_end.receive_some(1000)  # reads the start, then stops reading
+
+        nursery.start_soon(stall)
+        with pytest.raises(trio.TooSlowError):
+            await sender.send(BundleChunk(offset=0, data=b"z" * 300_000))
+    with pytest.raises(trio.ClosedResourceError):  # no half frame left on a live link
+        await sender.send(Ok(message="after"))

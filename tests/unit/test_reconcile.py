@@ -18,6 +18,7 @@ from protocol.enums import BundleKind, DesiredState, EventKind, ProcessState, Re
 from protocol.errors import ErrorCode
 from protocol.messages import (
     AgentState,
+    BundleBegin,
     BundleChunk,
     BundleEntry,
     BundleRemove,
@@ -236,6 +237,25 @@ async def test_a_failed_step_is_an_event_and_the_rest_goes_on(
     # b-second is still waiting for its answer; the link goes on meanwhile.
     await fake.send(Event(seq=1, kind=EventKind.PROCESS_STATE, process="x"))
     await wait_until(lambda: fake.acks == [1])
+
+
+async def test_a_bundle_refused_on_reconnect_is_dropped_back_to_what_the_agent_holds(
+    ctl: Controller, nursery: trio.Nursery
+) -> None:
+    # Issue 14 item 14: wanted while the agent was away, refused when it came back.
+    ctl.model.commit_blob(_partial(ctl), SHA)
+    want_bundle(ctl)
+    refuse = {BundleBegin: lambda frame: Error(code=ErrorCode.BAD_BUNDLE, message="no thanks")}
+    state = AgentState(bundles=(has_bundle("app", OTHER_SHA),))
+    await connect_agent(nursery, ctl, AGENT, state=state, send_state=True, answers=refuse)
+    errors = await wait_until(lambda: [e for e in ctl.model.events(agent=AGENT)
+                                       if e.kind == EventKind.ERROR])
+    assert "failed on web-1: no thanks" in errors[0].message, errors[0].message
+    # Desired follows what the agent holds, so no reconnect pushes it again; the
+    # refused bytes are wanted by nobody and go.
+    assert [b.sha256 for b in ctl.model.desired_bundles(AGENT)] == [OTHER_SHA]
+    assert plan(ctl, AGENT, state)[0] == []
+    assert not ctl.model.has_blob(SHA)
 
 
 def _partial(ctl: Controller):  # type: ignore[no-untyped-def]
