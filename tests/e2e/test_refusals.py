@@ -1,4 +1,7 @@
-"""Issue 14, item 20: refused clients are told why, and the server says it once.
+"""Issue 14, items 18 and 20: refused clients are told why, and the server says it once.
+
+Failed logins from one address are answered ever more slowly and logged once a
+window, while good logins from the same address go straight through.
 
 A revoked agent hears "revoked" (not "authentication failed") and retries
 rarely; an admin revoking their own token gets OK; a plain agent knocking on a
@@ -9,6 +12,14 @@ from __future__ import annotations
 import re
 import subprocess
 
+import trio
+
+from lotc.errors import AuthFailed, LotcError
+from lotc.net.address import Address
+from lotc.net.auth import client_handshake
+from lotc.net.refusals import FREE_LOGIN_FAILURES, login_delay
+from lotc.net.transport import connect
+from protocol.enums import Role
 from tests.cluster import Cluster, wait_until
 from tests.e2e.test_tls_and_grace import make_certs
 
@@ -66,3 +77,52 @@ def test_a_plain_agent_against_a_tls_server_is_logged_once(cluster: Cluster) -> 
     lines = [line for line in log.splitlines() if "not TLS" in line]
     assert len(lines) == 1, log
     assert "WARNING" in lines[0] and "127.0.0.1" in lines[0], lines
+
+
+# ------------------------------------------------------------------ item 18: throttling
+
+BAD_LOGINS = 8  # 5 answered at once, then 0.5 s, 1 s, 2 s
+HANDSHAKE_TIMEOUT_S = 10.0
+PROMPT_S = 0.4  # a login (or a free refusal) on loopback takes milliseconds
+
+
+async def _login(port: int, role: Role, name: str, token: str) -> tuple[float, BaseException | None]:
+    started = trio.current_time()
+    framed = await connect(Address("127.0.0.1", port), max_body=1 << 20,
+                           send_timeout=HANDSHAKE_TIMEOUT_S)
+    try:
+        await client_handshake(framed, role=role, name=name, token=token,
+                               timeout=HANDSHAKE_TIMEOUT_S)
+        outcome: BaseException | None = None
+    except LotcError as exc:
+        outcome = exc
+    finally:
+        await framed.aclose()
+    return trio.current_time() - started, outcome
+
+
+def test_failed_logins_are_slowed_and_logged_once_good_logins_are_not(cluster: Cluster) -> None:
+    cluster.start_server()
+    agent_token = cluster.token("agent", "n1")
+
+    async def scenario() -> tuple[list[float], float, float]:
+        refused = []
+        for _ in range(BAD_LOGINS):
+            took, outcome = await _login(cluster.admin_port, Role.ADMIN, "admin", "wrong")
+            assert isinstance(outcome, AuthFailed), outcome
+            refused.append(took)
+        admin_took, admin = await _login(cluster.admin_port, Role.ADMIN, "admin",
+                                         cluster.admin_token)
+        agent_took, agent = await _login(cluster.agent_port, Role.AGENT, "n1", agent_token)
+        assert admin is None and agent is None, (admin, agent)
+        return refused, admin_took, agent_took
+
+    refused, admin_took, agent_took = trio.run(scenario)
+    assert max(refused[:FREE_LOGIN_FAILURES]) < PROMPT_S, refused
+    for index in range(FREE_LOGIN_FAILURES, BAD_LOGINS):
+        assert refused[index] >= login_delay(index + 1) * 0.9, refused
+    # The same address, the right tokens: no delay for either port.
+    assert admin_took < PROMPT_S and agent_took < PROMPT_S, (admin_took, agent_took)
+    lines = [line for line in cluster.server_log().splitlines()
+             if "authentication failed" in line]
+    assert len(lines) == 1 and "counted, not logged" in lines[0], lines
