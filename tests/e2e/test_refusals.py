@@ -17,9 +17,12 @@ import trio
 from lotc.errors import AuthFailed, LotcError
 from lotc.net.address import Address
 from lotc.net.auth import client_handshake
+from lotc.net.framed import BODY_GRACE_S
 from lotc.net.refusals import FREE_LOGIN_FAILURES, login_delay
 from lotc.net.transport import connect
+from protocol.codec import HEADER_SIZE, encode
 from protocol.enums import Role
+from protocol.messages import Heartbeat
 from tests.cluster import Cluster, wait_until
 from tests.e2e.test_tls_and_grace import make_certs
 
@@ -126,3 +129,58 @@ def test_failed_logins_are_slowed_and_logged_once_good_logins_are_not(cluster: C
     lines = [line for line in cluster.server_log().splitlines()
              if "authentication failed" in line]
     assert len(lines) == 1 and "counted, not logged" in lines[0], lines
+
+
+# ------------------------------------------------------------------ item 18: trickled frames
+
+TRICKLED_BODY = 4 * 1024 * 1024  # announced in the header; 1 byte a second follows
+CUT_OFF_WITHIN_S = BODY_GRACE_S + 8  # the deadline plus slack for a busy machine
+
+
+async def _trickle(port: int, role: Role, name: str, token: str) -> tuple[float, str]:
+    """Log in, begin a 4 MiB frame, send 1 B/s; how long until the server cuts us off."""
+    framed = await connect(Address("127.0.0.1", port), max_body=1 << 20,
+                           send_timeout=HANDSHAKE_TIMEOUT_S)
+    try:
+        await client_handshake(framed, role=role, name=name, token=token,
+                               timeout=HANDSHAKE_TIMEOUT_S)
+        header = encode(Heartbeat(seq=1, time_us=0, running=0))[:HEADER_SIZE - 4]
+        await framed.stream.send_all(header + TRICKLED_BODY.to_bytes(4, "big"))
+        started = trio.current_time()
+        with trio.move_on_after(CUT_OFF_WITHIN_S * 2):
+            while True:
+                try:
+                    await framed.stream.send_all(b"x")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    break
+                with trio.move_on_after(1.0):  # the trickle's pace; EOF ends it sooner
+                    data = await framed.stream.receive_some(65536)
+                    if not data:
+                        break
+                    if b"trickles" in data:
+                        return trio.current_time() - started, data.decode(errors="replace")
+        return trio.current_time() - started, ""
+    finally:
+        await framed.aclose()
+
+
+def test_a_logged_in_client_trickling_a_frame_is_cut_off(cluster: Cluster) -> None:
+    cluster.start_server()
+    agent_token = cluster.token("agent", "n1")
+    results: dict[str, tuple[float, str]] = {}
+
+    async def scenario() -> None:
+        async def one(label: str, port: int, role: Role, name: str, token: str) -> None:
+            results[label] = await _trickle(port, role, name, token)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, "console", cluster.admin_port, Role.ADMIN, "admin",
+                               cluster.admin_token)
+            nursery.start_soon(one, "agent", cluster.agent_port, Role.AGENT, "n1", agent_token)
+
+    trio.run(scenario)
+    took, error = results["console"]
+    assert took < CUT_OFF_WITHIN_S and "trickles" in error, results
+    # An agent's connection is read by the hub: its silence limit (3 s) cuts it first.
+    assert results["agent"][0] < CUT_OFF_WITHIN_S, results
+    assert cluster.server.poll() is None
+    assert "trickles the rest" in cluster.server_log()
