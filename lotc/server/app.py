@@ -67,7 +67,8 @@ async def serve_server(
                     serve, handler, listeners, refusals=refusals,
                     max_body=config.max_body, send_timeout=config.send_timeout_s))
             for address in config.ntp_listen:
-                port = await nursery.start(partial(serve_sntp, address.host, address.port))
+                port = await nursery.start(partial(serve_sntp, address.host, address.port,
+                                                   local_stratum=config.ntp_local_stratum))
                 logger.info("answering SNTP on %s", Address(address.host, port))
             for address in bound.agent:
                 logger.info("listening for agents on %s", address)
