@@ -120,9 +120,9 @@ async def _coordinate(agents: int, rounds: int, offset_s: float) -> list[Fire]:
     fires: list[Fire] = []
     async with trio.open_nursery() as nursery:
         port4 = await nursery.start(lambda task_status: serve_sntp(
-            "127.0.0.1", 0, offset_s=offset_s, task_status=task_status))
+            "127.0.0.1", 0, offset_s=offset_s, local_stratum=2, task_status=task_status))
         port6 = await nursery.start(lambda task_status: serve_sntp(
-            "::1", 0, offset_s=offset_s, task_status=task_status))
+            "::1", 0, offset_s=offset_s, local_stratum=2, task_status=task_status))
         server_now = time.time_ns() // 1000 + offset_us
         first = (server_now + int(LEAD_S * US)) // 100_000 * 100_000  # a round number
         targets = [first + int(k * SPACING_S * US) for k in range(rounds)]

@@ -9,6 +9,14 @@ origin field (the client matches replies and computes offset/delay from it),
 receive and transmit timestamps taken from the host clock plus `offset_s`.
 Anything that is not a well-formed client request is dropped without a reply:
 a time server must never crash or amplify traffic because of a stray packet.
+
+It tells the truth about the host's clock (lotc/hostclock.py, read per request):
+while the kernel says the clock is not synchronised, replies carry leap 3
+("alarm") and stratum 0 (RFC 5905's wire form of 16, "unsynchronised"), so
+clients, our agents included, do not set their clocks by it. The root
+dispersion is the kernel's maximum error. `local_stratum` is chrony's
+`local stratum N`: the operator declares this clock good enough to serve even
+unsynchronised (an isolated site), and replies then say stratum N, leap 0.
 """
 from __future__ import annotations
 
@@ -16,8 +24,11 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 import trio
+
+from lotc.hostclock import LEAP_ALARM, ClockState, read_clock_state
 
 __all__ = ["NTP_EPOCH_DELTA_S", "PACKET_SIZE", "build_reply", "from_ntp", "serve_sntp", "to_ntp"]
 
@@ -29,6 +40,9 @@ MAX_DATAGRAM = 1024  # requests with extensions/MAC are longer; anything bigger 
 MODE_CLIENT = 3
 MODE_SERVER = 4
 REF_ID_LOCAL = b"LOCL"  # RFC 4330: reference identifier of a server on its own clock
+REF_ID_UNSYNCED = b"INIT"  # with stratum 0, a kiss code: "not yet synchronised"
+STRATUM_UNSYNCED = 0  # RFC 5905 7.3: stratum 16 (unsynchronised) is sent as 0
+MAX_SHORT = 0xFFFFFFFF  # NTP short format (16.16 s): root delay and dispersion
 PRECISION_LOG2 = -20  # about a microsecond: what time.time_ns offers on Linux
 _HEADER = struct.Struct("!BBbb II 4s QQQQ")
 
@@ -46,20 +60,41 @@ def from_ntp(timestamp: int) -> int:
     return seconds * 1_000_000_000 + ((timestamp & 0xFFFFFFFF) * 1_000_000_000 >> 32)
 
 
-def build_reply(request: bytes, recv_ns: int, tx_ns: int, stratum: int) -> bytes | None:
-    """The mode-4 answer to `request`, or None when it is not a client request."""
+def to_short(microseconds: int) -> int:
+    """Microseconds -> NTP short format (16.16 fixed-point seconds), saturated."""
+    return min(MAX_SHORT, max(0, microseconds) * 65536 // 1_000_000)
+
+
+def build_reply(request: bytes, recv_ns: int, tx_ns: int, stratum: int, *,
+                leap: int = 0, root_dispersion_us: int = 0) -> bytes | None:
+    """The mode-4 answer to `request`, or None when it is not a client request.
+
+    leap 3 means "unsynchronised": the stratum is then sent as 0, with "INIT".
+    """
     if not PACKET_SIZE <= len(request) <= MAX_DATAGRAM:
         return None
     first, *_rest, client_tx = _HEADER.unpack_from(request)
     version, mode = (first >> 3) & 0x7, first & 0x7
     if mode != MODE_CLIENT or not 1 <= version <= 4:
         return None
-    first_out = (0 << 6) | (version << 3) | MODE_SERVER  # leap 0: no warning
+    unsynced = leap == LEAP_ALARM
     return _HEADER.pack(
-        first_out, stratum, 4, PRECISION_LOG2,  # poll 2^4 s: a hint, clients choose
-        0, 0, REF_ID_LOCAL,  # root delay and dispersion: we are the reference
+        (leap << 6) | (version << 3) | MODE_SERVER,
+        STRATUM_UNSYNCED if unsynced else stratum,
+        4, PRECISION_LOG2,  # poll 2^4 s: a hint, clients choose
+        0, to_short(root_dispersion_us),  # root delay: in the kernel's maximum error
+        REF_ID_UNSYNCED if unsynced else REF_ID_LOCAL,
         to_ntp(recv_ns), client_tx, to_ntp(recv_ns), to_ntp(tx_ns),
     )
+
+
+def answer(request: bytes, recv_ns: int, tx_ns: int, state: ClockState, stratum: int,
+           local_stratum: int | None) -> bytes | None:
+    """`build_reply` for a host clock in `state` (see the module docstring)."""
+    if not state.synced and local_stratum is not None:  # the operator vouches for it
+        return build_reply(request, recv_ns, tx_ns, local_stratum)
+    return build_reply(request, recv_ns, tx_ns, stratum, leap=state.leap,
+                       root_dispersion_us=state.max_error_us)
 
 
 async def serve_sntp(
@@ -68,10 +103,15 @@ async def serve_sntp(
     *,
     offset_s: float = 0.0,
     stratum: int = 2,
+    local_stratum: int | None = None,
+    clock_state: Callable[[], ClockState] = read_clock_state,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer SNTP requests on `address_host:port` (IPv4 or IPv6) until cancelled.
 
+    `stratum` is ours while the host clock is synchronised (the kernel does not
+    know its source's); `local_stratum` see the module docstring; `clock_state`
+    is the host clock's state (tests give a fixed one).
     `task_status.started(port)` reports the bound port (useful with port 0).
     """
     offset_ns = round(offset_s * 1e9)
@@ -83,8 +123,14 @@ async def serve_sntp(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         await sock.bind((address_host, port))
         bound_port = sock.getsockname()[1]
+        state = clock_state()
         logger.info("SNTP responder on %s port %d (offset %+.6f s, stratum %d)",
                     address_host, bound_port, offset_s, stratum)
+        if not state.synced:
+            logger.warning(
+                "this host's clock is not synchronised (kernel): SNTP replies say so (leap 3)"
+                + ("" if local_stratum is None else
+                   f", except that --ntp-local-stratum serves it as stratum {local_stratum}"))
         task_status.started(bound_port)
         while True:
             try:
@@ -92,7 +138,8 @@ async def serve_sntp(
             except (ConnectionResetError, ConnectionRefusedError):
                 continue  # an ICMP error about an earlier reply: not our problem
             recv_ns = time.time_ns() + offset_ns
-            reply = build_reply(data, recv_ns, time.time_ns() + offset_ns, stratum)
+            reply = answer(data, recv_ns, time.time_ns() + offset_ns, clock_state(),
+                           stratum, local_stratum)
             if reply is None:
                 logger.debug("SNTP: ignored %d-byte datagram from %s", len(data), peer)
                 continue

@@ -26,15 +26,15 @@ import trio
 
 from lotc.agent.core import AgentCore
 from lotc.agent.requests import RequestHandler
-from lotc.errors import LotcError
+from lotc.errors import LotcError, TokenRevoked, error_for_code
 from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.endings import CONNECTION_ENDED, principal
 from lotc.net.framed import FramedStream
 from lotc.net.transport import connect
 from protocol.enums import Role
-from protocol.errors import ProtocolError
-from protocol.messages import EventAck, Heartbeat, Welcome
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import Error, EventAck, Heartbeat, Welcome
 from protocol.spec import DEFAULT_MAX_BODY
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class LinkConfig:
     send_timeout_s: float = 10.0
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
+    revoked_retry_s: float = 600.0  # after TOKEN_REVOKED (see _wait_after_revocation)
     max_body: int = DEFAULT_MAX_BODY
 
 
@@ -105,12 +106,29 @@ async def run_link(
                 logger.info("connected to %s as %s", config.server, config.name)
                 await run_session(config, core, framed, welcome)
             except Exception as exc:  # noqa: BLE001  whatever ended the session, carry on
-                _log_ending(config, principal(exc))
+                ending = principal(exc)
+                _log_ending(config, ending)
+                if isinstance(ending, TokenRevoked):
+                    await _wait_after_revocation(config)
+                    continue
             finally:
                 await framed.aclose()
         delay = backoff.next_delay()
         logger.info("reconnecting in %.1f s", delay)
         await trio.sleep(delay)
+
+
+async def _wait_after_revocation(config: LinkConfig) -> None:
+    """A revoked token stays revoked: retry rarely, not every few seconds.
+
+    The agent keeps running (its processes and schedules go on); it tries again
+    in case the token it was given is fixed by a restart with a new one.
+    """
+    delay = random.uniform(config.revoked_retry_s / 2, config.revoked_retry_s)
+    logger.error("the server revoked this agent's token: give it a new one "
+                 "(lotc token create --agent %s) and restart it; next attempt in %.0f s",
+                 config.name, delay)
+    await trio.sleep(delay)
 
 
 def _log_ending(config: LinkConfig, exc: BaseException) -> None:
@@ -167,6 +185,10 @@ async def _read_loop(
                 f"nothing heard from the server for {silence_limit:g} s") from None
         if isinstance(frame.body, EventAck):
             core.outbox.ack(frame.body.seq)
+        elif isinstance(frame.body, Error) and frame.body.code == ErrorCode.TOKEN_REVOKED:
+            # The server's last word before it cuts us off: raised, so that run_link
+            # waits long before retrying (a revoked token stays revoked).
+            raise error_for_code(frame.body.code, frame.body.message)
         elif not isinstance(frame.body, Heartbeat):
             await handler.dispatch(frame, nursery)
 

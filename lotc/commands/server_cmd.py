@@ -42,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--ntp-listen", action="append", default=[], metavar="ADDR:PORT",
                    help="also answer SNTP here, so agents can use the server as their time "
                         "source (--ntp SERVER:PORT); repeatable")
+    p.add_argument("--ntp-local-stratum", type=int, metavar="N",
+                   help="with --ntp-listen: serve this host's clock as stratum N (1-15) even "
+                        "when the kernel says it is not synchronised, like chrony's `local "
+                        "stratum N` (default: tell clients the truth, and they will not sync)")
     p.set_defaults(handler=run)
 
 
@@ -63,6 +67,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
     if args.heartbeat <= 0 or args.missed_heartbeats < 1 or args.offline_grace < 0:
         raise InvalidRequest("--heartbeat and --missed-heartbeats must be positive")
+    if args.ntp_local_stratum is not None and not 1 <= args.ntp_local_stratum <= 15:
+        raise InvalidRequest("--ntp-local-stratum must be 1 to 15")
     return ServerConfig(
         db_path=args.db,
         listen=tuple(parse_address(a) for a in args.listen)
@@ -74,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         missed_heartbeats=args.missed_heartbeats,
         offline_grace_s=args.offline_grace,
         ntp_listen=tuple(parse_address(a, 123) for a in args.ntp_listen),
+        ntp_local_stratum=args.ntp_local_stratum,
     )
 
 

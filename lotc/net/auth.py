@@ -11,6 +11,11 @@ a leaked database does not reveal tokens (it does allow impersonation until
 the tokens are revoked: the digest is the shared secret). Binding role and
 name into the MAC ties a token to one agent or admin name, and the fresh nonce
 makes a recorded AUTH useless on another connection.
+
+A client whose MAC is right for a revoked token is told TOKEN_REVOKED, not
+AUTH_FAILED: it proved it holds that token, so the answer reveals nothing it
+did not know, and its agent can stop retrying every few seconds. Anyone else
+(an unknown name, a wrong token) gets the same AUTH_FAILED as before.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from lotc import __version__
-from lotc.errors import AuthFailed, NotAllowed, RequestTimeout, error_for_code
+from lotc.errors import AuthFailed, NotAllowed, RequestTimeout, TokenRevoked, error_for_code
 from lotc.net.framed import FramedStream
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
@@ -109,8 +114,12 @@ async def server_handshake(
     *,
     allowed_role: Role,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
+    revoked_key: KeyLookup | None = None,
 ) -> Hello:
     """Authenticate the peer; returns its HELLO, or raises AuthFailed / ProtocolError.
+
+    `revoked_key` finds the key of a revoked token: a peer proving it holds one
+    gets TokenRevoked instead of AuthFailed.
 
     A peer that says nothing, or too slowly, gets RequestTimeout after `timeout`:
     a LotcError like the others, so the boundary answers it with an ERROR frame
@@ -118,7 +127,8 @@ async def server_handshake(
     """
     try:
         with trio.fail_after(timeout):
-            return await _server_exchange(framed, lookup_key, make_welcome, allowed_role)
+            return await _server_exchange(
+                framed, lookup_key, make_welcome, allowed_role, revoked_key)
     except trio.TooSlowError:
         raise RequestTimeout(f"no complete handshake within {timeout:g} s") from None
 
@@ -128,6 +138,7 @@ async def _server_exchange(
     lookup_key: KeyLookup,
     make_welcome: Callable[[Hello], Welcome],
     allowed_role: Role,
+    revoked_key: KeyLookup | None,
 ) -> Hello:
     frame = await framed.receive()
     hello = frame.body
@@ -149,8 +160,19 @@ async def _server_exchange(
     expected = compute_mac(key or b"", nonce, hello.role, hello.name)
     # compare_digest even for unknown names, so timing does not reveal which names exist
     if not hmac.compare_digest(expected, frame.body.mac) or key is None:
-        # Not logged here: the connection's boundary (transport.serve) logs every refusal
-        # once, with the peer's address; logging here too made each failure two lines.
+        # Not logged here: the connection's boundary (transport.serve) logs refusals,
+        # with the peer's address; logging here too made each failure two lines.
+        who = f"{hello.role.name.lower()} {hello.name!r}"
+        if _holds_revoked(revoked_key, nonce, hello, frame.body.mac):
+            raise TokenRevoked(f"the token of {who} was revoked: create a new one "
+                               f"(lotc token create) and give it to the {hello.role.name.lower()}")
         raise AuthFailed(auth_failure_message(hello.role, hello.name))
     await framed.send(make_welcome(hello), frame.request_id)
     return hello
+
+
+def _holds_revoked(revoked_key: KeyLookup | None, nonce: bytes, hello: Hello, mac: bytes) -> bool:
+    """True when `mac` proves the peer holds `hello.name`'s revoked token."""
+    key = None if revoked_key is None else revoked_key(hello.role, hello.name)
+    return key is not None and hmac.compare_digest(
+        compute_mac(key, nonce, hello.role, hello.name), mac)

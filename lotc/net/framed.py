@@ -12,18 +12,21 @@ Errors the caller sees from `receive`:
 - trio.ClosedResourceError: we closed it ourselves (another task called aclose).
 - ProtocolError: the peer sent bytes that are not LOTC; answer with an ERROR
   frame (see `send_error`) and close.
+- RequestTimeout: the peer began a frame and trickles the rest (see
+  `_body_deadline`); answer with an ERROR frame and close.
 """
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 from collections import deque
 from typing import TYPE_CHECKING
 
 import trio
 
-from lotc.errors import LotcError, error_reply
+from lotc.errors import LotcError, RequestTimeout, error_reply
 from protocol.codec import Frame, FrameDecoder, encode
 from protocol.messages import Message
 from protocol.spec import DEFAULT_MAX_BODY
@@ -38,6 +41,10 @@ DEFAULT_SEND_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 1.0  # a goodbye ERROR frame is best effort
 FAST_SEND_MAX = 4096  # frames up to this size may be written at once (see send_bytes)
 FAST_SENDS_IN_A_ROW = 16  # ...this many times in a row; then one awaited send
+# A frame begun must be finished at a minimum pace: BODY_GRACE_S, plus one second per
+# BODY_MIN_RATE bytes received of it (Apache mod_reqtimeout's "body=10,MinRate=...").
+BODY_GRACE_S = 10.0
+BODY_MIN_RATE = 4096  # bytes/s: a 256 KiB bundle chunk over a 32 kbit/s link still passes
 
 
 class PeerClosed(Exception):
@@ -86,6 +93,7 @@ class FramedStream:
         self._owner: trio.lowlevel.Task | None = None  # parked in receive, waiting for the hub
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._partial_since: float | None = None  # when the frame being received began
 
     @property
     def socket(self) -> trio.socket.SocketType | None:
@@ -204,17 +212,47 @@ class FramedStream:
             if self._hub is not None or self._hub_ending is not None:
                 await self._wait_for_hub()
                 continue
-            data: bytes | bytearray
-            if self._socket is not None:
-                data = await self._read_socket(self._socket)
+            deadline = self._body_deadline()
+            if deadline == math.inf:  # between frames: no cancel scope on the hot path
+                data = await self._read_some()
             else:
-                data = await self.stream.receive_some(RECEIVE_CHUNK)
+                data = b""
+                with trio.move_on_at(deadline) as scope:
+                    data = await self._read_some()
+                if scope.cancelled_caught:
+                    raise RequestTimeout(
+                        f"{self.peer} sent {self._decoder.buffered} bytes of a frame and "
+                        f"trickles the rest (under {BODY_MIN_RATE} B/s after "
+                        f"{BODY_GRACE_S:g} s): cut off")
             self._fast_sends = 0  # this task just waited: it has yielded
             if not data:
                 raise PeerClosed(f"{self.peer} closed the connection")
             self.bytes_received += len(data)
-            self._received.extend(self._decoder.feed(data))
+            frames = self._decoder.feed(data)
+            if frames:
+                self._partial_since = None  # what is left, if anything, is a new frame
+            self._received.extend(frames)
         return self._received.popleft()
+
+    async def _read_some(self) -> bytes | bytearray:
+        if self._socket is not None:
+            return await self._read_socket(self._socket)
+        return await self.stream.receive_some(RECEIVE_CHUNK)
+
+    def _body_deadline(self) -> float:
+        """When the frame being received must be complete (inf between frames).
+
+        Whole-read deadlines do not catch a peer that sends a frame header and
+        then a byte a second: every per-frame or idle timeout it meets is long
+        (a console may idle for a minute), and its frame may be megabytes.
+        """
+        held = self._decoder.buffered
+        if not held:
+            self._partial_since = None
+            return math.inf
+        if self._partial_since is None:
+            self._partial_since = trio.current_time()
+        return self._partial_since + BODY_GRACE_S + held / BODY_MIN_RATE
 
     @staticmethod
     async def _read_socket(sock: trio.socket.SocketType) -> bytes:

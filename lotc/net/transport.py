@@ -12,15 +12,19 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from lotc.errors import LocalProtocolError, LotcError
+from lotc.errors import AuthFailed, LocalProtocolError, LotcError, TokenRevoked
 from lotc.net.address import Address
 from lotc.net.endings import CONNECTION_ENDED, principal
 from lotc.net.framed import FramedStream
+from lotc.net.refusals import FAILED_LOGIN, Refusals, login_delay, source_of
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
+# OpenSSL's reasons when the first bytes are not a TLS record (plain LOTC, HTTP...).
+NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
+                             "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG"})
 
 
 class TlsHandshakeFailed(ConnectionError):
@@ -65,9 +69,15 @@ async def serve(
     *,
     max_body: int,
     send_timeout: float,
+    refusals: Refusals | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept connections forever, one task each, each isolated from the others."""
+    """Accept connections forever, one task each, each isolated from the others.
+
+    With `refusals`, failed logins and failed TLS handshakes are logged once per
+    source and window, and repeated failed logins are answered slowly (refusals.py).
+    """
+    refusals = refusals if refusals is not None else Refusals()
 
     async def guarded(stream: trio.abc.Stream) -> None:
         framed = FramedStream(
@@ -76,7 +86,7 @@ async def serve(
         try:
             await handler(framed)
         except Exception as exc:  # noqa: BLE001  one connection's failure must stay its own
-            await _report_ending(framed, principal(exc))
+            await _report_ending(framed, principal(exc), refusals)
         finally:
             await framed.aclose()
 
@@ -86,8 +96,14 @@ async def serve(
         task_status.started()
 
 
-async def _report_ending(framed: FramedStream, exc: BaseException) -> None:
-    if isinstance(exc, CONNECTION_ENDED):
+async def _report_ending(framed: FramedStream, exc: BaseException, refusals: Refusals) -> None:
+    tls_failure = _tls_failure(framed, exc)
+    if tls_failure is not None:
+        kind, what = tls_failure
+        refusals.note(source_of(framed.peer), kind, f"closing {framed.peer}: {what}")
+    elif isinstance(exc, (AuthFailed, TokenRevoked)):
+        await _refuse_login(framed, exc, refusals)
+    elif isinstance(exc, CONNECTION_ENDED):
         logger.debug("connection %s ended: %s", framed.peer, exc or type(exc).__name__)
     elif isinstance(exc, LocalProtocolError):  # our bug; handlers answer it as INTERNAL
         logger.error("connection handler for %s could not encode a frame", framed.peer,
@@ -98,6 +114,30 @@ async def _report_ending(framed: FramedStream, exc: BaseException) -> None:
         await framed.send_error(exc)
     else:
         logger.error("connection handler for %s failed", framed.peer, exc_info=exc)
+
+
+def _tls_failure(framed: FramedStream, exc: BaseException) -> tuple[str, str] | None:
+    """(kind, what went wrong) when `exc` is our TLS layer refusing the peer; else None."""
+    cause = exc.__cause__
+    if not (isinstance(framed.stream, trio.SSLStream) and isinstance(exc, trio.BrokenResourceError)
+            and isinstance(cause, ssl.SSLError)):
+        return None
+    if cause.reason in NOT_TLS_REASONS:
+        return "non-TLS client", ("the client is not TLS: give agents and consoles --tls-ca, "
+                                  f"or run this server without --tls-cert ({cause.reason})")
+    if isinstance(cause, ssl.SSLEOFError) or cause.reason == "UNEXPECTED_EOF_WHILE_READING":
+        return None  # connected and left (a port probe, a health check): routine
+    return "failed TLS handshake", f"TLS handshake failed: {cause.reason or cause}"
+
+
+async def _refuse_login(framed: FramedStream, exc: LotcError, refusals: Refusals) -> None:
+    source = source_of(framed.peer)
+    failures = refusals.note(source, FAILED_LOGIN, f"closing {framed.peer}: {exc}")
+    delay = login_delay(failures)
+    with refusals.hold(source) as may_wait:
+        if delay and may_wait:
+            await trio.sleep(delay)
+    await framed.send_error(exc)
 
 
 async def connect(

@@ -107,6 +107,7 @@ async def handle_admin(ctl: Controller, framed: FramedStream) -> None:
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
         allowed_role=Role.ADMIN, timeout=ctl.config.handshake_timeout_s,
+        revoked_key=ctl.revoked_token_key,
     )
     logger.info("console %s connected from %s", hello.name, framed.peer)
     conn = AdminConnection(ctl, framed, hello.name)
@@ -279,7 +280,9 @@ async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: in
 
 
 async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: int) -> None:
-    await conn.reply(request_id, await revoke_token(conn.ctl, body.name))
+    await conn.reply(request_id, await revoke_token(conn.ctl, body.name, conn.framed, conn.admin))
+    if body.name == conn.admin:  # its token is gone: the OK was this session's last word
+        await conn.framed.aclose()
 
 
 # Each handler takes the body of its own message type (Any here: one table for all).

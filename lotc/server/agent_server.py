@@ -46,6 +46,7 @@ async def handle_agent(
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
         allowed_role=Role.AGENT, timeout=config.handshake_timeout_s,
+        revoked_key=ctl.revoked_token_key,
     )
     session = AgentSession(hello.name, framed, hello, ctl.now_us())
     await ctl.agent_connected(session)

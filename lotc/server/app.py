@@ -20,6 +20,7 @@ import trio
 from lotc.errors import LotcError
 from lotc.net.address import Address
 from lotc.net.readhub import ReadHub
+from lotc.net.refusals import Refusals
 from lotc.net.transport import bound_address, open_listeners, serve
 from lotc.server.admin_server import handle_admin
 from lotc.server.agent_server import handle_agent
@@ -65,6 +66,9 @@ async def serve_server(
             await nursery.start(ctl.run_verdicts)
             await nursery.start(ctl.run_revocation_watch)
             await nursery.start(run_checkpoints, model)
+            # One count for both ports: a source refused on either is the same source.
+            refusals = Refusals()
+            await nursery.start(refusals.run)
             # Agents' heartbeats are read in batches by one task (lotc/net/readhub.py).
             read_hub = ReadHub() if ReadHub.available() else None
             if read_hub is not None:
@@ -73,10 +77,11 @@ async def serve_server(
                                         agent_listeners),
                                        (partial(handle_admin, ctl), admin_listeners)):
                 await nursery.start(partial(
-                    serve, handler, listeners,
+                    serve, handler, listeners, refusals=refusals,
                     max_body=config.max_body, send_timeout=config.send_timeout_s))
             for address in config.ntp_listen:
-                port = await nursery.start(partial(serve_sntp, address.host, address.port))
+                port = await nursery.start(partial(serve_sntp, address.host, address.port,
+                                                   local_stratum=config.ntp_local_stratum))
                 logger.info("answering SNTP on %s", Address(address.host, port))
             for address in bound.agent:
                 logger.info("listening for agents on %s", address)

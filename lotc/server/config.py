@@ -22,6 +22,7 @@ class ServerConfig:
     admin_listen: tuple[Address, ...] = tuple(loopback_listen_addresses(DEFAULT_ADMIN_PORT))
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     ntp_listen: tuple[Address, ...] = ()  # answer SNTP here (a time source for the agents)
+    ntp_local_stratum: int | None = None  # serve an unsynchronised host clock anyway (sntp.py)
     heartbeat_interval_s: float = 1.0  # agents send HEARTBEAT this often
     missed_heartbeats: int = 3  # silent this many intervals: the connection is presumed dead
     offline_grace_s: float = 2.0  # ...and only after this grace is the agent called offline

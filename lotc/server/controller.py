@@ -96,6 +96,9 @@ class Controller:
     def token_key(self, role: Role, name: str) -> bytes | None:
         return self.model.token_key(role, name)
 
+    def revoked_token_key(self, role: Role, name: str) -> bytes | None:
+        return self.model.revoked_token_key(role, name)
+
     def welcome(self, hello: Hello) -> Welcome:
         last_seq = self.model.last_event_seq(hello.name) if hello.role == Role.AGENT else 0
         return Welcome(
@@ -113,9 +116,13 @@ class Controller:
     def admin_disconnected(self, name: str, framed: FramedStream) -> None:
         self._consoles.get(name, set()).discard(framed)
 
-    async def cut_off(self, name: str) -> int:
-        """Close every connection authenticated as `name` (its token was revoked)."""
-        streams = list(self._consoles.pop(name, set()))
+    async def cut_off(self, name: str, spare: FramedStream | None = None) -> int:
+        """Close every connection authenticated as `name` (its token was revoked).
+
+        `spare`, the console that asked for the revocation, is left to its handler:
+        it must hear its OK before its own connection closes.
+        """
+        streams = [framed for framed in self._consoles.pop(name, set()) if framed is not spare]
         session = self.sessions.get(name)
         if session is not None:
             streams.append(session.framed)

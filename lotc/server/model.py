@@ -116,6 +116,18 @@ class Model(DesiredStore, HistoryStore):
         ).fetchone()
         return None if row is None else bytes(row[0])
 
+    def revoked_token_key(self, role: Role, name: str) -> bytes | None:
+        """The HMAC key of `name`'s revoked token of `role`, None if it has none.
+
+        Kept so the server can tell a client that proves it holds a revoked token
+        "revoked" rather than "authentication failed" (see lotc.net.auth).
+        """
+        row = self._conn.execute(
+            "SELECT digest FROM tokens WHERE name = ? AND role = ? AND revoked_us IS NOT NULL",
+            (name, int(role)),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def revoke_token(self, name: str, now_us: int) -> bool:
         """True if `name` held a live token, now revoked."""
         with self._write() as db:

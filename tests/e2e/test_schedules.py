@@ -40,7 +40,8 @@ def free_udp_port() -> int:
 def start_synced(cluster: Cluster, app_bundle: Path) -> int:
     """Server answering SNTP, agent n1 synced on it, process `web` running; returns its pid."""
     ntp = f"127.0.0.1:{free_udp_port()}"
-    cluster.start_server("--ntp-listen", ntp)
+    # This box's kernel clock is unsynced: the server must vouch for it to be a source.
+    cluster.start_server("--ntp-listen", ntp, "--ntp-local-stratum", "8")
     start_agent(cluster)
     wait_until(lambda: (n1 := cluster.agents_view().get("n1")) and n1["online"]
                and n1["clock_source"] == ntp, timeout=15, what="n1 online, synced on the server")

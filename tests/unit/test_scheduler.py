@@ -409,7 +409,7 @@ async def test_fires_by_a_real_ntp_server_offset_not_the_local_clock(tmp_path: P
     harness = Harness(tmp_path, clock, run_io=trio.to_thread.run_sync)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(lambda task_status: serve_sntp(
-            "::1", 0, offset_s=2.5, task_status=task_status))
+            "::1", 0, offset_s=2.5, local_stratum=2, task_status=task_status))
         sync = TimeSync([f"[::1]:{port}"], clock, on_sync=lambda s: harness.scheduler.clock_changed())
         await nursery.start(sync.run)
         await nursery.start(harness.scheduler.run)

@@ -8,6 +8,7 @@ import ntplib
 import pytest
 import trio
 
+from lotc.hostclock import ClockState, read_clock_state
 from lotc.sntp import PACKET_SIZE, build_reply, from_ntp, serve_sntp, to_ntp
 
 REPLY_TIMEOUT_S = 2.0
@@ -21,7 +22,7 @@ def _ntplib_request(host: str, port: int) -> ntplib.NTPStats:
 async def test_ntplib_measures_the_configured_offset(host: str) -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(lambda task_status: serve_sntp(
-            host, 0, offset_s=2.5, stratum=3, task_status=task_status))
+            host, 0, offset_s=2.5, stratum=3, local_stratum=3, task_status=task_status))
         stats = await trio.to_thread.run_sync(_ntplib_request, host, port)
         assert abs(stats.offset - 2.5) < 0.05
         assert 0 <= stats.delay < 0.5
@@ -67,3 +68,41 @@ def test_reply_copies_the_client_transmit_time_into_origin() -> None:
 @pytest.mark.parametrize("unix_ns", [0, 1, 999_999_999, time.time_ns(), 2_000_000_000 * 10**9])
 def test_ntp_timestamp_round_trip_within_a_nanosecond(unix_ns: int) -> None:
     assert abs(from_ntp(to_ntp(unix_ns)) - unix_ns) <= 1
+
+
+# ------------------------------------------------------------------ issue 14 item 19: the truth
+
+UNSYNCED = ClockState(synced=False, leap=3, max_error_us=16_000_000)
+SYNCED_INSERTING = ClockState(synced=True, leap=1, max_error_us=12_345)
+
+
+async def _ask(host: str, **options: object) -> ntplib.NTPStats:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve_sntp(
+            host, 0, task_status=task_status, **options))  # type: ignore[arg-type]
+        stats = await trio.to_thread.run_sync(_ntplib_request, host, port)
+        nursery.cancel_scope.cancel()
+    return stats
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_the_reply_tells_the_kernels_sync_state(host: str) -> None:
+    """Against the real kernel: on this machine it is unsynced, so leap 3 (REFERENCE.md 7)."""
+    stats = await _ask(host)
+    state = read_clock_state()
+    assert stats.leap == state.leap
+    assert abs(stats.root_dispersion - state.max_error_us / 1e6) < 0.01
+    if not state.synced:
+        assert (stats.leap, stats.stratum) == (3, 0)  # RFC 5905: 16 travels as 0
+        assert stats.root_dispersion > 1.0
+
+
+async def test_unsynced_synced_and_vouched_for_clocks() -> None:
+    unsynced = await _ask("127.0.0.1", clock_state=lambda: UNSYNCED)
+    assert (unsynced.leap, unsynced.stratum) == (3, 0)
+    assert abs(unsynced.root_dispersion - 16.0) < 0.001
+    synced = await _ask("127.0.0.1", stratum=3, clock_state=lambda: SYNCED_INSERTING)
+    assert (synced.leap, synced.stratum) == (1, 3)  # a leap second announced by the kernel
+    assert abs(synced.root_dispersion - 0.012345) < 0.0001
+    vouched = await _ask("127.0.0.1", local_stratum=8, clock_state=lambda: UNSYNCED)
+    assert (vouched.leap, vouched.stratum) == (0, 8)

@@ -12,6 +12,7 @@ from lotc.agent import timesync
 from lotc.agent.clock import ClockSample, CorrectedClock
 from lotc.agent.timesync import TimeSync
 from lotc.errors import InvalidRequest
+from lotc.hostclock import ClockState
 from lotc.net.address import Address
 from lotc.sntp import serve_sntp
 
@@ -21,13 +22,18 @@ SHORT_TIMEOUT_S = 0.2  # per sample against a silent server
 WAIT_S = 10.0  # deadline for things that normally take milliseconds
 
 
+def _synced_host() -> ClockState:  # the kernel of a synchronised host, for the responder
+    return ClockState(synced=True, leap=0, max_error_us=1000)
+
+
 def _label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _start_sntp(nursery: trio.Nursery, host: str, **kwargs: object) -> int:
+    """A responder vouching for its clock whatever the kernel says (this box is unsynced)."""
     port: int = await nursery.start(lambda task_status: serve_sntp(
-        host, 0, task_status=task_status, **kwargs))  # type: ignore[arg-type]
+        host, 0, task_status=task_status, clock_state=_synced_host, **kwargs))  # type: ignore[arg-type]
     return port
 
 
@@ -165,3 +171,20 @@ async def _until(predicate: Callable[[], bool]) -> None:
     with trio.fail_after(WAIT_S):
         while not predicate():
             await trio.sleep(0.005)
+
+
+async def test_a_responder_on_an_unsynchronised_host_is_not_trusted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 14 item 19: our own responder, telling the truth (leap 3), is no time source."""
+    clock = CorrectedClock()
+    unsynced = ClockState(synced=False, leap=3, max_error_us=16_000_000)
+    async with trio.open_nursery() as nursery:
+        port: int = await nursery.start(lambda task_status: serve_sntp(
+            "127.0.0.1", 0, offset_s=OFFSET_S, clock_state=lambda: unsynced,
+            task_status=task_status))
+        sample = await TimeSync([_label("127.0.0.1", port)], clock).measure_once()
+        nursery.cancel_scope.cancel()
+    assert sample is None and not clock.synced
+    assert any("not synchronised" in r.getMessage() for r in caplog.records
+               if r.name == "lotc.agent.timesync")
