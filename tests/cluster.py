@@ -81,7 +81,8 @@ class Cluster:
     def lotc(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
              timeout: float = CONSOLE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*LOTC, *args], capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+                                env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                                check=False)  # the check below says which command failed
         if check and result.returncode != 0:
             raise AssertionError(f"lotc {' '.join(args)} exited {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")

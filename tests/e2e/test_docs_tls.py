@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 def tls_commands() -> str:
     text = DOC.read_text()
-    block = re.search(r"<!-- tls-commands -->\s*```sh\n(.*?)```", text, re.S)
+    block = re.search(r"<!-- tls-commands -->\s*```sh\n(.*?)```", text, re.DOTALL)
     assert block, "docs/operations.md lost its tls-commands block"
     return block.group(1)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def test_interrupted_upload_resumes_and_never_leaves_a_partial_bundle(cluster: C
         [PY, "-m", "lotc.cli", "console", "--server", f"127.0.0.1:{cluster.admin_port}",
          "-c", f"upload n1 big {big}"],
         env={**os.environ, "LOTC_TOKEN": cluster.admin_token},
-        stdout=open(os.devnull, "wb"), stderr=open(os.devnull, "wb"))
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     blobs = cluster.root / "lotc-blobs"
     wait_until(lambda: any(p.stat().st_size > 0 for p in blobs.glob("*.partial")),
                what="upload under way")
