@@ -145,7 +145,8 @@ class Supervisor:
     # ---- commands --------------------------------------------------------------------
     async def start(self, spec: ProcessSpec) -> ProcessInfo:
         """Start a new process (or one that has ended, with this spec). Returns once spawned."""
-        self._resolve(spec.bundle)  # UnknownBundle before anything changes
+        # UnknownBundle before anything changes; the run holds its version itself
+        self._versions.release(self._resolve(spec.bundle))
         async with self._lock(spec.name):
             rec = self._records.get(spec.name)
             if rec is not None and rec.state in ALIVE:

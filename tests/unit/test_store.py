@@ -99,6 +99,35 @@ def test_replace_swaps_version_and_drops_the_old(store: BundleStore, tmp_path: P
     assert len(list(store.versions_dir.iterdir())) == 1
 
 
+def test_a_held_version_outlives_its_replacement(store: BundleStore, tmp_path: Path) -> None:
+    """Issue 14 item 6: a re-upload never deletes the tree a process runs in."""
+    store.put_path("web", _tree(tmp_path / "v1", "v1"))
+    held = store.acquire("web")
+    store.put_path("web", _tree(tmp_path / "v2", "v2"))
+    assert (held / "VERSION").read_text() == "v1", "still there for the running process"
+    assert (store.acquire("web") / "VERSION").read_text() == "v2", "new runs get v2"
+    version = store.version_of(held)
+    assert version is not None and version.sha256 != store.get("web").sha256
+    store.release(held)
+    assert not held.exists(), "dropped once nothing runs in it"
+    assert len(list(store.versions_dir.iterdir())) == 1
+
+
+def test_held_versions_survive_a_reopen_until_pruned(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    first = BundleStore(root)
+    first.put_path("web", _tree(tmp_path / "v1", "v1"))
+    held = first.acquire("web")
+    first.put_path("web", _tree(tmp_path / "v2", "v2"))
+    reopened = BundleStore(root, prune_on_open=False)  # an agent restart
+    assert reopened.hold(held), "a re-adopted process holds its version again"
+    reopened.prune()
+    assert (held / "VERSION").read_text() == "v1"
+    reopened.release(held)
+    assert not held.exists()
+    assert not reopened.hold(held), "a version that is gone cannot be held"
+
+
 def test_checksum_mismatch_keeps_old_version(store: BundleStore, tmp_path: Path) -> None:
     old = store.put_path("web", _tree(tmp_path / "v1", "v1"))
     up = store.begin("web", BundleKind.FILE, 5, _sha(b"other"))
