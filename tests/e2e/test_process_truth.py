@@ -125,3 +125,15 @@ def test_terminate_in_backoff_reports_the_terminate(cluster: Cluster, tmp_path: 
     assert "waiting to restart" in out and "exit code 3" not in out, out
     entry = _entry(cluster, "crashy")
     assert (entry["state"], entry["desired"]) == ("EXITED", "EXITED"), entry
+
+
+def test_a_file_bundle_keeps_its_file_name(cluster: Cluster, tmp_path: Path) -> None:
+    """The start help's own example: `upload node-1 tool ./tool.py`, `python3 tool.py`."""
+    _one_agent(cluster)
+    tool = tmp_path / "tool.py"
+    tool.write_text("import os\nprint('tool ran in', os.path.basename(os.getcwd()))\n")
+    cluster.console(f"upload n1 tool {tool}; "
+                    f"start n1 tool --restart never -- {PY} tool.py")
+    wait_until(lambda: _entry(cluster, "tool")["state"] == "EXITED", what="tool ran")
+    assert _entry(cluster, "tool")["exit_code"] == 0, cluster.console("logs n1 tool").stdout
+    assert "tool ran in tree" in cluster.console("logs n1 tool").stdout

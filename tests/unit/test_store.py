@@ -60,14 +60,26 @@ def test_directory_bundle_round_trip(store: BundleStore, tmp_path: Path) -> None
         assert info.sha256 == packed.sha256 and info.size == packed.size
 
 
-def test_file_bundle_stored_as_named_executable(store: BundleStore, tmp_path: Path) -> None:
-    src = tmp_path / "job.py"
-    src.write_text("print('hi')\n")
-    info = store.put_path("job.py", src)
-    assert info.kind is BundleKind.FILE and info.size == src.stat().st_size
+def test_raw_file_bundle_stored_as_named_executable(store: BundleStore) -> None:
+    """What older consoles send: a FILE, stored under the bundle's name."""
+    data = b"print('hi')\n"
+    up = store.begin("job.py", BundleKind.FILE, len(data), _sha(data))
+    up.write(0, data)
+    info = up.commit()
+    assert info.kind is BundleKind.FILE and info.size == len(data)
     assert info.entry == info.path / "job.py"
     assert info.entry.read_text() == "print('hi')\n" and os.access(info.entry, os.X_OK)
-    assert info.sha256 == _sha(src.read_bytes()) and len(info.sha256_bytes) == 32
+    assert info.sha256 == _sha(data) and len(info.sha256_bytes) == 32
+
+
+def test_a_single_file_keeps_its_own_name(store: BundleStore, tmp_path: Path) -> None:
+    """Issue 14 item 7: `upload n tool ./tool.py`, then `python3 tool.py` runs."""
+    src = tmp_path / "tool.py"
+    src.write_text("print('hi')\n")
+    info = store.put_path("tool", src)
+    assert sorted(os.listdir(info.path)) == ["tool.py"]
+    assert (info.path / "tool.py").read_text() == "print('hi')\n"
+    assert os.access(info.path / "tool.py", os.X_OK)
 
 
 def test_chunked_upload_accepts_wire_sha_bytes(store: BundleStore) -> None:
