@@ -143,6 +143,17 @@ class AgentCore:
             schedules=tuple(schedule_entry(s) for s in self.scheduler.list()),
         )
 
+    def run_versions(self) -> m.RunVersions:
+        """The bundle version each process's current (or last) run uses, where still known
+        (a version is forgotten once no run holds it and another replaced it)."""
+        runs = []
+        for info in self.supervisor.list():
+            version = self.store.version_of(Path(info.bundle_path)) if info.bundle_path else None
+            if version is not None:
+                runs.append(m.RunVersion(agent="", process=info.name,
+                                         sha256=version.sha256_bytes))
+        return m.RunVersions(runs=tuple(runs))
+
     def running_count(self) -> int:
         return sum(1 for p in self.supervisor.list() if p.state == ProcessState.RUNNING)
 

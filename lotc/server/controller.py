@@ -83,6 +83,9 @@ class Controller:
         self._disconnected_at: dict[str, float] = {}
         self._event_subscribers: set[trio.MemorySendChannel[EventRecord]] = set()
         self._consoles: dict[str, set[FramedStream]] = {}
+        # agent -> process -> SHA-256 of the bundle version its run uses, as the agent said
+        # at the last `ps` refresh (memory only: the agent is asked again at the next one)
+        self.run_versions: dict[str, dict[str, bytes]] = {}
 
     # ------------------------------------------------------------ authentication
 

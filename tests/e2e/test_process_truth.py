@@ -64,6 +64,13 @@ def test_reupload_never_breaks_a_running_process(cluster: Cluster, tmp_path: Pat
     assert Path(old_tree, "VERSION").read_text() == "v1", "the old run keeps its version"
     assert Path(_cwd(new_pid), "VERSION").read_text() == "v2", "a new start uses the new one"
 
+    # `ps` says which version each one runs: `bundles` shows the current one
+    [current] = cluster.console_json("bundles n1")["bundles"]
+    assert _entry(cluster, "new")["bundle_sha256"] == current["sha256"]
+    old_sha = _entry(cluster, "old")["bundle_sha256"]
+    assert old_sha and old_sha != current["sha256"]
+    assert old_sha[:12] in cluster.console("ps n1").stdout
+
     cluster.console("terminate n1 old")
     wait_until(lambda: not Path(old_tree).exists(), what="old version dropped once unused")
     assert Path(_cwd(new_pid), "VERSION").read_text() == "v2"
