@@ -71,6 +71,12 @@ def test_reupload_never_breaks_a_running_process(cluster: Cluster, tmp_path: Pat
     assert old_sha and old_sha != current["sha256"]
     assert old_sha[:12] in cluster.console("ps n1").stdout
 
+    cluster.kill_agent("n1")  # a restarted agent re-adopts it, and keeps its version
+    cluster.start_agent("n1")
+    cluster.wait_online("n1")
+    wait_until(lambda: _entry(cluster, "old")["bundle_sha256"] == old_sha, what="re-adopted")
+    assert _entry(cluster, "old")["pid"] == old_pid and Path(old_tree, "VERSION").exists()
+
     cluster.console("terminate n1 old")
     wait_until(lambda: not Path(old_tree).exists(), what="old version dropped once unused")
     assert Path(_cwd(new_pid), "VERSION").read_text() == "v2"

@@ -405,6 +405,28 @@ async def test_events_are_stored_once_and_acknowledged(
     assert ctl.welcome(fake_hello("web-1")).last_event_seq == 3
 
 
+async def test_desired_state_follows_an_end_newer_than_the_last_command(
+    ctl: Controller, nursery: trio.Nursery, wall: FakeClock
+) -> None:
+    """Issue 14 item 9: after a clean exit or `failed`, DESIRED does not stay running;
+    an end older than a later command (a late replay) does not undo that command."""
+    fake = await connect_agent(nursery, ctl, "web-1")
+    give_bundle(ctl, "web-1")
+    await start_process(ctl, start_msg())
+    started = ctl.model.process("web-1", "svc").updated_us
+    late = Event(seq=1, time_us=started - 1, kind=EventKind.PROCESS_STATE, process="svc",
+                 old_state=ProcessState.RUNNING, new_state=ProcessState.EXITED, exit_code=0)
+    await fake.send(late)
+    await wait_until(lambda: fake.acks == [1])
+    assert ctl.model.process("web-1", "svc").desired == DesiredState.RUNNING
+    for seq, state in ((2, ProcessState.FAILED), (3, ProcessState.EXITED)):
+        await fake.send(Event(seq=seq, time_us=started + seq, kind=EventKind.PROCESS_STATE,
+                              process="svc", old_state=ProcessState.RUNNING, new_state=state,
+                              exit_code=1))
+    await wait_until(lambda: fake.acks == [1, 2, 3])
+    assert ctl.model.process("web-1", "svc").desired == DesiredState.EXITED
+
+
 def fake_hello(name: str):  # type: ignore[no-untyped-def]
     from protocol.messages import Hello
 
