@@ -211,6 +211,9 @@ class BundleStore:
             if self._holds[vid]:
                 return
             del self._holds[vid]
+            info = self._read_version(vid)
+            if info is not None and self._current_version_dir(info.name) == self.versions_dir / vid:
+                return  # still current: nothing to drop (and no directory scan)
         self.prune()
 
     def version_of(self, path: Path) -> BundleInfo | None:
