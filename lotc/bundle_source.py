@@ -11,8 +11,10 @@ name (mode 0755: a single file is meant to be run). Its name has to reach the
 agent, and BUNDLE_BEGIN has no field for it: `upload n tool ./tool.py` must
 give a bundle in which `python3 tool.py` runs (a raw FILE upload is stored
 under the bundle's name, `tool`). The tar carries the name in the data itself,
-so every agent, of this release or the previous one, stores it right. Agents
-still accept raw FILE uploads (from older consoles).
+so every agent, of this release or the previous one, stores it right. What ran
+before keeps running: given the bundle's name (`alias`), the tar also holds a
+relative symlink of that name to the file (`./tool`, `python3 tool` as ever).
+Agents still accept raw FILE uploads (from older consoles).
 
 BUNDLE_BEGIN needs the size and the hash before the first chunk, so a
 directory is packed once into a temporary file (hashed while written) and then
@@ -77,15 +79,17 @@ class PackedBundle:
         self.close()
 
 
-def pack(path: str | os.PathLike[str], tmp_dir: Path | None = None) -> PackedBundle:
-    """Pack a file or a directory as a deterministic tar (see the module doc)."""
+def pack(path: str | os.PathLike[str], tmp_dir: Path | None = None, *,
+         alias: str | None = None) -> PackedBundle:
+    """Pack a file or a directory as a deterministic tar (see the module doc). A single
+    file also answers to `alias` (the bundle's name) when that differs from its own."""
     p = Path(path)
     try:
         st = p.stat()  # follows a symlink given on the command line: the user meant its target
     except FileNotFoundError:
         raise InvalidRequest(f"cannot upload {p}: no such file or directory") from None
     if stat.S_ISREG(st.st_mode):
-        return _pack_tar(lambda tar: _add_single_file(tar, p, st), tmp_dir)
+        return _pack_tar(lambda tar: _add_single_file(tar, p, st, alias), tmp_dir)
     if stat.S_ISDIR(st.st_mode):
         root = p.resolve()
         return _pack_tar(lambda tar: _add_tree(tar, root), tmp_dir)
@@ -128,15 +132,20 @@ def _add_tree(tar: tarfile.TarFile, root: Path) -> None:
         _add_entry(tar, root, rel)
 
 
-def _add_single_file(tar: tarfile.TarFile, path: Path, st: os.stat_result) -> None:
+def _add_single_file(tar: tarfile.TarFile, path: Path, st: os.stat_result,
+                     alias: str | None) -> None:
     """The file under the name it was given (a symlink on the command line: its target's
-    bytes, the link's name, as the user typed it)."""
-    info = _base_info(path.name, st)
-    info.type = tarfile.REGTYPE
-    info.mode = 0o755
-    info.size = st.st_size
-    with path.open("rb") as f:
-        tar.addfile(info, f)
+    bytes, the link's name, as the user typed it), and `alias` linking to it."""
+    members = sorted({path.name, alias or path.name})
+    for name in members:  # sorted: the same input always gives the same SHA-256
+        info = _base_info(name, st)
+        if name == path.name:
+            info.type, info.mode, info.size = tarfile.REGTYPE, 0o755, st.st_size
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+        else:
+            info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, path.name
+            tar.addfile(info)
 
 
 def _walk_sorted(root: Path, rel: str) -> Iterator[str]:

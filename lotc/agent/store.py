@@ -363,7 +363,7 @@ class BundleStore:
 
     def put_path(self, name: str, path: str | os.PathLike[str]) -> BundleInfo:
         """Store a local file or directory through the same path as a network upload."""
-        with pack(path) as packed:
+        with pack(path, alias=name) as packed:
             upload = self.begin(name, packed.kind, packed.size, packed.sha256)
             for offset, data in packed.chunks(start=upload.received):
                 upload.write(offset, data)

@@ -146,7 +146,10 @@ def test_a_file_bundle_keeps_its_file_name(cluster: Cluster, tmp_path: Path) -> 
     tool = tmp_path / "tool.py"
     tool.write_text("import os\nprint('tool ran in', os.path.basename(os.getcwd()))\n")
     cluster.console(f"upload n1 tool {tool}; "
-                    f"start n1 tool --restart never -- {PY} tool.py")
-    wait_until(lambda: _entry(cluster, "tool")["state"] == "EXITED", what="tool ran")
-    assert _entry(cluster, "tool")["exit_code"] == 0, cluster.console("logs n1 tool").stdout
-    assert "tool ran in tree" in cluster.console("logs n1 tool").stdout
+                    f"start n1 tool --restart never -- {PY} tool.py; "
+                    f"start n1 tool --name as-before --restart never -- {PY} tool")
+    for name in ("tool", "as-before"):  # by its own name; by the bundle's, as it always ran
+        wait_until(lambda n=name: _entry(cluster, n)["state"] == "EXITED", what=f"{name} ran")
+        logs = cluster.console(f"logs n1 {name}").stdout
+        assert _entry(cluster, name)["exit_code"] == 0, logs
+        assert "tool ran in tree" in logs

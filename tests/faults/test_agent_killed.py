@@ -106,7 +106,7 @@ def test_agent_killed_while_the_server_pushes_a_bundle(cluster: Cluster) -> None
     assert "resuming upload of bundle big" in cluster.agent_log("victim")  # not from zero
     assert not (store / "incoming" / "big").exists()
     sizes = {b["agent"]: b["size"] for b in cluster.console_json("bundles")["bundles"]}
-    with pack(big) as packed:  # sent as a tar of the one file
+    with pack(big, alias="big") as packed:  # sent as a tar of the one file
         assert sizes == {"victim": packed.size, "bystander": packed.size}
     stored = fault_db.events(cluster.db, "victim", EventKind.BUNDLE_STORED)
     assert len(stored) == 1, stored  # delivered once, reported once

@@ -43,6 +43,12 @@ def test_file_is_sent_as_a_tar_under_its_own_name(tmp_path: Path) -> None:
         with tarfile.open(linked.source) as tar:
             assert tar.getnames() == ["latest.py"], "the name typed, the target's bytes"
         tmp = packed.source
+    with pack(f, alias="tool") as aliased, pack(f, alias="tool.py") as same:
+        with tarfile.open(aliased.source) as tar:  # what ran by the bundle's name still runs
+            assert tar.getnames() == ["tool", "tool.py"]
+            assert tar.getmember("tool").issym() and tar.getmember("tool").linkname == "tool.py"
+        with tarfile.open(same.source) as tar:
+            assert tar.getnames() == ["tool.py"]
     assert not tmp.exists() and f.exists(), "closing removes only the temporary tar"
 
 

@@ -77,8 +77,9 @@ def test_a_single_file_keeps_its_own_name(store: BundleStore, tmp_path: Path) ->
     src = tmp_path / "tool.py"
     src.write_text("print('hi')\n")
     info = store.put_path("tool", src)
-    assert sorted(os.listdir(info.path)) == ["tool.py"]
+    assert sorted(os.listdir(info.path)) == ["tool", "tool.py"]
     assert (info.path / "tool.py").read_text() == "print('hi')\n"
+    assert os.readlink(info.path / "tool") == "tool.py", "the bundle's name still runs it"
     assert os.access(info.path / "tool.py", os.X_OK)
 
 
