@@ -1,10 +1,20 @@
 """Turn a local file or directory into the bytes of a bundle upload.
 
-A file is sent as is (BundleKind.FILE). A directory becomes an uncompressed
-tar (BundleKind.TAR) built deterministically: entries sorted by name, mtime,
-uid and gid zeroed, owner names empty, permission bits kept. So the same tree
-always gives the same SHA-256, and re-uploading an unchanged tree is a no-op
-on agents that already hold it.
+A directory becomes an uncompressed tar (BundleKind.TAR) built
+deterministically: entries sorted by name, mtime, uid and gid zeroed, owner
+names empty, permission bits kept. So the same tree always gives the same
+SHA-256, and re-uploading an unchanged tree is a no-op on agents that already
+hold it.
+
+A single file is sent the same way, as a tar of that one file under its own
+name (mode 0755: a single file is meant to be run). Its name has to reach the
+agent, and BUNDLE_BEGIN has no field for it: `upload n tool ./tool.py` must
+give a bundle in which `python3 tool.py` runs (a raw FILE upload is stored
+under the bundle's name, `tool`). The tar carries the name in the data itself,
+so every agent, of this release or the previous one, stores it right. What ran
+before keeps running: given the bundle's name (`alias`), the tar also holds a
+relative symlink of that name to the file (`./tool`, `python3 tool` as ever).
+Agents still accept raw FILE uploads (from older consoles).
 
 BUNDLE_BEGIN needs the size and the hash before the first chunk, so a
 directory is packed once into a temporary file (hashed while written) and then
@@ -18,7 +28,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Self, cast
@@ -69,29 +79,21 @@ class PackedBundle:
         self.close()
 
 
-def pack(path: str | os.PathLike[str], tmp_dir: Path | None = None) -> PackedBundle:
-    """Pack a file (as is) or a directory (as a deterministic tar)."""
+def pack(path: str | os.PathLike[str], tmp_dir: Path | None = None, *,
+         alias: str | None = None) -> PackedBundle:
+    """Pack a file or a directory as a deterministic tar (see the module doc). A single
+    file also answers to `alias` (the bundle's name) when that differs from its own."""
     p = Path(path)
     try:
         st = p.stat()  # follows a symlink given on the command line: the user meant its target
     except FileNotFoundError:
         raise InvalidRequest(f"cannot upload {p}: no such file or directory") from None
     if stat.S_ISREG(st.st_mode):
-        size, digest = _hash_file(p)
-        return PackedBundle(BundleKind.FILE, size, digest, p)
+        return _pack_tar(lambda tar: _add_single_file(tar, p, st, alias), tmp_dir)
     if stat.S_ISDIR(st.st_mode):
-        return _pack_dir(p.resolve(), tmp_dir)
+        root = p.resolve()
+        return _pack_tar(lambda tar: _add_tree(tar, root), tmp_dir)
     raise BadBundle(f"cannot upload {p}: {_describe(st.st_mode)} is not a file or a directory")
-
-
-def _hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while block := f.read(CHUNK_SIZE):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
 
 
 class _HashingWriter:
@@ -108,7 +110,8 @@ class _HashingWriter:
         return self.raw.write(data)
 
 
-def _pack_dir(root: Path, tmp_dir: Path | None) -> PackedBundle:
+def _pack_tar(add_members: Callable[[tarfile.TarFile], None],
+              tmp_dir: Path | None) -> PackedBundle:
     fd, name = tempfile.mkstemp(prefix="lotc-bundle-", suffix=".tar", dir=tmp_dir)
     tmp = Path(name)
     try:
@@ -117,12 +120,32 @@ def _pack_dir(root: Path, tmp_dir: Path | None) -> PackedBundle:
             # in stream mode ("w|") tarfile only calls write() on its file object
             fileobj = cast(IO[bytes], writer)
             with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for rel in _walk_sorted(root, ""):
-                    _add_entry(tar, root, rel)
+                add_members(tar)
         return PackedBundle(BundleKind.TAR, writer.size, writer.digest.hexdigest(), tmp, True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path) -> None:
+    for rel in _walk_sorted(root, ""):
+        _add_entry(tar, root, rel)
+
+
+def _add_single_file(tar: tarfile.TarFile, path: Path, st: os.stat_result,
+                     alias: str | None) -> None:
+    """The file under the name it was given (a symlink on the command line: its target's
+    bytes, the link's name, as the user typed it), and `alias` linking to it."""
+    members = sorted({path.name, alias or path.name})
+    for name in members:  # sorted: the same input always gives the same SHA-256
+        info = _base_info(name, st)
+        if name == path.name:
+            info.type, info.mode, info.size = tarfile.REGTYPE, 0o755, st.st_size
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+        else:
+            info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, path.name
+            tar.addfile(info)
 
 
 def _walk_sorted(root: Path, rel: str) -> Iterator[str]:

@@ -45,6 +45,7 @@ from protocol.messages import (
     ListAgents,
     ListBundles,
     ListProcesses,
+    ListRunVersions,
     ListSchedules,
     LogLines,
     Message,
@@ -64,6 +65,8 @@ from protocol.messages import (
     QueryLogs,
     QueryStats,
     Results,
+    RunVersion,
+    RunVersions,
     ScheduleClear,
     ScheduleEntry,
     ScheduleList,
@@ -305,6 +308,16 @@ class _W_StatsHistorySample:
         self.time_us = time_us
         self.node = node
         self.__class__ = StatsHistorySample
+
+
+class _W_RunVersion:
+    __slots__ = RunVersion.__slots__
+
+    def __init__(self, agent, process, sha256):
+        self.agent = agent
+        self.process = process
+        self.sha256 = sha256
+        self.__class__ = RunVersion
 
 
 class _W_Hello(Message):
@@ -684,6 +697,14 @@ class _W_QueryLogs(Message):
         self.__class__ = QueryLogs
 
 
+class _W_ListRunVersions(Message):
+    __slots__ = ListRunVersions.__slots__
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self.__class__ = ListRunVersions
+
+
 class _W_AgentList(Message):
     __slots__ = AgentList.__slots__
 
@@ -724,6 +745,14 @@ class _W_StatsHistory(Message):
         self.samples = samples
         self.processes = processes
         self.__class__ = StatsHistory
+
+
+class _W_RunVersions(Message):
+    __slots__ = RunVersions.__slots__
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.__class__ = RunVersions
 
 
 class _W_TokenCreate(Message):
@@ -2339,6 +2368,29 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     return querylogs_9
 
 
+def _enc_ListRunVersions(m: ListRunVersions, rid: int, flags: int) -> bytes:
+    pattern_1 = m.pattern.encode()
+    blen = 2 + len(pattern_1)
+    return b"".join((_S10.pack(_MAGIC, 1, 77, flags, rid, blen, len(pattern_1)), pattern_1))
+
+
+def _dec_ListRunVersions(b: bytes, p: int, n: int) -> ListRunVersions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listrunversions_4 = _new(_W_ListRunVersions)
+    listrunversions_4.pattern = pattern_2
+    listrunversions_4.__class__ = ListRunVersions
+    if p != n: raise _trailing(n - p)
+    return listrunversions_4
+
+
 def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
@@ -2721,6 +2773,59 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     return statshistory_35
 
 
+def _enc_RunVersions(m: RunVersions, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    runs_1 = m.runs
+    ap(_S22.pack(len(runs_1)))
+    for x_2 in runs_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        process_4 = x_2.process.encode()
+        ap(_S1.pack(len(process_4)))
+        ap(process_4)
+        ap(_S8.pack(_fixed(x_2.sha256, 32)))
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 85, flags, rid, len(body)) + body
+
+
+def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S22.unpack_from(b, p)
+    p += 4
+    if count_1 * 36 > n - p: raise _short(count_1 * 36, n - p)
+    runs_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        process_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, = _S8.unpack_from(b, p)
+        p += 32
+        runversion_10 = _new(_W_RunVersion)
+        runversion_10.agent = agent_4
+        runversion_10.process = process_7
+        runversion_10.sha256 = sha256_9
+        runversion_10.__class__ = RunVersion
+        runs_2.append(runversion_10)
+    runversions_11 = _new(_W_RunVersions)
+    runversions_11.runs = tuple(runs_2)
+    runversions_11.__class__ = RunVersions
+    if p != n: raise _trailing(n - p)
+    return runversions_11
+
+
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 3 + len(name_1)
@@ -2806,11 +2911,13 @@ ENCODERS = {
     QueryStats: _enc_QueryStats,
     QueryEvents: _enc_QueryEvents,
     QueryLogs: _enc_QueryLogs,
+    ListRunVersions: _enc_ListRunVersions,
     AgentList: _enc_AgentList,
     ProcessList: _enc_ProcessList,
     BundleList: _enc_BundleList,
     ScheduleList: _enc_ScheduleList,
     StatsHistory: _enc_StatsHistory,
+    RunVersions: _enc_RunVersions,
     TokenCreate: _enc_TokenCreate,
     TokenRevoke: _enc_TokenRevoke,
 }
@@ -2852,11 +2959,13 @@ DECODERS = {
     74: _dec_QueryStats,
     75: _dec_QueryEvents,
     76: _dec_QueryLogs,
+    77: _dec_ListRunVersions,
     80: _dec_AgentList,
     81: _dec_ProcessList,
     82: _dec_BundleList,
     83: _dec_ScheduleList,
     84: _dec_StatsHistory,
+    85: _dec_RunVersions,
     90: _dec_TokenCreate,
     91: _dec_TokenRevoke,
 }

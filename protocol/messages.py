@@ -181,6 +181,17 @@ class StatsHistorySample:
 
 
 @dataclass(frozen=True, slots=True)
+class RunVersion:
+    """Shared struct RunVersion (no message type of its own)."""
+
+    #: agent running it (empty in an agent's own answer)
+    agent: str = ""
+    process: str = ""
+    #: bundle version (SHA-256) the process's current or last run uses
+    sha256: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Hello(Message):
     """HELLO = 1; sent by: client."""
 
@@ -623,6 +634,15 @@ class QueryLogs(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ListRunVersions(Message):
+    """LIST_RUN_VERSIONS = 77; sent by: admin, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_RUN_VERSIONS
+    #: agent name, glob or 'all'; empty means all (server -> agent: empty)
+    pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentList(Message):
     """AGENT_LIST = 80; sent by: server."""
 
@@ -663,6 +683,15 @@ class StatsHistory(Message):
     samples: tuple[StatsHistorySample, ...] = ()
     #: latest per-process stats
     processes: tuple[ProcessStats, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunVersions(Message):
+    """RUN_VERSIONS = 85; sent by: agent, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.RUN_VERSIONS
+    #: processes whose bundle version is known; agents of release 1 send none
+    runs: tuple[RunVersion, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -720,11 +749,13 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.QUERY_STATS: QueryStats,
     MessageType.QUERY_EVENTS: QueryEvents,
     MessageType.QUERY_LOGS: QueryLogs,
+    MessageType.LIST_RUN_VERSIONS: ListRunVersions,
     MessageType.AGENT_LIST: AgentList,
     MessageType.PROCESS_LIST: ProcessList,
     MessageType.BUNDLE_LIST: BundleList,
     MessageType.SCHEDULE_LIST: ScheduleList,
     MessageType.STATS_HISTORY: StatsHistory,
+    MessageType.RUN_VERSIONS: RunVersions,
     MessageType.TOKEN_CREATE: TokenCreate,
     MessageType.TOKEN_REVOKE: TokenRevoke,
 }
@@ -754,6 +785,7 @@ __all__ = [
     "ListAgents",
     "ListBundles",
     "ListProcesses",
+    "ListRunVersions",
     "ListSchedules",
     "LogLines",
     "Message",
@@ -773,6 +805,8 @@ __all__ = [
     "QueryLogs",
     "QueryStats",
     "Results",
+    "RunVersion",
+    "RunVersions",
     "ScheduleClear",
     "ScheduleEntry",
     "ScheduleList",

@@ -30,6 +30,10 @@ Conventions
   ERROR). The receiver checks the SHA-256 given in BEGIN before the bundle
   becomes visible.
 
+- Capabilities: a client lists in HELLO what it understands beyond release 1.
+  The server sends a newer message only to an agent that announced it:
+  LIST_RUN_VERSIONS to agents with "run-versions".
+
 Wire values of message types and enums are fixed once released: only add.
 """
 from __future__ import annotations
@@ -127,11 +131,13 @@ class MessageType(IntEnum):
     QUERY_STATS = 74
     QUERY_EVENTS = 75
     QUERY_LOGS = 76
+    LIST_RUN_VERSIONS = 77
     AGENT_LIST = 80
     PROCESS_LIST = 81
     BUNDLE_LIST = 82
     SCHEDULE_LIST = 83
     STATS_HISTORY = 84
+    RUN_VERSIONS = 85
     # token administration
     TOKEN_CREATE = 90
     TOKEN_REVOKE = 91
@@ -197,6 +203,12 @@ ProcessEntry = Struct(
     "started_us" / TimeUs,
     "last_liveness_us" / TimeUs,
     "status" / Str * "last STATUS= text sent by the process",
+)
+
+RunVersion = Struct(
+    "agent" / Str * "agent running it (empty in an agent's own answer)",
+    "process" / Str,
+    "sha256" / Sha256 * "bundle version (SHA-256) the process's current or last run uses",
 )
 
 ScheduleEntry = Struct(
@@ -412,6 +424,9 @@ BODIES: dict[MessageType, Struct] = {
         "lines" / Int32ub * "last N lines of each stream",
         "follow" / Flag * "keep streaming new lines until CANCEL",
     ),
+    MessageType.LIST_RUN_VERSIONS: Struct(
+        "pattern" / Str * "agent name, glob or 'all'; empty means all (server -> agent: empty)",
+    ),
     MessageType.AGENT_LIST: Struct("agents" / array_of(AgentEntry, Int32ub)),
     MessageType.PROCESS_LIST: Struct("processes" / array_of(ProcessEntry, Int32ub)),
     MessageType.BUNDLE_LIST: Struct("bundles" / array_of(BundleEntry, Int32ub)),
@@ -420,6 +435,10 @@ BODIES: dict[MessageType, Struct] = {
         "agent" / Str,
         "samples" / array_of(Struct("time_us" / TimeUs, "node" / NodeStats), Int32ub),
         "processes" / array_of(ProcessStats) * "latest per-process stats",
+    ),
+    MessageType.RUN_VERSIONS: Struct(
+        "runs" / array_of(RunVersion, Int32ub)
+        * "processes whose bundle version is known; agents of release 1 send none",
     ),
     MessageType.TOKEN_CREATE: Struct("role" / enum_of(Role), "name" / Str),
     MessageType.TOKEN_REVOKE: Struct("name" / Str),
@@ -430,6 +449,7 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "KeyValue": KeyValue,
     "BundleEntry": BundleEntry,
     "ProcessEntry": ProcessEntry,
+    "RunVersion": RunVersion,
     "ScheduleEntry": ScheduleEntry,
     "NodeStats": NodeStats,
     "ProcessStats": ProcessStats,
@@ -459,6 +479,7 @@ SENDERS: dict[MessageType, str] = {
     MessageType.PROCESS_LIST: "server", MessageType.BUNDLE_LIST: "server",
     MessageType.SCHEDULE_LIST: "server", MessageType.STATS_HISTORY: "server",
     MessageType.TOKEN_CREATE: "admin", MessageType.TOKEN_REVOKE: "admin",
+    MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
 }
 
 assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"

@@ -131,7 +131,7 @@ class Cluster:
     # ------------------------------------------------------------------ agents
 
     def start_agent(self, name: str, host: str = "127.0.0.1", *, token: str | None = None,
-                    extra: tuple[str, ...] = ()) -> None:
+                    extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         token_file = self.root / f"{name}.token"
         if token is not None:
             token_file.write_text(token)
@@ -143,7 +143,7 @@ class Cluster:
             [*LOTC, "--log-level", "debug", "agent", "--server", address, "--name", name,
              "--token-file", str(token_file), "--state-dir", str(self.root / f"state-{name}"),
              "--stats-interval", "1", *extra],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
         )
 
     def kill_agent(self, name: str, sig: int = signal.SIGKILL) -> None:

@@ -205,7 +205,7 @@ def ensure_token(ctl: Controller, role: Role, name: str) -> str:
 async def connect_agent(
     nursery: trio.Nursery, ctl: Controller, name: str, *, state: AgentState | None = None,
     send_state: bool = False, token: str | None = None,
-    answers: dict[type, Answer] | None = None,
+    answers: dict[type, Answer] | None = None, capabilities: tuple[str, ...] = (),
 ) -> FakeAgent:
     """A fake agent connected through the real handshake and `handle_agent`; online on return."""
     if token is None:
@@ -216,7 +216,8 @@ async def connect_agent(
     framed = FramedStream(agent_end, peer="server")
     previous = ctl.sessions.get(name)
     with trio.fail_after(DEADLINE_S):
-        await client_handshake(framed, role=Role.AGENT, name=name, token=token)
+        await client_handshake(framed, role=Role.AGENT, name=name, token=token,
+                               capabilities=capabilities)
     fake = FakeAgent(name, framed, state or AgentState(), answers=dict(answers or {}))
     nursery.start_soon(fake.run)
     await wait_until(lambda: ctl.sessions.get(name) not in (None, previous))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from admin_console.bounds import agent_selector
@@ -18,6 +18,7 @@ from admin_console.render import (
     human_size,
     signal_word,
     table,
+    to_json,
 )
 from protocol.enums import ProcessState
 from protocol.messages import (
@@ -28,8 +29,10 @@ from protocol.messages import (
     ListAgents,
     ListBundles,
     ListProcesses,
+    ListRunVersions,
     ProcessEntry,
     ProcessList,
+    RunVersions,
 )
 
 SHA_SHOWN = 12  # hex digits of a bundle's SHA-256 in tables; --json has all of them
@@ -119,12 +122,22 @@ def clock_text(agent: AgentEntry, now: int) -> str:
             f"{ago(agent.clock_measured_us, now)}")
 
 
+@dataclass(frozen=True)
+class PsListing(Listing):
+    """A process listing, and the bundle version (SHA-256) each process's run uses."""
+
+    versions: Mapping[tuple[str, str], bytes] = field(default_factory=dict)
+
+
 class PsCommand(ListCommand):
     """List processes, desired state beside actual state.
 
     DESIRED is what was asked for (the server keeps it through disconnects),
     STATE what the agent last reported; a '*' marks a process not (yet) where
-    it was asked to be.
+    it was asked to be. VERSION is the bundle version (start of its SHA-256,
+    as `bundles` shows it) the process's current or last run uses: after an
+    upload, processes already running keep theirs until they are restarted.
+    '-' when unknown (an agent of an older release cannot tell).
 
     Examples:
       ps
@@ -137,16 +150,41 @@ class PsCommand(ListCommand):
     reply_type = ProcessList
     reply_field = "processes"
 
+    async def execute(self, ctx: Context, parsed: Any) -> PsListing:
+        listing = await super().execute(ctx, parsed)
+        versions: dict[tuple[str, str], bytes] = {}
+        # Asked second: the server answers from what the process listing just refreshed.
+        for frame in await ctx.require_client().request(ListRunVersions(pattern=parsed.pattern)):
+            if isinstance(frame.body, RunVersions):
+                versions.update({(r.agent, r.process): r.sha256 for r in frame.body.runs})
+        return PsListing(listing.entries, listing.now_us, versions)
+
+    def render(self, result: Listing, json: bool) -> str:
+        if not json:
+            return super().render(result, json)
+        versions = _versions_of(result)
+        return dumps({"processes": [
+            {**to_json(p), "bundle_sha256": versions[(p.agent, p.name)].hex()
+             if (p.agent, p.name) in versions else None}
+            for p in result.entries]})
+
     def table(self, result: Listing) -> str:
-        rows = [_process_row(p, result.now_us) for p in result.entries]
-        return table(("AGENT", "PROCESS", "BUNDLE", "DESIRED", "STATE", "PID", "UPTIME",
-                      "RESTARTS", "LIVENESS", "EXIT", "STATUS"), rows, right=(5, 7))
+        versions = _versions_of(result)
+        rows = [_process_row(p, result.now_us, versions.get((p.agent, p.name)))
+                for p in result.entries]
+        return table(("AGENT", "PROCESS", "BUNDLE", "VERSION", "DESIRED", "STATE", "PID",
+                      "UPTIME", "RESTARTS", "LIVENESS", "EXIT", "STATUS"), rows, right=(6, 8))
 
 
-def _process_row(p: ProcessEntry, now: int) -> tuple[object, ...]:
+def _versions_of(result: Listing) -> Mapping[tuple[str, str], bytes]:
+    return result.versions if isinstance(result, PsListing) else {}
+
+
+def _process_row(p: ProcessEntry, now: int, version: bytes | None) -> tuple[object, ...]:
     state = enum_word(p.state) + ("" if _where_asked(p) else "*")
     running = p.state in LIVE_STATES and p.started_us > 0
-    return (p.agent, p.name, p.bundle, enum_word(p.desired), state, p.pid or "-",
+    shown = version.hex()[:SHA_SHOWN] if version else "-"
+    return (p.agent, p.name, p.bundle, shown, enum_word(p.desired), state, p.pid or "-",
             human_duration((now - p.started_us) / 1e6) if running else "-", p.restarts,
             ago(p.last_liveness_us, now) if p.last_liveness_us else "-", exit_text(p),
             p.status or "")

@@ -9,6 +9,7 @@ the SHA-256 and pushed the bundle to the agents that are online.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ class UploadCommand(ResultsCommand):
 
     async def execute(self, ctx: Context, parsed: UploadArgs) -> tuple[AgentResult, ...]:
         client = ctx.require_client()
-        packed = await trio.to_thread.run_sync(pack, parsed.path)
+        packed = await trio.to_thread.run_sync(
+            functools.partial(pack, parsed.path, alias=parsed.name))
         with packed:
             progress = Progress(f"upload {parsed.name}", packed.size,
                                 ctx.err if ctx.progress else None)

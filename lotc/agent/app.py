@@ -46,6 +46,7 @@ async def serve_agent(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(core.supervisor.run)
+            await core.prune_versions()
             sync = TimeSync(config.ntp_servers, clock, interval_s=config.ntp_interval_s,
                             on_sync=synced)
             await nursery.start(lambda task_status: sync.run(task_status=task_status))

@@ -39,7 +39,8 @@ from protocol.spec import DEFAULT_MAX_BODY
 
 logger = logging.getLogger(__name__)
 
-CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events")
+# "run-versions": answers LIST_RUN_VERSIONS (which bundle version each process runs).
+CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions")
 
 
 @dataclass(frozen=True)

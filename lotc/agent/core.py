@@ -80,14 +80,20 @@ class AgentCore:
                  sync_wait_s: float = SYNC_WAIT_S) -> None:
         self.state_dir = state_dir
         self.clock = clock
-        self.store = BundleStore(state_dir / "bundles")
+        # Old versions wait for the supervisor's re-adoption: prune_versions() after it.
+        self.store = BundleStore(state_dir / "bundles", prune_on_open=False)
         self.outbox = EventOutbox(state_dir / "outbox")
         self.sampler = StatsSampler(state_dir)
-        self.supervisor = Supervisor(state_dir / "processes", self.store.path,
-                                     self.on_process_event, clock=clock.now_us)
+        self.supervisor = Supervisor(state_dir / "processes", self.store.acquire,
+                                     self.on_process_event, clock=clock.now_us,
+                                     versions=self.store)
         self.scheduler = Scheduler(state_dir / "schedules", clock, self.fire_schedule,
                                    self.on_schedule_event, sync_wait_s=sync_wait_s)
         self.clock_synced = trio.Event()  # replaced after each sync: the link reports it
+
+    async def prune_versions(self) -> None:
+        """Once the processes are re-adopted: drop the old versions none of them runs in."""
+        await trio.to_thread.run_sync(self.store.prune)
 
     def note_clock_sync(self) -> None:
         self.scheduler.clock_changed()
@@ -136,6 +142,17 @@ class AgentCore:
             processes=tuple(process_entry(p) for p in self.supervisor.list()),
             schedules=tuple(schedule_entry(s) for s in self.scheduler.list()),
         )
+
+    def run_versions(self) -> m.RunVersions:
+        """The bundle version each process's current (or last) run uses, where still known
+        (a version is forgotten once no run holds it and another replaced it)."""
+        runs = []
+        for info in self.supervisor.list():
+            version = self.store.version_of(Path(info.bundle_path)) if info.bundle_path else None
+            if version is not None:
+                runs.append(m.RunVersion(agent="", process=info.name,
+                                         sha256=version.sha256_bytes))
+        return m.RunVersions(runs=tuple(runs))
 
     def running_count(self) -> int:
         return sum(1 for p in self.supervisor.list() if p.state == ProcessState.RUNNING)
@@ -192,8 +209,9 @@ class AgentCore:
             await sup.resume(name)
             return "resumed (SIGCONT)"
         if action == "terminate":
+            before = sup.get(name).state
             info = await sup.terminate(name, grace)
-            return f"terminated ({_ending(info)})"
+            return _terminated(before, info)
         if action == "kill":
             await sup.kill(name, signal)
             return f"sent {signal.upper()} to its process group"
@@ -251,6 +269,16 @@ class AgentCore:
 
     def close(self) -> None:
         self.outbox.close()
+
+
+def _terminated(before: ProcessState, info: ProcessInfo) -> str:
+    """What a terminate did, from the state it found: the last run's exit is news only if
+    this terminate ended that run."""
+    if before in (ProcessState.EXITED, ProcessState.FAILED):
+        return f"had already ended ({_ending(info)}); it stays down"
+    if before == ProcessState.BACKOFF:
+        return "terminated while waiting to restart: it will not be started again"
+    return f"terminated ({_ending(info)})"
 
 
 def _ending(info: ProcessInfo) -> str:

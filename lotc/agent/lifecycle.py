@@ -80,7 +80,9 @@ COMMANDS: dict[Action, frozenset[ProcessState]] = {
     Action.START: frozenset({S.EXITED, S.FAILED}),  # a new name is always accepted
     Action.STOP: frozenset({S.STARTING, S.RUNNING}),
     Action.RESUME: frozenset({S.STOPPED}),
-    Action.TERMINATE: frozenset({S.STARTING, S.RUNNING, S.STOPPED, S.BACKOFF}),
+    # An ended process is accepted too: asking for what is already true succeeds, so a
+    # script's `terminate` does not fail on a process that happened to end first.
+    Action.TERMINATE: frozenset(ProcessState) - {S.NONE},
     Action.KILL: frozenset({S.STARTING, S.RUNNING, S.STOPPED}),
     Action.RESTART: frozenset(ProcessState) - {S.NONE},
 }

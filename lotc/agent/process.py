@@ -8,9 +8,16 @@ How a spec runs (documented here because operators write specs):
 * `argv` is executed as given, without a shell. A program name without a '/'
   is looked up on PATH as usual (`["python3", "main.py"]`, `["sh", "run.sh"]`);
   one with a '/' is relative to the working directory (`["./run.sh"]`).
-* The environment is the agent's, then `env` on top, then LOTC's own:
-  `LOTC_PROCESS` (the name), `LOTC_BUNDLE` (the bundle path), `NOTIFY_SOCKET`
-  and, with a liveness timeout, `WATCHDOG_USEC` (see lotc/liveness.py).
+* The environment is the agent's minus what is the agent's own (every
+  `LOTC_*` variable, such as `LOTC_TOKEN`; systemd's `NOTIFY_SOCKET`,
+  `WATCHDOG_*`, `LISTEN_*`, `JOURNAL_STREAM`, `INVOCATION_ID`; `PWD`,
+  `OLDPWD`), then `env` on top, then LOTC's own: `PWD` (the working
+  directory), `LOTC_PROCESS` (the name), `LOTC_BUNDLE` (the bundle path),
+  `NOTIFY_SOCKET` and, with a liveness timeout, `WATCHDOG_USEC` (see
+  lotc/liveness.py).
+* Each run uses the bundle version that was current when it was spawned, and
+  that version stays on disk until the run ends, whatever is uploaded meanwhile
+  (`bundle_path` names it); the next run uses the version current then.
 * stdin is /dev/null; stdout and stderr go to the process's log files.
 """
 from __future__ import annotations
@@ -125,6 +132,7 @@ class ProcessInfo:
     status: str  # last STATUS= text
     ready: bool  # READY=1 seen during the current run
     spec: ProcessSpec
+    bundle_path: str = ""  # the bundle version's directory the current (or last) run uses
 
 
 @dataclass(eq=False)
@@ -159,6 +167,8 @@ class ProcessRecord:
     poke: trio.Event = field(default_factory=trio.Event)  # deadline moved earlier: re-check
     wake: trio.Event = field(default_factory=trio.Event)  # cuts a backoff delay short
     runner_done: trio.Event | None = None  # set when the record's runner task has ended
+    bundle_path: str = ""  # the version directory of the current (or last) run
+    holds_bundle: bool = False  # the current run holds that version (store.acquire/hold)
 
     def notify_changed(self) -> None:
         self.changed.set()
@@ -178,6 +188,13 @@ class ProcessRecord:
     def wake_backoff(self) -> None:
         self.wake = self._fire(self.wake)
 
+    def forget_history(self) -> None:
+        """A restart on request starts afresh: no crash count, no old status or exit."""
+        self.budget.reset()
+        self.restarts = 0
+        self.status = ""
+        self.exit_code = self.exit_signal = None
+
     def to_json(self) -> dict[str, object]:
         return {
             "spec": self.spec.to_json(), "notify_address": self.notify_address,
@@ -185,6 +202,7 @@ class ProcessRecord:
             "create_time": self.create_time, "exit_code": self.exit_code,
             "exit_signal": self.exit_signal, "restarts": self.restarts,
             "started_at": self.started_at, "status": self.status,
+            "bundle_path": self.bundle_path,
         }
 
     @classmethod
@@ -201,6 +219,7 @@ class ProcessRecord:
         rec.restarts = int(data.get("restarts") or 0)
         rec.started_at = int(data.get("started_at") or 0)
         rec.status = str(data.get("status") or "")
+        rec.bundle_path = str(data.get("bundle_path") or "")
         return rec, ProcessState[data["state"]]
 
     def info(self) -> ProcessInfo:
@@ -209,7 +228,7 @@ class ProcessRecord:
             desired=self.desired, pid=self.pid, exit_code=self.exit_code,
             exit_signal=self.exit_signal, restarts=self.restarts, started_at=self.started_at,
             last_liveness=self.last_liveness, status=self.status, ready=self.ready,
-            spec=self.spec,
+            spec=self.spec, bundle_path=self.bundle_path,
         )
 
     def event(self, old: ProcessState, reason: str, *, time_us: int,

@@ -28,6 +28,7 @@ from protocol.messages import (
     Cancel,
     Error,
     ListProcesses,
+    ListRunVersions,
     LogLines,
     Ok,
     ProcKill,
@@ -68,6 +69,8 @@ class RequestHandler:
             nursery.start_soon(self._logs, frame)
         elif isinstance(body, ListProcesses):  # the server refreshing its view (ps, bundles)
             await self.framed.send(await self.core.agent_state(), frame.request_id)
+        elif isinstance(body, ListRunVersions):  # `ps` asking which version each one runs
+            await self.framed.send(self.core.run_versions(), frame.request_id)
         else:
             raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
                                 ErrorCode.UNEXPECTED_MESSAGE)

@@ -34,8 +34,9 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -53,17 +54,50 @@ __all__ = ["Runner"]
 logger = logging.getLogger(__name__)
 
 S = ProcessState
-# Inherited variables that would mislead a child about *its* watchdog.
-_AGENT_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+# Inherited variables that are the agent's, not the child's: systemd's handles of the
+# agent's own unit (they would mislead a child about *its* watchdog, sockets or journal
+# stream), and the shell's idea of the directory (PWD is set to the child's own).
+# Every LOTC_* variable is dropped too (_AGENT_PREFIX): LOTC_TOKEN would let any program
+# a process runs act as the agent. See lotc/agent/process.py for what a child gets.
+_AGENT_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
+                             "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM", "INVOCATION_ID",
+                             "PWD", "OLDPWD"})
+_AGENT_PREFIX = "LOTC_"
+
+
+def inherited_environment(agent_env: Mapping[str, str]) -> dict[str, str]:
+    """What a child inherits of the agent's environment: all but the agent's own."""
+    return {k: v for k, v in agent_env.items()
+            if k not in _AGENT_ONLY_ENV and not k.startswith(_AGENT_PREFIX)}
+
+
+class BundleVersions(Protocol):
+    """Holds a bundle version while a run uses it (lotc.agent.store.BundleStore)."""
+
+    def hold(self, path: Path) -> bool: ...
+
+    def release(self, path: Path) -> None: ...
+
+
+class NoVersions:
+    """Bundles that are plain directories (tests, benchmarks): nothing to hold."""
+
+    def hold(self, path: Path) -> bool:
+        return True
+
+    def release(self, path: Path) -> None:
+        return None
 
 
 class Runner:
     def __init__(self, *, log_root: Path, resolve_bundle: Callable[[str], Path],
                  transition: Callable[..., None], save: Callable[[ProcessRecord], None],
                  emit: Callable[[ProcessEvent], None], clock: Callable[[], int],
-                 snapshot: Callable[[ProcessRecord], Callable[[], None]]) -> None:
+                 snapshot: Callable[[ProcessRecord], Callable[[], None]],
+                 versions: BundleVersions | None = None) -> None:
         self.log_root = log_root
-        self.resolve_bundle = resolve_bundle
+        self.resolve_bundle = resolve_bundle  # name -> the version's directory, held
+        self.versions = versions or NoVersions()
         self.transition = transition  # (rec, new_state, reason, *, with_exit=False)
         self.save = save  # (rec) -> None: records the change at once (persist.py)
         self.emit = emit
@@ -102,14 +136,22 @@ class Runner:
             finally:
                 handle.close()
             handle = None
+            await self._release_bundle(rec)
             delay = await self._after_run(rec, outcome)
             if delay is None or not await self._backoff(rec, delay):
                 return
 
+    async def _release_bundle(self, rec: ProcessRecord) -> None:
+        """The run ended: its bundle version may go (off the loop: a tree can be big)."""
+        if rec.holds_bundle:
+            rec.holds_bundle = False
+            await trio.to_thread.run_sync(self.versions.release, Path(rec.bundle_path))
+
     # ---- spawning --------------------------------------------------------------------
-    def _environment(self, rec: ProcessRecord, bundle: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _AGENT_ONLY_ENV}
+    def _environment(self, rec: ProcessRecord, bundle: Path, cwd: Path) -> dict[str, str]:
+        env = inherited_environment(os.environ)
         env.update(rec.spec.env)
+        env["PWD"] = os.path.realpath(cwd)
         env["LOTC_PROCESS"] = rec.spec.name
         env["LOTC_BUNDLE"] = str(bundle)
         env["NOTIFY_SOCKET"] = rec.notify_address
@@ -118,12 +160,13 @@ class Runner:
         return env
 
     def _prepare(self, rec: ProcessRecord) -> tuple[Path, dict[str, str], Path, Path]:
-        bundle = self.resolve_bundle(rec.spec.bundle)
+        bundle = self.resolve_bundle(rec.spec.bundle)  # held from here: see _release_bundle
+        rec.bundle_path, rec.holds_bundle = str(bundle), True
         base = bundle if bundle.is_dir() else bundle.parent
         cwd = base / rec.spec.cwd if rec.spec.cwd else base
         out = log_path(self.log_root, rec.spec.name, StreamKind.STDOUT)
         err = log_path(self.log_root, rec.spec.name, StreamKind.STDERR)
-        return cwd, self._environment(rec, bundle), out, err
+        return cwd, self._environment(rec, bundle, cwd), out, err
 
     async def _spawn(self, rec: ProcessRecord, *, raise_error: bool) -> ChildHandle | None:
         """STARTING -> RUNNING (or STOPPED), or -> FAILED. None on failure unless raise_error."""
@@ -144,7 +187,9 @@ class Runner:
             handle = await trio.to_thread.run_sync(record_then_spawn)
         except (LotcError, OSError) as exc:
             message = str(exc) if isinstance(exc, LotcError) else f"cannot start: {exc}"
+            await self._release_bundle(rec)
             rec.status = message
+            rec.desired = DesiredState.EXITED  # nothing will run it again unless asked
             self.transition(rec, S.FAILED, message)
             self.save(rec)
             if raise_error:
@@ -204,12 +249,14 @@ class Runner:
         what = outcome.describe()
         if not should_restart(rec.spec.restart, outcome):
             why = "on request" if outcome.requested else f"policy {rec.spec.restart.name.lower()}"
+            rec.desired = DesiredState.EXITED  # desired follows reality: it stays down
             self.transition(rec, S.EXITED, f"{what} ({why})", with_exit=True)
             delay = None
         elif rec.budget.exhausted(now):
             reason = (f"{what}; {rec.spec.restart_limit} restarts within "
                       f"{rec.spec.restart_window:g} s: giving up")
             rec.status = reason
+            rec.desired = DesiredState.EXITED
             self.transition(rec, S.FAILED, reason, with_exit=True)
             delay = None
         else:

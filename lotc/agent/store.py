@@ -19,8 +19,15 @@ points at (build dirs, orphan versions, temporary links) is removed; a partial
 upload younger than `stale_after` is kept, so the sender can resume it (a
 BEGIN with the same name and SHA-256 continues from `Upload.received`).
 
-A replaced or removed version is deleted at once: a process still running in it
-keeps its open files but should be restarted to see the new code.
+A replaced version stays on disk while a process runs in it: a run holds its
+version from spawn to end (`acquire`/`release`, counted in memory; the
+supervisor holds again what it re-adopts after an agent restart, `hold`).
+`prune` deletes every version that is neither current nor held; it runs after
+each commit, each release and each removal. So a re-upload never pulls the
+tree from under a running process (its cwd, its imports, its data files), and
+new starts use the new version. An agent that keeps old versions on open
+passes `prune_on_open=False` and calls `prune()` once its processes are
+re-adopted.
 
 All methods are synchronous file operations. Writes and lookups are quick;
 `Upload.commit()` of a large TAR is not, so the agent runs it in
@@ -37,6 +44,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +154,8 @@ def _drop_version(path: Path) -> None:
 class BundleStore:
     def __init__(self, root: Path, max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES, *,
                  max_members: int = archive.DEFAULT_MAX_MEMBERS,
-                 stale_after: float = DEFAULT_STALE_AFTER_S) -> None:
+                 stale_after: float = DEFAULT_STALE_AFTER_S,
+                 prune_on_open: bool = True) -> None:
         self.root = Path(root)
         self.max_bundle_bytes = max_bundle_bytes
         self.limits = archive.ArchiveLimits(max_bundle_bytes, max_members)
@@ -156,9 +165,12 @@ class BundleStore:
         self.incoming_dir = self.root / "incoming"
         self._lock = threading.RLock()
         self._uploads: dict[str, Upload] = {}
+        self._holds: Counter[str] = Counter()  # version dir name -> runs using it
         for d in (self.bundles_dir, self.versions_dir, self.incoming_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._recover()
+        if prune_on_open:
+            self.prune()
 
     # ---- lookups -------------------------------------------------------------------------
     def get(self, name: str) -> BundleInfo:
@@ -171,6 +183,64 @@ class BundleStore:
     def path(self, name: str) -> Path:
         """The directory to run in (a FILE bundle's file is `get(name).entry` inside it)."""
         return self.get(name).path
+
+    # ---- versions held by running processes ---------------------------------------------
+    def acquire(self, name: str) -> Path:
+        """The current version's directory, held until `release(path)`: a run's bundle."""
+        with self._lock:
+            info = self.get(name)
+            self._holds[info.path.parent.name] += 1
+            return info.path
+
+    def hold(self, path: Path) -> bool:
+        """Hold the version at `path` again (a re-adopted run); False if it is gone."""
+        vid = self._version_id(path)
+        with self._lock:
+            if vid is None or not (self.versions_dir / vid / "meta.json").is_file():
+                return False
+            self._holds[vid] += 1
+            return True
+
+    def release(self, path: Path) -> None:
+        """A run of `path` ended: its version goes once nothing holds it and it is old."""
+        vid = self._version_id(path)
+        with self._lock:
+            if vid is None or self._holds[vid] <= 0:
+                return
+            self._holds[vid] -= 1
+            if self._holds[vid]:
+                return
+            del self._holds[vid]
+            info = self._read_version(vid)
+            if info is not None and self._current_version_dir(info.name) == self.versions_dir / vid:
+                return  # still current: nothing to drop (and no directory scan)
+        self.prune()
+
+    def version_of(self, path: Path) -> BundleInfo | None:
+        """The stored version a run's directory belongs to (None if unknown or gone)."""
+        vid = self._version_id(path)
+        return None if vid is None else self._read_version(vid)
+
+    def prune(self) -> None:
+        """Delete the versions that are neither current nor held by a run."""
+        with self._lock:
+            keep = {vid for vid in self._holds} | {
+                v.name for entry in os.listdir(self.bundles_dir)
+                if (v := self._current_version_dir(entry)) is not None}
+            doomed = [self.versions_dir / v for v in os.listdir(self.versions_dir)
+                      if v not in keep]
+        for version in doomed:
+            logger.info("removing bundle version %s: replaced, and no process uses it",
+                        version.name)
+            _drop_version(version)
+
+    def _version_id(self, path: Path) -> str | None:
+        """versions/<vid>/tree (or a file in it) -> <vid>."""
+        try:
+            rel = Path(path).relative_to(self.versions_dir)
+        except ValueError:
+            return None
+        return rel.parts[0] if rel.parts else None
 
     def list(self) -> list[BundleInfo]:
         infos = []
@@ -196,7 +266,13 @@ class BundleStore:
     def _read_current(self, name: str) -> BundleInfo | None:
         try:
             vid = os.readlink(self.bundles_dir / name).rsplit("/", 1)[-1]
-            version = self.versions_dir / vid
+        except OSError:
+            return None
+        return self._read_version(vid)
+
+    def _read_version(self, vid: str) -> BundleInfo | None:
+        version = self.versions_dir / vid
+        try:
             meta = json.loads((version / "meta.json").read_text())
         except (OSError, ValueError):
             return None
@@ -287,7 +363,7 @@ class BundleStore:
 
     def put_path(self, name: str, path: str | os.PathLike[str]) -> BundleInfo:
         """Store a local file or directory through the same path as a network upload."""
-        with pack(path) as packed:
+        with pack(path, alias=name) as packed:
             upload = self.begin(name, packed.kind, packed.size, packed.sha256)
             for offset, data in packed.chunks(start=upload.received):
                 upload.write(offset, data)
@@ -307,11 +383,9 @@ class BundleStore:
             self._stage(spec, data, build)
             vid = f"{spec.name}.{spec.sha256[:16]}.{secrets.token_hex(4)}"
             with self._lock:
-                version = _publish_version(build, self.versions_dir, vid)
-                old = self._current_version_dir(spec.name)
+                _publish_version(build, self.versions_dir, vid)
                 _swap_link(self.bundles_dir, spec.name, vid)
-            if old is not None and old != version:
-                _drop_version(old)
+            self.prune()  # the old version goes unless a running process holds it
         except OSError as exc:
             archive.remove_tree(build)
             if _is_out_of_space(exc):
@@ -356,11 +430,12 @@ class BundleStore:
                 raise UnknownBundle(f"no bundle named {name!r}")
             (self.bundles_dir / name).unlink()  # invisible first; the tree goes after
             archive.fsync_dir(self.bundles_dir)
-        _drop_version(version)
+        self.prune()
         logger.info("removed bundle %s", name)
 
     def _recover(self) -> None:
-        """Remove what a crash left behind; keep current versions and fresh partial uploads."""
+        """Remove what a crash left behind; keep published versions (`prune` decides about
+        old ones, which re-adopted processes may still run in) and fresh partial uploads."""
         live: set[str] = set()
         for entry in os.listdir(self.bundles_dir):
             link = self.bundles_dir / entry
@@ -371,8 +446,8 @@ class BundleStore:
             else:
                 live.add(version.name)
         for entry in os.listdir(self.versions_dir):
-            if entry not in live:
-                logger.info("removing unpublished or replaced bundle version %s", entry)
+            if entry not in live and self._read_version(entry) is None:
+                logger.info("removing unpublished bundle version %s", entry)
                 archive.remove_tree(self.versions_dir / entry)
         now = time.time()
         for entry in os.listdir(self.incoming_dir):

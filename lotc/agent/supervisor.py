@@ -44,7 +44,7 @@ from lotc.agent.logs import LogConfig, LogFollower, log_path, rotate_if_needed, 
 from lotc.agent.notify import new_address
 from lotc.agent.persist import StateFiles
 from lotc.agent.process import ProcessInfo, ProcessRecord, ProcessSpec, budget_for
-from lotc.agent.runner import Runner
+from lotc.agent.runner import BundleVersions, NoVersions, Runner
 from lotc.agent.spawn import adopt, find_orphan, signal_group
 from lotc.errors import Conflict, InvalidRequest, InvalidState, LotcError, UnknownProcess
 from protocol.enums import Action, DesiredState, ProcessState, StreamKind
@@ -75,7 +75,10 @@ def _utc_us() -> int:
 class Supervisor:
     def __init__(self, state_dir: Path, resolve_bundle: Callable[[str], Path],
                  on_event: Callable[[ProcessEvent], None], *,
-                 clock: Callable[[], int] = _utc_us, logs: LogConfig | None = None) -> None:
+                 clock: Callable[[], int] = _utc_us, logs: LogConfig | None = None,
+                 versions: BundleVersions | None = None) -> None:
+        """`resolve_bundle(name)` gives the directory a new run uses; with `versions` (the
+        bundle store) it also holds that version until `versions.release(path)`."""
         self.state_dir = Path(state_dir)
         self.log_root = self.state_dir / "logs"
         self.logs = logs or LogConfig()
@@ -87,9 +90,10 @@ class Supervisor:
         self._locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self._dirty = trio.Event()  # set when a record changed and is not flushed yet
+        self._versions = versions or NoVersions()
         self._runner = Runner(log_root=self.log_root, resolve_bundle=resolve_bundle,
                               transition=self._transition, save=self._save, emit=self._emit,
-                              clock=clock, snapshot=self._snapshot)
+                              clock=clock, snapshot=self._snapshot, versions=self._versions)
 
     # ---- lifetime --------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -141,7 +145,8 @@ class Supervisor:
     # ---- commands --------------------------------------------------------------------
     async def start(self, spec: ProcessSpec) -> ProcessInfo:
         """Start a new process (or one that has ended, with this spec). Returns once spawned."""
-        self._resolve(spec.bundle)  # UnknownBundle before anything changes
+        # UnknownBundle before anything changes; the run holds its version itself
+        self._versions.release(self._resolve(spec.bundle))
         async with self._lock(spec.name):
             rec = self._records.get(spec.name)
             if rec is not None and rec.state in ALIVE:
@@ -186,7 +191,8 @@ class Supervisor:
 
     async def terminate(self, name: str, grace: float | None = None) -> ProcessInfo:
         """SIGTERM to the group, SIGKILL after `grace` (default: the spec's). Returns once
-        the process has ended."""
+        the process has ended. A process that had already ended only stays down (see
+        lifecycle.COMMANDS)."""
         rec = self._get(name)
         check_command(Action.TERMINATE, name, rec.state)
         await self._terminate(rec, grace)
@@ -211,7 +217,7 @@ class Supervisor:
             if rec.state in ALIVE:
                 await self._terminate(rec, None)
             await self._runner_finished(rec)
-            rec.budget.reset()
+            rec.forget_history()
             rec.desired = DesiredState.RUNNING
             await self._launch(rec)
             return rec.info()
@@ -392,6 +398,9 @@ class Supervisor:
                 logger.error("process %s could not be started again: %s", rec.spec.name, exc)
             return
         handle, suspended = adopted
+        if rec.bundle_path:  # keep the version it runs in on disk until it ends
+            rec.holds_bundle = await trio.to_thread.run_sync(
+                self._versions.hold, Path(rec.bundle_path))
         rec.liveness_timeout = rec.spec.liveness_timeout
         rec.started_mono = trio.current_time()
         if rec.liveness_timeout > 0:

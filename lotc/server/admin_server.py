@@ -50,6 +50,7 @@ from protocol.messages import (
     ListAgents,
     ListBundles,
     ListProcesses,
+    ListRunVersions,
     ListSchedules,
     Message,
     Ok,
@@ -65,6 +66,7 @@ from protocol.messages import (
     QueryLogs,
     QueryStats,
     Results,
+    RunVersions,
     ScheduleClear,
     ScheduleList,
     ScheduleSet,
@@ -208,6 +210,12 @@ async def _list_processes(conn: AdminConnection, body: ListProcesses, request_id
     await conn.reply_list(request_id, lambda batch: ProcessList(processes=batch), entries)
 
 
+async def _list_run_versions(conn: AdminConnection, body: ListRunVersions,
+                             request_id: int) -> None:
+    entries = queries.run_versions(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: RunVersions(runs=batch), entries)
+
+
 async def _list_bundles(conn: AdminConnection, body: ListBundles, request_id: int) -> None:
     entries = await queries.bundles(conn.ctl, body.pattern)
     await conn.reply_list(request_id, lambda batch: BundleList(bundles=batch), entries)
@@ -291,6 +299,7 @@ Handler = Callable[[AdminConnection, Any, int], Awaitable[None]]
 HANDLERS: dict[type[Message], Handler] = {
     ListAgents: _list_agents,
     ListProcesses: _list_processes,
+    ListRunVersions: _list_run_versions,
     ListBundles: _list_bundles,
     QueryStats: _query_stats,
     QueryEvents: _query_events,

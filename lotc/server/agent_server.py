@@ -25,13 +25,14 @@ from protocol.messages import (
     LogLines,
     Ok,
     Results,
+    RunVersions,
     StatsReport,
     TimeInfo,
 )
 
 logger = logging.getLogger(__name__)
 
-REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results)
+REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results, RunVersions)
 
 
 async def handle_agent(

@@ -47,7 +47,7 @@ from lotc.server.desired import desired_after_fire
 from lotc.server.model import Model
 from lotc.server.records import EventRecord, StatsRecord
 from lotc.server.sessions import AgentSession
-from protocol.enums import EventKind, ProcessState, Role
+from protocol.enums import DesiredState, EventKind, ProcessState, Role
 from protocol.errors import ErrorCode
 from protocol.messages import (
     AgentResult,
@@ -90,6 +90,9 @@ class Controller:
         self._disconnected_at: dict[str, float] = {}
         self._event_subscribers: set[trio.MemorySendChannel[EventRecord]] = set()
         self._consoles: dict[str, set[FramedStream]] = {}
+        # agent -> process -> SHA-256 of the bundle version its run uses, as the agent said
+        # at the last `ps` refresh (memory only: the agent is asked again at the next one)
+        self.run_versions: dict[str, dict[str, bytes]] = {}
 
     # ------------------------------------------------------------ authentication
 
@@ -310,9 +313,22 @@ class Controller:
             if event.kind == EventKind.PROCESS_STATE:
                 self.model.note_process_state(session.name, event.process, event.new_state,
                                               event.exit_code, event.signal, self.now_us())
+                self._follow_end(session.name, event)
             elif event.kind == EventKind.SCHEDULE_FIRED and event.schedule_id:
                 self._follow_schedule(session.name, event)
         await session.send(EventAck(seq=event.seq))
+
+    def _follow_end(self, agent: str, event: Event) -> None:
+        """A run that ended for good (clean exit, `failed`) is desired exited: the model
+        must not say RUNNING of a process nothing will run again (and a bundle whose
+        processes all ended can be removed). Only an end newer than the last command on
+        the process counts: a late event must not undo a start asked for since."""
+        if ProcessState(event.new_state) not in (ProcessState.EXITED, ProcessState.FAILED):
+            return
+        spec = self.model.find_process(agent, event.process)
+        if spec is not None and spec.desired != DesiredState.EXITED \
+                and event.time_us > spec.updated_us:
+            self.model.set_desired_state(agent, event.process, DesiredState.EXITED)
 
     def _follow_schedule(self, agent: str, event: Event) -> None:
         """A fired schedule changed the process: the desired state follows, or the next

@@ -16,6 +16,7 @@ from lotc.errors import (
     InvalidRequest,
     LotcError,
     RequestTimeout,
+    SpawnFailed,
     UnknownBundle,
     UnknownProcess,
 )
@@ -113,6 +114,11 @@ async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
             # No verdict from the agent: it may have started it. Keep the desired state;
             # the next reconnect reconciles either way.
             return "no answer from the agent yet: recorded, reconciled when it reports"
+        except SpawnFailed:
+            # The agent keeps the record, failed, with its error (and after its restart):
+            # so does the model, as ended, so nothing retries it and `ps` shows why.
+            ctl.model.set_desired_state(agent, msg.name, DesiredState.EXITED, ctl.now_us())
+            raise
         except LotcError:
             _forget_failed_start(ctl, agent, msg.name, previous)
             raise
@@ -124,7 +130,8 @@ async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
 def _forget_failed_start(
     ctl: Controller, agent: str, name: str, previous: ProcessSpecRecord | None
 ) -> None:
-    """The agent refused the start (bad executable...): do not keep retrying it forever."""
+    """The agent refused the start before making a record of it (unknown bundle, bad
+    request...): do not keep retrying it forever."""
     if previous is None:
         ctl.model.remove_process(agent, name)
     else:
@@ -145,7 +152,8 @@ async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentRes
             ctl.model.remove_process(agent, msg.name)
             forget_process_schedules(ctl, agent, msg.name)
         elif changes_desired:
-            ctl.model.set_desired_state(agent, msg.name, DESIRED_AFTER[type(msg)])
+            # stamped, so an end event older than this command cannot undo it
+            ctl.model.set_desired_state(agent, msg.name, DESIRED_AFTER[type(msg)], ctl.now_us())
         session = ctl.sessions.get(agent)
         if session is None:
             if not changes_desired:

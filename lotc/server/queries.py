@@ -16,15 +16,19 @@ from protocol.messages import (
     BundleEntry,
     Event,
     ListProcesses,
+    ListRunVersions,
     NodeStats,
     ProcessEntry,
     ProcessStats,
+    RunVersion,
+    RunVersions,
     ScheduleEntry,
     StatsHistory,
     StatsHistorySample,
 )
 
 REFRESH_TIMEOUT_S = 2.0  # a listing waits this long for live answers, then shows what it has
+RUN_VERSIONS_CAPABILITY = "run-versions"  # lotc.agent.connection.CAPABILITIES
 FEW_AGENTS = 100  # up to this many names, `agents` looks each up instead of listing all
 
 
@@ -77,10 +81,16 @@ async def refresh(ctl: Controller, agents: set[str] | None) -> None:
     async def one(session: AgentSession) -> None:
         try:
             reply = await session.request(ListProcesses(pattern=""), REFRESH_TIMEOUT_S)
+            if isinstance(reply.body, AgentState):
+                record_report(ctl, session.name, reply.body)
+            if RUN_VERSIONS_CAPABILITY in session.hello.capabilities:  # agents of release 1:
+                versions = await session.request(ListRunVersions(pattern=""),  # never asked
+                                                 REFRESH_TIMEOUT_S)
+                if isinstance(versions.body, RunVersions):
+                    ctl.run_versions[session.name] = {
+                        run.process: run.sha256 for run in versions.body.runs}
         except LotcError:
             return
-        if isinstance(reply.body, AgentState):
-            record_report(ctl, session.name, reply.body)
 
     async with trio.open_nursery() as nursery:
         for session in sessions:
@@ -100,6 +110,15 @@ async def processes(ctl: Controller, pattern: str) -> list[ProcessEntry]:
             continue
         entries.append(_process_entry(key[0], key[1], specs.get(key), statuses.get(key)))
     return entries
+
+
+def run_versions(ctl: Controller, pattern: str) -> list[RunVersion]:
+    """What the last refresh learned (`ps` asks LIST_PROCESSES first, which refreshes)."""
+    wanted = _wanted(ctl, pattern)
+    return [RunVersion(agent=agent, process=name, sha256=sha)
+            for agent, runs in sorted(ctl.run_versions.items())
+            if wanted is None or agent in wanted
+            for name, sha in sorted(runs.items())]
 
 
 def _process_entry(

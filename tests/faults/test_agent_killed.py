@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from lotc.bundle_source import pack
 from protocol.enums import DesiredState, EventKind, ProcessState
 from tests import fault_db
 from tests.cluster import LOTC, Cluster, wait_until
@@ -40,10 +41,10 @@ def background_console(cluster: Cluster, command: str) -> subprocess.Popen[str]:
 class BundleWatcher(threading.Thread):
     """Checks, as often as it can, that bundles/<name> on an agent is absent or complete."""
 
-    def __init__(self, store: Path, name: str, content: bytes) -> None:
+    def __init__(self, store: Path, name: str, file_name: str, content: bytes) -> None:
         super().__init__(daemon=True)
         self.link = store / "bundles" / name
-        self.entry = Path("tree") / name
+        self.entry = Path("tree") / file_name  # a single file keeps its own name
         self.size, self.sha = len(content), hashlib.sha256(content).hexdigest()
         self.partial_seen: list[str] = []
         self.complete_seen = 0
@@ -74,7 +75,7 @@ def test_agent_killed_while_the_server_pushes_a_bundle(cluster: Cluster) -> None
     big = cluster.root / "big.bin"
     big.write_bytes(content)
     store = cluster.root / "state-victim" / "bundles"
-    watcher = BundleWatcher(store, "big", content)
+    watcher = BundleWatcher(store, "big", big.name, content)
     watcher.start()
     try:
         upload = background_console(cluster, f"upload all big {big}")
@@ -105,7 +106,8 @@ def test_agent_killed_while_the_server_pushes_a_bundle(cluster: Cluster) -> None
     assert "resuming upload of bundle big" in cluster.agent_log("victim")  # not from zero
     assert not (store / "incoming" / "big").exists()
     sizes = {b["agent"]: b["size"] for b in cluster.console_json("bundles")["bundles"]}
-    assert sizes == {"victim": BIG, "bystander": BIG}
+    with pack(big, alias="big") as packed:  # sent as a tar of the one file
+        assert sizes == {"victim": packed.size, "bystander": packed.size}
     stored = fault_db.events(cluster.db, "victim", EventKind.BUNDLE_STORED)
     assert len(stored) == 1, stored  # delivered once, reported once
 

@@ -288,6 +288,8 @@ def fuzz_connection(rng: random.Random, frames: list[bytes],
     sent = [fuzz_frame(rng, frames) for _ in range(rng.randint(1, 8))]
     if rng.random() < 0.3:  # get past HELLO, so AUTH and later steps are fuzzed too
         sent.insert(0, hello_agent if kind == 0 else hello_admin)
+        if rng.random() < 0.5:  # and a wrong AUTH: reaching that stage must not need luck
+            sent.insert(1, encode(Auth(mac=rng.randbytes(32)), 2))
     return sent, rng.random() < 0.8, kind
 
 

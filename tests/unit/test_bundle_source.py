@@ -22,15 +22,34 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def test_file_is_sent_as_is(tmp_path: Path) -> None:
-    f = tmp_path / "x.bin"
+def test_file_is_sent_as_a_tar_under_its_own_name(tmp_path: Path) -> None:
+    """Issue 14 item 7: the file's name travels with it (BUNDLE_BEGIN has no field for it),
+    so `upload n tool ./tool.py` gives a bundle where `python3 tool.py` runs."""
+    f = tmp_path / "tool.py"
     f.write_bytes(os.urandom(1000))
-    with pack(f) as packed:
-        assert packed.kind is BundleKind.FILE and packed.size == 1000
-        assert packed.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
-        assert b"".join(d for _, d in packed.chunks(chunk_size=300)) == f.read_bytes()
-        assert [o for o, _ in packed.chunks(chunk_size=300, start=600)] == [600, 900]
-    assert f.exists(), "closing never removes the user's file"
+    f.chmod(0o600)
+    link = tmp_path / "latest.py"
+    link.symlink_to(f)
+    with pack(f) as packed, pack(link) as linked, pack(f) as again:
+        assert packed.kind is BundleKind.TAR and packed.sha256 == again.sha256
+        data = b"".join(d for _, d in packed.chunks(chunk_size=300))
+        assert len(data) == packed.size
+        assert hashlib.sha256(data).hexdigest() == packed.sha256
+        assert [o for o, _ in packed.chunks(chunk_size=300, start=600)][:2] == [600, 900]
+        with tarfile.open(packed.source) as tar:
+            [member] = tar.getmembers()
+            assert (member.name, member.mode, member.isfile()) == ("tool.py", 0o755, True)
+            assert tar.extractfile(member).read() == f.read_bytes()  # type: ignore[union-attr]
+        with tarfile.open(linked.source) as tar:
+            assert tar.getnames() == ["latest.py"], "the name typed, the target's bytes"
+        tmp = packed.source
+    with pack(f, alias="tool") as aliased, pack(f, alias="tool.py") as same:
+        with tarfile.open(aliased.source) as tar:  # what ran by the bundle's name still runs
+            assert tar.getnames() == ["tool", "tool.py"]
+            assert tar.getmember("tool").issym() and tar.getmember("tool").linkname == "tool.py"
+        with tarfile.open(same.source) as tar:
+            assert tar.getnames() == ["tool.py"]
+    assert not tmp.exists() and f.exists(), "closing removes only the temporary tar"
 
 
 def test_directory_tar_is_deterministic(tmp_path: Path) -> None:

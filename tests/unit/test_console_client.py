@@ -14,6 +14,7 @@ import io
 import json
 import os
 import signal
+import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -326,7 +327,8 @@ async def test_upload_sends_chunks_under_one_request_id(tmp_path: Path) -> None:
     async with connected() as (server, client):
         outcome = await run_one(client, f"upload all tool {path}", out)
     assert outcome is Outcome.OK
-    assert bytes(server.chunks) == path.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(bytes(server.chunks))) as tar:  # keeps its name
+        assert tar.extractfile("tool.bin").read() == path.read_bytes()  # type: ignore[union-attr]
     assert len({f.request_id for f in server.received}) == 1
     assert out.getvalue() == "node-1  ok  loaded\n"
 

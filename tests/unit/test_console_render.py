@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from admin_console.commands import build_registry
-from admin_console.commands.listing import Listing
+from admin_console.commands.listing import Listing, PsListing
 from admin_console.commands.meta import HelpPage
 from admin_console.commands.results import render_results, results_ok
 from admin_console.commands.stats import StatsResult
@@ -141,11 +141,21 @@ PROCESSES = Listing((
 
 def test_ps_table_shows_desired_beside_actual() -> None:
     lines = render("ps", PROCESSES).splitlines()
-    assert lines[0].split()[:5] == ["AGENT", "PROCESS", "BUNDLE", "DESIRED", "STATE"]
-    assert lines[1].split()[3:7] == ["running", "running", "4242", "2m5s"]
+    assert lines[0].split()[:6] == ["AGENT", "PROCESS", "BUNDLE", "VERSION", "DESIRED", "STATE"]
+    assert lines[1].split()[3:8] == ["-", "running", "running", "4242", "2m5s"]
     assert "ready" in lines[1] and "1s ago" in lines[1]
-    assert lines[2].split()[3:5] == ["running", "backoff*"] and "code 1" in lines[2]
-    assert lines[3].split()[3:5] == ["exited", "exited"] and "SIGKILL" in lines[3]
+    assert lines[2].split()[4:6] == ["running", "backoff*"] and "code 1" in lines[2]
+    assert lines[3].split()[4:6] == ["exited", "exited"] and "SIGKILL" in lines[3]
+
+
+def test_ps_shows_which_version_each_process_runs() -> None:
+    versions = PsListing(PROCESSES.entries, NOW, {("node-1", "web"): bytes(range(32))})
+    lines = render("ps", versions).splitlines()
+    assert lines[1].split()[3] == bytes(range(32)).hex()[:12]
+    assert lines[2].split()[3] == "-", "unknown: not told (an agent of an older release)"
+    document = json.loads(render("ps", versions, True))
+    assert document["processes"][0]["bundle_sha256"] == bytes(range(32)).hex()
+    assert document["processes"][1]["bundle_sha256"] is None
 
 
 def test_ps_json() -> None:

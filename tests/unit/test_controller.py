@@ -149,13 +149,28 @@ async def test_start_without_bundle_or_argv_is_refused(ctl: Controller) -> None:
 
 
 async def test_refused_start_is_forgotten(ctl: Controller, nursery: trio.Nursery) -> None:
+    refuse = {ProcStart: lambda frame: Error(code=ErrorCode.INVALID_REQUEST,
+                                             message="bad environment variable")}
+    await connect_agent(nursery, ctl, "web-1", answers=refuse)
+    give_bundle(ctl, "web-1")
+    [result] = await start_process(ctl, start_msg())
+    assert result.code == ErrorCode.INVALID_REQUEST
+    assert ctl.model.find_process("web-1", "svc") is None
+
+
+async def test_start_that_failed_to_spawn_is_kept_as_ended(
+    ctl: Controller, nursery: trio.Nursery
+) -> None:
+    """The agent keeps a record of a spawn failure (with its error, across its restarts):
+    the model keeps it too, desired exited, so nothing retries it and the next reconcile
+    does not remove it from the agent (issue 14 item 9)."""
     refuse = {ProcStart: lambda frame: Error(code=ErrorCode.SPAWN_FAILED,
                                              message="./run: no such file")}
     await connect_agent(nursery, ctl, "web-1", answers=refuse)
     give_bundle(ctl, "web-1")
     [result] = await start_process(ctl, start_msg())
     assert (result.code, result.message) == (ErrorCode.SPAWN_FAILED, "./run: no such file")
-    assert ctl.model.find_process("web-1", "svc") is None
+    assert ctl.model.process("web-1", "svc").desired == DesiredState.EXITED
 
 
 async def test_refused_restart_keeps_the_previous_spec(
@@ -165,10 +180,10 @@ async def test_refused_restart_keeps_the_previous_spec(
     give_bundle(ctl, "web-1")
     await start_process(ctl, start_msg())
     before = ctl.model.process("web-1", "svc")
-    fake.answers[ProcStart] = lambda frame: Error(code=ErrorCode.SPAWN_FAILED, message="nope")
+    fake.answers[ProcStart] = lambda frame: Error(code=ErrorCode.INVALID_REQUEST, message="nope")
     [result] = await start_process(
         ctl, ProcStart(target="web-1", name="svc", bundle="app", argv=("./other",)))
-    assert result.code == ErrorCode.SPAWN_FAILED
+    assert result.code == ErrorCode.INVALID_REQUEST
     after = ctl.model.process("web-1", "svc")
     assert after.argv == before.argv and after.desired == before.desired
     # The agent still runs `before`: the restored spec must keep its revision, or the next
@@ -388,6 +403,28 @@ async def test_events_are_stored_once_and_acknowledged(
     assert status.state == ProcessState.EXITED
     # A later connection is told what is stored, so the agent does not replay it again.
     assert ctl.welcome(fake_hello("web-1")).last_event_seq == 3
+
+
+async def test_desired_state_follows_an_end_newer_than_the_last_command(
+    ctl: Controller, nursery: trio.Nursery, wall: FakeClock
+) -> None:
+    """Issue 14 item 9: after a clean exit or `failed`, DESIRED does not stay running;
+    an end older than a later command (a late replay) does not undo that command."""
+    fake = await connect_agent(nursery, ctl, "web-1")
+    give_bundle(ctl, "web-1")
+    await start_process(ctl, start_msg())
+    started = ctl.model.process("web-1", "svc").updated_us
+    late = Event(seq=1, time_us=started - 1, kind=EventKind.PROCESS_STATE, process="svc",
+                 old_state=ProcessState.RUNNING, new_state=ProcessState.EXITED, exit_code=0)
+    await fake.send(late)
+    await wait_until(lambda: fake.acks == [1])
+    assert ctl.model.process("web-1", "svc").desired == DesiredState.RUNNING
+    for seq, state in ((2, ProcessState.FAILED), (3, ProcessState.EXITED)):
+        await fake.send(Event(seq=seq, time_us=started + seq, kind=EventKind.PROCESS_STATE,
+                              process="svc", old_state=ProcessState.RUNNING, new_state=state,
+                              exit_code=1))
+    await wait_until(lambda: fake.acks == [1, 2, 3])
+    assert ctl.model.process("web-1", "svc").desired == DesiredState.EXITED
 
 
 def fake_hello(name: str):  # type: ignore[no-untyped-def]

@@ -60,14 +60,27 @@ def test_directory_bundle_round_trip(store: BundleStore, tmp_path: Path) -> None
         assert info.sha256 == packed.sha256 and info.size == packed.size
 
 
-def test_file_bundle_stored_as_named_executable(store: BundleStore, tmp_path: Path) -> None:
-    src = tmp_path / "job.py"
-    src.write_text("print('hi')\n")
-    info = store.put_path("job.py", src)
-    assert info.kind is BundleKind.FILE and info.size == src.stat().st_size
+def test_raw_file_bundle_stored_as_named_executable(store: BundleStore) -> None:
+    """What older consoles send: a FILE, stored under the bundle's name."""
+    data = b"print('hi')\n"
+    up = store.begin("job.py", BundleKind.FILE, len(data), _sha(data))
+    up.write(0, data)
+    info = up.commit()
+    assert info.kind is BundleKind.FILE and info.size == len(data)
     assert info.entry == info.path / "job.py"
     assert info.entry.read_text() == "print('hi')\n" and os.access(info.entry, os.X_OK)
-    assert info.sha256 == _sha(src.read_bytes()) and len(info.sha256_bytes) == 32
+    assert info.sha256 == _sha(data) and len(info.sha256_bytes) == 32
+
+
+def test_a_single_file_keeps_its_own_name(store: BundleStore, tmp_path: Path) -> None:
+    """Issue 14 item 7: `upload n tool ./tool.py`, then `python3 tool.py` runs."""
+    src = tmp_path / "tool.py"
+    src.write_text("print('hi')\n")
+    info = store.put_path("tool", src)
+    assert sorted(os.listdir(info.path)) == ["tool", "tool.py"]
+    assert (info.path / "tool.py").read_text() == "print('hi')\n"
+    assert os.readlink(info.path / "tool") == "tool.py", "the bundle's name still runs it"
+    assert os.access(info.path / "tool.py", os.X_OK)
 
 
 def test_chunked_upload_accepts_wire_sha_bytes(store: BundleStore) -> None:
@@ -97,6 +110,35 @@ def test_replace_swaps_version_and_drops_the_old(store: BundleStore, tmp_path: P
     assert (store.path("web") / "VERSION").read_text() == "v2"
     assert not old.path.exists()
     assert len(list(store.versions_dir.iterdir())) == 1
+
+
+def test_a_held_version_outlives_its_replacement(store: BundleStore, tmp_path: Path) -> None:
+    """Issue 14 item 6: a re-upload never deletes the tree a process runs in."""
+    store.put_path("web", _tree(tmp_path / "v1", "v1"))
+    held = store.acquire("web")
+    store.put_path("web", _tree(tmp_path / "v2", "v2"))
+    assert (held / "VERSION").read_text() == "v1", "still there for the running process"
+    assert (store.acquire("web") / "VERSION").read_text() == "v2", "new runs get v2"
+    version = store.version_of(held)
+    assert version is not None and version.sha256 != store.get("web").sha256
+    store.release(held)
+    assert not held.exists(), "dropped once nothing runs in it"
+    assert len(list(store.versions_dir.iterdir())) == 1
+
+
+def test_held_versions_survive_a_reopen_until_pruned(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    first = BundleStore(root)
+    first.put_path("web", _tree(tmp_path / "v1", "v1"))
+    held = first.acquire("web")
+    first.put_path("web", _tree(tmp_path / "v2", "v2"))
+    reopened = BundleStore(root, prune_on_open=False)  # an agent restart
+    assert reopened.hold(held), "a re-adopted process holds its version again"
+    reopened.prune()
+    assert (held / "VERSION").read_text() == "v1"
+    reopened.release(held)
+    assert not held.exists()
+    assert not reopened.hold(held), "a version that is gone cannot be held"
 
 
 def test_checksum_mismatch_keeps_old_version(store: BundleStore, tmp_path: Path) -> None:

@@ -150,8 +150,8 @@ async def test_bad_requests_raise_clear_errors(sup: Harness) -> None:
     with pytest.raises(InvalidState, match="cannot stop"):
         await s.stop("p")
     await s.terminate("p")
-    with pytest.raises(InvalidState, match="cannot terminate process 'p': it is exited"):
-        await s.terminate("p")
+    again = await s.terminate("p")  # already ended: stays down, no error (issue 14 item 9)
+    assert again.state == S.EXITED and again.desired == DesiredState.EXITED
     with pytest.raises(InvalidState):
         await s.kill("p")
     assert s.get("p").state == S.EXITED  # nothing half-applied

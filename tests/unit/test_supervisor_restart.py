@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lotc.agent.restart import RestartBudget, RunOutcome, backoff_delay, should_restart
 from lotc.agent.supervisor import ProcessSpec
+from protocol.enums import DesiredState
 from protocol.enums import ProcessState as S
 from protocol.enums import RestartPolicy as P
 from tests.agent_helpers import Harness, bundle, sup, wait_until  # noqa: F401
@@ -74,6 +75,22 @@ async def test_crash_loop_backs_off_then_fails(sup: Harness) -> None:
     again = await sup.sup.restart("crash")
     assert again.state in (S.RUNNING, S.BACKOFF, S.EXITED)
     await sup.sup.wait_state("crash", [S.FAILED], timeout=10)
+
+
+async def test_restart_of_a_failed_process_clears_its_status_and_count(sup: Harness) -> None:
+    """Issue 14 item 9: `restart` starts afresh, as `ps` must show at once."""
+    flag = sup.bundle_dir / "healthy"
+    spec = ProcessSpec("flaky", "b", ["/bin/sh", "-c", "test -e healthy && exec sleep 60; exit 7"],
+                       restart=P.ON_FAILURE, backoff_base=0.01, backoff_cap=0.02,
+                       restart_limit=2, restart_window=60)
+    await sup.sup.start(spec)
+    failed = await sup.sup.wait_state("flaky", [S.FAILED], timeout=10)
+    assert failed.restarts == 2 and "giving up" in failed.status
+    assert failed.desired == DesiredState.EXITED, "desired follows reality"
+    flag.touch()
+    again = await sup.sup.restart("flaky")
+    assert (again.state, again.restarts, again.status) == (S.RUNNING, 0, "")
+    assert (again.exit_code, again.desired) == (None, DesiredState.RUNNING)
 
 
 async def test_backoff_resets_after_a_stable_run(sup: Harness) -> None:
