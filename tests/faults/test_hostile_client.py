@@ -1,17 +1,16 @@
 """A hostile client against a real server, while a real agent and a console carry on.
 
-The server (serve_server on 127.0.0.1 and ::1, port 0) and one agent
-(serve_agent) run in this trio run, with the real TCP stack between them.
-A hostile client then opens connection after connection to both ports and
-sends garbage, oversize headers, frames of the wrong type for its role
-(before and after authenticating), truncated frames, or nothing at all,
-and then over 10,000 random and mutated frames. Throughout, a console asks
-`agents` and `ps` and must get answers with the agent online.
+The server (serve_server on 127.0.0.1 and ::1, port 0) and one agent (serve_agent) run
+in this trio run, with the real TCP stack between them. A hostile client then opens
+connection after connection to both ports and sends garbage, oversize headers, frames of
+the wrong type for its role (before and after authenticating), truncated frames, or
+nothing at all, and then over 10,000 random and mutated frames. Throughout, a console
+asks `agents` and `ps` and must get answers with the agent online.
 
-What must hold for every hostile connection: the server closes it within
-its deadline, with an ERROR frame of the right code where one is due, and
-logs it once; no server task fails; the server never holds more hostile
-connections than the test has open, and none once the test has closed them.
+What must hold for every hostile connection: the server closes it within its deadline,
+with an ERROR frame of the right code where one is due, and logs it once; no server task
+fails; the server never holds more hostile connections than the test has open, and none
+once the test has closed them.
 """
 from __future__ import annotations
 
@@ -63,8 +62,7 @@ pytestmark = pytest.mark.timeout(90)
 
 HANDSHAKE_S = 1.0  # the server's handshake_timeout_s in these tests
 PROMPT_S = 2.0  # a refused connection is closed within this (plus the handshake time if silent)
-# The fuzz runs 64 connections at once in this one thread, beside the server and the agent:
-# its per-connection deadline leaves room for scheduling delay on a loaded machine.
+# 64 fuzz connections at once in this thread, beside the server and the agent: room for delay.
 FUZZ_LIMIT_S = HANDSHAKE_S + 2 * PROMPT_S
 FUZZ_FRAMES = 10_000
 FUZZ_CONCURRENCY = 64
