@@ -124,13 +124,21 @@ def find_orphan(notify_address: str) -> tuple[int, float] | None:
 
     Each record has its own NOTIFY_SOCKET name, given to its process only, so a session
     leader carrying that name in its environment is that record's process.
+
+    Every candidate is looked at through a fresh `psutil.Process`, never through
+    `psutil.process_iter`: that keeps one object per pid across calls (the stats sampler
+    calls it too), with the start time read when the pid was first seen. pid_max is
+    often 32768, so pids wrap within minutes on a busy node: the orphan's pid may be
+    cached with the start time of the stranger that held it before, and adopt() then
+    refused the orphan and a second copy was started (the race of issue 14, item 12).
     """
-    for proc in psutil.process_iter(["pid", "create_time"]):
+    for pid in psutil.pids():
         try:
-            if os.getsid(proc.pid) != proc.pid:
+            if os.getsid(pid) != pid:
                 continue
+            proc = psutil.Process(pid)
             if proc.environ().get("NOTIFY_SOCKET") == notify_address:
-                return proc.pid, float(proc.info["create_time"])
+                return pid, proc.create_time()
         except (psutil.Error, OSError):
             continue
     return None
