@@ -13,8 +13,8 @@ window), and every file has the same mode (0640). With `backups` 0 the live
 file is emptied instead.
 
 Each line starts with the time the agent read it, in UTC
-(`2026-12-02T22:30:01.123456Z `); `split_timestamp` takes it off again for
-readers that want the bare line. A line that arrives in pieces is stamped once.
+(`2026-12-02T22:30:01.123456Z `, lotc/logstamp.py), which readers can take off
+again. A line that arrives in pieces is stamped once.
 
 Agent restarts: the pipes survive them (see pipe.py), and a new writer finds
 from the file whether it ends in the middle of a line, so nothing is stamped
@@ -31,12 +31,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lotc.logstamp import split_timestamp, timestamp
 from protocol.enums import StreamKind
 
 __all__ = ["LogConfig", "LogFollower", "LogWriter", "log_path", "remove_logs", "rotate",
@@ -49,7 +49,6 @@ MAX_LINE = 64 * 1024  # a "line" without a newline is cut here when followed
 MAX_READ = 1024 * 1024  # bytes read per poll of a followed file: a flood cannot stall the loop
 FILE_MODE = 0o640  # every log file, live or rotated
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
 
 
 @dataclass(frozen=True)
@@ -91,18 +90,6 @@ def rotate(path: Path, backups: int) -> None:
             os.replace(_backup(path, n), _backup(path, n + 1))
     if path.exists():
         os.replace(path, _backup(path, 1))
-
-
-def timestamp(time_us: int) -> bytes:
-    seconds, micros = divmod(time_us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode() + b".%06dZ " % micros
-
-
-def split_timestamp(line: str) -> tuple[str, str]:
-    """('2026-...Z', 'text') for a stamped line; ('', line) for one written without."""
-    if _STAMP.match(line):
-        return line[:27], line[28:]
-    return "", line
 
 
 def _through_newline(buf: bytes) -> int:
