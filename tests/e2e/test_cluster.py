@@ -102,3 +102,11 @@ def test_stats_and_events_flow_to_the_console(cluster: Cluster, app_bundle: Path
     assert history["samples"][-1]["node"]["mem_total"] > 0
     assert history["processes"][0]["name"] == "app"
     assert "app" in cluster.console("stats node6").stdout
+    # Issue 14 item 11: `stats all` and `stats GLOB`, a section per agent, like every command.
+    wait_until(lambda: all(h["samples"] for h in cluster.console_json("stats all")["stats"]),
+               what="stats of both agents")
+    text = cluster.console("stats all").stdout
+    assert text.index("node4  (latest report") < text.index("node6  (latest report"), text
+    assert [h["agent"] for h in cluster.console_json("stats 'node*'")["stats"]] == [
+        "node4", "node6"]
+    assert "no agent matches 'x*'" in cluster.console("stats 'x*'", check=False).stderr
