@@ -19,7 +19,7 @@ again. A line that arrives in pieces is stamped once.
 Agent restarts: the pipes survive them (see pipe.py), and a new writer finds
 from the file whether it ends in the middle of a line, so nothing is stamped
 twice and nothing is lost; while no agent reads, the process's writes wait in
-the pipe (1 MiB) and then block: output is delayed for the restart, not lost.
+the pipe and then block: output is delayed for the restart, not lost.
 
 Readers: `tail` reads the last lines of the live file and, if needed, the
 rotated copies; `LogFollower` is polled every `follow_interval` and, when the

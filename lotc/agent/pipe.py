@@ -8,7 +8,7 @@ reader is gone fails every write (EPIPE, and SIGPIPE kills most programs),
 and the agent's end goes away with the agent. So the child also inherits a
 copy of each read end (the "holder", same descriptor number as the agent's):
 while the process lives its pipes have a reader, and with the agent away its
-writes fill the pipe (1 MiB where the system allows) and then wait. The next
+writes fill the pipe (PIPE_SIZE where the system allows) and then wait. The next
 agent opens `/proc/<pid>/fd/<holder>` (opening a pipe there gives a new
 descriptor on the same pipe), checks it is the pipe saved in the record (its
 inode), and pumps again: the output was delayed by the restart, not lost.
@@ -31,7 +31,10 @@ __all__ = ["PipeRecord", "attach", "make_pipe", "pump", "record_of"]
 
 logger = logging.getLogger(__name__)
 
-PIPE_SIZE = 1024 * 1024  # the default pipe-max-size: what a process may write unread
+# What a process may write unread. Pipe pages count against a per-user budget
+# (pipe-user-pages-soft, 64 MiB by default; past it new pipes get 8 KiB), so two of
+# these per process leave room for a hundred or so before any pipe shrinks.
+PIPE_SIZE = 256 * 1024
 _F_SETPIPE_SZ = 1031  # from <fcntl.h>; Python 3.11's fcntl does not name it
 PipeRecord = tuple[int, int]  # (holder descriptor number in the child, pipe inode)
 

@@ -56,7 +56,10 @@ logger = logging.getLogger(__name__)
 S = ProcessState
 # Inherited variables that would mislead a child about *its* watchdog.
 _AGENT_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-DRAIN_TIMEOUT = 2.0  # after the leader ended, how long its pipes may take to reach EOF
+# After the leader ended (its group is SIGKILLed then), how long its pipes may take to
+# reach EOF: short, as only a writer that left the group can hold them open, and the
+# restart waits for it.
+DRAIN_TIMEOUT = 0.5
 
 
 class Runner:
