@@ -24,24 +24,28 @@ class StatsArgs:
 
 @dataclass(frozen=True)
 class StatsResult:
-    history: StatsHistory
+    histories: tuple[StatsHistory, ...]  # one per matching agent
     now_us: int
+    several: bool  # AGENT was a glob or 'all': JSON is a list even for one match
 
 
 class StatsCommand(Command):
     """Show AGENT's node statistics and its processes' CPU and memory.
 
-    The node figures are those of the latest report; the trend line gives the
-    minimum, average and maximum CPU over the window (--since, default 10m),
-    and I/O rates are taken between the last two reports.
+    AGENT may be a name, a glob or 'all': a section per agent. The node
+    figures are those of the latest report (disk: the filesystem holding the
+    agent's state dir); the trend line gives the minimum, average and maximum
+    CPU over the window (--since, default 10m), and I/O rates are taken
+    between the last two reports.
 
     Examples:
       stats node-1
-      stats node-1 --since 1h
+      stats all --since 1h
+      stats 'web-*'
     """
 
     name = "stats"
-    usage = "stats AGENT [--since DURATION]"
+    usage = "stats AGENT [--since DURATION]"  # AGENT: a name, a glob or all
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -57,28 +61,35 @@ class StatsCommand(Command):
         since_us = now - int(parsed.since_s * 1e6)
         frames = await ctx.require_client().request(
             QueryStats(agent=parsed.agent, since_us=since_us, limit=0))
-        history = frames[-1].body
-        if not isinstance(history, StatsHistory):
-            raise InternalError(f"the server answered {type(history).__name__} to stats")
-        return StatsResult(history, now)
+        histories = tuple(frame.body for frame in frames)
+        for history in histories:
+            if not isinstance(history, StatsHistory):
+                raise InternalError(f"the server answered {type(history).__name__} to stats")
+        several = parsed.agent == "all" or any(c in parsed.agent for c in "*?[")
+        return StatsResult(histories, now, several)  # type: ignore[arg-type]
 
     def render(self, result: StatsResult, json: bool) -> str:
-        history = result.history
         if json:
-            return dumps(history)
-        if not history.samples:
-            return f"{history.agent}: no statistics in this window"
-        latest = history.samples[-1]
-        sections = [
-            (f"{history.agent}  (latest report {ago(latest.time_us, result.now_us)}, "
-             f"{len(history.samples)} in the window)"),
-            node_table(latest.node),
-            rates_line(history),
-            cpu_trend(history),
-        ]
-        if history.processes:
-            sections.append(process_table(history, result.now_us))
-        return "\n".join(section for section in sections if section)
+            return dumps({"stats": result.histories} if result.several
+                         else result.histories[0])
+        return "\n\n".join(agent_section(history, result.now_us)
+                           for history in result.histories)
+
+
+def agent_section(history: StatsHistory, now_us: int) -> str:
+    if not history.samples:
+        return f"{history.agent}: no statistics in this window"
+    latest = history.samples[-1]
+    sections = [
+        (f"{history.agent}  (latest report {ago(latest.time_us, now_us)}, "
+         f"{len(history.samples)} in the window)"),
+        node_table(latest.node),
+        rates_line(history),
+        cpu_trend(history),
+    ]
+    if history.processes:
+        sections.append(process_table(history, now_us))
+    return "\n".join(section for section in sections if section)
 
 
 def node_table(node: NodeStats) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -23,6 +23,7 @@ from admin_console.bounds import agent_selector, count, span
 from admin_console.commands.base import Command, Context
 from admin_console.parsing import CommandParser, check_name
 from admin_console.render import dumps, dumps_line, enum_word, short_time, signal_word
+from lotc.logstamp import split_timestamp
 from protocol.enums import EventKind, ProcessState, StreamKind
 from protocol.messages import Event, LogLines, QueryEvents, QueryLogs
 from protocol.spec import MessageType
@@ -68,13 +69,17 @@ async def _cancel_when_interrupted(ctx: Context, reply: ReplyStream) -> None:
 
 
 async def run_stream(ctx: Context, body: Any, follow: bool, wanted: type,
-                     show: Callable[[Any], str]) -> Collected:
-    """Print `wanted` bodies as they come (or collect them for one JSON document)."""
+                     show: Callable[[Any], str],
+                     adapt: Callable[[Any], Any] | None = None) -> Collected:
+    """Print `wanted` bodies as they come (or collect them for one JSON document);
+    `adapt` changes each one first."""
     collected = Collected(follow=follow)
 
     def on_item(item: Any) -> None:
         if not isinstance(item, wanted):
             return  # the closing OK
+        if adapt is not None:
+            item = adapt(item)
         collected.count += 1
         if ctx.json and follow:
             ctx.emit(dumps_line(item))
@@ -92,7 +97,8 @@ class LogsCommand(Command):
     """Show the last lines of process P's stdout and stderr; -f keeps following.
 
     -n is the number of lines of each stream (default 20). With -f, new lines
-    are printed as the process writes them until Ctrl-C.
+    are printed as the process writes them until Ctrl-C. Each line starts with
+    the UTC time the agent read it; --no-timestamps leaves it out.
 
     Examples:
       logs node-1 web
@@ -101,7 +107,7 @@ class LogsCommand(Command):
     """
 
     name = "logs"
-    usage = "logs AGENT P [-n N] [-f]"
+    usage = "logs AGENT P [-n N] [-f] [--no-timestamps]"
     arguments = ("agent", "process")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -110,19 +116,32 @@ class LogsCommand(Command):
         parser.add_argument("-n", "--lines", default=DEFAULT_LOG_LINES,
                             type=count("-n", MessageType.QUERY_LOGS, "lines"))
         parser.add_argument("-f", "--follow", action="store_true")
+        parser.add_argument("--no-timestamps", dest="timestamps", action="store_false")
 
-    def parse(self, argv: Sequence[str]) -> QueryLogs:
+    def parse(self, argv: Sequence[str]) -> LogsArgs:
         args: argparse.Namespace = self.parser.parse(argv)
-        return QueryLogs(target=args.agent, process=check_name("process", args.process),
-                         lines=args.lines, follow=args.follow)
+        query = QueryLogs(target=args.agent, process=check_name("process", args.process),
+                          lines=args.lines, follow=args.follow)
+        return LogsArgs(query, args.timestamps)
 
-    async def execute(self, ctx: Context, parsed: QueryLogs) -> Collected:
-        return await run_stream(ctx, parsed, parsed.follow, LogLines, log_text)
+    async def execute(self, ctx: Context, parsed: LogsArgs) -> Collected:
+        return await run_stream(ctx, parsed.query, parsed.query.follow, LogLines, log_text,
+                                adapt=None if parsed.timestamps else without_timestamps)
 
     def render(self, result: Collected, json: bool) -> str:
         if json and not result.follow:
             return dumps({"logs": result.items})
         return "no log lines" if not (json or result.follow or result.count) else ""
+
+
+@dataclass(frozen=True)
+class LogsArgs:
+    query: QueryLogs
+    timestamps: bool  # keep the time each line starts with (--no-timestamps: drop it)
+
+
+def without_timestamps(item: LogLines) -> LogLines:
+    return replace(item, lines=[split_timestamp(line)[1] for line in item.lines])
 
 
 def log_text(item: LogLines) -> str:

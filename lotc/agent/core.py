@@ -262,9 +262,10 @@ class AgentCore:
 
     async def read_logs(self, name: str, lines: int, follow: bool, emit: Emit) -> None:
         for stream in (StreamKind.STDOUT, StreamKind.STDERR):
-            await emit(stream, await self.supervisor.tail_logs(name, lines, stream))
+            await emit(stream, await self.supervisor.tail_logs(name, lines, stream,
+                                                               timestamps=True))
         if follow:
-            async for stream, batch in self.supervisor.follow_logs(name):
+            async for stream, batch in self.supervisor.follow_logs(name, timestamps=True):
                 await emit(stream, batch)
 
     def close(self) -> None:

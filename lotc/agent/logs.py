@@ -1,51 +1,60 @@
-"""Process logs: files written by the processes themselves, rotated by size, tailed, followed.
+"""Process logs: pipes read by the agent, written to files rotated by size, tailed, followed.
 
 Theory of operation
 -------------------
-A process's stdout and stderr are opened with O_APPEND on
-`logs/<name>/stdout.log` and `stderr.log` and handed to it at spawn: the
-program writes straight to the file. The agent is not in the data path, so a
-chatty process costs the agent nothing and cannot block its loop, and, the
-point of the choice, the output keeps its destination when the agent itself
-restarts: a re-adopted process has no pipe to lose (see supervisor.py).
+A process's stdout and stderr are pipes (pipe.py); the agent reads them and
+appends to `logs/<name>/stdout.log` and `stderr.log` (`LogWriter`). Being in
+the data path is what makes rotation exact: before a write would take the
+live file past `max_bytes`, the whole lines that still fit are written, the
+copies shift (.1 -> .2 ...), the live file is renamed to `.1` and a new one is
+opened. So a file holds at most `max_bytes` plus the rest of one line, no
+byte is lost (nothing else writes the file, there is no copy-then-truncate
+window), and every file has the same mode (0640). With `backups` 0 the live
+file is emptied instead.
 
-The price is rotation: we cannot make the process reopen its file, so
-rotation copies and truncates (logrotate's `copytruncate`): older copies
-shift (.1 -> .2 ...), the live file is copied to `.1`, then truncated to zero;
-with O_APPEND the process's next write lands at the new start. Bytes written
-between the end of the copy and the truncation (microseconds; the copy is
-re-checked for growth before truncating) can be lost, and a file can exceed
-`max_bytes` by what is written between two checks (`check_interval`).
+Each line starts with the time the agent read it, in UTC
+(`2026-12-02T22:30:01.123456Z `, lotc/logstamp.py), which readers can take off
+again. A line that arrives in pieces is stamped once.
+
+Agent restarts: the pipes survive them (see pipe.py), and a new writer finds
+from the file whether it ends in the middle of a line, so nothing is stamped
+twice and nothing is lost; while no agent reads, the process's writes wait in
+the pipe and then block: output is delayed for the restart, not lost.
 
 Readers: `tail` reads the last lines of the live file and, if needed, the
-rotated copies; `LogFollower` is polled every `follow_interval` and, when
-the file shrank (rotated), finishes the old bytes from `.1` first. Both work
-on bytes and decode each line as UTF-8 with replacement characters.
+rotated copies; `LogFollower` is polled every `follow_interval` and, when the
+file shrank (rotated), finishes the old bytes from `.1` first. Both work on
+bytes and decode each line as UTF-8 with replacement characters.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lotc.logstamp import split_timestamp, timestamp
 from protocol.enums import StreamKind
 
-__all__ = ["LogConfig", "LogFollower", "log_path", "rotate", "rotate_if_needed", "tail"]
+__all__ = ["LogConfig", "LogFollower", "LogWriter", "log_path", "remove_logs", "rotate",
+           "split_timestamp", "tail"]
 
 logger = logging.getLogger(__name__)
 
 _BLOCK = 64 * 1024
 MAX_LINE = 64 * 1024  # a "line" without a newline is cut here when followed
 MAX_READ = 1024 * 1024  # bytes read per poll of a followed file: a flood cannot stall the loop
+FILE_MODE = 0o640  # every log file, live or rotated
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    max_bytes: int = 10 * 1024 * 1024  # rotate a file past this size
+    max_bytes: int = 10 * 1024 * 1024  # rotate before a file passes this size
     backups: int = 5  # rotated copies kept (.1 ... .N)
-    check_interval: float = 1.0  # seconds between size checks
     follow_interval: float = 0.1  # seconds between polls of a followed file
 
 
@@ -53,37 +62,137 @@ def log_path(root: Path, name: str, stream: StreamKind) -> Path:
     return root / name / f"{stream.name.lower()}.log"
 
 
+def remove_logs(root: Path, name: str) -> None:
+    """Delete a removed process's log files (and its directory). Blocking."""
+    directory = root / name
+    for path in directory.glob("*.log*"):
+        path.unlink(missing_ok=True)
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # something else was put there: leave it
+        logger.warning("kept %s: %s", directory, exc)
+
+
 def _backup(path: Path, n: int) -> Path:
     return path.with_name(f"{path.name}.{n}")
 
 
 def rotate(path: Path, backups: int) -> None:
-    """copytruncate: shift old copies, copy the live file to .1, truncate it. Blocking."""
-    if backups > 0:
-        for n in range(backups - 1, 0, -1):
-            if _backup(path, n).exists():
-                os.replace(_backup(path, n), _backup(path, n + 1))
-        tmp = path.with_name(path.name + ".rotating")
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, _BLOCK)
-            # Catch up with what was appended during the copy, then cut at once.
-            while chunk := src.read(_BLOCK):
-                dst.write(chunk)
-            os.truncate(path, 0)
-        os.replace(tmp, _backup(path, 1))
-    else:
-        os.truncate(path, 0)
+    """Shift old copies and rename the live file to .1 (or drop it with no backups)."""
+    if backups <= 0:
+        path.unlink(missing_ok=True)
+        return
+    _backup(path, backups).unlink(missing_ok=True)
+    for n in range(backups - 1, 0, -1):
+        if _backup(path, n).exists():
+            os.replace(_backup(path, n), _backup(path, n + 1))
+    if path.exists():
+        os.replace(path, _backup(path, 1))
 
 
-def rotate_if_needed(path: Path, config: LogConfig) -> bool:
-    try:
-        if os.stat(path).st_size <= config.max_bytes:
-            return False
-        rotate(path, config.backups)
-    except FileNotFoundError:
-        return False
-    logger.debug("rotated %s", path)
-    return True
+def _through_newline(buf: bytes) -> int:
+    """Length of the first line of `buf` with its newline (all of it if none)."""
+    end = buf.find(b"\n")
+    return len(buf) if end < 0 else end + 1
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        return f.read(1)
+
+
+def _utc_us() -> int:
+    return time.time_ns() // 1000
+
+
+class LogWriter:
+    """Appends one stream's output to its file: stamps lines, rotates by size. Blocking
+    calls, each quick (page cache): the pump (pipe.py) runs them on the trio thread."""
+
+    def __init__(self, path: Path, config: LogConfig,
+                 clock: Callable[[], int] = _utc_us) -> None:
+        self.path, self.config, self._clock = path, config, clock
+        self._fd = -1
+        self.size = 0
+        self._mid_line = False  # the file's last byte is not a newline
+        self._at_line_start = True  # the next byte read begins a line: stamp it
+        self._dropped = 0
+        self._open()
+        self._at_line_start = not self._mid_line
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, _LOG_FLAGS, FILE_MODE)
+        os.fchmod(self._fd, FILE_MODE)  # the umask must not make one file differ
+        self.size = os.fstat(self._fd).st_size
+        self._mid_line = self.size > 0 and _last_byte(self.path, self.size) != b"\n"
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def write(self, data: bytes) -> None:
+        """Stamp and append what the process wrote; drop it (counted) if the disk is full."""
+        if not data:
+            return
+        prefix = timestamp(self._clock())
+        body = data.replace(b"\n", b"\n" + prefix)
+        if self._at_line_start:
+            body = prefix + body
+        self._at_line_start = data.endswith(b"\n")
+        if self._at_line_start:
+            body = body[:-len(prefix)]
+        try:
+            self._append(body)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._dropped += len(data)
+            if self._dropped == len(data):  # once per full-disk episode
+                logger.error("%s: disk full, dropping output", self.path)
+            return
+        if self._dropped:
+            logger.warning("%s: %d bytes of output dropped while the disk was full",
+                           self.path, self._dropped)
+            self._dropped = 0
+
+    def _append(self, buf: bytes) -> None:
+        limit = self.config.max_bytes
+        while buf:
+            room = limit - self.size
+            if len(buf) <= room:
+                self._put(buf)
+                return
+            if self._mid_line:  # finish the line this file ends with (a line without end
+                cut = _through_newline(buf)  # is cut after MAX_LINE more)
+                cut = min(cut, max(0, limit + MAX_LINE - self.size))
+            else:  # the whole lines that fit; a line longer than a whole file goes alone
+                cut = buf.rfind(b"\n", 0, room) + 1
+                if cut == 0 and self.size == 0:
+                    cut = _through_newline(buf)
+            if cut:
+                self._put(buf[:cut])
+                buf = buf[cut:]
+            if buf:
+                self._rotate()
+
+    def _put(self, buf: bytes) -> None:
+        view = memoryview(buf)
+        while view:
+            n = os.write(self._fd, view)
+            self.size += n
+            view = view[n:]
+        self._mid_line = not buf.endswith(b"\n")
+
+    def _rotate(self) -> None:
+        self.close()
+        rotate(self.path, self.config.backups)
+        self._open()
+        logger.debug("rotated %s", self.path)
 
 
 def _last_lines(path: Path, wanted: int) -> list[bytes]:

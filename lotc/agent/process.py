@@ -26,16 +26,18 @@ import logging
 import math
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 
 from lotc.agent.lifecycle import ProcessEvent
+from lotc.agent.logs import LogConfig
+from lotc.agent.pipe import PipeRecord
 from lotc.agent.restart import RestartBudget
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
-from protocol.enums import DesiredState, ProcessState, RestartPolicy
+from protocol.enums import DesiredState, ProcessState, RestartPolicy, StreamKind
 
 __all__ = ["ProcessInfo", "ProcessRecord", "ProcessSpec", "budget_for"]
 
@@ -72,6 +74,8 @@ class ProcessSpec:
     grace: float = 10.0  # terminate: SIGTERM, then SIGKILL after this long
     stable_after: float = 10.0  # a run this long resets the backoff
     revision: int = 0  # the server's revision of this spec, echoed in reports
+    log_size: int = 0  # bytes a log file may hold before it rotates; 0: the agent's default
+    log_keep: int = -1  # rotated copies kept; -1: the agent's default
 
     def __post_init__(self) -> None:
         validate_name("process", self.name)
@@ -93,6 +97,15 @@ class ProcessSpec:
         if not isinstance(self.restart_limit, int) or self.restart_limit < 0:
             raise InvalidRequest(f"restart_limit must be an integer >= 0, "
                                  f"not {self.restart_limit!r}")
+        if not isinstance(self.log_size, int) or self.log_size < 0:
+            raise InvalidRequest(f"log_size must be a number of bytes >= 0, not {self.log_size!r}")
+        if not isinstance(self.log_keep, int) or self.log_keep < -1:
+            raise InvalidRequest(f"log_keep must be a count >= 0, not {self.log_keep!r}")
+
+    def log_config(self, default: LogConfig) -> LogConfig:
+        """The agent's log settings with this spec's own on top."""
+        return replace(default, max_bytes=self.log_size or default.max_bytes,
+                       backups=default.backups if self.log_keep < 0 else self.log_keep)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -102,6 +115,7 @@ class ProcessSpec:
             "backoff_cap": self.backoff_cap, "restart_limit": self.restart_limit,
             "restart_window": self.restart_window, "grace": self.grace,
             "stable_after": self.stable_after, "revision": self.revision,
+            "log_size": self.log_size, "log_keep": self.log_keep,
         }
 
     @classmethod
@@ -150,6 +164,7 @@ class ProcessRecord:
     desired: DesiredState = DesiredState.RUNNING
     pid: int | None = None
     create_time: float = 0.0  # psutil create_time of pid: tells our process from a reused pid
+    log_pipes: dict[StreamKind, PipeRecord] = field(default_factory=dict)  # see pipe.py
     exit_code: int | None = None
     exit_signal: int | None = None
     restarts: int = 0
@@ -203,6 +218,7 @@ class ProcessRecord:
             "exit_signal": self.exit_signal, "restarts": self.restarts,
             "started_at": self.started_at, "status": self.status,
             "bundle_path": self.bundle_path,
+            "log_pipes": {stream.name: list(saved) for stream, saved in self.log_pipes.items()},
         }
 
     @classmethod
@@ -220,6 +236,8 @@ class ProcessRecord:
         rec.started_at = int(data.get("started_at") or 0)
         rec.status = str(data.get("status") or "")
         rec.bundle_path = str(data.get("bundle_path") or "")
+        rec.log_pipes = {StreamKind[stream]: (int(saved[0]), int(saved[1]))
+                         for stream, saved in (data.get("log_pipes") or {}).items()}
         return rec, ProcessState[data["state"]]
 
     def info(self) -> ProcessInfo:

@@ -41,13 +41,14 @@ from typing import Protocol
 import trio
 
 from lotc.agent.lifecycle import ProcessEvent
-from lotc.agent.logs import log_path
+from lotc.agent.logs import LogConfig, LogWriter, log_path
 from lotc.agent.notify import NotifySocket
+from lotc.agent.pipe import pump
 from lotc.agent.process import ProcessRecord
 from lotc.agent.restart import RunOutcome, should_restart
 from lotc.agent.spawn import ChildHandle, signal_group, spawn
 from lotc.errors import LotcError, SpawnFailed
-from protocol.enums import DesiredState, EventKind, ProcessState, StreamKind
+from protocol.enums import DesiredState, EventKind, ProcessState
 
 __all__ = ["Runner"]
 
@@ -89,13 +90,20 @@ class NoVersions:
         return None
 
 
+# After the leader ended (its group is SIGKILLed then), how long its pipes may take to
+# reach EOF: short, as only a writer that left the group can hold them open, and the
+# restart waits for it.
+DRAIN_TIMEOUT = 0.5
+
+
 class Runner:
-    def __init__(self, *, log_root: Path, resolve_bundle: Callable[[str], Path],
+    def __init__(self, *, log_root: Path, logs: LogConfig, resolve_bundle: Callable[[str], Path],
                  transition: Callable[..., None], save: Callable[[ProcessRecord], None],
                  emit: Callable[[ProcessEvent], None], clock: Callable[[], int],
                  snapshot: Callable[[ProcessRecord], Callable[[], None]],
                  versions: BundleVersions | None = None) -> None:
         self.log_root = log_root
+        self.logs = logs  # the agent's defaults; a spec may set its own
         self.resolve_bundle = resolve_bundle  # name -> the version's directory, held
         self.versions = versions or NoVersions()
         self.transition = transition  # (rec, new_state, reason, *, with_exit=False)
@@ -159,14 +167,12 @@ class Runner:
             env["WATCHDOG_USEC"] = str(max(1, round(rec.spec.liveness_timeout * 1e6)))
         return env
 
-    def _prepare(self, rec: ProcessRecord) -> tuple[Path, dict[str, str], Path, Path]:
+    def _prepare(self, rec: ProcessRecord) -> tuple[Path, dict[str, str]]:
         bundle = self.resolve_bundle(rec.spec.bundle)  # held from here: see _release_bundle
         rec.bundle_path, rec.holds_bundle = str(bundle), True
         base = bundle if bundle.is_dir() else bundle.parent
         cwd = base / rec.spec.cwd if rec.spec.cwd else base
-        out = log_path(self.log_root, rec.spec.name, StreamKind.STDOUT)
-        err = log_path(self.log_root, rec.spec.name, StreamKind.STDERR)
-        return cwd, self._environment(rec, bundle, cwd), out, err
+        return cwd, self._environment(rec, bundle, cwd)
 
     async def _spawn(self, rec: ProcessRecord, *, raise_error: bool) -> ChildHandle | None:
         """STARTING -> RUNNING (or STOPPED), or -> FAILED. None on failure unless raise_error."""
@@ -175,14 +181,14 @@ class Runner:
         rec.pending_signals.clear()
         self.transition(rec, S.STARTING, "starting")
         try:
-            cwd, env, out, err = self._prepare(rec)
+            cwd, env = self._prepare(rec)
             write_record = self.snapshot(rec)
 
             def record_then_spawn() -> ChildHandle:
                 # A first record creates a file (slow on ext4): do it here, off the loop;
                 # the save after the spawn is then a quick rewrite in place.
                 write_record()
-                return spawn(rec.spec.argv, cwd, env, out, err)
+                return spawn(rec.spec.argv, cwd, env)
 
             handle = await trio.to_thread.run_sync(record_then_spawn)
         except (LotcError, OSError) as exc:
@@ -202,6 +208,7 @@ class Runner:
     def _started(self, rec: ProcessRecord, handle: ChildHandle) -> None:
         """Book-keeping of a fresh run, then the queued signals: no await in between."""
         rec.pid, rec.create_time = handle.pid, handle.create_time
+        rec.log_pipes = handle.pipe_records()
         rec.started_at, rec.started_mono = self.clock(), trio.current_time()
         rec.exit_code = rec.exit_signal = None
         rec.ready, rec.liveness_missed = False, False
@@ -215,13 +222,37 @@ class Runner:
 
     # ---- one run ---------------------------------------------------------------------
     async def _watch(self, rec: ProcessRecord, handle: ChildHandle) -> RunOutcome:
-        async with trio.open_nursery() as nursery:
-            if rec.liveness_timeout > 0:
-                nursery.start_soon(self._watchdog, rec, handle)
-            code, sig = await handle.wait()
-            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as pumps:
+            drained = self._start_pumps(pumps, rec, handle)
+            async with trio.open_nursery() as nursery:
+                if rec.liveness_timeout > 0:
+                    nursery.start_soon(self._watchdog, rec, handle)
+                code, sig = await handle.wait()
+                nursery.cancel_scope.cancel()
+            with trio.move_on_after(DRAIN_TIMEOUT):  # its last words reach the file
+                for done in drained:
+                    await done.wait()
+            pumps.cancel_scope.cancel()
         return RunOutcome(code, sig, requested=rec.desired == DesiredState.EXITED,
                           liveness_missed=rec.liveness_missed)
+
+    def _start_pumps(self, nursery: trio.Nursery, rec: ProcessRecord,
+                     handle: ChildHandle) -> list[trio.Event]:
+        config = rec.spec.log_config(self.logs)
+        drained = []
+        for stream, fd in handle.pipes.items():
+            done = trio.Event()
+            writer = LogWriter(log_path(self.log_root, rec.spec.name, stream), config,
+                               self.clock)
+
+            async def run(fd: int = fd, writer: LogWriter = writer,
+                          done: trio.Event = done) -> None:
+                await pump(fd, writer)
+                done.set()
+
+            nursery.start_soon(run)
+            drained.append(done)
+        return drained
 
     async def _watchdog(self, rec: ProcessRecord, handle: ChildHandle) -> None:
         while True:

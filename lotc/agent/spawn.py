@@ -28,13 +28,14 @@ from pathlib import Path
 import psutil
 import trio
 
+from lotc.agent.pipe import PipeRecord, attach, make_pipe, record_of
 from lotc.errors import SpawnFailed
+from protocol.enums import StreamKind
 
 __all__ = ["ChildHandle", "adopt", "signal_group", "spawn"]
 
 logger = logging.getLogger(__name__)
 
-_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _CREATE_TIME_SLACK = 0.05  # psutil derives create_time from clock ticks + boot time
 
 
@@ -58,6 +59,7 @@ class ChildHandle:
     pidfd: int
     create_time: float
     popen: subprocess.Popen[bytes] | None = None  # None: re-adopted, not our child
+    pipes: dict[StreamKind, int] = field(default_factory=dict)  # our read ends, to pump
     _closed: bool = field(default=False, repr=False)
 
     async def wait(self) -> tuple[int | None, int | None]:
@@ -81,8 +83,13 @@ class ChildHandle:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            trio.lowlevel.notify_closing(self.pidfd)
-            os.close(self.pidfd)
+            for fd in (self.pidfd, *self.pipes.values()):
+                trio.lowlevel.notify_closing(fd)
+                os.close(fd)
+
+    def pipe_records(self) -> dict[StreamKind, PipeRecord]:
+        """What a later agent needs to find these pipes again (see pipe.py)."""
+        return {stream: record_of(fd) for stream, fd in self.pipes.items()}
 
 
 def _create_time(pid: int) -> float:
@@ -92,31 +99,34 @@ def _create_time(pid: int) -> float:
         return 0.0
 
 
-def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
-          stdout: Path, stderr: Path) -> ChildHandle:
-    """Start `argv` in a new session with output appended to the log files. Blocking.
+_STD_FD = {StreamKind.STDOUT: 1, StreamKind.STDERR: 2}
+
+
+def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ChildHandle:
+    """Start `argv` in a new session with its output on pipes (see pipe.py). Blocking.
 
     Raises SpawnFailed (missing program, not executable, bad cwd...).
     """
-    stdout.parent.mkdir(parents=True, exist_ok=True)
-    out = os.open(stdout, _LOG_FLAGS, 0o640)
+    ends = {stream: make_pipe() for stream in _STD_FD}
+    reads = {stream: read for stream, (read, _write) in ends.items()}
     try:
-        err = os.open(stderr, _LOG_FLAGS, 0o640)
-        try:
-            popen = subprocess.Popen(
-                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True, close_fds=True,
-            )
-        except OSError as exc:
-            where = exc.filename if exc.filename is not None else argv[0]
-            raise SpawnFailed(f"cannot start {argv[0]!r}: {where}: {exc.strerror}") from None
-        finally:
-            os.close(err)
+        popen = subprocess.Popen(
+            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+            stdout=ends[StreamKind.STDOUT][1], stderr=ends[StreamKind.STDERR][1],
+            pass_fds=tuple(reads.values()),  # the holders: see pipe.py
+            start_new_session=True, close_fds=True,
+        )
+    except OSError as exc:
+        for fd in reads.values():
+            os.close(fd)
+        where = exc.filename if exc.filename is not None else argv[0]
+        raise SpawnFailed(f"cannot start {argv[0]!r}: {where}: {exc.strerror}") from None
     finally:
-        os.close(out)
+        for _read, write in ends.values():
+            os.close(write)
     # Our unreaped child: its pid cannot be reused before we wait for it.
     pidfd = os.pidfd_open(popen.pid)
-    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen)
+    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen, reads)
 
 
 def find_orphan(notify_address: str) -> tuple[int, float] | None:
@@ -124,20 +134,30 @@ def find_orphan(notify_address: str) -> tuple[int, float] | None:
 
     Each record has its own NOTIFY_SOCKET name, given to its process only, so a session
     leader carrying that name in its environment is that record's process.
+
+    Every candidate is looked at through a fresh `psutil.Process`, never through
+    `psutil.process_iter`: that keeps one object per pid across calls (the stats sampler
+    calls it too), with the start time read when the pid was first seen. pid_max is
+    often 32768, so pids wrap within minutes on a busy node: the orphan's pid may be
+    cached with the start time of the stranger that held it before, and adopt() then
+    refused the orphan and a second copy was started (the race of issue 14, item 12).
     """
-    for proc in psutil.process_iter(["pid", "create_time"]):
+    for pid in psutil.pids():
         try:
-            if os.getsid(proc.pid) != proc.pid:
+            if os.getsid(pid) != pid:
                 continue
+            proc = psutil.Process(pid)
             if proc.environ().get("NOTIFY_SOCKET") == notify_address:
-                return proc.pid, float(proc.info["create_time"])
+                return pid, proc.create_time()
         except (psutil.Error, OSError):
             continue
     return None
 
 
-def adopt(pid: int, create_time: float) -> tuple[ChildHandle, bool] | None:
-    """Take back a group leader left running by an earlier agent. Blocking.
+def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
+          ) -> tuple[ChildHandle, bool] | None:
+    """Take back a group leader left running by an earlier agent, and its output pipes.
+    Blocking.
 
     Returns (handle, suspended), or None if `pid` is gone or is now somebody
     else (another start time, or not a session leader any more).
@@ -157,4 +177,12 @@ def adopt(pid: int, create_time: float) -> tuple[ChildHandle, bool] | None:
     except (psutil.Error, OSError):
         os.close(pidfd)
         return None
-    return ChildHandle(pid, pidfd, create_time), suspended
+    reads = {}
+    for stream, saved in pipes.items():
+        fd = attach(pid, saved, _STD_FD[stream])
+        if fd is None:
+            logger.warning("pid %d: its %s pipe is gone; that output is lost", pid,
+                           stream.name.lower())
+        else:
+            reads[stream] = fd
+    return ChildHandle(pid, pidfd, create_time, pipes=reads), suspended

@@ -22,8 +22,8 @@ binds the same notify name again: the service never noticed. Operators want
 exactly this (a supervisor upgrade must not bounce every service), and
 restarting instead would turn every agent crash into an outage of the node.
 The cost: a re-adopted process is not our child, so when it ends its exit
-status is unknown (the on-failure policy treats unknown as a failure), and
-log rotation is by copy-and-truncate. A process whose pid is gone (or was
+status is unknown (the on-failure policy treats unknown as a failure). Its
+output pipes are re-opened (pipe.py): its writes waited during the restart. A process whose pid is gone (or was
 reused) is started again; records that had ended stay ended.
 
 Processes are Linux-only (pidfd, abstract sockets, SO_PASSCRED).
@@ -40,7 +40,14 @@ from pathlib import Path
 import trio
 
 from lotc.agent.lifecycle import ALIVE, ProcessEvent, check_command, check_transition
-from lotc.agent.logs import LogConfig, LogFollower, log_path, rotate_if_needed, tail
+from lotc.agent.logs import (
+    LogConfig,
+    LogFollower,
+    log_path,
+    remove_logs,
+    split_timestamp,
+    tail,
+)
 from lotc.agent.notify import new_address
 from lotc.agent.persist import StateFiles
 from lotc.agent.process import ProcessInfo, ProcessRecord, ProcessSpec, budget_for
@@ -91,7 +98,7 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._dirty = trio.Event()  # set when a record changed and is not flushed yet
         self._versions = versions or NoVersions()
-        self._runner = Runner(log_root=self.log_root, resolve_bundle=resolve_bundle,
+        self._runner = Runner(log_root=self.log_root, logs=self.logs, resolve_bundle=resolve_bundle,
                               transition=self._transition, save=self._save, emit=self._emit,
                               clock=clock, snapshot=self._snapshot, versions=self._versions)
 
@@ -108,7 +115,6 @@ class Supervisor:
                 self._nursery = nursery
                 nursery.start_soon(self._sync_forever)
                 await self._restore()
-                nursery.start_soon(self._rotate_logs_forever)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -223,7 +229,7 @@ class Supervisor:
             return rec.info()
 
     async def remove(self, name: str) -> None:
-        """Terminate if alive and forget the process (its log files are kept)."""
+        """Terminate if alive and forget the process, and its log files."""
         async with self._lock(name):
             rec = self._get(name)
             if rec.state in ALIVE:
@@ -232,18 +238,24 @@ class Supervisor:
             del self._records[name]
             self._files.delete(name)
             self._dirty.set()
+            await trio.to_thread.run_sync(remove_logs, self.log_root, name)
 
     # ---- logs ------------------------------------------------------------------------
     async def tail_logs(self, name: str, lines: int = 100,
-                        stream: StreamKind = StreamKind.STDOUT) -> builtins.list[str]:
-        """The last `lines` lines of one stream, reaching into rotated files if needed."""
-        self._get(name)
+                        stream: StreamKind = StreamKind.STDOUT, *,
+                        timestamps: bool = False) -> builtins.list[str]:
+        """The last `lines` lines of one stream, reaching into rotated files if needed;
+        with `timestamps`, each as stored, starting with the time it was written."""
+        rec = self._get(name)
         if lines < 0:
             raise InvalidRequest("lines must be >= 0")
         path = log_path(self.log_root, name, StreamKind(stream))
-        return await trio.to_thread.run_sync(tail, path, lines, self.logs.backups)
+        backups = rec.spec.log_config(self.logs).backups
+        found = await trio.to_thread.run_sync(tail, path, lines, backups)
+        return found if timestamps else [split_timestamp(line)[1] for line in found]
 
     async def follow_logs(self, name: str, streams: Sequence[StreamKind] = tuple(StreamKind),
+                          *, timestamps: bool = False,
                           ) -> AsyncIterator[tuple[StreamKind, builtins.list[str]]]:
         """Batches of new lines as they are written, until the caller stops iterating or
         the process is removed. Polls every `LogConfig.follow_interval`."""
@@ -253,7 +265,8 @@ class Supervisor:
             await trio.sleep(self.logs.follow_interval)
             for stream, follower in followers.items():
                 if batch := follower.poll():
-                    yield stream, batch
+                    yield stream, (batch if timestamps else
+                                   [split_timestamp(line)[1] for line in batch])
 
     # ---- internals -------------------------------------------------------------------
     def _get(self, name: str) -> ProcessRecord:
@@ -381,7 +394,8 @@ class Supervisor:
             if orphan is not None:
                 rec.pid, rec.create_time = orphan
         if rec.pid:
-            adopted = await trio.to_thread.run_sync(adopt, rec.pid, rec.create_time)
+            adopted = await trio.to_thread.run_sync(adopt, rec.pid, rec.create_time,
+                                                    rec.log_pipes)
         if adopted is None and rec.desired == DesiredState.EXITED:
             rec.pid = None  # it was being terminated when the agent went away: done
             rec.state = S.EXITED
@@ -414,18 +428,3 @@ class Supervisor:
         if finish:  # a terminate was under way when the agent went away: complete it
             assert self._nursery is not None
             self._nursery.start_soon(self._terminate, rec, None)
-
-    async def _rotate_logs_forever(self) -> None:
-        while True:
-            await trio.sleep(self.logs.check_interval)
-            paths = [log_path(self.log_root, rec.spec.name, stream)
-                     for rec in self._records.values() if rec.state in ALIVE
-                     for stream in StreamKind]
-            await trio.to_thread.run_sync(self._rotate_all, paths)
-
-    def _rotate_all(self, paths: builtins.list[Path]) -> None:
-        for path in paths:
-            try:
-                rotate_if_needed(path, self.logs)
-            except OSError as exc:  # a full disk must not stop the supervisor
-                logger.error("cannot rotate %s: %s", path, exc)

@@ -227,8 +227,15 @@ async def _list_schedules(conn: AdminConnection, body: ListSchedules, request_id
 
 
 async def _query_stats(conn: AdminConnection, body: QueryStats, request_id: int) -> None:
-    history = queries.stats_history(conn.ctl, body.agent, body.since_us, body.limit or 1000)
-    await conn.reply(request_id, history)
+    """A StatsHistory per matching agent; all but the last flagged MORE (so one named
+    agent gets the single frame it always got)."""
+    previous = None
+    for history in queries.stats_histories(conn.ctl, body.agent, body.since_us,
+                                           body.limit or 1000):
+        if previous is not None:
+            await conn.reply(request_id, previous, more=True)
+        previous = history
+    await conn.reply(request_id, previous)
 
 
 async def _query_events(conn: AdminConnection, body: QueryEvents, request_id: int) -> None:

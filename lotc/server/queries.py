@@ -1,6 +1,8 @@
 """Read-only answers for the console: records from the model, shaped for the wire."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import trio
 
 from lotc.errors import LotcError, UnknownAgent
@@ -169,9 +171,17 @@ def events(ctl: Controller, pattern: str, since_us: int, limit: int) -> list[Eve
     return ctl.model.events(agent=_wanted(ctl, pattern), since_us=since_us, limit=limit)
 
 
-def stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> StatsHistory:
-    ctl.resolve_targets(agent)  # a plain UnknownAgent for a typo
+def stats_histories(ctl: Controller, pattern: str, since_us: int,
+                    limit: int) -> Iterator[StatsHistory]:
+    """One history per agent the name, glob or 'all' matches (UnknownAgent if none), read
+    one agent at a time so 'all' never holds every agent's history at once."""
+    agents = ctl.resolve_targets(pattern)  # a plain UnknownAgent for a typo
     ctl.flush()  # include what arrived since the last tick
+    for agent in agents:
+        yield _stats_history(ctl, agent, since_us, limit)
+
+
+def _stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> StatsHistory:
     records = ctl.model.stats_history(agent, since_us, limit)
     samples = tuple(  # the model stores exactly NodeStats' fields (controller.stats_report)
         StatsHistorySample(time_us=r.time_us, node=NodeStats(**r.node))  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """The real thing: `lotc server`, two `lotc agent`s (IPv4 and IPv6) and `lotc console -c`."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def test_process_lifecycle_reaches_the_whole_tree(cluster: Cluster, app_bundle: 
     tree = wait_until(lambda: len(psutil.Process(pid).children()) == 1 and
                       [psutil.Process(pid), *psutil.Process(pid).children()])
     assert wait_until(lambda: "tick 3" in cluster.console("logs node4 web -n 50").stdout)
+    stamped = [line for line in cluster.console("logs node4 web -n 50").stdout.splitlines()
+               if "tick 3" in line]
+    assert re.fullmatch(r"node4/web \| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z tick 3",
+                        stamped[0]), stamped
+    bare = cluster.console("logs node4 web -n 50 --no-timestamps").stdout.splitlines()
+    assert "node4/web | tick 3" in bare, bare
 
     cluster.console("stop node4 web")
     wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in tree), what="tree stopped")
@@ -95,3 +102,11 @@ def test_stats_and_events_flow_to_the_console(cluster: Cluster, app_bundle: Path
     assert history["samples"][-1]["node"]["mem_total"] > 0
     assert history["processes"][0]["name"] == "app"
     assert "app" in cluster.console("stats node6").stdout
+    # Issue 14 item 11: `stats all` and `stats GLOB`, a section per agent, like every command.
+    wait_until(lambda: all(h["samples"] for h in cluster.console_json("stats all")["stats"]),
+               what="stats of both agents")
+    text = cluster.console("stats all").stdout
+    assert text.index("node4  (latest report") < text.index("node6  (latest report"), text
+    assert [h["agent"] for h in cluster.console_json("stats 'node*'")["stats"]] == [
+        "node4", "node6"]
+    assert "no agent matches 'x*'" in cluster.console("stats 'x*'", check=False).stderr

@@ -239,7 +239,7 @@ def test_demo_starts_everything_and_stops_it(tmp_path: Path) -> None:
     def session(t: Terminal) -> None:
         t.type_line("start demo-ipv4 hello -- python3 hello.py")
         t.wait_for("started pid")
-        t.type_line("logs demo-ipv4 hello -f")
+        t.type_line("logs demo-ipv4 hello -f --no-timestamps")
         t.wait_for("hello | hello from pid")
         t.send(CTRL_C)
 

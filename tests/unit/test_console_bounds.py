@@ -58,7 +58,7 @@ def test_the_edges_are_accepted_and_zero_keeps_its_meaning() -> None:
     terminate = parsed(f"terminate n1 p --grace {longest / 1000}")
     assert isinstance(terminate, ProcTerminate) and terminate.grace_ms == longest
     logs = parsed("logs n1 p -n 4294967295")
-    assert isinstance(logs, QueryLogs) and logs.lines == 4294967295
+    assert isinstance(logs.query, QueryLogs) and logs.query.lines == 4294967295
     assert parsed(f"stats n1 --since {MAX_SPAN_S}").since_s == MAX_SPAN_S  # type: ignore[attr-defined]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from admin_console.commands import build_registry
 from admin_console.commands.stats import StatsArgs
-from admin_console.commands.streams import EventsArgs
+from admin_console.commands.streams import EventsArgs, LogsArgs
 from admin_console.commands.transfer import UploadArgs
 from admin_console.errors import UsageError
 from admin_console.parsing import (
@@ -165,9 +165,10 @@ def test_process_controls() -> None:
 def test_stats_logs_events() -> None:
     assert parsed("stats n1") == StatsArgs("n1", 600.0)
     assert parsed("stats n1 --since 1h") == StatsArgs("n1", 3600.0)
-    assert parsed("logs n1 web") == QueryLogs(target="n1", process="web", lines=20, follow=False)
-    assert parsed("logs all web -n 5 -f") == QueryLogs(target="all", process="web", lines=5,
-                                                       follow=True)
+    assert parsed("logs n1 web") == LogsArgs(
+        QueryLogs(target="n1", process="web", lines=20, follow=False), timestamps=True)
+    assert parsed("logs all web -n 5 -f --no-timestamps") == LogsArgs(
+        QueryLogs(target="all", process="web", lines=5, follow=True), timestamps=False)
     assert parsed("events") == EventsArgs("", None, 20, False)
     assert parsed("events node-* --since 10m -n 3 -f") == EventsArgs("node-*", 600.0, 3, True)
 

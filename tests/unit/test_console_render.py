@@ -191,13 +191,13 @@ def _node(cpu: float, read: int) -> NodeStats:
                      uptime_s=7200)
 
 
-HISTORY = StatsResult(StatsHistory(
+HISTORY = StatsResult((StatsHistory(
     agent="node-1",
     samples=(StatsHistorySample(time_us=NOW - 20 * SECOND, node=_node(10.0, 0)),
              StatsHistorySample(time_us=NOW - 10 * SECOND, node=_node(30.0, 10 * 1024 * 1024))),
     processes=(ProcessStats(name="web", pid=4242, cpu_percent=12.5, rss=50 * 1024**2,
                             threads=4, open_files=9, restarts=1, last_liveness_us=NOW - SECOND),),
-), NOW)
+),), NOW, several=False)
 
 
 def test_stats_human() -> None:
@@ -207,8 +207,17 @@ def test_stats_human() -> None:
     assert "disk read 1.0 MiB/s" in text
     assert "min 10.0%  avg 20.0%  max 30.0%" in text
     assert "PROCESS" in text and "50.0 MiB" in text
-    empty = StatsResult(StatsHistory(agent="node-1"), NOW)
+    empty = StatsResult((StatsHistory(agent="node-1"),), NOW, several=False)
     assert render("stats", empty) == "node-1: no statistics in this window"
+
+
+def test_stats_of_several_agents_a_section_each() -> None:
+    both = StatsResult((*HISTORY.histories, StatsHistory(agent="node-2")), NOW, several=True)
+    text = render("stats", both)
+    assert text.startswith("node-1  (latest report")
+    assert text.endswith("\n\nnode-2: no statistics in this window")
+    document = json.loads(render("stats", both, True))
+    assert [h["agent"] for h in document["stats"]] == ["node-1", "node-2"]
 
 
 def test_stats_json() -> None:

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from lotc import liveness
+from lotc.agent.logs import split_timestamp
 from lotc.agent.notify import NotifySocket, new_address, parse_notify
 from lotc.agent.supervisor import ProcessSpec
 from protocol.enums import EventKind, RestartPolicy
@@ -91,7 +92,7 @@ async def test_a_silent_process_is_restarted_promptly(sup: Harness) -> None:
                                             restart=RestartPolicy.ON_FAILURE))
     out = sup.state_dir / "logs/hanger/stdout.log"
     await wait_until(lambda: out.read_text().strip())
-    beat_at = float(out.read_text().split()[0])
+    beat_at = float(split_timestamp(out.read_text().splitlines()[0])[1].split()[0])
     await wait_until(lambda: sup.sup.get("hanger").restarts == 1 and sup.sup.get("hanger").pid)
     missed = [e for e in sup.events if e.kind == EventKind.LIVENESS_MISSED]
     assert len(missed) == 1 and "no liveness beat within 0.3 s" in missed[0].reason

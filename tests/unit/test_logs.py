@@ -1,21 +1,33 @@
-"""Log files: copytruncate rotation, tail across rotations, follow, a chatty process."""
+"""Log files: rotation by the agent, timestamps, tail across rotations, follow, restarts."""
 # ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import trio
 
-from lotc.agent.logs import LogConfig, LogFollower, rotate, rotate_if_needed, tail
+from lotc.agent.logs import (
+    FILE_MODE,
+    LogConfig,
+    LogFollower,
+    LogWriter,
+    rotate,
+    split_timestamp,
+    tail,
+)
 from lotc.agent.supervisor import ProcessSpec
 from protocol.enums import ProcessState as S
 from protocol.enums import RestartPolicy, StreamKind
 from tests.agent_helpers import (  # noqa
     PY,
     Harness,
+    alive,
     bundle,
     kill_leftovers,
     make_supervisor,
+    proc_state,
     sup,
     wait_until,
 )
@@ -26,14 +38,12 @@ def _write(path: Path, *lines: str) -> None:
         f.writelines(line + "\n" for line in lines)
 
 
-def test_rotation_shifts_copies_and_keeps_the_inode(tmp_path: Path) -> None:
+def test_rotation_shifts_copies(tmp_path: Path) -> None:
     log = tmp_path / "stdout.log"
-    with open(log, "a") as writer:  # like the process: one O_APPEND descriptor forever
-        for round_ in range(4):
-            writer.write(f"round {round_}\n")
-            writer.flush()
-            rotate(log, backups=2)
-        writer.write("live\n")
+    for round_ in range(4):
+        _write(log, f"round {round_}")
+        rotate(log, backups=2)
+    _write(log, "live")
     assert log.read_text() == "live\n"
     assert (tmp_path / "stdout.log.1").read_text() == "round 3\n"
     assert (tmp_path / "stdout.log.2").read_text() == "round 2\n"
@@ -43,12 +53,40 @@ def test_rotation_shifts_copies_and_keeps_the_inode(tmp_path: Path) -> None:
     assert tail(tmp_path / "missing.log", 5, backups=2) == []
 
 
-def test_rotate_if_needed_and_zero_backups(tmp_path: Path) -> None:
+def test_writer_rotates_at_line_boundaries_stamps_once_and_keeps_one_mode(
+        tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    clock = iter(range(1_800_000_000_000_000, 1_900_000_000_000_000, 1_000_000))
+    writer = LogWriter(log, LogConfig(max_bytes=100, backups=2), lambda: next(clock))
+    writer.write(b"one\ntw")  # a line in pieces is stamped once, at its start
+    writer.write(b"o\n")
+    writer.write(b"x" * 30 + b"\n" + b"y" * 30 + b"\n")  # the second line no longer fits
+    writer.close()
+    files = [tmp_path / "out.log.2", tmp_path / "out.log.1", log]
+    assert [[split_timestamp(line) for line in f.read_text().splitlines()] for f in files] == [
+        [("2027-01-15T08:00:00.000000Z", "one"), ("2027-01-15T08:00:00.000000Z", "two")],
+        [("2027-01-15T08:00:02.000000Z", "x" * 30)], [("2027-01-15T08:00:02.000000Z", "y" * 30)]]
+    assert all(f.stat().st_size <= 100 for f in files)
+    reopened = LogWriter(log, LogConfig(max_bytes=100, backups=2))
+    reopened.write(b"partial")  # an agent restart in the middle of a line...
+    reopened.close()
+    reopened = LogWriter(log, LogConfig(max_bytes=1000, backups=2))
+    reopened.write(b" rest\n")  # ... continues it without a second stamp
+    reopened.close()
+    assert split_timestamp(log.read_text().splitlines()[-1])[1] == "partial rest"
+    modes = {(tmp_path / name).stat().st_mode & 0o777 for name in ("out.log", "out.log.1", "out.log.2")}
+    assert modes == {FILE_MODE}
+    assert split_timestamp("no stamp here") == ("", "no stamp here")
+
+
+def test_writer_with_no_backups_empties_the_file(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
-    _write(log, "a" * 50)
-    assert not rotate_if_needed(log, LogConfig(max_bytes=100))
-    assert rotate_if_needed(log, LogConfig(max_bytes=10, backups=0))
-    assert log.read_text() == "" and not (tmp_path / "x.log.1").exists()
+    writer = LogWriter(log, LogConfig(max_bytes=40, backups=0))
+    writer.write(b"a" * 20 + b"\n")
+    writer.write(b"b" * 20 + b"\n")
+    writer.close()
+    assert [split_timestamp(line)[1] for line in log.read_text().splitlines()] == ["b" * 20]
+    assert not (tmp_path / "x.log.1").exists()
 
 
 def test_tail_of_long_files_and_partial_lines(tmp_path: Path) -> None:
@@ -108,7 +146,7 @@ async def test_chatty_process_logs_rotate_and_the_loop_stays_responsive(
         tmp_path: Path, bundle: Path) -> None:
     (bundle / "chatty.py").write_text(
         "import sys\nline = 'x' * 99 + '\\n'\nwhile True:\n    sys.stdout.write(line)\n")
-    config = LogConfig(max_bytes=200_000, backups=2, check_interval=0.05)
+    config = LogConfig(max_bytes=200_000, backups=2)
     sup = make_supervisor(tmp_path / "state", bundle, [], logs=config)
     worst = 0.0
     async with trio.open_nursery() as nursery:
@@ -131,3 +169,96 @@ async def test_chatty_process_logs_rotate_and_the_loop_stays_responsive(
             kill_leftovers(sup)
             nursery.cancel_scope.cancel()
     assert worst < 0.1, f"the trio loop was blocked for {worst * 1e3:.0f} ms"
+
+
+BURST = """
+import os, sys
+count, width = int(sys.argv[1]), int(sys.argv[2])
+block = []
+for n in range(count):
+    block.append(b"%08d " % n + b"z" * (width - 10) + b"\\n")
+    if len(block) == 64 or n == count - 1:
+        os.write(1, b"".join(block))
+        block = []
+"""
+
+
+def _numbers(logs: Path, keep: int) -> list[int]:
+    """The line numbers found in the live file and its copies, oldest first."""
+    found: list[int] = []
+    for n in range(keep, -1, -1):
+        path = logs / ("stdout.log" if n == 0 else f"stdout.log.{n}")
+        if path.exists():
+            found += [int(split_timestamp(line)[1].split()[0])
+                      for line in path.read_text().splitlines()]
+    return found
+
+
+async def test_a_50_mb_burst_rotates_within_size_and_loses_no_line(
+        tmp_path: Path, bundle: Path) -> None:
+    """Issue 14 item 10: with 10 MB x 5 a 50 MB burst made stdout.log.1 24-38 MB and lost
+    lines. Now every file stays within its size plus one line and every line is there."""
+    (bundle / "burst.py").write_text(BURST)
+    count, width, size = 50_000, 1000, 10 * 1024 * 1024
+    sup = make_supervisor(tmp_path / "state", bundle, [])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        try:
+            await sup.start(ProcessSpec("burst", "b", [PY, "burst.py", str(count), str(width)],
+                                        restart=RestartPolicy.NEVER, log_size=size, log_keep=5))
+            await sup.wait_state("burst", [S.EXITED], timeout=60)
+        finally:
+            with trio.CancelScope(shield=True):
+                await sup.terminate_all(grace=1)
+            kill_leftovers(sup)
+            nursery.cancel_scope.cancel()
+    logs = tmp_path / "state/logs/burst"
+    assert _numbers(logs, 5) == list(range(count))
+    files = sorted(logs.glob("stdout.log*"))
+    assert len(files) == 5 and all(f.stat().st_size <= size + width + 28 for f in files)
+    assert {f.stat().st_mode & 0o777 for f in files} == {FILE_MODE}
+
+
+async def test_output_waits_through_an_agent_restart_and_nothing_is_lost(
+        tmp_path: Path, bundle: Path) -> None:
+    """The pipes outlive the agent: a process writing all the time neither dies (SIGPIPE)
+    nor loses a line while no agent reads; its writes wait, then flow into the same files."""
+    (bundle / "counter.py").write_text(
+        "import os\nn = 0\nwhile True:\n    os.write(1, b'%d\\n' % n)\n    n += 1\n")
+    state, config = tmp_path / "state", LogConfig(max_bytes=1_000_000, backups=50)
+    first = make_supervisor(state, bundle, [], logs=config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        pid = (await first.start(ProcessSpec("counter", "b", [PY, "counter.py"]))).pid
+        await wait_until(lambda: (state / "logs/counter/stdout.log.1").exists())
+        nursery.cancel_scope.cancel()  # the agent crashes; the counter keeps writing
+    logs = state / "logs/counter"
+    try:
+        await wait_until(lambda: proc_state(pid) == "S")  # its pipe filled: it waits
+        second = make_supervisor(state, bundle, [], logs=config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(second.run)
+            try:
+                assert second.get("counter").pid == pid
+                before = len(_numbers(logs, 50))
+                await wait_until(lambda: len(_numbers(logs, 50)) > before + 100_000)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await second.terminate_all(grace=1)
+                kill_leftovers(second)
+                nursery.cancel_scope.cancel()
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    numbers = _numbers(logs, 50)
+    assert numbers == list(range(len(numbers)))
+
+
+async def test_removing_a_process_removes_its_logs(sup: Harness) -> None:
+    await sup.sup.start(ProcessSpec("gone", "b", ["/bin/echo", "bye"],
+                                    restart=RestartPolicy.NEVER))
+    await sup.sup.wait_state("gone", [S.EXITED], timeout=5)
+    assert await sup.sup.tail_logs("gone", 5) == ["bye"]
+    assert (await sup.sup.tail_logs("gone", 5, timestamps=True))[0].endswith("Z bye")
+    await sup.sup.remove("gone")
+    assert not (sup.state_dir / "logs/gone").exists()

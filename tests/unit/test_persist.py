@@ -2,16 +2,21 @@
 # ruff: noqa: F811  (pytest fixtures imported from tests.agent_helpers, then used as arguments)
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 import trio
 
 from lotc.agent.lifecycle import ProcessEvent
+from lotc.agent.notify import new_address
 from lotc.agent.persist import StateFiles
+from lotc.agent.process import ProcessRecord, budget_for
 from lotc.agent.supervisor import ProcessSpec, Supervisor
 from lotc.errors import Conflict
 from protocol.enums import DesiredState, RestartPolicy
@@ -181,4 +186,78 @@ async def test_a_start_whose_pid_was_never_recorded_is_adopted_not_doubled(
             os.killpg(orphan, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        kill_leftovers(sup)
+
+
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+def _spawn_with_pid(pid: int, argv: list[str], env: dict[str, str],
+                    tries: int = 50) -> subprocess.Popen[bytes]:
+    """A real process given `pid` (the kernel's next pid is steered through ns_last_pid;
+    another fork on the machine can take it first: then try again)."""
+    for _ in range(tries):
+        NS_LAST_PID.write_text(str(pid - 1))
+        child = subprocess.Popen(argv, env=env, start_new_session=True)
+        if child.pid == pid:
+            return child
+        child.kill()
+        child.wait()
+    pytest.skip(f"pid {pid} was taken by other processes {tries} times")
+
+
+def _orphan_on_a_reused_pid(notify_address: str) -> subprocess.Popen[bytes]:
+    """A process carrying `notify_address`, on the pid of a process psutil saw earlier."""
+    earlier = subprocess.Popen(["/bin/sleep", "60"])
+    list(psutil.process_iter(["create_time"]))  # someone looked at the processes then
+    with contextlib.suppress(subprocess.TimeoutExpired):  # their start times must differ
+        earlier.wait(timeout=0.2)  # visibly (it stays alive: the wait runs out)
+    earlier.kill()
+    earlier.wait()
+    env = {**os.environ, "NOTIFY_SOCKET": notify_address}
+    return _spawn_with_pid(earlier.pid, ["/bin/sleep", "60"], env)
+
+
+def _carrying(notify_address: str) -> list[int]:
+    """Pids of the live processes whose environment holds this NOTIFY_SOCKET."""
+    found = []
+    for pid in psutil.pids():
+        try:
+            if psutil.Process(pid).environ().get("NOTIFY_SOCKET") == notify_address:
+                found.append(pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not os.access(NS_LAST_PID, os.W_OK), reason="needs ns_last_pid (root)")
+async def test_an_orphan_on_a_reused_pid_is_adopted_not_doubled(
+        tmp_path: Path, bundle: Path) -> None:
+    """The race found under load (pid_max is 32768 here, so pids wrap within minutes): a
+    lookup of processes earlier in the agent's life (the stats sampler, an earlier
+    restore) had cached the process that held the orphan's pid before it; the orphan was
+    matched by its NOTIFY_SOCKET but given that stranger's start time, so adopt() refused
+    it and a second copy was started."""
+    state = tmp_path / "state"
+    files = StateFiles(state)
+    files.root.mkdir(parents=True)
+    rec = ProcessRecord(spec=ProcessSpec("p", "b", ["/bin/sleep", "60"]),
+                        notify_address=new_address(), budget=budget_for(
+                            ProcessSpec("p", "b", ["/bin/sleep", "60"])))
+    rec.state = S.STARTING
+    files.save("p", rec.to_json())  # as written by the runner just before its spawn
+    orphan = _orphan_on_a_reused_pid(rec.notify_address)
+    sup = make_supervisor(state, bundle, [])
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            assert sup.get("p").pid == orphan.pid and sup.get("p").state == S.RUNNING
+            assert len(_carrying(rec.notify_address)) == 1
+            with trio.CancelScope(shield=True):
+                await sup.terminate_all(grace=1)
+            nursery.cancel_scope.cancel()
+        assert not alive(orphan.pid) and sup.get("p").exit_signal == signal.SIGTERM
+    finally:
+        orphan.kill()
+        orphan.wait()
         kill_leftovers(sup)
