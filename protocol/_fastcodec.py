@@ -20,7 +20,7 @@ from protocol.enums import (
     StreamKind,
 )
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.frame import Frame, FrameTwin
+from protocol.frame import Frame
 from protocol.messages import (
     AgentEntry,
     AgentList,
@@ -82,6 +82,7 @@ _MAGIC = b'LT'
 _PREFIX = b'LT\x01'  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _new = object.__new__
+_tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
 
 def _fixed(value: bytes, size: int) -> bytes:
@@ -852,12 +853,7 @@ def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     challenge_3.nonce = nonce_1
     challenge_3.server_time_us = server_time_us_2
     challenge_3.__class__ = Challenge
-    frame = _new(FrameTwin)
-    frame.body = challenge_3
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (challenge_3, rid, flags & 1 != 0)))
     return end
 
 
@@ -882,12 +878,7 @@ def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     auth_2 = _new(_W_Auth)
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
-    frame = _new(FrameTwin)
-    frame.body = auth_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (auth_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -944,12 +935,7 @@ def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     heartbeat_4.time_us = time_us_2
     heartbeat_4.running = running_3
     heartbeat_4.__class__ = Heartbeat
-    frame = _new(FrameTwin)
-    frame.body = heartbeat_4
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (heartbeat_4, rid, flags & 1 != 0)))
     return end
 
 
@@ -1100,12 +1086,7 @@ def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     bundleready_2 = _new(_W_BundleReady)
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
-    frame = _new(FrameTwin)
-    frame.body = bundleready_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (bundleready_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -1153,12 +1134,7 @@ def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     cancel_2 = _new(_W_Cancel)
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
-    frame = _new(FrameTwin)
-    frame.body = cancel_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (cancel_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -1243,12 +1219,7 @@ def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     bundleend_2 = _new(_W_BundleEnd)
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
-    frame = _new(FrameTwin)
-    frame.body = bundleend_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (bundleend_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -2091,12 +2062,7 @@ def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     eventack_2 = _new(_W_EventAck)
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
-    frame = _new(FrameTwin)
-    frame.body = eventack_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (eventack_2, rid, flags & 1 != 0)))
     return end
 
 

@@ -40,7 +40,7 @@ from typing import NoReturn, cast
 
 from protocol import _fastcodec
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.frame import Frame, FrameTwin
+from protocol.frame import Frame
 from protocol.messages import Message
 from protocol.spec import DEFAULT_MAX_BODY, HEADER_SIZE, MAGIC, VERSION, FrameFlag, MessageType
 
@@ -57,7 +57,7 @@ class EncodeError(ProtocolError, ValueError):
         super().__init__(message, ErrorCode.MALFORMED_BODY)
 
 
-_new = object.__new__
+_tuple_new = tuple.__new__
 _MORE = int(FrameFlag.MORE)
 _PREFIX = MAGIC + bytes([VERSION])
 # Magic and version read as one 3-byte string: one comparison per frame.
@@ -156,14 +156,9 @@ class FrameDecoder:
                 end = pos + HEADER_SIZE + length
                 if end > size:
                     break
-                # Frame built inline, as fastgen builds messages (a frozen dataclass's
-                # __init__ would cost a call and an object.__setattr__ per field).
-                frame = _new(FrameTwin)
-                frame.body = decoder(data, pos + HEADER_SIZE, end)
-                frame.request_id = request_id
-                frame.more = flags & _MORE == _MORE
-                frame.__class__ = Frame  # type: ignore[assignment]
-                frames.append(frame)  # type: ignore[arg-type]
+                # One C call: Frame(...) would go through NamedTuple's Python __new__.
+                body = decoder(data, pos + HEADER_SIZE, end)
+                frames.append(_tuple_new(Frame, (body, request_id, flags & _MORE == _MORE)))
                 pos = end
         except ProtocolError as exc:
             self._fail(exc)

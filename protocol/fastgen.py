@@ -59,6 +59,7 @@ _MAGIC = {magic!r}
 _PREFIX = {prefix!r}  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _new = object.__new__
+_tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
 
 def _fixed(value: bytes, size: int) -> bytes:
@@ -390,12 +391,7 @@ def fixed_framer(node: Node, names: _Names) -> list[str]:
     gen.flush(advance=False, pending=False)
     gen.line(f"if prefix != _PREFIX or length != {node.size}: return -1")
     gen.flush_pending()
-    gen.line("frame = _new(FrameTwin)")
-    gen.line(f"frame.body = {value}")
-    gen.line("frame.request_id = rid")
-    gen.line(f"frame.more = flags & {int(spec.FrameFlag.MORE)} != 0")
-    gen.line("frame.__class__ = Frame")
-    gen.line("frames.append(frame)")
+    gen.line(f"frames.append(_tuple_new(Frame, ({value}, rid, flags & {int(spec.FrameFlag.MORE)} != 0)))")
     gen.line("return end")
     return [head, *gen.lines]
 
@@ -425,7 +421,7 @@ def _imports() -> str:
     return "\n".join([
         _import("protocol.enums", enums),
         "from protocol.errors import ErrorCode, ProtocolError",
-        "from protocol.frame import Frame, FrameTwin",
+        "from protocol.frame import Frame",
         _import("protocol.messages", classes),
     ])
 
