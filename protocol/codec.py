@@ -140,14 +140,37 @@ class FrameDecoder:
             return self._feed_buffered(data)
         frames: list[Frame] = []
         size = len(data)
+        pos = 0
+        fixed = self._fixed
         try:
-            # The usual read, one fixed-size frame (a heartbeat), skips the loop's set-up:
-            # that set-up was a tenth of a heartbeat's round trip (bench.codec).
-            framer = self._fixed[data[3]] if size >= HEADER_SIZE else None
-            pos = framer(data, 0, size, frames) if framer is not None else -1
-            if pos == size:
-                return frames
-            pos = self._parse(data, max(0, pos), size, frames)
+            if size >= HEADER_SIZE:
+                # The usual read, one fixed-size frame (a heartbeat), returns before the
+                # loop's set-up: that was a tenth of a heartbeat's round trip (bench.codec).
+                framer = fixed[data[3]]
+                if framer is not None:
+                    pos = framer(data, 0, size, frames)
+                    if pos == size:
+                        return frames
+                    pos = max(pos, 0)  # incomplete or bad: the general path below decides
+            max_body = self.max_body
+            while size - pos >= HEADER_SIZE:
+                framer = fixed[data[pos + 3]]
+                if framer is not None:
+                    end = framer(data, pos, size, frames)
+                    if end >= 0:
+                        pos = end
+                        continue  # else: incomplete or bad; the general path below decides
+                prefix, message_type, flags, request_id, length = _unpack_header(data, pos)
+                decoder = _DECODERS[message_type]
+                if prefix != _PREFIX or decoder is None or length > max_body:
+                    raise _header_error(prefix, message_type, length, max_body)
+                end = pos + HEADER_SIZE + length
+                if end > size:
+                    break
+                # One C call: Frame(...) would go through NamedTuple's Python __new__.
+                body = decoder(data, pos + HEADER_SIZE, end)
+                frames.append(_tuple_new(Frame, (body, request_id, flags & _MORE == _MORE)))
+                pos = end
         except ProtocolError as exc:
             self._fail(exc)
         except _BODY_ERRORS as exc:
@@ -155,30 +178,6 @@ class FrameDecoder:
         if pos < size:
             self._buf = bytearray(data[pos:])  # one partial frame, its header already checked
         return frames
-
-    def _parse(self, data: bytes, pos: int, size: int, frames: list[Frame]) -> int:
-        """Whole frames from `data[pos:]`, parsed in place, appended to `frames`; returns
-        where the first incomplete frame starts. Raises ProtocolError or _BODY_ERRORS."""
-        max_body, fixed = self.max_body, self._fixed
-        while size - pos >= HEADER_SIZE:
-            framer = fixed[data[pos + 3]]
-            if framer is not None:
-                end = framer(data, pos, size, frames)
-                if end >= 0:
-                    pos = end
-                    continue  # else: incomplete or bad; the general path below decides
-            prefix, message_type, flags, request_id, length = _unpack_header(data, pos)
-            decoder = _DECODERS[message_type]
-            if prefix != _PREFIX or decoder is None or length > max_body:
-                raise _header_error(prefix, message_type, length, max_body)
-            end = pos + HEADER_SIZE + length
-            if end > size:
-                break
-            # One C call: Frame(...) would go through NamedTuple's Python __new__.
-            body = decoder(data, pos + HEADER_SIZE, end)
-            frames.append(_tuple_new(Frame, (body, request_id, flags & _MORE == _MORE)))
-            pos = end
-        return pos
 
     def _feed_buffered(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """A partial frame is held (or the input is not bytes): append, then parse as bytes."""
