@@ -20,7 +20,7 @@ from protocol.enums import (
     StreamKind,
 )
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.frame import Frame, FrameTwin
+from protocol.frame import Frame
 from protocol.messages import (
     AgentEntry,
     AgentList,
@@ -84,7 +84,7 @@ from protocol.messages import (
 _MAGIC = b'LT'
 _PREFIX = b'LT\x01'  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
-_new = object.__new__
+_tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
 
 def _fixed(value: bytes, size: int) -> bytes:
@@ -179,597 +179,359 @@ _E_StreamKind = {1: 1, 2: 2}
 class _W_AgentResult:
     __slots__ = AgentResult.__slots__
 
-    def __init__(self, agent, code, message):
-        self.agent = agent
-        self.code = code
-        self.message = message
-        self.__class__ = AgentResult
+
+def _make_AgentResult(agent, code, message) -> AgentResult:
+    obj = _W_AgentResult()
+    obj.agent = agent
+    obj.code = code
+    obj.message = message
+    obj.__class__ = AgentResult
+    return obj
 
 
 class _W_KeyValue:
     __slots__ = KeyValue.__slots__
 
-    def __init__(self, key, value):
-        self.key = key
-        self.value = value
-        self.__class__ = KeyValue
+
+def _make_KeyValue(key, value) -> KeyValue:
+    obj = _W_KeyValue()
+    obj.key = key
+    obj.value = value
+    obj.__class__ = KeyValue
+    return obj
 
 
 class _W_ScheduleEntry:
     __slots__ = ScheduleEntry.__slots__
 
-    def __init__(self, id, agent, process, action, signal, kind, cron, tz, at_us, next_fire_us, last_fire_us):
-        self.id = id
-        self.agent = agent
-        self.process = process
-        self.action = action
-        self.signal = signal
-        self.kind = kind
-        self.cron = cron
-        self.tz = tz
-        self.at_us = at_us
-        self.next_fire_us = next_fire_us
-        self.last_fire_us = last_fire_us
-        self.__class__ = ScheduleEntry
+
+def _make_ScheduleEntry(id, agent, process, action, signal, kind, cron, tz, at_us, next_fire_us, last_fire_us) -> ScheduleEntry:
+    obj = _W_ScheduleEntry()
+    obj.id = id
+    obj.agent = agent
+    obj.process = process
+    obj.action = action
+    obj.signal = signal
+    obj.kind = kind
+    obj.cron = cron
+    obj.tz = tz
+    obj.at_us = at_us
+    obj.next_fire_us = next_fire_us
+    obj.last_fire_us = last_fire_us
+    obj.__class__ = ScheduleEntry
+    return obj
 
 
 class _W_BundleEntry:
     __slots__ = BundleEntry.__slots__
 
-    def __init__(self, agent, name, sha256, kind, size, stored_us):
-        self.agent = agent
-        self.name = name
-        self.sha256 = sha256
-        self.kind = kind
-        self.size = size
-        self.stored_us = stored_us
-        self.__class__ = BundleEntry
+
+def _make_BundleEntry(agent, name, sha256, kind, size, stored_us) -> BundleEntry:
+    obj = _W_BundleEntry()
+    obj.agent = agent
+    obj.name = name
+    obj.sha256 = sha256
+    obj.kind = kind
+    obj.size = size
+    obj.stored_us = stored_us
+    obj.__class__ = BundleEntry
+    return obj
 
 
 class _W_ProcessEntry:
     __slots__ = ProcessEntry.__slots__
 
-    def __init__(self, agent, name, bundle, revision, state, desired, pid, exit_code, exit_signal, restarts, started_us, last_liveness_us, status):
-        self.agent = agent
-        self.name = name
-        self.bundle = bundle
-        self.revision = revision
-        self.state = state
-        self.desired = desired
-        self.pid = pid
-        self.exit_code = exit_code
-        self.exit_signal = exit_signal
-        self.restarts = restarts
-        self.started_us = started_us
-        self.last_liveness_us = last_liveness_us
-        self.status = status
-        self.__class__ = ProcessEntry
+
+def _make_ProcessEntry(agent, name, bundle, revision, state, desired, pid, exit_code, exit_signal, restarts, started_us, last_liveness_us, status) -> ProcessEntry:
+    obj = _W_ProcessEntry()
+    obj.agent = agent
+    obj.name = name
+    obj.bundle = bundle
+    obj.revision = revision
+    obj.state = state
+    obj.desired = desired
+    obj.pid = pid
+    obj.exit_code = exit_code
+    obj.exit_signal = exit_signal
+    obj.restarts = restarts
+    obj.started_us = started_us
+    obj.last_liveness_us = last_liveness_us
+    obj.status = status
+    obj.__class__ = ProcessEntry
+    return obj
 
 
 class _W_NodeStats:
     __slots__ = NodeStats.__slots__
 
-    def __init__(self, cpu_percent, load1, load5, load15, mem_total, mem_used, swap_used, disk_read_bytes, disk_write_bytes, net_sent_bytes, net_recv_bytes, disk_used, disk_total, uptime_s):
-        self.cpu_percent = cpu_percent
-        self.load1 = load1
-        self.load5 = load5
-        self.load15 = load15
-        self.mem_total = mem_total
-        self.mem_used = mem_used
-        self.swap_used = swap_used
-        self.disk_read_bytes = disk_read_bytes
-        self.disk_write_bytes = disk_write_bytes
-        self.net_sent_bytes = net_sent_bytes
-        self.net_recv_bytes = net_recv_bytes
-        self.disk_used = disk_used
-        self.disk_total = disk_total
-        self.uptime_s = uptime_s
-        self.__class__ = NodeStats
+
+def _make_NodeStats(cpu_percent, load1, load5, load15, mem_total, mem_used, swap_used, disk_read_bytes, disk_write_bytes, net_sent_bytes, net_recv_bytes, disk_used, disk_total, uptime_s) -> NodeStats:
+    obj = _W_NodeStats()
+    obj.cpu_percent = cpu_percent
+    obj.load1 = load1
+    obj.load5 = load5
+    obj.load15 = load15
+    obj.mem_total = mem_total
+    obj.mem_used = mem_used
+    obj.swap_used = swap_used
+    obj.disk_read_bytes = disk_read_bytes
+    obj.disk_write_bytes = disk_write_bytes
+    obj.net_sent_bytes = net_sent_bytes
+    obj.net_recv_bytes = net_recv_bytes
+    obj.disk_used = disk_used
+    obj.disk_total = disk_total
+    obj.uptime_s = uptime_s
+    obj.__class__ = NodeStats
+    return obj
 
 
 class _W_ProcessStats:
     __slots__ = ProcessStats.__slots__
 
-    def __init__(self, name, pid, cpu_percent, rss, threads, open_files, restarts, last_liveness_us):
-        self.name = name
-        self.pid = pid
-        self.cpu_percent = cpu_percent
-        self.rss = rss
-        self.threads = threads
-        self.open_files = open_files
-        self.restarts = restarts
-        self.last_liveness_us = last_liveness_us
-        self.__class__ = ProcessStats
+
+def _make_ProcessStats(name, pid, cpu_percent, rss, threads, open_files, restarts, last_liveness_us) -> ProcessStats:
+    obj = _W_ProcessStats()
+    obj.name = name
+    obj.pid = pid
+    obj.cpu_percent = cpu_percent
+    obj.rss = rss
+    obj.threads = threads
+    obj.open_files = open_files
+    obj.restarts = restarts
+    obj.last_liveness_us = last_liveness_us
+    obj.__class__ = ProcessStats
+    return obj
 
 
 class _W_AgentEntry:
     __slots__ = AgentEntry.__slots__
 
-    def __init__(self, name, online, hostname, address, version, last_seen_us, connected_us, clock_offset_us, clock_delay_us, clock_source, clock_measured_us, processes):
-        self.name = name
-        self.online = online
-        self.hostname = hostname
-        self.address = address
-        self.version = version
-        self.last_seen_us = last_seen_us
-        self.connected_us = connected_us
-        self.clock_offset_us = clock_offset_us
-        self.clock_delay_us = clock_delay_us
-        self.clock_source = clock_source
-        self.clock_measured_us = clock_measured_us
-        self.processes = processes
-        self.__class__ = AgentEntry
+
+def _make_AgentEntry(name, online, hostname, address, version, last_seen_us, connected_us, clock_offset_us, clock_delay_us, clock_source, clock_measured_us, processes) -> AgentEntry:
+    obj = _W_AgentEntry()
+    obj.name = name
+    obj.online = online
+    obj.hostname = hostname
+    obj.address = address
+    obj.version = version
+    obj.last_seen_us = last_seen_us
+    obj.connected_us = connected_us
+    obj.clock_offset_us = clock_offset_us
+    obj.clock_delay_us = clock_delay_us
+    obj.clock_source = clock_source
+    obj.clock_measured_us = clock_measured_us
+    obj.processes = processes
+    obj.__class__ = AgentEntry
+    return obj
 
 
 class _W_StatsHistorySample:
     __slots__ = StatsHistorySample.__slots__
 
-    def __init__(self, time_us, node):
-        self.time_us = time_us
-        self.node = node
-        self.__class__ = StatsHistorySample
+
+def _make_StatsHistorySample(time_us, node) -> StatsHistorySample:
+    obj = _W_StatsHistorySample()
+    obj.time_us = time_us
+    obj.node = node
+    obj.__class__ = StatsHistorySample
+    return obj
 
 
 class _W_RunVersion:
     __slots__ = RunVersion.__slots__
 
-    def __init__(self, agent, process, sha256):
-        self.agent = agent
-        self.process = process
-        self.sha256 = sha256
-        self.__class__ = RunVersion
+
+def _make_RunVersion(agent, process, sha256) -> RunVersion:
+    obj = _W_RunVersion()
+    obj.agent = agent
+    obj.process = process
+    obj.sha256 = sha256
+    obj.__class__ = RunVersion
+    return obj
 
 
 class _W_Hello(Message):
     __slots__ = Hello.__slots__
 
-    def __init__(self, role, name, software, hostname, addresses, capabilities):
-        self.role = role
-        self.name = name
-        self.software = software
-        self.hostname = hostname
-        self.addresses = addresses
-        self.capabilities = capabilities
-        self.__class__ = Hello
-
 
 class _W_Challenge(Message):
     __slots__ = Challenge.__slots__
-
-    def __init__(self, nonce, server_time_us):
-        self.nonce = nonce
-        self.server_time_us = server_time_us
-        self.__class__ = Challenge
 
 
 class _W_Auth(Message):
     __slots__ = Auth.__slots__
 
-    def __init__(self, mac):
-        self.mac = mac
-        self.__class__ = Auth
-
 
 class _W_Welcome(Message):
     __slots__ = Welcome.__slots__
-
-    def __init__(self, server, heartbeat_ms, max_body, last_event_seq):
-        self.server = server
-        self.heartbeat_ms = heartbeat_ms
-        self.max_body = max_body
-        self.last_event_seq = last_event_seq
-        self.__class__ = Welcome
 
 
 class _W_Heartbeat(Message):
     __slots__ = Heartbeat.__slots__
 
-    def __init__(self, seq, time_us, running):
-        self.seq = seq
-        self.time_us = time_us
-        self.running = running
-        self.__class__ = Heartbeat
-
 
 class _W_TimeInfo(Message):
     __slots__ = TimeInfo.__slots__
-
-    def __init__(self, source, offset_us, delay_us, stratum, measured_us):
-        self.source = source
-        self.offset_us = offset_us
-        self.delay_us = delay_us
-        self.stratum = stratum
-        self.measured_us = measured_us
-        self.__class__ = TimeInfo
 
 
 class _W_Ok(Message):
     __slots__ = Ok.__slots__
 
-    def __init__(self, message):
-        self.message = message
-        self.__class__ = Ok
-
 
 class _W_Error(Message):
     __slots__ = Error.__slots__
-
-    def __init__(self, code, message):
-        self.code = code
-        self.message = message
-        self.__class__ = Error
 
 
 class _W_Results(Message):
     __slots__ = Results.__slots__
 
-    def __init__(self, results):
-        self.results = results
-        self.__class__ = Results
-
 
 class _W_BundleReady(Message):
     __slots__ = BundleReady.__slots__
-
-    def __init__(self, offset):
-        self.offset = offset
-        self.__class__ = BundleReady
 
 
 class _W_Token(Message):
     __slots__ = Token.__slots__
 
-    def __init__(self, token):
-        self.token = token
-        self.__class__ = Token
-
 
 class _W_Cancel(Message):
     __slots__ = Cancel.__slots__
-
-    def __init__(self, cancel_request_id):
-        self.cancel_request_id = cancel_request_id
-        self.__class__ = Cancel
 
 
 class _W_BundleBegin(Message):
     __slots__ = BundleBegin.__slots__
 
-    def __init__(self, target, name, kind, size, sha256):
-        self.target = target
-        self.name = name
-        self.kind = kind
-        self.size = size
-        self.sha256 = sha256
-        self.__class__ = BundleBegin
-
 
 class _W_BundleChunk(Message):
     __slots__ = BundleChunk.__slots__
-
-    def __init__(self, offset, data):
-        self.offset = offset
-        self.data = data
-        self.__class__ = BundleChunk
 
 
 class _W_BundleEnd(Message):
     __slots__ = BundleEnd.__slots__
 
-    def __init__(self, size):
-        self.size = size
-        self.__class__ = BundleEnd
-
 
 class _W_BundleRemove(Message):
     __slots__ = BundleRemove.__slots__
-
-    def __init__(self, target, name):
-        self.target = target
-        self.name = name
-        self.__class__ = BundleRemove
 
 
 class _W_ProcStart(Message):
     __slots__ = ProcStart.__slots__
 
-    def __init__(self, target, name, bundle, revision, argv, env, cwd, restart, liveness_ms, grace_ms, backoff_base_ms, backoff_cap_ms, restart_limit, restart_window_s):
-        self.target = target
-        self.name = name
-        self.bundle = bundle
-        self.revision = revision
-        self.argv = argv
-        self.env = env
-        self.cwd = cwd
-        self.restart = restart
-        self.liveness_ms = liveness_ms
-        self.grace_ms = grace_ms
-        self.backoff_base_ms = backoff_base_ms
-        self.backoff_cap_ms = backoff_cap_ms
-        self.restart_limit = restart_limit
-        self.restart_window_s = restart_window_s
-        self.__class__ = ProcStart
-
 
 class _W_ProcStop(Message):
     __slots__ = ProcStop.__slots__
-
-    def __init__(self, target, name, signal, grace_ms):
-        self.target = target
-        self.name = name
-        self.signal = signal
-        self.grace_ms = grace_ms
-        self.__class__ = ProcStop
 
 
 class _W_ProcResume(Message):
     __slots__ = ProcResume.__slots__
 
-    def __init__(self, target, name, signal, grace_ms):
-        self.target = target
-        self.name = name
-        self.signal = signal
-        self.grace_ms = grace_ms
-        self.__class__ = ProcResume
-
 
 class _W_ProcTerminate(Message):
     __slots__ = ProcTerminate.__slots__
-
-    def __init__(self, target, name, signal, grace_ms):
-        self.target = target
-        self.name = name
-        self.signal = signal
-        self.grace_ms = grace_ms
-        self.__class__ = ProcTerminate
 
 
 class _W_ProcKill(Message):
     __slots__ = ProcKill.__slots__
 
-    def __init__(self, target, name, signal, grace_ms):
-        self.target = target
-        self.name = name
-        self.signal = signal
-        self.grace_ms = grace_ms
-        self.__class__ = ProcKill
-
 
 class _W_ProcRestart(Message):
     __slots__ = ProcRestart.__slots__
-
-    def __init__(self, target, name, signal, grace_ms):
-        self.target = target
-        self.name = name
-        self.signal = signal
-        self.grace_ms = grace_ms
-        self.__class__ = ProcRestart
 
 
 class _W_ProcRemove(Message):
     __slots__ = ProcRemove.__slots__
 
-    def __init__(self, target, name, signal, grace_ms):
-        self.target = target
-        self.name = name
-        self.signal = signal
-        self.grace_ms = grace_ms
-        self.__class__ = ProcRemove
-
 
 class _W_ScheduleSet(Message):
     __slots__ = ScheduleSet.__slots__
-
-    def __init__(self, target, schedule):
-        self.target = target
-        self.schedule = schedule
-        self.__class__ = ScheduleSet
 
 
 class _W_ScheduleClear(Message):
     __slots__ = ScheduleClear.__slots__
 
-    def __init__(self, target, id):
-        self.target = target
-        self.id = id
-        self.__class__ = ScheduleClear
-
 
 class _W_AgentState(Message):
     __slots__ = AgentState.__slots__
-
-    def __init__(self, bundles, processes, schedules):
-        self.bundles = bundles
-        self.processes = processes
-        self.schedules = schedules
-        self.__class__ = AgentState
 
 
 class _W_StatsReport(Message):
     __slots__ = StatsReport.__slots__
 
-    def __init__(self, agent, time_us, node, processes):
-        self.agent = agent
-        self.time_us = time_us
-        self.node = node
-        self.processes = processes
-        self.__class__ = StatsReport
-
 
 class _W_Event(Message):
     __slots__ = Event.__slots__
-
-    def __init__(self, seq, agent, time_us, kind, process, old_state, new_state, exit_code, signal, message, schedule_id):
-        self.seq = seq
-        self.agent = agent
-        self.time_us = time_us
-        self.kind = kind
-        self.process = process
-        self.old_state = old_state
-        self.new_state = new_state
-        self.exit_code = exit_code
-        self.signal = signal
-        self.message = message
-        self.schedule_id = schedule_id
-        self.__class__ = Event
 
 
 class _W_EventAck(Message):
     __slots__ = EventAck.__slots__
 
-    def __init__(self, seq):
-        self.seq = seq
-        self.__class__ = EventAck
-
 
 class _W_LogLines(Message):
     __slots__ = LogLines.__slots__
-
-    def __init__(self, agent, process, stream, lines):
-        self.agent = agent
-        self.process = process
-        self.stream = stream
-        self.lines = lines
-        self.__class__ = LogLines
 
 
 class _W_ListAgents(Message):
     __slots__ = ListAgents.__slots__
 
-    def __init__(self, pattern):
-        self.pattern = pattern
-        self.__class__ = ListAgents
-
 
 class _W_ListProcesses(Message):
     __slots__ = ListProcesses.__slots__
-
-    def __init__(self, pattern):
-        self.pattern = pattern
-        self.__class__ = ListProcesses
 
 
 class _W_ListBundles(Message):
     __slots__ = ListBundles.__slots__
 
-    def __init__(self, pattern):
-        self.pattern = pattern
-        self.__class__ = ListBundles
-
 
 class _W_ListSchedules(Message):
     __slots__ = ListSchedules.__slots__
-
-    def __init__(self, pattern):
-        self.pattern = pattern
-        self.__class__ = ListSchedules
 
 
 class _W_QueryStats(Message):
     __slots__ = QueryStats.__slots__
 
-    def __init__(self, agent, since_us, limit):
-        self.agent = agent
-        self.since_us = since_us
-        self.limit = limit
-        self.__class__ = QueryStats
-
 
 class _W_QueryEvents(Message):
     __slots__ = QueryEvents.__slots__
-
-    def __init__(self, pattern, since_us, limit, follow):
-        self.pattern = pattern
-        self.since_us = since_us
-        self.limit = limit
-        self.follow = follow
-        self.__class__ = QueryEvents
 
 
 class _W_QueryLogs(Message):
     __slots__ = QueryLogs.__slots__
 
-    def __init__(self, target, process, lines, follow):
-        self.target = target
-        self.process = process
-        self.lines = lines
-        self.follow = follow
-        self.__class__ = QueryLogs
-
 
 class _W_ListRunVersions(Message):
     __slots__ = ListRunVersions.__slots__
-
-    def __init__(self, pattern):
-        self.pattern = pattern
-        self.__class__ = ListRunVersions
 
 
 class _W_AgentList(Message):
     __slots__ = AgentList.__slots__
 
-    def __init__(self, agents):
-        self.agents = agents
-        self.__class__ = AgentList
-
 
 class _W_ProcessList(Message):
     __slots__ = ProcessList.__slots__
-
-    def __init__(self, processes):
-        self.processes = processes
-        self.__class__ = ProcessList
 
 
 class _W_BundleList(Message):
     __slots__ = BundleList.__slots__
 
-    def __init__(self, bundles):
-        self.bundles = bundles
-        self.__class__ = BundleList
-
 
 class _W_ScheduleList(Message):
     __slots__ = ScheduleList.__slots__
-
-    def __init__(self, schedules):
-        self.schedules = schedules
-        self.__class__ = ScheduleList
 
 
 class _W_StatsHistory(Message):
     __slots__ = StatsHistory.__slots__
 
-    def __init__(self, agent, samples, processes):
-        self.agent = agent
-        self.samples = samples
-        self.processes = processes
-        self.__class__ = StatsHistory
-
 
 class _W_RunVersions(Message):
     __slots__ = RunVersions.__slots__
-
-    def __init__(self, runs):
-        self.runs = runs
-        self.__class__ = RunVersions
 
 
 class _W_TokenCreate(Message):
     __slots__ = TokenCreate.__slots__
 
-    def __init__(self, role, name):
-        self.role = role
-        self.name = name
-        self.__class__ = TokenCreate
-
 
 class _W_TokenRevoke(Message):
     __slots__ = TokenRevoke.__slots__
-
-    def __init__(self, name):
-        self.name = name
-        self.__class__ = TokenRevoke
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
@@ -846,7 +608,7 @@ def _dec_Hello(b: bytes, p: int, n: int) -> Hello:
         capability_19 = b[p:end_20].decode()
         p = end_20
         capabilities_17.append(capability_19)
-    hello_21 = _new(_W_Hello)
+    hello_21 = _W_Hello()
     hello_21.role = _D_Role[role_1]
     hello_21.name = name_3
     hello_21.software = software_6
@@ -865,7 +627,7 @@ def _enc_Challenge(m: Challenge, rid: int, flags: int) -> bytes:
 def _dec_Challenge(b: bytes, p: int, n: int) -> Challenge:
     if n - p != 40: raise _size(n - p, 40)
     nonce_1, server_time_us_2, = _S5.unpack_from(b, p)
-    challenge_3 = _new(_W_Challenge)
+    challenge_3 = _W_Challenge()
     challenge_3.nonce = nonce_1
     challenge_3.server_time_us = server_time_us_2
     challenge_3.__class__ = Challenge
@@ -877,16 +639,11 @@ def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, nonce_1, server_time_us_2, = _S6.unpack_from(b, p)
     if prefix != _PREFIX or length != 40: return -1
-    challenge_3 = _new(_W_Challenge)
+    challenge_3 = _W_Challenge()
     challenge_3.nonce = nonce_1
     challenge_3.server_time_us = server_time_us_2
     challenge_3.__class__ = Challenge
-    frame = _new(FrameTwin)
-    frame.body = challenge_3
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (challenge_3, rid, flags & 1 != 0)))
     return end
 
 
@@ -897,7 +654,7 @@ def _enc_Auth(m: Auth, rid: int, flags: int) -> bytes:
 def _dec_Auth(b: bytes, p: int, n: int) -> Auth:
     if n - p != 32: raise _size(n - p, 32)
     mac_1, = _S8.unpack_from(b, p)
-    auth_2 = _new(_W_Auth)
+    auth_2 = _W_Auth()
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
     return auth_2
@@ -908,15 +665,10 @@ def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, mac_1, = _S9.unpack_from(b, p)
     if prefix != _PREFIX or length != 32: return -1
-    auth_2 = _new(_W_Auth)
+    auth_2 = _W_Auth()
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
-    frame = _new(FrameTwin)
-    frame.body = auth_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (auth_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -938,7 +690,7 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
     p = end_3
     heartbeat_ms_4, max_body_5, last_event_seq_6, = _S11.unpack_from(b, p)
     p += 16
-    welcome_7 = _new(_W_Welcome)
+    welcome_7 = _W_Welcome()
     welcome_7.server = server_2
     welcome_7.heartbeat_ms = heartbeat_ms_4
     welcome_7.max_body = max_body_5
@@ -955,7 +707,7 @@ def _enc_Heartbeat(m: Heartbeat, rid: int, flags: int) -> bytes:
 def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     if n - p != 14: raise _size(n - p, 14)
     seq_1, time_us_2, running_3, = _S13.unpack_from(b, p)
-    heartbeat_4 = _new(_W_Heartbeat)
+    heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
     heartbeat_4.running = running_3
@@ -968,17 +720,12 @@ def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, seq_1, time_us_2, running_3, = _S14.unpack_from(b, p)
     if prefix != _PREFIX or length != 14: return -1
-    heartbeat_4 = _new(_W_Heartbeat)
+    heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
     heartbeat_4.running = running_3
     heartbeat_4.__class__ = Heartbeat
-    frame = _new(FrameTwin)
-    frame.body = heartbeat_4
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (heartbeat_4, rid, flags & 1 != 0)))
     return end
 
 
@@ -1000,7 +747,7 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
     p = end_3
     offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S15.unpack_from(b, p)
     p += 25
-    timeinfo_8 = _new(_W_TimeInfo)
+    timeinfo_8 = _W_TimeInfo()
     timeinfo_8.source = source_2
     timeinfo_8.offset_us = offset_us_4
     timeinfo_8.delay_us = delay_us_5
@@ -1027,7 +774,7 @@ def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
     if end_3 > n: raise _short(len_1, n - p)
     message_2 = b[p:end_3].decode()
     p = end_3
-    ok_4 = _new(_W_Ok)
+    ok_4 = _W_Ok()
     ok_4.message = message_2
     ok_4.__class__ = Ok
     if p != n: raise _trailing(n - p)
@@ -1050,7 +797,7 @@ def _dec_Error(b: bytes, p: int, n: int) -> Error:
     if end_4 > n: raise _short(len_2, n - p)
     message_3 = b[p:end_4].decode()
     p = end_4
-    error_5 = _new(_W_Error)
+    error_5 = _W_Error()
     error_5.code = _D_ErrorCode[code_1]
     error_5.message = message_3
     error_5.__class__ = Error
@@ -1095,13 +842,13 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
         if end_9 > n: raise _short(len_7, n - p)
         message_8 = b[p:end_9].decode()
         p = end_9
-        agentresult_10 = _new(_W_AgentResult)
+        agentresult_10 = _W_AgentResult()
         agentresult_10.agent = agent_4
         agentresult_10.code = _D_ErrorCode[code_6]
         agentresult_10.message = message_8
         agentresult_10.__class__ = AgentResult
         results_2.append(agentresult_10)
-    results_11 = _new(_W_Results)
+    results_11 = _W_Results()
     results_11.results = tuple(results_2)
     results_11.__class__ = Results
     if p != n: raise _trailing(n - p)
@@ -1115,7 +862,7 @@ def _enc_BundleReady(m: BundleReady, rid: int, flags: int) -> bytes:
 def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
     if n - p != 8: raise _size(n - p, 8)
     offset_1, = _S19.unpack_from(b, p)
-    bundleready_2 = _new(_W_BundleReady)
+    bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
     return bundleready_2
@@ -1126,15 +873,10 @@ def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, offset_1, = _S20.unpack_from(b, p)
     if prefix != _PREFIX or length != 8: return -1
-    bundleready_2 = _new(_W_BundleReady)
+    bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
-    frame = _new(FrameTwin)
-    frame.body = bundleready_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (bundleready_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -1154,7 +896,7 @@ def _dec_Token(b: bytes, p: int, n: int) -> Token:
     if end_3 > n: raise _short(len_1, n - p)
     token_2 = b[p:end_3].decode()
     p = end_3
-    token_4 = _new(_W_Token)
+    token_4 = _W_Token()
     token_4.token = token_2
     token_4.__class__ = Token
     if p != n: raise _trailing(n - p)
@@ -1168,7 +910,7 @@ def _enc_Cancel(m: Cancel, rid: int, flags: int) -> bytes:
 def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
     if n - p != 4: raise _size(n - p, 4)
     cancel_request_id_1, = _S22.unpack_from(b, p)
-    cancel_2 = _new(_W_Cancel)
+    cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
     return cancel_2
@@ -1179,15 +921,10 @@ def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, cancel_request_id_1, = _S23.unpack_from(b, p)
     if prefix != _PREFIX or length != 4: return -1
-    cancel_2 = _new(_W_Cancel)
+    cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
-    frame = _new(FrameTwin)
-    frame.body = cancel_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (cancel_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -1216,7 +953,7 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
     p = end_6
     kind_7, size_8, sha256_9, = _S24.unpack_from(b, p)
     p += 41
-    bundlebegin_10 = _new(_W_BundleBegin)
+    bundlebegin_10 = _W_BundleBegin()
     bundlebegin_10.target = target_2
     bundlebegin_10.name = name_5
     bundlebegin_10.kind = _D_BundleKind[kind_7]
@@ -1243,7 +980,7 @@ def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
     if end_4 > n: raise _short(len_2, n - p)
     data_3 = b[p:end_4]
     p = end_4
-    bundlechunk_5 = _new(_W_BundleChunk)
+    bundlechunk_5 = _W_BundleChunk()
     bundlechunk_5.offset = offset_1
     bundlechunk_5.data = data_3
     bundlechunk_5.__class__ = BundleChunk
@@ -1258,7 +995,7 @@ def _enc_BundleEnd(m: BundleEnd, rid: int, flags: int) -> bytes:
 def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
     if n - p != 8: raise _size(n - p, 8)
     size_1, = _S19.unpack_from(b, p)
-    bundleend_2 = _new(_W_BundleEnd)
+    bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
     return bundleend_2
@@ -1269,15 +1006,10 @@ def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, size_1, = _S20.unpack_from(b, p)
     if prefix != _PREFIX or length != 8: return -1
-    bundleend_2 = _new(_W_BundleEnd)
+    bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
-    frame = _new(FrameTwin)
-    frame.body = bundleend_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (bundleend_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -1304,7 +1036,7 @@ def _dec_BundleRemove(b: bytes, p: int, n: int) -> BundleRemove:
     if end_6 > n: raise _short(len_4, n - p)
     name_5 = b[p:end_6].decode()
     p = end_6
-    bundleremove_7 = _new(_W_BundleRemove)
+    bundleremove_7 = _W_BundleRemove()
     bundleremove_7.target = target_2
     bundleremove_7.name = name_5
     bundleremove_7.__class__ = BundleRemove
@@ -1398,7 +1130,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
         if end_23 > n: raise _short(len_21, n - p)
         value_22 = b[p:end_23].decode()
         p = end_23
-        keyvalue_24 = _new(_W_KeyValue)
+        keyvalue_24 = _W_KeyValue()
         keyvalue_24.key = key_19
         keyvalue_24.value = value_22
         keyvalue_24.__class__ = KeyValue
@@ -1411,7 +1143,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     p = end_27
     restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S28.unpack_from(b, p)
     p += 23
-    procstart_35 = _new(_W_ProcStart)
+    procstart_35 = _W_ProcStart()
     procstart_35.target = target_2
     procstart_35.name = name_5
     procstart_35.bundle = bundle_8
@@ -1463,7 +1195,7 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
     p = end_9
     grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
-    procstop_11 = _new(_W_ProcStop)
+    procstop_11 = _W_ProcStop()
     procstop_11.target = target_2
     procstop_11.name = name_5
     procstop_11.signal = signal_8
@@ -1505,7 +1237,7 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
     p = end_9
     grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
-    procresume_11 = _new(_W_ProcResume)
+    procresume_11 = _W_ProcResume()
     procresume_11.target = target_2
     procresume_11.name = name_5
     procresume_11.signal = signal_8
@@ -1547,7 +1279,7 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
     p = end_9
     grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
-    procterminate_11 = _new(_W_ProcTerminate)
+    procterminate_11 = _W_ProcTerminate()
     procterminate_11.target = target_2
     procterminate_11.name = name_5
     procterminate_11.signal = signal_8
@@ -1589,7 +1321,7 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
     p = end_9
     grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
-    prockill_11 = _new(_W_ProcKill)
+    prockill_11 = _W_ProcKill()
     prockill_11.target = target_2
     prockill_11.name = name_5
     prockill_11.signal = signal_8
@@ -1631,7 +1363,7 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
     p = end_9
     grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
-    procrestart_11 = _new(_W_ProcRestart)
+    procrestart_11 = _W_ProcRestart()
     procrestart_11.target = target_2
     procrestart_11.name = name_5
     procrestart_11.signal = signal_8
@@ -1673,7 +1405,7 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     p = end_9
     grace_ms_10, = _S22.unpack_from(b, p)
     p += 4
-    procremove_11 = _new(_W_ProcRemove)
+    procremove_11 = _W_ProcRemove()
     procremove_11.target = target_2
     procremove_11.name = name_5
     procremove_11.signal = signal_8
@@ -1737,7 +1469,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     p = end_21
     at_us_22, next_fire_us_23, last_fire_us_24, = _S29.unpack_from(b, p)
     p += 24
-    scheduleentry_25 = _new(_W_ScheduleEntry)
+    scheduleentry_25 = _W_ScheduleEntry()
     scheduleentry_25.id = id_4
     scheduleentry_25.agent = agent_6
     scheduleentry_25.process = process_9
@@ -1750,7 +1482,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     scheduleentry_25.next_fire_us = next_fire_us_23
     scheduleentry_25.last_fire_us = last_fire_us_24
     scheduleentry_25.__class__ = ScheduleEntry
-    scheduleset_26 = _new(_W_ScheduleSet)
+    scheduleset_26 = _W_ScheduleSet()
     scheduleset_26.target = target_2
     scheduleset_26.schedule = scheduleentry_25
     scheduleset_26.__class__ = ScheduleSet
@@ -1776,7 +1508,7 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
     p = end_3
     id_4, = _S19.unpack_from(b, p)
     p += 8
-    scheduleclear_5 = _new(_W_ScheduleClear)
+    scheduleclear_5 = _W_ScheduleClear()
     scheduleclear_5.target = target_2
     scheduleclear_5.id = id_4
     scheduleclear_5.__class__ = ScheduleClear
@@ -1858,7 +1590,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         p = end_8
         sha256_9, kind_10, size_11, stored_us_12, = _S30.unpack_from(b, p)
         p += 49
-        bundleentry_13 = _new(_W_BundleEntry)
+        bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
         bundleentry_13.name = name_7
         bundleentry_13.sha256 = sha256_9
@@ -1896,7 +1628,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_36 > n: raise _short(len_34, n - p)
         status_35 = b[p:end_36].decode()
         p = end_36
-        processentry_37 = _new(_W_ProcessEntry)
+        processentry_37 = _W_ProcessEntry()
         processentry_37.agent = agent_17
         processentry_37.name = name_20
         processentry_37.bundle = bundle_23
@@ -1949,7 +1681,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         p = end_57
         at_us_58, next_fire_us_59, last_fire_us_60, = _S29.unpack_from(b, p)
         p += 24
-        scheduleentry_61 = _new(_W_ScheduleEntry)
+        scheduleentry_61 = _W_ScheduleEntry()
         scheduleentry_61.id = id_40
         scheduleentry_61.agent = agent_42
         scheduleentry_61.process = process_45
@@ -1963,7 +1695,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         scheduleentry_61.last_fire_us = last_fire_us_60
         scheduleentry_61.__class__ = ScheduleEntry
         schedules_39.append(scheduleentry_61)
-    agentstate_62 = _new(_W_AgentState)
+    agentstate_62 = _W_AgentState()
     agentstate_62.bundles = tuple(bundles_2)
     agentstate_62.processes = tuple(processes_15)
     agentstate_62.schedules = tuple(schedules_39)
@@ -2002,7 +1734,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     p = end_3
     time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S32.unpack_from(b, p)
     p += 102
-    nodestats_19 = _new(_W_NodeStats)
+    nodestats_19 = _W_NodeStats()
     nodestats_19.cpu_percent = cpu_percent_5
     nodestats_19.load1 = load1_6
     nodestats_19.load5 = load5_7
@@ -2029,7 +1761,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
         p = end_24
         pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S33.unpack_from(b, p)
         p += 32
-        processstats_32 = _new(_W_ProcessStats)
+        processstats_32 = _W_ProcessStats()
         processstats_32.name = name_23
         processstats_32.pid = pid_25
         processstats_32.cpu_percent = cpu_percent_26
@@ -2040,7 +1772,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
         processstats_32.last_liveness_us = last_liveness_us_31
         processstats_32.__class__ = ProcessStats
         processes_21.append(processstats_32)
-    statsreport_33 = _new(_W_StatsReport)
+    statsreport_33 = _W_StatsReport()
     statsreport_33.agent = agent_2
     statsreport_33.time_us = time_us_4
     statsreport_33.node = nodestats_19
@@ -2082,7 +1814,7 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
     p = end_16
     schedule_id_17, = _S19.unpack_from(b, p)
     p += 8
-    event_18 = _new(_W_Event)
+    event_18 = _W_Event()
     event_18.seq = seq_1
     event_18.agent = agent_3
     event_18.time_us = time_us_5
@@ -2106,7 +1838,7 @@ def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:
 def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
     if n - p != 8: raise _size(n - p, 8)
     seq_1, = _S19.unpack_from(b, p)
-    eventack_2 = _new(_W_EventAck)
+    eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
     return eventack_2
@@ -2117,15 +1849,10 @@ def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     if end > size: return -1
     prefix, _type, flags, rid, length, seq_1, = _S20.unpack_from(b, p)
     if prefix != _PREFIX or length != 8: return -1
-    eventack_2 = _new(_W_EventAck)
+    eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
-    frame = _new(FrameTwin)
-    frame.body = eventack_2
-    frame.request_id = rid
-    frame.more = flags & 1 != 0
-    frame.__class__ = Frame
-    frames.append(frame)
+    frames.append(_tuple_new(Frame, (eventack_2, rid, flags & 1 != 0)))
     return end
 
 
@@ -2176,7 +1903,7 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
         line_11 = b[p:end_12].decode()
         p = end_12
         lines_9.append(line_11)
-    loglines_13 = _new(_W_LogLines)
+    loglines_13 = _W_LogLines()
     loglines_13.agent = agent_2
     loglines_13.process = process_5
     loglines_13.stream = _D_StreamKind[stream_7]
@@ -2202,7 +1929,7 @@ def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    listagents_4 = _new(_W_ListAgents)
+    listagents_4 = _W_ListAgents()
     listagents_4.pattern = pattern_2
     listagents_4.__class__ = ListAgents
     if p != n: raise _trailing(n - p)
@@ -2225,7 +1952,7 @@ def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    listprocesses_4 = _new(_W_ListProcesses)
+    listprocesses_4 = _W_ListProcesses()
     listprocesses_4.pattern = pattern_2
     listprocesses_4.__class__ = ListProcesses
     if p != n: raise _trailing(n - p)
@@ -2248,7 +1975,7 @@ def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    listbundles_4 = _new(_W_ListBundles)
+    listbundles_4 = _W_ListBundles()
     listbundles_4.pattern = pattern_2
     listbundles_4.__class__ = ListBundles
     if p != n: raise _trailing(n - p)
@@ -2271,7 +1998,7 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    listschedules_4 = _new(_W_ListSchedules)
+    listschedules_4 = _W_ListSchedules()
     listschedules_4.pattern = pattern_2
     listschedules_4.__class__ = ListSchedules
     if p != n: raise _trailing(n - p)
@@ -2296,7 +2023,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     p = end_3
     since_us_4, limit_5, = _S37.unpack_from(b, p)
     p += 12
-    querystats_6 = _new(_W_QueryStats)
+    querystats_6 = _W_QueryStats()
     querystats_6.agent = agent_2
     querystats_6.since_us = since_us_4
     querystats_6.limit = limit_5
@@ -2323,7 +2050,7 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     p = end_3
     since_us_4, limit_5, follow_6, = _S39.unpack_from(b, p)
     p += 13
-    queryevents_7 = _new(_W_QueryEvents)
+    queryevents_7 = _W_QueryEvents()
     queryevents_7.pattern = pattern_2
     queryevents_7.since_us = since_us_4
     queryevents_7.limit = limit_5
@@ -2358,7 +2085,7 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     p = end_6
     lines_7, follow_8, = _S41.unpack_from(b, p)
     p += 5
-    querylogs_9 = _new(_W_QueryLogs)
+    querylogs_9 = _W_QueryLogs()
     querylogs_9.target = target_2
     querylogs_9.process = process_5
     querylogs_9.lines = lines_7
@@ -2384,7 +2111,7 @@ def _dec_ListRunVersions(b: bytes, p: int, n: int) -> ListRunVersions:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    listrunversions_4 = _new(_W_ListRunVersions)
+    listrunversions_4 = _W_ListRunVersions()
     listrunversions_4.pattern = pattern_2
     listrunversions_4.__class__ = ListRunVersions
     if p != n: raise _trailing(n - p)
@@ -2458,7 +2185,7 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         p = end_22
         clock_measured_us_23, processes_24, = _S44.unpack_from(b, p)
         p += 10
-        agententry_25 = _new(_W_AgentEntry)
+        agententry_25 = _W_AgentEntry()
         agententry_25.name = name_4
         agententry_25.online = _BOOL[online_6]
         agententry_25.hostname = hostname_8
@@ -2473,7 +2200,7 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         agententry_25.processes = processes_24
         agententry_25.__class__ = AgentEntry
         agents_2.append(agententry_25)
-    agentlist_26 = _new(_W_AgentList)
+    agentlist_26 = _W_AgentList()
     agentlist_26.agents = tuple(agents_2)
     agentlist_26.__class__ = AgentList
     if p != n: raise _trailing(n - p)
@@ -2535,7 +2262,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         if end_23 > n: raise _short(len_21, n - p)
         status_22 = b[p:end_23].decode()
         p = end_23
-        processentry_24 = _new(_W_ProcessEntry)
+        processentry_24 = _W_ProcessEntry()
         processentry_24.agent = agent_4
         processentry_24.name = name_7
         processentry_24.bundle = bundle_10
@@ -2551,7 +2278,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         processentry_24.status = status_22
         processentry_24.__class__ = ProcessEntry
         processes_2.append(processentry_24)
-    processlist_25 = _new(_W_ProcessList)
+    processlist_25 = _W_ProcessList()
     processlist_25.processes = tuple(processes_2)
     processlist_25.__class__ = ProcessList
     if p != n: raise _trailing(n - p)
@@ -2598,7 +2325,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         p = end_8
         sha256_9, kind_10, size_11, stored_us_12, = _S30.unpack_from(b, p)
         p += 49
-        bundleentry_13 = _new(_W_BundleEntry)
+        bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
         bundleentry_13.name = name_7
         bundleentry_13.sha256 = sha256_9
@@ -2607,7 +2334,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         bundleentry_13.stored_us = stored_us_12
         bundleentry_13.__class__ = BundleEntry
         bundles_2.append(bundleentry_13)
-    bundlelist_14 = _new(_W_BundleList)
+    bundlelist_14 = _W_BundleList()
     bundlelist_14.bundles = tuple(bundles_2)
     bundlelist_14.__class__ = BundleList
     if p != n: raise _trailing(n - p)
@@ -2681,7 +2408,7 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         p = end_20
         at_us_21, next_fire_us_22, last_fire_us_23, = _S29.unpack_from(b, p)
         p += 24
-        scheduleentry_24 = _new(_W_ScheduleEntry)
+        scheduleentry_24 = _W_ScheduleEntry()
         scheduleentry_24.id = id_3
         scheduleentry_24.agent = agent_5
         scheduleentry_24.process = process_8
@@ -2695,7 +2422,7 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         scheduleentry_24.last_fire_us = last_fire_us_23
         scheduleentry_24.__class__ = ScheduleEntry
         schedules_2.append(scheduleentry_24)
-    schedulelist_25 = _new(_W_ScheduleList)
+    schedulelist_25 = _W_ScheduleList()
     schedulelist_25.schedules = tuple(schedules_2)
     schedulelist_25.__class__ = ScheduleList
     if p != n: raise _trailing(n - p)
@@ -2738,7 +2465,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     p += 4
     if count_4 * 100 > n - p: raise _short(count_4 * 100, n - p)
     end_21 = p + count_4 * 100
-    samples_5 = tuple([_W_StatsHistorySample(time_us_6, _W_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S45.iter_unpack(b[p:end_21])])
+    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S45.iter_unpack(b[p:end_21])])
     p = end_21
     count_22, = _S1.unpack_from(b, p)
     p += 2
@@ -2753,7 +2480,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         p = end_26
         pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S33.unpack_from(b, p)
         p += 32
-        processstats_34 = _new(_W_ProcessStats)
+        processstats_34 = _W_ProcessStats()
         processstats_34.name = name_25
         processstats_34.pid = pid_27
         processstats_34.cpu_percent = cpu_percent_28
@@ -2764,7 +2491,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         processstats_34.last_liveness_us = last_liveness_us_33
         processstats_34.__class__ = ProcessStats
         processes_23.append(processstats_34)
-    statshistory_35 = _new(_W_StatsHistory)
+    statshistory_35 = _W_StatsHistory()
     statshistory_35.agent = agent_2
     statshistory_35.samples = samples_5
     statshistory_35.processes = tuple(processes_23)
@@ -2813,13 +2540,13 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
         p = end_8
         sha256_9, = _S8.unpack_from(b, p)
         p += 32
-        runversion_10 = _new(_W_RunVersion)
+        runversion_10 = _W_RunVersion()
         runversion_10.agent = agent_4
         runversion_10.process = process_7
         runversion_10.sha256 = sha256_9
         runversion_10.__class__ = RunVersion
         runs_2.append(runversion_10)
-    runversions_11 = _new(_W_RunVersions)
+    runversions_11 = _W_RunVersions()
     runversions_11.runs = tuple(runs_2)
     runversions_11.__class__ = RunVersions
     if p != n: raise _trailing(n - p)
@@ -2842,7 +2569,7 @@ def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
     if end_4 > n: raise _short(len_2, n - p)
     name_3 = b[p:end_4].decode()
     p = end_4
-    tokencreate_5 = _new(_W_TokenCreate)
+    tokencreate_5 = _W_TokenCreate()
     tokencreate_5.role = _D_Role[role_1]
     tokencreate_5.name = name_3
     tokencreate_5.__class__ = TokenCreate
@@ -2866,7 +2593,7 @@ def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
     if end_3 > n: raise _short(len_1, n - p)
     name_2 = b[p:end_3].decode()
     p = end_3
-    tokenrevoke_4 = _new(_W_TokenRevoke)
+    tokenrevoke_4 = _W_TokenRevoke()
     tokenrevoke_4.name = name_2
     tokenrevoke_4.__class__ = TokenRevoke
     if p != n: raise _trailing(n - p)

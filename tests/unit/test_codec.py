@@ -28,6 +28,7 @@ from protocol.messages import (
     Error,
     Heartbeat,
     Hello,
+    LogLines,
     Message,
     NodeStats,
     Ok,
@@ -80,7 +81,7 @@ def test_decoded_objects_are_real_frozen_instances() -> None:
     assert hash(got.body) == hash(sent) and got.body == sent
     with pytest.raises(dataclasses.FrozenInstanceError):
         got.body.agent = "b"  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):  # Frame is a NamedTuple: immutable too
         got.more = True  # type: ignore[misc]
 
 
@@ -257,3 +258,20 @@ def test_encode_rejects_what_is_not_a_message_and_bad_request_ids() -> None:
 
 def test_bool_fields_encode_truthiness_like_construct() -> None:
     assert encode(QueryEvents(follow=1)) == encode(QueryEvents(follow=True))  # type: ignore[arg-type]
+
+
+def test_a_read_starting_with_a_fixed_frame_takes_the_shortcut_and_the_rest() -> None:
+    """feed() tries the first frame's fixed-size framer before its loop; whatever follows
+    that frame in the same read (another frame, a partial one, garbage) is still handled."""
+    beat, more_beat = Heartbeat(seq=1), encode(Heartbeat(seq=2), 5, more=True)
+    log = LogLines(agent="a", process="p", lines=("x",))
+    decoder = FrameDecoder()
+    assert decoder.feed(encode(beat, 4)) == [Frame(beat, 4, False)]
+    assert decoder.feed(encode(beat) + encode(log, 9)) == [Frame(beat), Frame(log, 9)]
+    assert decoder.feed(encode(beat) + more_beat[:5]) == [Frame(beat)]
+    assert decoder.buffered == 5
+    assert decoder.feed(more_beat[5:]) == [Frame(Heartbeat(seq=2), 5, True)]
+    assert decoder.feed(more_beat[:20]) == [] and decoder.buffered == 20
+    with pytest.raises(ProtocolError) as caught:
+        FrameDecoder().feed(encode(beat) + b"XX" + encode(beat)[2:])
+    assert caught.value.code is ErrorCode.BAD_MAGIC
