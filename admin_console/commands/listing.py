@@ -16,9 +16,9 @@ from admin_console.render import (
     enum_word,
     human_duration,
     human_size,
-    signal_word,
     table,
 )
+from lotc.parse.signals import signal_word
 from protocol.enums import ProcessState
 from protocol.messages import (
     AgentEntry,

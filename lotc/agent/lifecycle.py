@@ -32,10 +32,10 @@ import logging
 from dataclasses import dataclass
 
 from lotc.errors import InternalError, InvalidState
+from lotc.process_states import ALIVE
 from protocol.enums import Action, EventKind, ProcessState
 
 __all__ = [
-    "ALIVE",
     "COMMANDS",
     "TRANSITIONS",
     "ProcessEvent",
@@ -72,15 +72,13 @@ TRANSITIONS: dict[tuple[ProcessState, ProcessState], str] = {
     (S.FAILED, S.STARTING): "started again",
 }
 
-# States in which the process has (or is about to have) a live process group.
-ALIVE: frozenset[ProcessState] = frozenset({S.STARTING, S.RUNNING, S.STOPPED, S.BACKOFF})
 
 # Action -> states in which the command is accepted.
 COMMANDS: dict[Action, frozenset[ProcessState]] = {
     Action.START: frozenset({S.EXITED, S.FAILED}),  # a new name is always accepted
     Action.STOP: frozenset({S.STARTING, S.RUNNING}),
     Action.RESUME: frozenset({S.STOPPED}),
-    Action.TERMINATE: frozenset({S.STARTING, S.RUNNING, S.STOPPED, S.BACKOFF}),
+    Action.TERMINATE: ALIVE,
     Action.KILL: frozenset({S.STARTING, S.RUNNING, S.STOPPED}),
     Action.RESTART: frozenset(ProcessState) - {S.NONE},
 }
