@@ -30,6 +30,7 @@ import trio
 
 from admin_console.errors import ConnectionLost
 from lotc.errors import RequestTimeout, error_for_code
+from lotc.exc_groups import lone_error
 from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.framed import FramedStream, PeerClosed
@@ -205,9 +206,10 @@ class AdminClient:
             except BaseExceptionGroup as group:
                 # The background tasks end quietly, so a group holds the caller's own
                 # exception: give it back as raised, not wrapped by our nursery.
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+                lone = lone_error(group)
+                if lone is group:
+                    raise
+                raise lone from None
         finally:
             await framed.aclose()
 

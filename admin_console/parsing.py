@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal as signals
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -18,8 +17,9 @@ from typing import Any, NoReturn
 from admin_console.errors import UsageError
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
+from lotc.parse import durations
+from lotc.parse.signals import parse_signal
 
-_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h|d|w)?")
 _REWORDED = (("the following arguments are required", "missing"),
              ("unrecognized arguments", "unexpected words"),
              ("expected one argument", "needs a value"))
@@ -35,7 +35,6 @@ _PIECE = re.compile(r"""
 """, re.VERBOSE | re.DOTALL)
 _DOUBLE_ESCAPE = re.compile(r'\\(["\\])')
 SHOWN_CHARACTERS = 80  # of a line quoted in an error message
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def _unquoted(text: str, wanted: str) -> tuple[list[int], str | None]:
@@ -192,11 +191,11 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def parse_duration(text: str) -> float:
-    """`90`, `30s`, `10m`, `2h`, `1d`, `500ms` -> seconds."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise UsageError(f"bad duration {shown(text)}: use a number with s, m, h or d, e.g. 10m")
-    return float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"]
+    """`90`, `30s`, `10m`, `2h`, `1d`, `500ms` -> seconds (lotc.parse.durations)."""
+    try:
+        return durations.parse_duration(text)
+    except InvalidRequest:
+        raise UsageError(f"bad duration {shown(text)}: {durations.DURATION_HELP}") from None
 
 
 def parse_env(text: str) -> tuple[str, str]:
@@ -207,15 +206,11 @@ def parse_env(text: str) -> tuple[str, str]:
 
 
 def signal_name(text: str) -> str:
-    """`hup`, `SIGHUP` or `1` -> `SIGHUP`; UsageError for anything else."""
-    upper = text.strip().upper()
+    """`hup`, `SIGHUP` or `1` -> `SIGHUP` (lotc.parse.signals); UsageError otherwise."""
     try:
-        if upper.isdigit():
-            return signals.Signals(int(upper)).name
-        return signals.Signals[upper if upper.startswith("SIG") else "SIG" + upper].name
-    except (KeyError, ValueError):
-        raise UsageError(f"unknown signal {text!r}: use a name such as TERM, HUP or USR1") \
-            from None
+        return parse_signal(text).name
+    except InvalidRequest as exc:
+        raise UsageError(str(exc)) from None
 
 
 def check_name(kind: str, value: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal as signals
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
@@ -112,14 +111,6 @@ def short_time(time_us: int) -> str:
 def enum_word(value: Enum) -> str:
     """ON_FAILURE -> 'on-failure': how enums read in tables and on the command line."""
     return value.name.lower().replace("_", "-")
-
-
-def signal_word(number: int) -> str:
-    """9 -> 'SIGKILL'."""
-    try:
-        return signals.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 # ---------------------------------------------------------------- json

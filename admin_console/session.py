@@ -40,6 +40,7 @@ from admin_console.live_state import ServerState, fetch_state
 from admin_console.registry import Invocation, Outcome, Registry, run_invocation
 from admin_console.script import CONNECT_ERRORS, Connection, describe_connect_error
 from lotc.errors import LotcError
+from lotc.exc_groups import lone_error
 from protocol.codec import Frame
 from protocol.enums import EventKind, ProcessState
 from protocol.messages import Event, QueryEvents
@@ -72,13 +73,6 @@ class Link:
     reason: str = ""  # why not connected, in plain words
     retry_at: float | None = None  # time.monotonic() of the next attempt
     attempts: int = 0  # since the last successful connection
-
-
-def _lone(exc: BaseException) -> BaseException:
-    """The exception inside nested one-member groups (or the group itself)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def notable(event: Event) -> bool:
@@ -170,7 +164,7 @@ class Session:
                     self.say_error(str(exc))
                     return Outcome.FAILED
                 except BaseExceptionGroup as group:  # from a command's own nursery
-                    error = _lone(group)
+                    error = lone_error(group)
                     if not isinstance(error, (LotcError, ConsoleError)):
                         raise
                     self.say_error(str(error))

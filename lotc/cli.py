@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from lotc import __version__
 from lotc.errors import LotcError
+from lotc.exc_groups import lone_error
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -57,18 +58,6 @@ def chosen_parser(parser: argparse.ArgumentParser,
     return parser
 
 
-def lone_error(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member ExceptionGroups, else `exc` itself.
-
-    trio's nurseries wrap a start-up failure (a database that cannot be opened, a port
-    in use) in ExceptionGroups; unwrapped, it is reported below in plain words instead
-    of as a traceback (found by tests/faults/test_server_db.py).
-    """
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_arguments(parser, argv)
@@ -85,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(handler(args) or 0)
         except BaseExceptionGroup as group:
+            # a start-up failure (a database that cannot be opened, a port in use)
+            # comes wrapped by trio's nurseries: report it in plain words below
             raise lone_error(group) from None
     except LotcError as exc:
         print(f"lotc {args.command}: {exc}", file=sys.stderr)

@@ -16,10 +16,10 @@ from admin_console.render import (
     enum_word,
     human_duration,
     human_size,
-    signal_word,
     table,
     to_json,
 )
+from lotc.parse.signals import signal_word
 from protocol.enums import ProcessState
 from protocol.messages import (
     AgentEntry,

@@ -19,8 +19,8 @@ from admin_console.commands.results import ResultsCommand
 from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser, check_name, signal_name
 from admin_console.render import ago, enum_word, iso_time, short_time, table
-from lotc.agent.crontimes import parse_cron, parse_zone
 from lotc.errors import InvalidRequest
+from lotc.parse.crontimes import parse_cron, parse_zone
 from protocol.enums import Action, ScheduleKind
 from protocol.messages import (
     ListSchedules,
@@ -121,7 +121,7 @@ class ScheduleCommand(ResultsCommand):
 
 
 def _checked(check: Callable[[str], T], text: str) -> T:
-    """Run a lotc.agent.crontimes check; its InvalidRequest becomes a UsageError."""
+    """Run a lotc.parse.crontimes check; its InvalidRequest becomes a UsageError."""
     try:
         return check(text)
     except InvalidRequest as exc:

@@ -22,8 +22,10 @@ import trio
 from admin_console.bounds import agent_selector, count, span
 from admin_console.commands.base import Command, Context
 from admin_console.parsing import CommandParser, check_name
-from admin_console.render import dumps, dumps_line, enum_word, short_time, signal_word
+from admin_console.render import dumps, dumps_line, enum_word, short_time
+from lotc.exc_groups import lone_error
 from lotc.logstamp import split_timestamp
+from lotc.parse.signals import signal_word
 from protocol.enums import EventKind, ProcessState, StreamKind
 from protocol.messages import Event, LogLines, QueryEvents, QueryLogs
 from protocol.spec import MessageType
@@ -58,9 +60,10 @@ async def consume(ctx: Context, reply: ReplyStream, follow: bool,
     except BaseExceptionGroup as group:
         # the server's error (unknown agent...) or a lost connection, raised in the
         # nursery's body: give it back as itself, so callers can catch LotcError
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        lone = lone_error(group)
+        if lone is group:
+            raise
+        raise lone from None
 
 
 async def _cancel_when_interrupted(ctx: Context, reply: ReplyStream) -> None:

@@ -15,15 +15,16 @@ from pathlib import Path
 import trio
 
 from lotc.agent.clock import CorrectedClock
-from lotc.agent.lifecycle import ALIVE
 from lotc.agent.outbox import EventOutbox
 from lotc.agent.process import ProcessInfo, ProcessSpec
-from lotc.agent.schedule_store import ScheduleEventInfo, ScheduleSpec, ScheduleState, format_us
+from lotc.agent.schedule_store import ScheduleEventInfo, ScheduleSpec, ScheduleState
 from lotc.agent.scheduler import SYNC_WAIT_S, Scheduler
 from lotc.agent.stats import StatsSampler
 from lotc.agent.store import BundleInfo, BundleStore
 from lotc.agent.supervisor import ProcessEvent, Supervisor
 from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
+from lotc.parse.crontimes import format_us
+from lotc.process_states import ALIVE
 from protocol import messages as m
 from protocol.enums import Action, EventKind, ProcessState, StreamKind
 

@@ -35,7 +35,6 @@ from lotc.errors import InternalError, InvalidState
 from protocol.enums import Action, EventKind, ProcessState
 
 __all__ = [
-    "ALIVE",
     "COMMANDS",
     "TRANSITIONS",
     "ProcessEvent",
@@ -72,8 +71,6 @@ TRANSITIONS: dict[tuple[ProcessState, ProcessState], str] = {
     (S.FAILED, S.STARTING): "started again",
 }
 
-# States in which the process has (or is about to have) a live process group.
-ALIVE: frozenset[ProcessState] = frozenset({S.STARTING, S.RUNNING, S.STOPPED, S.BACKOFF})
 
 # Action -> states in which the command is accepted.
 COMMANDS: dict[Action, frozenset[ProcessState]] = {

@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lotc.parse.crontimes import format_us
 from protocol.enums import Action, EventKind, ScheduleKind
 
 __all__ = [
-    "FILE_NAME", "ScheduleEventInfo", "ScheduleSpec", "ScheduleState", "format_us", "load_states",
+    "FILE_NAME", "ScheduleEventInfo", "ScheduleSpec", "ScheduleState", "load_states",
     "save_states",
 ]
 
@@ -95,12 +96,6 @@ class ScheduleEventInfo:
             words.append("on an UNSYNCED clock")
         words.append(f"failed: {self.error}" if self.error else "ok")
         return ", ".join(words)
-
-
-def format_us(unix_us: int) -> str:
-    """UTC microseconds -> '2024-03-10T07:00:00.000Z'."""
-    seconds, micro = divmod(unix_us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micro // 1000:03d}Z"
 
 
 # ---------------------------------------------------------------- the file

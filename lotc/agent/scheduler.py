@@ -43,18 +43,17 @@ from typing import Any
 import trio
 
 from lotc.agent.clock import CorrectedClock
-from lotc.agent.crontimes import iter_fires, next_fire, parse_cron, validate
 from lotc.agent.schedule_store import (
     ScheduleEventInfo,
     ScheduleSpec,
     ScheduleState,
-    format_us,
     load_states,
     save_states,
 )
-from lotc.agent.supervisor import parse_signal
 from lotc.errors import InternalError, InvalidRequest, LotcError, UnknownSchedule
 from lotc.names import validate_name
+from lotc.parse.crontimes import format_us, iter_fires, next_fire, parse_cron, validate
+from lotc.parse.signals import parse_signal
 from protocol.enums import Action, EventKind, ScheduleKind
 
 __all__ = [

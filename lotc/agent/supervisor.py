@@ -39,7 +39,7 @@ from pathlib import Path
 
 import trio
 
-from lotc.agent.lifecycle import ALIVE, ProcessEvent, check_command, check_transition
+from lotc.agent.lifecycle import ProcessEvent, check_command, check_transition
 from lotc.agent.logs import (
     LogConfig,
     LogFollower,
@@ -54,25 +54,16 @@ from lotc.agent.process import ProcessInfo, ProcessRecord, ProcessSpec, budget_f
 from lotc.agent.runner import BundleVersions, NoVersions, Runner
 from lotc.agent.spawn import adopt, find_orphan, signal_group
 from lotc.errors import Conflict, InvalidRequest, InvalidState, LotcError, UnknownProcess
+from lotc.parse.signals import parse_signal
+from lotc.process_states import ALIVE
 from protocol.enums import Action, DesiredState, ProcessState, StreamKind
 
-__all__ = ["ProcessEvent", "ProcessInfo", "ProcessSpec", "Supervisor", "parse_signal"]
+__all__ = ["ProcessEvent", "ProcessInfo", "ProcessSpec", "Supervisor"]
 
 logger = logging.getLogger(__name__)
 
 S = ProcessState
 KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the end before giving up waiting
-
-
-def parse_signal(name: str | int) -> signal.Signals:
-    """'SIGHUP', 'hup', 'HUP' or '1' -> signal.SIGHUP; anything else is InvalidRequest."""
-    text = str(name).strip().upper()
-    try:
-        if text.isdigit():
-            return signal.Signals(int(text))
-        return signal.Signals[text if text.startswith("SIG") else "SIG" + text]
-    except (KeyError, ValueError):
-        raise InvalidRequest(f"unknown signal {name!r}") from None
 
 
 def _utc_us() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import trio
 
+from lotc.exc_groups import leaves
 from lotc.net.framed import PeerClosed
 from protocol.errors import LotcError
 
@@ -18,12 +19,6 @@ CONNECTION_ENDED = (
     PeerClosed, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
     ConnectionError,
 )
-
-
-def leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
-    return [exc]
 
 
 def principal(exc: BaseException) -> BaseException:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import signal as signals
 
-from lotc.errors import InvalidRequest
+from lotc.parse.signals import parse_signal
 from lotc.server.records import ScheduleRecord
 from protocol.enums import Action, DesiredState
 
@@ -17,20 +17,8 @@ DESIRED_AFTER_ACTION = {
 
 
 def signal_number(name: str) -> int:
-    """`SIGHUP`, `HUP`, `hup` or `1` -> 1; InvalidRequest in plain words otherwise."""
-    text = name.strip().upper()
-    if not text:
-        return int(signals.SIGKILL)
-    if text.isdigit():
-        number = int(text)
-        if number in {int(s) for s in signals.Signals}:
-            return number
-    else:
-        try:
-            return int(signals.Signals[text if text.startswith("SIG") else "SIG" + text])
-        except KeyError:
-            pass
-    raise InvalidRequest(f"unknown signal {name!r}: use a name such as SIGTERM, HUP or USR1")
+    """`SIGHUP`, `HUP`, `hup` or `1` -> 1; "" -> SIGKILL (kill's default); else InvalidRequest."""
+    return int(parse_signal(name)) if name.strip() else int(signals.SIGKILL)
 
 
 def desired_after_fire(record: ScheduleRecord) -> DesiredState | None:

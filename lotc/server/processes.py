@@ -22,10 +22,11 @@ from lotc.errors import (
 )
 from lotc.limits import check_liveness_ms
 from lotc.names import validate_name
+from lotc.process_states import ALIVE
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number
 from lotc.server.records import ProcessSpecRecord
-from protocol.enums import DesiredState, ProcessState
+from protocol.enums import DesiredState
 from protocol.messages import (
     AgentResult,
     KeyValue,
@@ -49,8 +50,6 @@ DESIRED_AFTER: dict[type, DesiredState] = {
     ProcKill: DesiredState.EXITED,
     ProcRestart: DesiredState.RUNNING,
 }
-ACTIVE_STATES = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPPED,
-                 ProcessState.BACKOFF}
 QUEUED = "agent offline: recorded, applied when it reconnects"
 
 
@@ -85,7 +84,7 @@ def start_message(spec: ProcessSpecRecord) -> ProcStart:
 def _is_active(ctl: Controller, agent: str, name: str) -> bool:
     for status in ctl.model.process_statuses(agent):
         if status.name == name:
-            return status.state in ACTIVE_STATES
+            return status.state in ALIVE
     return False
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 
-from lotc.agent.schedule_store import format_us
 from lotc.errors import LotcError
+from lotc.parse.crontimes import format_us
+from lotc.process_states import ALIVE, RUNNABLE
 from lotc.server.bundles import deliver_or_drop
 from lotc.server.controller import Controller
 from lotc.server.processes import start_message
@@ -39,8 +40,6 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-RUNNABLE = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.BACKOFF}
-ALIVE = RUNNABLE | {ProcessState.STOPPED}
 
 
 def record_report(ctl: Controller, agent: str, state: AgentState) -> None:

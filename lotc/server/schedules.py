@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from lotc.agent.crontimes import next_fire, validate
-from lotc.agent.schedule_store import format_us
 from lotc.errors import InvalidRequest, UnknownProcess
 from lotc.names import validate_name
+from lotc.parse.crontimes import format_us, next_fire, validate
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number
 from lotc.server.processes import QUEUED

@@ -11,8 +11,8 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lotc.agent.crontimes import iter_fires, next_fire, parse_cron, parse_zone, validate
 from lotc.errors import InvalidRequest
+from lotc.parse.crontimes import iter_fires, next_fire, parse_cron, parse_zone, validate
 from protocol.enums import ScheduleKind
 
 MINUTE_US = 60_000_000

@@ -9,10 +9,10 @@ from lotc.agent.schedule_store import (
     FILE_NAME,
     ScheduleSpec,
     ScheduleState,
-    format_us,
     load_states,
     save_states,
 )
+from lotc.parse.crontimes import format_us
 from protocol.enums import Action, ScheduleKind
 
 STATES = [

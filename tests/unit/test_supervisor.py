@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from lotc.agent.lifecycle import ProcessEvent
-from lotc.agent.supervisor import ProcessSpec, Supervisor, parse_signal
+from lotc.agent.supervisor import ProcessSpec, Supervisor
 from lotc.errors import (
     Conflict,
     InvalidRequest,
@@ -122,15 +122,6 @@ async def test_kill_with_a_named_signal_is_delivered_and_the_policy_decides(
     await sup.sup.kill("hup", "SIGTERM")  # not SIGKILL: an end the policy restarts
     await wait_until(lambda: sup.sup.get("hup").pid not in (None, first))
     assert sup.sup.get("hup").restarts == 1
-
-
-def test_parse_signal() -> None:
-    assert parse_signal("SIGKILL") == signal.SIGKILL
-    assert parse_signal("term") == signal.SIGTERM
-    assert parse_signal("10") == signal.SIGUSR1
-    for bad in ("SIGNOPE", "", "999", "KILL9"):
-        with pytest.raises(InvalidRequest, match="unknown signal"):
-            parse_signal(bad)
 
 
 async def test_bad_requests_raise_clear_errors(sup: Harness) -> None:

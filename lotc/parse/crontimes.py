@@ -32,6 +32,7 @@ it last, unlike other tools: too easy to misread), @reboot, and the H/R
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
@@ -42,7 +43,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 from lotc.errors import InvalidRequest
 from protocol.enums import ScheduleKind
 
-__all__ = ["FireRule", "iter_fires", "next_fire", "parse_cron", "parse_zone", "validate"]
+__all__ = ["FireRule", "format_us", "iter_fires", "next_fire", "parse_cron", "parse_zone", "validate"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
@@ -171,6 +172,12 @@ def _jump_between(zone: tzinfo, low_us: int, high_us: int) -> int:
 
 def _offset(zone: tzinfo, unix_s: int) -> timedelta | None:
     return _to_datetime(unix_s * 1_000_000).astimezone(zone).utcoffset()
+
+
+def format_us(unix_us: int) -> str:
+    """UTC microseconds -> '2024-03-10T07:00:00.000Z' (how fire times read in messages)."""
+    seconds, micro = divmod(unix_us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micro // 1000:03d}Z"
 
 
 def _to_datetime(unix_us: int) -> datetime:
