@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from lotc.agent.lifecycle import ALIVE, COMMANDS, TRANSITIONS, check_command, check_transition
+from lotc.agent.lifecycle import COMMANDS, TRANSITIONS, check_command, check_transition
 from lotc.errors import InternalError, InvalidState
+from lotc.process_states import ALIVE
 from protocol.enums import Action
 from protocol.enums import ProcessState as S
 
