@@ -10,9 +10,9 @@ ready socket in one batch.
 
 Each attached FramedStream brings a `quick` callback that sees every frame first
 and says whether it is done with it (a heartbeat is). The other frames are queued
-on the stream, and its owner task, parked in `FramedStream.receive`, is woken for
-them. While frames wait for their owner the hub stops reading that socket, so a
-slow owner still pushes back on its peer through TCP, as a task per connection did.
+on the stream, and its owner task, parked in `FramedStream.receive` (in the
+stream's HubFeed, lotc/net/receiving.py), is woken for them. While frames wait for
+their owner the hub stops reading that socket, so a slow owner still pushes back on its peer through TCP, as a task per connection did.
 How a connection ends reaches the owner as the exception `receive` raises: the
 same ones, with the same meaning, as when the owner reads the socket itself.
 
@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import select
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
-from lotc.net.framed import FramedStream, read_now
+from lotc.net.sockio import closed_error, read_now
 from protocol.codec import Frame
+
+if TYPE_CHECKING:
+    from lotc.net.framed import FramedStream
+    from lotc.net.receiving import HubFeed
 
 MAX_BATCH = 64  # sockets read per wake (about 1 ms); other tasks run between batches
 
@@ -37,7 +42,7 @@ QuickHandler = Callable[[Frame], bool]
 class ReadHub:
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._streams: dict[int, FramedStream] = {}
+        self._feeds: dict[int, HubFeed] = {}
         self._paused: set[int] = set()
 
     @staticmethod
@@ -45,7 +50,7 @@ class ReadHub:
         return hasattr(select, "epoll")
 
     def __len__(self) -> int:
-        return len(self._streams)
+        return len(self._feeds)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read attached sockets until cancelled; then every owner is told its stream closed."""
@@ -56,61 +61,59 @@ class ReadHub:
                 for fd, _events in self._epoll.poll(0, MAX_BATCH):
                     self._read(fd)
         finally:
-            for framed in list(self._streams.values()):
-                self._end(framed, trio.ClosedResourceError("the server is shutting down"))
+            for feed in list(self._feeds.values()):
+                self._end(feed, trio.ClosedResourceError("the server is shutting down"))
             self._epoll.close()
 
     def attach(self, framed: FramedStream, quick: QuickHandler) -> bool:
         """Read `framed` from now on; False (nothing changed) when it is not plain TCP."""
-        sock = framed.socket
-        if sock is None or self._epoll.closed:
+        if self._epoll.closed:
             return False
-        fd = sock.fileno()
-        if fd == -1:
+        feed = framed.read_by_hub(self, quick)
+        if feed is None:
             return False
-        stale = self._streams.get(fd)
+        stale = self._feeds.get(feed.fd)
         if stale is not None:  # its socket was closed without detaching: the number is reused
-            self._end(stale, trio.ClosedResourceError("this socket was already closed"))
-        self._streams[fd] = framed
-        framed.hub_attached(self, quick)
+            self._end(stale, closed_error())
+        self._feeds[feed.fd] = feed
         # Level-triggered: a socket left unread (batch full) is reported again next time.
-        self._epoll.register(fd, select.EPOLLIN)
+        self._epoll.register(feed.fd, select.EPOLLIN)
         return True
 
-    def detach(self, framed: FramedStream) -> None:
-        """Stop reading `framed` (before its socket closes); a parked owner gets ClosedResourceError."""
-        self._end(framed, trio.ClosedResourceError("this stream was closed"))
+    def detach(self, feed: HubFeed) -> None:
+        """Stop reading `feed` (before its socket closes); a parked owner gets ClosedResourceError."""
+        self._end(feed, trio.ClosedResourceError("this stream was closed"))
 
-    def resume(self, framed: FramedStream) -> None:
+    def resume(self, feed: HubFeed) -> None:
         """The owner has taken every queued frame: read this socket again."""
-        fd = framed.hub_fd
-        if fd in self._paused and self._streams.get(fd) is framed:
+        fd = feed.fd
+        if fd in self._paused and self._feeds.get(fd) is feed:
             self._paused.discard(fd)
             self._epoll.modify(fd, select.EPOLLIN)
 
     def _read(self, fd: int) -> None:
-        framed = self._streams.get(fd)
-        if framed is None:
+        feed = self._feeds.get(fd)
+        if feed is None:
             return
         try:
             data = read_now(fd)
-            if data is None or not framed.hub_received(data):
+            if data is None or not feed.received(data):
                 return
         except Exception as exc:  # noqa: BLE001  the connection's ending, not the hub's
-            self._end(framed, exc)
+            self._end(feed, exc)
             return
         # Frames wait for the owner: stop reading until it has taken them (back-pressure).
         self._paused.add(fd)
         self._epoll.modify(fd, 0)
-        framed.hub_wake_owner()
+        feed.wake_owner()
 
-    def _end(self, framed: FramedStream, ending: BaseException) -> None:
-        fd = framed.hub_fd
-        if self._streams.get(fd) is framed:
-            del self._streams[fd]
+    def _end(self, feed: HubFeed, ending: BaseException) -> None:
+        fd = feed.fd
+        if self._feeds.get(fd) is feed:
+            del self._feeds[fd]
             self._paused.discard(fd)
             try:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):
                 pass  # already closed: the kernel dropped it from the epoll set
-        framed.hub_ended(ending)
+        feed.ended(ending)

@@ -206,10 +206,10 @@ async def test_send_now_finishes_a_partly_written_frame_before_the_next() -> Non
     big = encode(Ok(message="x" * 60_000))
     # The peer reads nothing yet: the kernel's buffers fill and a write is cut short.
     sends = 0
-    while not server._unsent and sends < 1000:
-        assert server.send_now(big) or server._unsent
+    while not server.unsent and sends < 1000:
+        assert server.send_now(big) or server.unsent
         sends += 1
-    assert server._unsent, "the socket buffers never filled"
+    assert server.unsent, "the socket buffers never filled"
     # Whether or not the kernel has room by now, the tail goes before the ping.
     pinged = server.send_now(encode(Ok(message="ping")))
 
