@@ -53,3 +53,15 @@ class ServerTiming:
     def console_silence_limit_s(self) -> float:
         """A console silent this long is cut off: its beats plus room for an upload pause."""
         return self.agent_silence_limit_s + self.upload_idle_s
+
+
+# The clients' timers for the server's silence. The server pings every 5 s by default
+# (agents get their pings riding on their own frames, so a ping may wait one beat more).
+# Until the server sends its numbers (issue 15 item 4, TIMING: not done yet), each
+# client keeps its historic rule, here so that there is one place to change.
+CONSOLE_SERVER_SILENCE_S = 30.0
+
+
+def agent_server_silence_s(heartbeat_s: float) -> float:
+    """How long an agent waits for any frame from the server before it reconnects."""
+    return max(heartbeat_s * 15, 15.0)

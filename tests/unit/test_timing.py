@@ -26,3 +26,12 @@ def test_server_config_follows_its_flags() -> None:
     assert config.silence_limit_s == 2.0
     assert config.timing == ServerTiming(0.5, 4, 1.0, config.upload_idle_timeout_s)
     assert config.timing.backstop_s == 5.0
+
+
+def test_clients_keep_their_rule_for_the_servers_silence() -> None:
+    from admin_console.client import SERVER_SILENCE_LIMIT_S
+    from lotc.timing import CONSOLE_SERVER_SILENCE_S, agent_server_silence_s
+
+    assert agent_server_silence_s(1.0) == 15.0
+    assert agent_server_silence_s(2.0) == 30.0
+    assert SERVER_SILENCE_LIMIT_S == CONSOLE_SERVER_SILENCE_S == 30.0
