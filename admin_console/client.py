@@ -35,6 +35,7 @@ from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.net.transport import connect as open_framed
+from lotc.timing import CONSOLE_SERVER_SILENCE_S
 from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ProtocolError
@@ -52,7 +53,7 @@ REQUEST_TIMEOUT_S = 30.0
 # After CANCEL, the server ends a follow stream with OK at once; this is generous.
 CANCEL_TIMEOUT_S = 10.0
 # The server pings every 5 s; this much silence means it (or the path) is gone.
-SERVER_SILENCE_LIMIT_S = 30.0
+SERVER_SILENCE_LIMIT_S = CONSOLE_SERVER_SILENCE_S
 DEFAULT_HEARTBEAT_S = 5.0  # used when WELCOME gives no interval
 REPLY_BUFFER = 64  # frames buffered per request before the receive loop waits
 MAX_REQUEST_ID = 2**32 - 1

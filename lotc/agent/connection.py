@@ -32,6 +32,7 @@ from lotc.net.auth import client_handshake
 from lotc.net.endings import CONNECTION_ENDED, principal
 from lotc.net.framed import FramedStream
 from lotc.net.transport import connect
+from lotc.timing import agent_server_silence_s
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import Error, EventAck, Heartbeat, Welcome
@@ -177,7 +178,7 @@ async def _read_loop(
     heartbeat_s: float,
 ) -> None:
     # The server heartbeats us every few seconds; silence this long means the link is dead.
-    silence_limit = max(heartbeat_s * 15, 15.0)
+    silence_limit = agent_server_silence_s(heartbeat_s)
     while True:
         try:
             frame = await framed.receive_within(silence_limit)

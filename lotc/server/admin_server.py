@@ -126,7 +126,7 @@ async def handle_admin(ctl: Controller, framed: FramedStream) -> None:
 
 
 async def _read_loop(conn: AdminConnection, nursery: trio.Nursery) -> None:
-    idle_limit = conn.ctl.config.silence_limit_s + conn.ctl.config.upload_idle_timeout_s
+    idle_limit = conn.ctl.config.timing.console_silence_limit_s
     while True:
         frame = await conn.framed.receive_within(idle_limit)
         body = frame.body

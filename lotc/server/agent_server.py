@@ -165,7 +165,7 @@ async def _read_loop_alone(ctl: Controller, session: AgentSession, pinger: _Ping
     config = ctl.config
     framed = session.framed
     # Backstop only: the controller's verdict loop closes silent connections sooner.
-    backstop = config.silence_limit_s * 2 + config.offline_grace_s
+    backstop = config.timing.backstop_s
     with trio.move_on_after(backstop) as silence:
         while True:
             frame = await framed.receive()

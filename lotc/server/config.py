@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lotc.net.address import Address, default_listen_addresses, loopback_listen_addresses
+from lotc.timing import ServerTiming
 from protocol.spec import (
     DEFAULT_ADMIN_PORT,
     DEFAULT_AGENT_PORT,
@@ -41,5 +42,10 @@ class ServerConfig:
     revocation_poll_s: float = 0.25  # how often the DB is checked for tokens revoked by the CLI
 
     @property
+    def timing(self) -> ServerTiming:
+        return ServerTiming(self.heartbeat_interval_s, self.missed_heartbeats,
+                            self.offline_grace_s, self.upload_idle_timeout_s)
+
+    @property
     def silence_limit_s(self) -> float:
-        return self.heartbeat_interval_s * self.missed_heartbeats
+        return self.timing.agent_silence_limit_s
