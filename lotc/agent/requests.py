@@ -41,6 +41,7 @@ from protocol.messages import (
     ScheduleClear,
     ScheduleSet,
 )
+from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class RequestHandler:
         elif isinstance(body, ListProcesses):  # the server refreshing its view (ps, bundles)
             await self.framed.send(await self.core.agent_state(), frame.request_id)
         else:
+            check(Sender.SERVER, body.TYPE)  # the spec's SENDERS table names a wrong role
             raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
                                 ErrorCode.UNEXPECTED_MESSAGE)
 
