@@ -42,6 +42,7 @@ from protocol.messages import (
     ScheduleClear,
     ScheduleSet,
 )
+from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class RequestHandler:
         elif isinstance(body, ListRunVersions):  # `ps` asking which version each one runs
             await self.framed.send(self.core.run_versions(), frame.request_id)
         else:
+            check(Sender.SERVER, body.TYPE)  # the spec's SENDERS table names a wrong role
             raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
                                 ErrorCode.UNEXPECTED_MESSAGE)
 

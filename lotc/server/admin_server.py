@@ -73,6 +73,7 @@ from protocol.messages import (
     TokenCreate,
     TokenRevoke,
 )
+from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ async def _read_loop(conn: AdminConnection, nursery: trio.Nursery) -> None:
     while True:
         frame = await conn.framed.receive_within(idle_limit)
         body = frame.body
+        check(Sender.ADMIN, body.TYPE)  # the spec's SENDERS table refuses a wrong role
         if isinstance(body, Heartbeat):
             continue
         if isinstance(body, (BundleBegin, BundleChunk, BundleEnd)):

@@ -29,6 +29,7 @@ from protocol.messages import (
     StatsReport,
     TimeInfo,
 )
+from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ async def _dispatch(
         # In its own task: reconciling awaits replies that this loop must keep reading.
         nursery.start_soon(reconcile, ctl, session, body)
     else:
+        check(Sender.AGENT, body.TYPE)  # the spec's SENDERS table names a wrong role
         raise ProtocolError(
-            f"agents may not send {type(body).__name__}", ErrorCode.UNEXPECTED_MESSAGE
+            f"agents may not send {type(body).__name__} here", ErrorCode.UNEXPECTED_MESSAGE
         )
