@@ -18,9 +18,11 @@ and restarts never pile up orphaned grandchildren.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = ["ChildHandle", "adopt", "signal_group", "spawn"]
 logger = logging.getLogger(__name__)
 
 _CREATE_TIME_SLACK = 0.05  # psutil derives create_time from clock ticks + boot time
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -129,28 +132,75 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ChildHandle
     return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen, reads)
 
 
+# An orphan still inside its execve() shows an empty environment: the new memory image is
+# in place, its arguments and environment are not copied in yet (measured here: 19 of 300
+# children read right after Popen returned, under two CPU hogs). Such a session leader is
+# looked at again until it is this old; an older one with no environment has none.
+EXEC_SETTLE = 2.0  # seconds since the process started
+_SETTLE_POLL = 0.005
+
+
+def _marker(pid: int) -> str | None:
+    """The NOTIFY_SOCKET of a session leader; "" while its exec is not finished; None
+    when it is not a session leader (or is gone, or has no such variable)."""
+    try:
+        if os.getsid(pid) != pid:
+            return None
+        environ = psutil.Process(pid).environ()
+    except (psutil.Error, OSError):
+        return None
+    return environ.get("NOTIFY_SOCKET") if environ else ""
+
+
+def _age(pid: int) -> float:
+    """Seconds since `pid` started, on the boot clock (immune to wall-clock steps)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return math.inf
+    return uptime - ticks / _CLOCK_TICKS
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
 def find_orphan(notify_address: str) -> tuple[int, float] | None:
     """A session leader an earlier agent started but died before recording its pid. Blocking.
 
     Each record has its own NOTIFY_SOCKET name, given to its process only, so a session
-    leader carrying that name in its environment is that record's process.
+    leader carrying that name in its environment is that record's process. A session
+    leader still in its exec (see EXEC_SETTLE) is waited for, not passed over: the agent
+    may have died right after the spawn, and a second copy would then be started (the
+    race of issue 14, item 12).
 
     Every candidate is looked at through a fresh `psutil.Process`, never through
     `psutil.process_iter`: that keeps one object per pid across calls (the stats sampler
     calls it too), with the start time read when the pid was first seen. pid_max is
     often 32768, so pids wrap within minutes on a busy node: the orphan's pid may be
-    cached with the start time of the stranger that held it before, and adopt() then
-    refused the orphan and a second copy was started (the race of issue 14, item 12).
+    cached with the start time of the stranger that held it before.
     """
+    settling = []
     for pid in psutil.pids():
-        try:
-            if os.getsid(pid) != pid:
-                continue
-            proc = psutil.Process(pid)
-            if proc.environ().get("NOTIFY_SOCKET") == notify_address:
-                return pid, proc.create_time()
-        except (psutil.Error, OSError):
-            continue
+        marker = _marker(pid)
+        if marker == notify_address and (started := _start_time(pid)) is not None:
+            return pid, started
+        if marker == "" and _age(pid) < EXEC_SETTLE:
+            settling.append(pid)
+    while settling:
+        time.sleep(_SETTLE_POLL)
+        for pid in list(settling):
+            marker = _marker(pid)
+            if marker == notify_address and (started := _start_time(pid)) is not None:
+                return pid, started
+            if marker != "" or _age(pid) >= EXEC_SETTLE:
+                settling.remove(pid)
     return None
 
 
