@@ -63,6 +63,7 @@ class ChildHandle:
     create_time: float
     popen: subprocess.Popen[bytes] | None = None  # None: re-adopted, not our child
     pipes: dict[StreamKind, int] = field(default_factory=dict)  # our read ends, to pump
+    start_ticks: int | None = None  # see start_ticks()
     _closed: bool = field(default=False, repr=False)
 
     async def wait(self) -> tuple[int | None, int | None]:
@@ -93,6 +94,17 @@ class ChildHandle:
     def pipe_records(self) -> dict[StreamKind, PipeRecord]:
         """What a later agent needs to find these pipes again (see pipe.py)."""
         return {stream: record_of(fd) for stream, fd in self.pipes.items()}
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/PID/stat field 22), None if
+    gone. Exact and on the boot clock: unlike psutil's create_time (these ticks plus the
+    boot time, which is derived from the wall clock), a stepped clock cannot change it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _create_time(pid: int) -> float:
@@ -129,7 +141,8 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ChildHandle
             os.close(write)
     # Our unreaped child: its pid cannot be reused before we wait for it.
     pidfd = os.pidfd_open(popen.pid)
-    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen, reads)
+    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen, reads,
+                       start_ticks(popen.pid))
 
 
 # An orphan still inside its execve() shows an empty environment: the new memory image is
@@ -153,15 +166,14 @@ def _marker(pid: int) -> str | None:
 
 
 def _age(pid: int) -> float:
-    """Seconds since `pid` started, on the boot clock (immune to wall-clock steps)."""
+    """Seconds since `pid` started, on the boot clock."""
+    ticks = start_ticks(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
         with open("/proc/uptime", "rb") as f:
             uptime = float(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return math.inf
-    return uptime - ticks / _CLOCK_TICKS
+    return math.inf if ticks is None else uptime - ticks / _CLOCK_TICKS
 
 
 def _start_time(pid: int) -> float | None:
@@ -171,7 +183,7 @@ def _start_time(pid: int) -> float | None:
         return None
 
 
-def find_orphan(notify_address: str) -> tuple[int, float] | None:
+def find_orphan(notify_address: str) -> tuple[int, float, int | None] | None:
     """A session leader an earlier agent started but died before recording its pid. Blocking.
 
     Each record has its own NOTIFY_SOCKET name, given to its process only, so a session
@@ -190,7 +202,7 @@ def find_orphan(notify_address: str) -> tuple[int, float] | None:
     for pid in psutil.pids():
         marker = _marker(pid)
         if marker == notify_address and (started := _start_time(pid)) is not None:
-            return pid, started
+            return pid, started, start_ticks(pid)
         if marker == "" and _age(pid) < EXEC_SETTLE:
             settling.append(pid)
     while settling:
@@ -198,14 +210,23 @@ def find_orphan(notify_address: str) -> tuple[int, float] | None:
         for pid in list(settling):
             marker = _marker(pid)
             if marker == notify_address and (started := _start_time(pid)) is not None:
-                return pid, started
+                return pid, started, start_ticks(pid)
             if marker != "" or _age(pid) >= EXEC_SETTLE:
                 settling.remove(pid)
     return None
 
 
+def _same_start(pid: int, proc: psutil.Process, create_time: float,
+                ticks: int | None) -> bool:
+    """Is `pid` still the process that started then? On the boot clock when the record
+    has it; records of earlier agents have only the wall-clock start time."""
+    if ticks is not None:
+        return start_ticks(pid) == ticks
+    return abs(proc.create_time() - create_time) <= _CREATE_TIME_SLACK
+
+
 def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
-          ) -> tuple[ChildHandle, bool] | None:
+          ticks: int | None = None) -> tuple[ChildHandle, bool] | None:
     """Take back a group leader left running by an earlier agent, and its output pipes.
     Blocking.
 
@@ -219,7 +240,7 @@ def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
     try:
         proc = psutil.Process(pid)
         # Checked after pidfd_open: the pidfd pins this pid to the process we check.
-        same = abs(proc.create_time() - create_time) <= _CREATE_TIME_SLACK
+        same = _same_start(pid, proc, create_time, ticks)
         if not same or os.getsid(pid) != pid or proc.status() == psutil.STATUS_ZOMBIE:
             os.close(pidfd)
             return None
@@ -235,4 +256,4 @@ def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
                            stream.name.lower())
         else:
             reads[stream] = fd
-    return ChildHandle(pid, pidfd, create_time, pipes=reads), suspended
+    return ChildHandle(pid, pidfd, create_time, pipes=reads, start_ticks=ticks), suspended

@@ -132,7 +132,16 @@ async def _check_readopted(sup: Supervisor, events: list[ProcessEvent],
     assert done.state == S.EXITED and not alive(pids["beater"])
 
 
-async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path) -> None:
+@pytest.mark.parametrize(("change", "adopted"), [
+    ({"create_time": -1000, "start_ticks": -100_000}, False),  # pid reused by another
+    ({"create_time": -1000}, True),  # the wall clock was stepped back: same process
+    ({"start_ticks": None}, True),  # a record of an earlier agent: wall-clock start only
+])
+async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path,
+                                           change: dict[str, int | None],
+                                           adopted: bool) -> None:
+    """Identity is the start time on the boot clock (/proc/PID/stat starttime): a step
+    of the wall clock, which moves psutil's create_time, must not double the process."""
     state = tmp_path / "state"
 
     async def setup(sup: Supervisor) -> None:
@@ -142,18 +151,23 @@ async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path) -> None
     record_path = state / "processes/p.json"
     record = json.loads(record_path.read_text())
     old_pid = record["pid"]
-    record["create_time"] -= 1000  # as if pid had been reused by another process
+    assert isinstance(record["start_ticks"], int)
+    for key, delta in change.items():
+        record[key] = None if delta is None else record[key] + delta
     record_path.write_text(json.dumps(record))
     sup = make_supervisor(state, bundle, [])
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.run)
-            assert sup.get("p").pid != old_pid and sup.get("p").state == S.RUNNING
+            assert (sup.get("p").pid == old_pid) == adopted and sup.get("p").state == S.RUNNING
+            # not adopted: the "stranger" (really the old process) runs beside a new one
+            assert len(_carrying(record["notify_address"])) == (1 if adopted else 2)
             with trio.CancelScope(shield=True):
                 await sup.terminate_all(grace=1)
             nursery.cancel_scope.cancel()
     finally:
-        os.killpg(old_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # gone if it was adopted
+            os.killpg(old_pid, signal.SIGKILL)
         kill_leftovers(sup)
 
 
