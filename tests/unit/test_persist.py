@@ -313,7 +313,7 @@ def _orphan_in_a_long_exec(notify_address: str) -> subprocess.Popen[bytes]:
     """A session leader with an empty environment (as in execve()) until a line on its
     stdin lets it exec, on the same pid, into a program carrying `notify_address`."""
     return subprocess.Popen(
-        ["/bin/sh", "-c", 'read _; exec /usr/bin/env "NOTIFY_SOCKET=$0" /bin/sleep 60',
+        ["/bin/sh", "-c", 'read _; NOTIFY_SOCKET=$0 exec /bin/sleep 60',  # one exec
          notify_address], env={}, stdin=subprocess.PIPE, start_new_session=True)
 
 
