@@ -164,6 +164,8 @@ class ProcessRecord:
     desired: DesiredState = DesiredState.RUNNING
     pid: int | None = None
     create_time: float = 0.0  # psutil create_time of pid: tells our process from a reused pid
+    start_ticks: int | None = None  # the same on the boot clock (spawn.start_ticks); None in
+    # records of earlier agents, which then compare create_time
     log_pipes: dict[StreamKind, PipeRecord] = field(default_factory=dict)  # see pipe.py
     exit_code: int | None = None
     exit_signal: int | None = None
@@ -214,7 +216,8 @@ class ProcessRecord:
         return {
             "spec": self.spec.to_json(), "notify_address": self.notify_address,
             "state": self.state.name, "desired": self.desired.name, "pid": self.pid,
-            "create_time": self.create_time, "exit_code": self.exit_code,
+            "create_time": self.create_time, "start_ticks": self.start_ticks,
+            "exit_code": self.exit_code,
             "exit_signal": self.exit_signal, "restarts": self.restarts,
             "started_at": self.started_at, "status": self.status,
             "bundle_path": self.bundle_path,
@@ -230,6 +233,8 @@ class ProcessRecord:
         rec.desired = DesiredState[data["desired"]]
         rec.pid = data.get("pid")
         rec.create_time = float(data.get("create_time") or 0.0)
+        ticks = data.get("start_ticks")
+        rec.start_ticks = None if ticks is None else int(ticks)
         rec.exit_code = data.get("exit_code")
         rec.exit_signal = data.get("exit_signal")
         rec.restarts = int(data.get("restarts") or 0)

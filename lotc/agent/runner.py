@@ -208,6 +208,7 @@ class Runner:
     def _started(self, rec: ProcessRecord, handle: ChildHandle) -> None:
         """Book-keeping of a fresh run, then the queued signals: no await in between."""
         rec.pid, rec.create_time = handle.pid, handle.create_time
+        rec.start_ticks = handle.start_ticks
         rec.log_pipes = handle.pipe_records()
         rec.started_at, rec.started_mono = self.clock(), trio.current_time()
         rec.exit_code = rec.exit_signal = None

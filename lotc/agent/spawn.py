@@ -18,9 +18,11 @@ and restarts never pile up orphaned grandchildren.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = ["ChildHandle", "adopt", "signal_group", "spawn"]
 logger = logging.getLogger(__name__)
 
 _CREATE_TIME_SLACK = 0.05  # psutil derives create_time from clock ticks + boot time
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -60,6 +63,7 @@ class ChildHandle:
     create_time: float
     popen: subprocess.Popen[bytes] | None = None  # None: re-adopted, not our child
     pipes: dict[StreamKind, int] = field(default_factory=dict)  # our read ends, to pump
+    start_ticks: int | None = None  # see start_ticks()
     _closed: bool = field(default=False, repr=False)
 
     async def wait(self) -> tuple[int | None, int | None]:
@@ -90,6 +94,17 @@ class ChildHandle:
     def pipe_records(self) -> dict[StreamKind, PipeRecord]:
         """What a later agent needs to find these pipes again (see pipe.py)."""
         return {stream: record_of(fd) for stream, fd in self.pipes.items()}
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/PID/stat field 22), None if
+    gone. Exact and on the boot clock: unlike psutil's create_time (these ticks plus the
+    boot time, which is derived from the wall clock), a stepped clock cannot change it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _create_time(pid: int) -> float:
@@ -126,36 +141,92 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ChildHandle
             os.close(write)
     # Our unreaped child: its pid cannot be reused before we wait for it.
     pidfd = os.pidfd_open(popen.pid)
-    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen, reads)
+    return ChildHandle(popen.pid, pidfd, _create_time(popen.pid), popen, reads,
+                       start_ticks(popen.pid))
 
 
-def find_orphan(notify_address: str) -> tuple[int, float] | None:
+# An orphan still inside its execve() shows an empty environment: the new memory image is
+# in place, its arguments and environment are not copied in yet (measured here: 19 of 300
+# children read right after Popen returned, under two CPU hogs). Such a session leader is
+# looked at again until it is this old; an older one with no environment has none.
+EXEC_SETTLE = 2.0  # seconds since the process started
+_SETTLE_POLL = 0.005
+
+
+def _marker(pid: int) -> str | None:
+    """The NOTIFY_SOCKET of a session leader; "" while its exec is not finished; None
+    when it is not a session leader (or is gone, or has no such variable)."""
+    try:
+        if os.getsid(pid) != pid:
+            return None
+        environ = psutil.Process(pid).environ()
+    except (psutil.Error, OSError):
+        return None
+    return environ.get("NOTIFY_SOCKET") if environ else ""
+
+
+def _age(pid: int) -> float:
+    """Seconds since `pid` started, on the boot clock."""
+    ticks = start_ticks(pid)
+    try:
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return math.inf
+    return math.inf if ticks is None else uptime - ticks / _CLOCK_TICKS
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def find_orphan(notify_address: str) -> tuple[int, float, int | None] | None:
     """A session leader an earlier agent started but died before recording its pid. Blocking.
 
     Each record has its own NOTIFY_SOCKET name, given to its process only, so a session
-    leader carrying that name in its environment is that record's process.
+    leader carrying that name in its environment is that record's process. A session
+    leader still in its exec (see EXEC_SETTLE) is waited for, not passed over: the agent
+    may have died right after the spawn, and a second copy would then be started (the
+    race of issue 14, item 12).
 
     Every candidate is looked at through a fresh `psutil.Process`, never through
     `psutil.process_iter`: that keeps one object per pid across calls (the stats sampler
     calls it too), with the start time read when the pid was first seen. pid_max is
     often 32768, so pids wrap within minutes on a busy node: the orphan's pid may be
-    cached with the start time of the stranger that held it before, and adopt() then
-    refused the orphan and a second copy was started (the race of issue 14, item 12).
+    cached with the start time of the stranger that held it before.
     """
+    settling = []
     for pid in psutil.pids():
-        try:
-            if os.getsid(pid) != pid:
-                continue
-            proc = psutil.Process(pid)
-            if proc.environ().get("NOTIFY_SOCKET") == notify_address:
-                return pid, proc.create_time()
-        except (psutil.Error, OSError):
-            continue
+        marker = _marker(pid)
+        if marker == notify_address and (started := _start_time(pid)) is not None:
+            return pid, started, start_ticks(pid)
+        if marker == "" and _age(pid) < EXEC_SETTLE:
+            settling.append(pid)
+    while settling:
+        time.sleep(_SETTLE_POLL)
+        for pid in list(settling):
+            marker = _marker(pid)
+            if marker == notify_address and (started := _start_time(pid)) is not None:
+                return pid, started, start_ticks(pid)
+            if marker != "" or _age(pid) >= EXEC_SETTLE:
+                settling.remove(pid)
     return None
 
 
+def _same_start(pid: int, proc: psutil.Process, create_time: float,
+                ticks: int | None) -> bool:
+    """Is `pid` still the process that started then? On the boot clock when the record
+    has it; records of earlier agents have only the wall-clock start time."""
+    if ticks is not None:
+        return start_ticks(pid) == ticks
+    return abs(proc.create_time() - create_time) <= _CREATE_TIME_SLACK
+
+
 def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
-          ) -> tuple[ChildHandle, bool] | None:
+          ticks: int | None = None) -> tuple[ChildHandle, bool] | None:
     """Take back a group leader left running by an earlier agent, and its output pipes.
     Blocking.
 
@@ -169,7 +240,7 @@ def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
     try:
         proc = psutil.Process(pid)
         # Checked after pidfd_open: the pidfd pins this pid to the process we check.
-        same = abs(proc.create_time() - create_time) <= _CREATE_TIME_SLACK
+        same = _same_start(pid, proc, create_time, ticks)
         if not same or os.getsid(pid) != pid or proc.status() == psutil.STATUS_ZOMBIE:
             os.close(pidfd)
             return None
@@ -185,4 +256,4 @@ def adopt(pid: int, create_time: float, pipes: Mapping[StreamKind, PipeRecord],
                            stream.name.lower())
         else:
             reads[stream] = fd
-    return ChildHandle(pid, pidfd, create_time, pipes=reads), suspended
+    return ChildHandle(pid, pidfd, create_time, pipes=reads, start_ticks=ticks), suspended

@@ -17,7 +17,7 @@ and its pid saved with its start time. So when the agent goes away (crash,
 upgrade, `systemctl restart`) nothing the process holds breaks: no pipe to
 the agent to get SIGPIPE on, no socket file that vanished. A new supervisor
 over the same state dir finds each pid, checks it is the same process
-(psutil create_time, still its own session leader), takes a pidfd on it and
+(its start time on the boot clock, still its own session leader), takes a pidfd on it and
 binds the same notify name again: the service never noticed. Operators want
 exactly this (a supervisor upgrade must not bounce every service), and
 restarting instead would turn every agent crash into an outage of the node.
@@ -383,10 +383,10 @@ class Supervisor:
         if not rec.pid:  # the agent died between the spawn and recording the pid
             orphan = await trio.to_thread.run_sync(find_orphan, rec.notify_address)
             if orphan is not None:
-                rec.pid, rec.create_time = orphan
+                rec.pid, rec.create_time, rec.start_ticks = orphan
         if rec.pid:
             adopted = await trio.to_thread.run_sync(adopt, rec.pid, rec.create_time,
-                                                    rec.log_pipes)
+                                                    rec.log_pipes, rec.start_ticks)
         if adopted is None and rec.desired == DesiredState.EXITED:
             rec.pid = None  # it was being terminated when the agent went away: done
             rec.state = S.EXITED

@@ -132,7 +132,16 @@ async def _check_readopted(sup: Supervisor, events: list[ProcessEvent],
     assert done.state == S.EXITED and not alive(pids["beater"])
 
 
-async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path) -> None:
+@pytest.mark.parametrize(("change", "adopted"), [
+    ({"create_time": -1000, "start_ticks": -100_000}, False),  # pid reused by another
+    ({"create_time": -1000}, True),  # the wall clock was stepped back: same process
+    ({"start_ticks": None}, True),  # a record of an earlier agent: wall-clock start only
+])
+async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path,
+                                           change: dict[str, int | None],
+                                           adopted: bool) -> None:
+    """Identity is the start time on the boot clock (/proc/PID/stat starttime): a step
+    of the wall clock, which moves psutil's create_time, must not double the process."""
     state = tmp_path / "state"
 
     async def setup(sup: Supervisor) -> None:
@@ -142,18 +151,23 @@ async def test_a_reused_pid_is_not_adopted(tmp_path: Path, bundle: Path) -> None
     record_path = state / "processes/p.json"
     record = json.loads(record_path.read_text())
     old_pid = record["pid"]
-    record["create_time"] -= 1000  # as if pid had been reused by another process
+    assert isinstance(record["start_ticks"], int)
+    for key, delta in change.items():
+        record[key] = None if delta is None else record[key] + delta
     record_path.write_text(json.dumps(record))
     sup = make_supervisor(state, bundle, [])
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.run)
-            assert sup.get("p").pid != old_pid and sup.get("p").state == S.RUNNING
+            assert (sup.get("p").pid == old_pid) == adopted and sup.get("p").state == S.RUNNING
+            # not adopted: the "stranger" (really the old process) runs beside a new one
+            assert len(_carrying(record["notify_address"])) == (1 if adopted else 2)
             with trio.CancelScope(shield=True):
                 await sup.terminate_all(grace=1)
             nursery.cancel_scope.cancel()
     finally:
-        os.killpg(old_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # gone if it was adopted
+            os.killpg(old_pid, signal.SIGKILL)
         kill_leftovers(sup)
 
 
@@ -261,3 +275,49 @@ async def test_an_orphan_on_a_reused_pid_is_adopted_not_doubled(
         orphan.kill()
         orphan.wait()
         kill_leftovers(sup)
+
+
+async def test_an_orphan_still_in_its_exec_is_adopted_not_doubled(
+        tmp_path: Path, bundle: Path) -> None:
+    """The race left after the cache fix: right after Popen returns the child may still be
+    inside execve(), its environment not yet copied in (/proc/PID/environ reads empty), so
+    the orphan was passed over and a second copy started at pid + 1. Here the orphan's
+    exec is stretched: a session leader with no environment that execs into the
+    marked program a little later, on the same pid."""
+    state = tmp_path / "state"
+    files = StateFiles(state)
+    files.root.mkdir(parents=True)
+    spec = ProcessSpec("p", "b", ["/bin/sleep", "60"])
+    rec = ProcessRecord(spec=spec, notify_address=new_address(), budget=budget_for(spec))
+    rec.state = S.STARTING
+    files.save("p", rec.to_json())  # as written by the runner just before its spawn
+    orphan = _orphan_in_a_long_exec(rec.notify_address)
+    sup = make_supervisor(state, bundle, [])
+    try:
+        assert orphan.stdin is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_let_exec_finish, orphan.stdin)
+            await nursery.start(sup.run)
+            assert sup.get("p").pid == orphan.pid and sup.get("p").state == S.RUNNING
+            assert _carrying(rec.notify_address) == [orphan.pid]
+            with trio.CancelScope(shield=True):
+                await sup.terminate_all(grace=1)
+            nursery.cancel_scope.cancel()
+    finally:
+        orphan.kill()
+        orphan.wait()
+        kill_leftovers(sup)
+
+
+def _orphan_in_a_long_exec(notify_address: str) -> subprocess.Popen[bytes]:
+    """A session leader with an empty environment (as in execve()) until a line on its
+    stdin lets it exec, on the same pid, into a program carrying `notify_address`."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", 'read _; NOTIFY_SOCKET=$0 exec /bin/sleep 60',  # one exec
+         notify_address], env={}, stdin=subprocess.PIPE, start_new_session=True)
+
+
+async def _let_exec_finish(stdin: object) -> None:
+    await trio.sleep(0.3)  # find_orphan is looking by then: the orphan has no environment
+    stdin.write(b"\n")  # type: ignore[attr-defined]
+    stdin.flush()  # type: ignore[attr-defined]
