@@ -24,6 +24,7 @@ from lotc.agent.stats import StatsSampler
 from lotc.agent.store import BundleInfo, BundleStore
 from lotc.agent.supervisor import ProcessEvent, Supervisor
 from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
+from lotc.options import spec_fields
 from protocol import messages as m
 from protocol.enums import Action, EventKind, ProcessState, StreamKind
 
@@ -36,8 +37,9 @@ DEFAULT_BACKOFF_CAP_S = 30.0
 DEFAULT_RESTART_WINDOW_S = 60.0
 
 
-def spec_from_message(msg: m.ProcStart) -> ProcessSpec:
+def spec_from_message(msg: m.ProcStart | m.ProcStartOptions) -> ProcessSpec:
     """Milliseconds on the wire, seconds in the supervisor; 0 means "the default"."""
+    options = getattr(msg, "options", ())
     return ProcessSpec(
         name=msg.name, bundle=msg.bundle, argv=tuple(msg.argv),
         env={kv.key: kv.value for kv in msg.env}, cwd=msg.cwd, restart=msg.restart,
@@ -48,6 +50,7 @@ def spec_from_message(msg: m.ProcStart) -> ProcessSpec:
         restart_window=msg.restart_window_s or DEFAULT_RESTART_WINDOW_S,
         grace=msg.grace_ms / 1000 or DEFAULT_GRACE_S,
         revision=msg.revision,
+        **spec_fields((kv.key, kv.value) for kv in options),
     )
 
 
@@ -185,7 +188,7 @@ class AgentCore:
 
     # ---------------------------------------------------------------- commands
 
-    async def start(self, msg: m.ProcStart) -> str:
+    async def start(self, msg: m.ProcStart | m.ProcStartOptions) -> str:
         """Idempotent: the revision already running is left alone; another one replaces it."""
         spec = spec_from_message(msg)
         try:
