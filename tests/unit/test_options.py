@@ -4,15 +4,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from lotc.errors import InvalidRequest
 from lotc.options import START_OPTIONS_CAPABILITY, canonical_options, parse_size, spec_fields
+from lotc.server.controller import Controller
 from lotc.server.model import Model
-from lotc.server.processes import start_message, unapplied_options
+from lotc.server.processes import start_message, start_process, unapplied_options
 from lotc.server.records import ProcessSpecRecord
 from protocol.codec import FrameDecoder, encode
-from protocol.enums import DesiredState, RestartPolicy
-from protocol.messages import KeyValue, ProcStart, ProcStartOptions
+from protocol.enums import BundleKind, DesiredState, RestartPolicy
+from protocol.messages import KeyValue, Ok, ProcStart, ProcStartOptions
+from tests.server_helpers import (  # noqa: F401  (fixtures)
+    connect_agent,
+    ctl_fixture,
+    model_fixture,
+    wall_fixture,
+)
 
 
 def _spec(options: tuple[tuple[str, str], ...]) -> ProcessSpecRecord:
@@ -72,3 +80,26 @@ def test_options_are_kept_in_the_desired_state(tmp_path: Path) -> None:
         assert stored is not None and stored.options == (("log-size", "65536"),)
     finally:
         model.close()
+
+
+async def test_an_old_agent_gets_plain_start_and_the_admin_is_told(
+        ctl: Controller, nursery: trio.Nursery) -> None:
+    new = await connect_agent(nursery, ctl, "new-1", answers={
+        ProcStartOptions: lambda frame: Ok(message="started pid 42")},
+        capabilities=("processes", START_OPTIONS_CAPABILITY))
+    old = await connect_agent(nursery, ctl, "old-1", capabilities=("processes",))
+    for agent in ("new-1", "old-1"):
+        ctl.model.set_desired_bundle(agent, "app", bytes(32), BundleKind.FILE, 1, now_us=1)
+    msg = ProcStartOptions(target="*-1", name="web", bundle="app", argv=("./app",),
+                           options=(KeyValue("log-size", "10M"),))
+
+    results = {r.agent: r for r in await start_process(ctl, msg)}
+
+    assert [m.options for m in new.of_type(ProcStartOptions)] == [
+        (KeyValue("log-size", "10485760"),)]
+    assert len(old.of_type(ProcStart)) == 1 and not old.of_type(ProcStartOptions)
+    assert "too old for --log-size: not applied" in results["old-1"].message
+    assert results["new-1"].message == "started pid 42"
+    assert not old.closed.is_set(), "the old agent's link is untouched"
+    stored = ctl.model.find_process("old-1", "web")
+    assert stored is not None and stored.options == (("log-size", "10485760"),)
