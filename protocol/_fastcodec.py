@@ -59,6 +59,7 @@ from protocol.messages import (
     ProcRestart,
     ProcResume,
     ProcStart,
+    ProcStartOptions,
     ProcStop,
     ProcTerminate,
     QueryEvents,
@@ -136,24 +137,25 @@ _S25 = Struct('>2sBBHIIQI')
 _S26 = Struct('>QI')
 _S27 = Struct('>QH')
 _S28 = Struct('>BIIIIHI')
-_S29 = Struct('>qqq')
-_S30 = Struct('>32sBQq')
-_S31 = Struct('>QBBIhBIqqH')
-_S32 = Struct('>qffffQQQQQQQQQIH')
-_S33 = Struct('>IfQHHIq')
-_S34 = Struct('>2sBBHIIQH')
-_S35 = Struct('>qBH')
-_S36 = Struct('>BBhBH')
-_S37 = Struct('>qI')
-_S38 = Struct('>qI?')
-_S39 = Struct('>qIB')
-_S40 = Struct('>I?')
-_S41 = Struct('>IB')
-_S42 = Struct('>?H')
-_S43 = Struct('>qqqqH')
-_S44 = Struct('>qH')
-_S45 = Struct('>qffffQQQQQQQQQI')
-_S46 = Struct('>2sBBHIIBH')
+_S29 = Struct('>BIIIIHIH')
+_S30 = Struct('>qqq')
+_S31 = Struct('>32sBQq')
+_S32 = Struct('>QBBIhBIqqH')
+_S33 = Struct('>qffffQQQQQQQQQIH')
+_S34 = Struct('>IfQHHIq')
+_S35 = Struct('>2sBBHIIQH')
+_S36 = Struct('>qBH')
+_S37 = Struct('>BBhBH')
+_S38 = Struct('>qI')
+_S39 = Struct('>qI?')
+_S40 = Struct('>qIB')
+_S41 = Struct('>I?')
+_S42 = Struct('>IB')
+_S43 = Struct('>?H')
+_S44 = Struct('>qqqqH')
+_S45 = Struct('>qH')
+_S46 = Struct('>qffffQQQQQQQQQI')
+_S47 = Struct('>2sBBHIIBH')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -440,6 +442,10 @@ class _W_ProcRestart(Message):
 
 class _W_ProcRemove(Message):
     __slots__ = ProcRemove.__slots__
+
+
+class _W_ProcStartOptions(Message):
+    __slots__ = ProcStartOptions.__slots__
 
 
 class _W_ScheduleSet(Message):
@@ -1415,6 +1421,154 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     return procremove_11
 
 
+def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    target_1 = m.target.encode()
+    ap(_S1.pack(len(target_1)))
+    ap(target_1)
+    name_2 = m.name.encode()
+    ap(_S1.pack(len(name_2)))
+    ap(name_2)
+    bundle_3 = m.bundle.encode()
+    ap(_S1.pack(len(bundle_3)))
+    ap(bundle_3)
+    argv_4 = m.argv
+    ap(_S27.pack(m.revision, len(argv_4)))
+    for x_5 in argv_4:
+        argv_6 = x_5.encode()
+        ap(_S22.pack(len(argv_6)))
+        ap(argv_6)
+    env_7 = m.env
+    ap(_S1.pack(len(env_7)))
+    for x_8 in env_7:
+        key_9 = x_8.key.encode()
+        ap(_S1.pack(len(key_9)))
+        ap(key_9)
+        value_10 = x_8.value.encode()
+        ap(_S22.pack(len(value_10)))
+        ap(value_10)
+    cwd_11 = m.cwd.encode()
+    ap(_S1.pack(len(cwd_11)))
+    ap(cwd_11)
+    options_12 = m.options
+    ap(_S29.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s, len(options_12)))
+    for x_13 in options_12:
+        key_14 = x_13.key.encode()
+        ap(_S1.pack(len(key_14)))
+        ap(key_14)
+        value_15 = x_13.value.encode()
+        ap(_S22.pack(len(value_15)))
+        ap(value_15)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 47, flags, rid, len(body)) + body
+
+
+def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    if end_9 > n: raise _short(len_7, n - p)
+    bundle_8 = b[p:end_9].decode()
+    p = end_9
+    revision_10, count_11, = _S27.unpack_from(b, p)
+    p += 10
+    if count_11 * 4 > n - p: raise _short(count_11 * 4, n - p)
+    argv_12 = []
+    for _ in range(count_11):
+        len_13, = _S22.unpack_from(b, p)
+        p += 4
+        end_15 = p + len_13
+        if end_15 > n: raise _short(len_13, n - p)
+        argv_14 = b[p:end_15].decode()
+        p = end_15
+        argv_12.append(argv_14)
+    count_16, = _S1.unpack_from(b, p)
+    p += 2
+    if count_16 * 6 > n - p: raise _short(count_16 * 6, n - p)
+    env_17 = []
+    for _ in range(count_16):
+        len_18, = _S1.unpack_from(b, p)
+        p += 2
+        end_20 = p + len_18
+        if end_20 > n: raise _short(len_18, n - p)
+        key_19 = b[p:end_20].decode()
+        p = end_20
+        len_21, = _S22.unpack_from(b, p)
+        p += 4
+        end_23 = p + len_21
+        if end_23 > n: raise _short(len_21, n - p)
+        value_22 = b[p:end_23].decode()
+        p = end_23
+        keyvalue_24 = _W_KeyValue()
+        keyvalue_24.key = key_19
+        keyvalue_24.value = value_22
+        keyvalue_24.__class__ = KeyValue
+        env_17.append(keyvalue_24)
+    len_25, = _S1.unpack_from(b, p)
+    p += 2
+    end_27 = p + len_25
+    if end_27 > n: raise _short(len_25, n - p)
+    cwd_26 = b[p:end_27].decode()
+    p = end_27
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, count_35, = _S29.unpack_from(b, p)
+    p += 25
+    if count_35 * 6 > n - p: raise _short(count_35 * 6, n - p)
+    options_36 = []
+    for _ in range(count_35):
+        len_37, = _S1.unpack_from(b, p)
+        p += 2
+        end_39 = p + len_37
+        if end_39 > n: raise _short(len_37, n - p)
+        key_38 = b[p:end_39].decode()
+        p = end_39
+        len_40, = _S22.unpack_from(b, p)
+        p += 4
+        end_42 = p + len_40
+        if end_42 > n: raise _short(len_40, n - p)
+        value_41 = b[p:end_42].decode()
+        p = end_42
+        keyvalue_43 = _W_KeyValue()
+        keyvalue_43.key = key_38
+        keyvalue_43.value = value_41
+        keyvalue_43.__class__ = KeyValue
+        options_36.append(keyvalue_43)
+    procstartoptions_44 = _W_ProcStartOptions()
+    procstartoptions_44.target = target_2
+    procstartoptions_44.name = name_5
+    procstartoptions_44.bundle = bundle_8
+    procstartoptions_44.revision = revision_10
+    procstartoptions_44.argv = tuple(argv_12)
+    procstartoptions_44.env = tuple(env_17)
+    procstartoptions_44.cwd = cwd_26
+    procstartoptions_44.restart = _D_RestartPolicy[restart_28]
+    procstartoptions_44.liveness_ms = liveness_ms_29
+    procstartoptions_44.grace_ms = grace_ms_30
+    procstartoptions_44.backoff_base_ms = backoff_base_ms_31
+    procstartoptions_44.backoff_cap_ms = backoff_cap_ms_32
+    procstartoptions_44.restart_limit = restart_limit_33
+    procstartoptions_44.restart_window_s = restart_window_s_34
+    procstartoptions_44.options = tuple(options_36)
+    procstartoptions_44.__class__ = ProcStartOptions
+    if p != n: raise _trailing(n - p)
+    return procstartoptions_44
+
+
 def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     schedule_2 = m.schedule
@@ -1424,7 +1578,7 @@ def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     cron_6 = schedule_2.cron.encode()
     tz_7 = schedule_2.tz.encode()
     blen = 46 + len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7)
-    return b"".join((_S10.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S27.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S29.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
+    return b"".join((_S10.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S27.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S30.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
 
 
 def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
@@ -1467,7 +1621,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_21 > n: raise _short(len_19, n - p)
     tz_20 = b[p:end_21].decode()
     p = end_21
-    at_us_22, next_fire_us_23, last_fire_us_24, = _S29.unpack_from(b, p)
+    at_us_22, next_fire_us_23, last_fire_us_24, = _S30.unpack_from(b, p)
     p += 24
     scheduleentry_25 = _W_ScheduleEntry()
     scheduleentry_25.id = id_4
@@ -1528,7 +1682,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S30.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S31.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
@@ -1542,7 +1696,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_9)))
         ap(bundle_9)
         status_10 = x_6.status.encode()
-        ap(_S31.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
+        ap(_S32.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
         ap(status_10)
     schedules_11 = m.schedules
     ap(_S1.pack(len(schedules_11)))
@@ -1562,7 +1716,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         tz_17 = x_12.tz.encode()
         ap(_S1.pack(len(tz_17)))
         ap(tz_17)
-        ap(_S29.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
+        ap(_S30.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 60, flags, rid, len(body)) + body
 
@@ -1588,7 +1742,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S30.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S31.unpack_from(b, p)
         p += 49
         bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
@@ -1622,7 +1776,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_24 > n: raise _short(len_22, n - p)
         bundle_23 = b[p:end_24].decode()
         p = end_24
-        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S31.unpack_from(b, p)
+        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S32.unpack_from(b, p)
         p += 39
         end_36 = p + len_34
         if end_36 > n: raise _short(len_34, n - p)
@@ -1679,7 +1833,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_57 > n: raise _short(len_55, n - p)
         tz_56 = b[p:end_57].decode()
         p = end_57
-        at_us_58, next_fire_us_59, last_fire_us_60, = _S29.unpack_from(b, p)
+        at_us_58, next_fire_us_59, last_fire_us_60, = _S30.unpack_from(b, p)
         p += 24
         scheduleentry_61 = _W_ScheduleEntry()
         scheduleentry_61.id = id_40
@@ -1712,12 +1866,12 @@ def _enc_StatsReport(m: StatsReport, rid: int, flags: int) -> bytes:
     ap(agent_1)
     node_2 = m.node
     processes_3 = m.processes
-    ap(_S32.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
+    ap(_S33.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
     for x_4 in processes_3:
         name_5 = x_4.name.encode()
         ap(_S1.pack(len(name_5)))
         ap(name_5)
-        ap(_S33.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
+        ap(_S34.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 61, flags, rid, len(body)) + body
 
@@ -1732,7 +1886,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S32.unpack_from(b, p)
+    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S33.unpack_from(b, p)
     p += 102
     nodestats_19 = _W_NodeStats()
     nodestats_19.cpu_percent = cpu_percent_5
@@ -1759,7 +1913,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
         if end_24 > n: raise _short(len_22, n - p)
         name_23 = b[p:end_24].decode()
         p = end_24
-        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S33.unpack_from(b, p)
+        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S34.unpack_from(b, p)
         p += 32
         processstats_32 = _W_ProcessStats()
         processstats_32.name = name_23
@@ -1787,7 +1941,7 @@ def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
     process_2 = m.process.encode()
     message_3 = m.message.encode()
     blen = 36 + len(agent_1) + len(process_2) + len(message_3)
-    return b"".join((_S34.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S35.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S36.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S19.pack(m.schedule_id)))
+    return b"".join((_S35.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S36.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S37.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S19.pack(m.schedule_id)))
 
 
 def _dec_Event(b: bytes, p: int, n: int) -> Event:
@@ -1800,13 +1954,13 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
     if end_4 > n: raise _short(len_2, n - p)
     agent_3 = b[p:end_4].decode()
     p = end_4
-    time_us_5, kind_6, len_7, = _S35.unpack_from(b, p)
+    time_us_5, kind_6, len_7, = _S36.unpack_from(b, p)
     p += 11
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
     process_8 = b[p:end_9].decode()
     p = end_9
-    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S36.unpack_from(b, p)
+    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S37.unpack_from(b, p)
     p += 7
     end_16 = p + len_14
     if end_16 > n: raise _short(len_14, n - p)
@@ -2008,7 +2162,7 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
 def _enc_QueryStats(m: QueryStats, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     blen = 14 + len(agent_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S37.pack(m.since_us, m.limit)))
+    return b"".join((_S10.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S38.pack(m.since_us, m.limit)))
 
 
 def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
@@ -2021,7 +2175,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, = _S37.unpack_from(b, p)
+    since_us_4, limit_5, = _S38.unpack_from(b, p)
     p += 12
     querystats_6 = _W_QueryStats()
     querystats_6.agent = agent_2
@@ -2035,7 +2189,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
 def _enc_QueryEvents(m: QueryEvents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 15 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S38.pack(m.since_us, m.limit, m.follow)))
+    return b"".join((_S10.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S39.pack(m.since_us, m.limit, m.follow)))
 
 
 def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
@@ -2048,7 +2202,7 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, follow_6, = _S39.unpack_from(b, p)
+    since_us_4, limit_5, follow_6, = _S40.unpack_from(b, p)
     p += 13
     queryevents_7 = _W_QueryEvents()
     queryevents_7.pattern = pattern_2
@@ -2064,7 +2218,7 @@ def _enc_QueryLogs(m: QueryLogs, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     process_2 = m.process.encode()
     blen = 9 + len(target_1) + len(process_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S40.pack(m.lines, m.follow)))
+    return b"".join((_S10.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S41.pack(m.lines, m.follow)))
 
 
 def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
@@ -2083,7 +2237,7 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     if end_6 > n: raise _short(len_4, n - p)
     process_5 = b[p:end_6].decode()
     p = end_6
-    lines_7, follow_8, = _S41.unpack_from(b, p)
+    lines_7, follow_8, = _S42.unpack_from(b, p)
     p += 5
     querylogs_9 = _W_QueryLogs()
     querylogs_9.target = target_2
@@ -2128,7 +2282,7 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(name_3)))
         ap(name_3)
         hostname_4 = x_2.hostname.encode()
-        ap(_S42.pack(x_2.online, len(hostname_4)))
+        ap(_S43.pack(x_2.online, len(hostname_4)))
         ap(hostname_4)
         address_5 = x_2.address.encode()
         ap(_S1.pack(len(address_5)))
@@ -2137,9 +2291,9 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(version_6)))
         ap(version_6)
         clock_source_7 = x_2.clock_source.encode()
-        ap(_S43.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
+        ap(_S44.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
         ap(clock_source_7)
-        ap(_S44.pack(x_2.clock_measured_us, x_2.processes))
+        ap(_S45.pack(x_2.clock_measured_us, x_2.processes))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 80, flags, rid, len(body)) + body
 
@@ -2177,13 +2331,13 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         if end_15 > n: raise _short(len_13, n - p)
         version_14 = b[p:end_15].decode()
         p = end_15
-        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S43.unpack_from(b, p)
+        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S44.unpack_from(b, p)
         p += 34
         end_22 = p + len_20
         if end_22 > n: raise _short(len_20, n - p)
         clock_source_21 = b[p:end_22].decode()
         p = end_22
-        clock_measured_us_23, processes_24, = _S44.unpack_from(b, p)
+        clock_measured_us_23, processes_24, = _S45.unpack_from(b, p)
         p += 10
         agententry_25 = _W_AgentEntry()
         agententry_25.name = name_4
@@ -2223,7 +2377,7 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_5)))
         ap(bundle_5)
         status_6 = x_2.status.encode()
-        ap(_S31.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
+        ap(_S32.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
         ap(status_6)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 81, flags, rid, len(body)) + body
@@ -2256,7 +2410,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         if end_11 > n: raise _short(len_9, n - p)
         bundle_10 = b[p:end_11].decode()
         p = end_11
-        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S31.unpack_from(b, p)
+        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S32.unpack_from(b, p)
         p += 39
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -2297,7 +2451,7 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S30.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S31.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 82, flags, rid, len(body)) + body
 
@@ -2323,7 +2477,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S30.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S31.unpack_from(b, p)
         p += 49
         bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
@@ -2362,7 +2516,7 @@ def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
         tz_7 = x_2.tz.encode()
         ap(_S1.pack(len(tz_7)))
         ap(tz_7)
-        ap(_S29.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
+        ap(_S30.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 83, flags, rid, len(body)) + body
 
@@ -2406,7 +2560,7 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         if end_20 > n: raise _short(len_18, n - p)
         tz_19 = b[p:end_20].decode()
         p = end_20
-        at_us_21, next_fire_us_22, last_fire_us_23, = _S29.unpack_from(b, p)
+        at_us_21, next_fire_us_22, last_fire_us_23, = _S30.unpack_from(b, p)
         p += 24
         scheduleentry_24 = _W_ScheduleEntry()
         scheduleentry_24.id = id_3
@@ -2439,14 +2593,14 @@ def _enc_StatsHistory(m: StatsHistory, rid: int, flags: int) -> bytes:
     ap(_S22.pack(len(samples_2)))
     for x_3 in samples_2:
         node_4 = x_3.node
-        ap(_S45.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
+        ap(_S46.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
         name_7 = x_6.name.encode()
         ap(_S1.pack(len(name_7)))
         ap(name_7)
-        ap(_S33.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
+        ap(_S34.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 84, flags, rid, len(body)) + body
 
@@ -2465,7 +2619,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     p += 4
     if count_4 * 100 > n - p: raise _short(count_4 * 100, n - p)
     end_21 = p + count_4 * 100
-    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S45.iter_unpack(b[p:end_21])])
+    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S46.iter_unpack(b[p:end_21])])
     p = end_21
     count_22, = _S1.unpack_from(b, p)
     p += 2
@@ -2478,7 +2632,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         if end_26 > n: raise _short(len_24, n - p)
         name_25 = b[p:end_26].decode()
         p = end_26
-        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S33.unpack_from(b, p)
+        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S34.unpack_from(b, p)
         p += 32
         processstats_34 = _W_ProcessStats()
         processstats_34.name = name_25
@@ -2556,7 +2710,7 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 3 + len(name_1)
-    return b"".join((_S46.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
+    return b"".join((_S47.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
 
 
 def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
@@ -2624,6 +2778,7 @@ ENCODERS = {
     ProcKill: _enc_ProcKill,
     ProcRestart: _enc_ProcRestart,
     ProcRemove: _enc_ProcRemove,
+    ProcStartOptions: _enc_ProcStartOptions,
     ScheduleSet: _enc_ScheduleSet,
     ScheduleClear: _enc_ScheduleClear,
     AgentState: _enc_AgentState,
@@ -2672,6 +2827,7 @@ DECODERS = {
     44: _dec_ProcKill,
     45: _dec_ProcRestart,
     46: _dec_ProcRemove,
+    47: _dec_ProcStartOptions,
     50: _dec_ScheduleSet,
     51: _dec_ScheduleClear,
     60: _dec_AgentState,

@@ -477,6 +477,36 @@ class ProcRemove(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ProcStartOptions(Message):
+    """PROC_START_OPTIONS = 47; sent by: admin, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PROC_START_OPTIONS
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    #: process name, unique on the agent
+    name: str = ""
+    bundle: str = ""
+    #: set by the server
+    revision: int = 0
+    argv: tuple[str, ...] = ()
+    env: tuple[KeyValue, ...] = ()
+    #: relative to the bundle, empty for its root
+    cwd: str = ""
+    restart: RestartPolicy = RestartPolicy.ALWAYS
+    #: 0: no liveness watchdog
+    liveness_ms: int = 0
+    #: terminate grace before SIGKILL
+    grace_ms: int = 0
+    backoff_base_ms: int = 0
+    backoff_cap_ms: int = 0
+    #: restarts allowed within restart_window_s
+    restart_limit: int = 0
+    restart_window_s: int = 0
+    #: process options (log-size, log-keep, ...) as text
+    options: tuple[KeyValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleSet(Message):
     """SCHEDULE_SET = 50; sent by: admin, server."""
 
@@ -735,6 +765,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.PROC_KILL: ProcKill,
     MessageType.PROC_RESTART: ProcRestart,
     MessageType.PROC_REMOVE: ProcRemove,
+    MessageType.PROC_START_OPTIONS: ProcStartOptions,
     MessageType.SCHEDULE_SET: ScheduleSet,
     MessageType.SCHEDULE_CLEAR: ScheduleClear,
     MessageType.AGENT_STATE: AgentState,
@@ -796,6 +827,7 @@ __all__ = [
     "ProcRestart",
     "ProcResume",
     "ProcStart",
+    "ProcStartOptions",
     "ProcStop",
     "ProcTerminate",
     "ProcessEntry",

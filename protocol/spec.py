@@ -32,7 +32,8 @@ Conventions
 
 - Capabilities: a client lists in HELLO what it understands beyond release 1.
   The server sends a newer message only to an agent that announced it:
-  LIST_RUN_VERSIONS to agents with "run-versions".
+  LIST_RUN_VERSIONS to agents with "run-versions", PROC_START_OPTIONS to agents
+  with "start-options".
 
 Wire values of message types and enums are fixed once released: only add.
 """
@@ -114,6 +115,7 @@ class MessageType(IntEnum):
     PROC_KILL = 44
     PROC_RESTART = 45
     PROC_REMOVE = 46
+    PROC_START_OPTIONS = 47
     # schedules
     SCHEDULE_SET = 50
     SCHEDULE_CLEAR = 51
@@ -287,6 +289,25 @@ Pattern = Struct("pattern" / Str * "agent name, glob or 'all'; empty means all")
 
 # ---------------------------------------------------------------- bodies
 
+# PROC_START's fields, shared with PROC_START_OPTIONS (which appends its options).
+PROC_START_FIELDS = (
+    Target,
+    "name" / Str * "process name, unique on the agent",
+    "bundle" / Str,
+    "revision" / Int64ub * "set by the server",
+    "argv" / array_of(Text),
+    "env" / array_of(KeyValue),
+    "cwd" / Str * "relative to the bundle, empty for its root",
+    "restart" / enum_of(RestartPolicy),
+    "liveness_ms" / DurationMs * "0: no liveness watchdog",
+    "grace_ms" / DurationMs * "terminate grace before SIGKILL",
+    "backoff_base_ms" / DurationMs,
+    "backoff_cap_ms" / DurationMs,
+    "restart_limit" / Int16ub * "restarts allowed within restart_window_s",
+    "restart_window_s" / Int32ub,
+)
+
+
 BODIES: dict[MessageType, Struct] = {
     MessageType.HELLO: Struct(
         "role" / enum_of(Role),
@@ -347,21 +368,13 @@ BODIES: dict[MessageType, Struct] = {
     ),
     MessageType.BUNDLE_END: Struct("size" / Int64ub * "total bytes sent"),
     MessageType.BUNDLE_REMOVE: Struct(Target, "name" / Str),
-    MessageType.PROC_START: Struct(
-        Target,
-        "name" / Str * "process name, unique on the agent",
-        "bundle" / Str,
-        "revision" / Int64ub * "set by the server",
-        "argv" / array_of(Text),
-        "env" / array_of(KeyValue),
-        "cwd" / Str * "relative to the bundle, empty for its root",
-        "restart" / enum_of(RestartPolicy),
-        "liveness_ms" / DurationMs * "0: no liveness watchdog",
-        "grace_ms" / DurationMs * "terminate grace before SIGKILL",
-        "backoff_base_ms" / DurationMs,
-        "backoff_cap_ms" / DurationMs,
-        "restart_limit" / Int16ub * "restarts allowed within restart_window_s",
-        "restart_window_s" / Int32ub,
+    MessageType.PROC_START: Struct(*PROC_START_FIELDS),
+    # PROC_START's layout is frozen (agents of release 1 parse it): options travel in
+    # a message of their own, sent only to agents announcing "start-options". Keys are
+    # those of lotc.options.OPTIONS; a new option is a row there, not a new message.
+    MessageType.PROC_START_OPTIONS: Struct(
+        *PROC_START_FIELDS,
+        "options" / array_of(KeyValue) * "process options (log-size, log-keep, ...) as text",
     ),
     MessageType.PROC_STOP: ProcTarget,
     MessageType.PROC_RESUME: ProcTarget,
@@ -468,7 +481,8 @@ SENDERS: dict[MessageType, str] = {
     MessageType.PROC_START: "admin, server", MessageType.PROC_STOP: "admin, server",
     MessageType.PROC_RESUME: "admin, server", MessageType.PROC_TERMINATE: "admin, server",
     MessageType.PROC_KILL: "admin, server", MessageType.PROC_RESTART: "admin, server",
-    MessageType.PROC_REMOVE: "admin, server", MessageType.SCHEDULE_SET: "admin, server",
+    MessageType.PROC_REMOVE: "admin, server",
+    MessageType.PROC_START_OPTIONS: "admin, server", MessageType.SCHEDULE_SET: "admin, server",
     MessageType.SCHEDULE_CLEAR: "admin, server", MessageType.AGENT_STATE: "agent",
     MessageType.STATS_REPORT: "agent, server", MessageType.EVENT: "agent, server",
     MessageType.EVENT_ACK: "server", MessageType.LOG_LINES: "agent, server",

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -150,6 +150,29 @@ F["lotc.proc_remove.target"] = ProtoField.string("lotc.proc_remove.target", "tar
 F["lotc.proc_remove.name"] = ProtoField.string("lotc.proc_remove.name", "name", base.UNICODE, "process name")
 F["lotc.proc_remove.signal"] = ProtoField.string("lotc.proc_remove.signal", "signal", base.UNICODE, "PROC_KILL: signal name, empty for SIGKILL")
 F["lotc.proc_remove.grace_ms"] = ProtoField.uint32("lotc.proc_remove.grace_ms", "grace_ms", base.DEC, nil, nil, "PROC_TERMINATE: grace before SIGKILL, 0 for the default")
+F["lotc.proc_start_options"] = ProtoField.none("lotc.proc_start_options", "PROC_START_OPTIONS", "")
+F["lotc.proc_start_options.target"] = ProtoField.string("lotc.proc_start_options.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.proc_start_options.name"] = ProtoField.string("lotc.proc_start_options.name", "name", base.UNICODE, "process name, unique on the agent")
+F["lotc.proc_start_options.bundle"] = ProtoField.string("lotc.proc_start_options.bundle", "bundle", base.UNICODE, "")
+F["lotc.proc_start_options.revision"] = ProtoField.uint64("lotc.proc_start_options.revision", "revision", base.DEC, nil, nil, "set by the server")
+F["lotc.proc_start_options.argv"] = ProtoField.uint32("lotc.proc_start_options.argv", "argv", base.DEC, nil, nil, "")
+F["lotc.proc_start_options.argv.argv"] = ProtoField.string("lotc.proc_start_options.argv.argv", "argv", base.UNICODE, "")
+F["lotc.proc_start_options.env"] = ProtoField.uint32("lotc.proc_start_options.env", "env", base.DEC, nil, nil, "")
+F["lotc.proc_start_options.env.env"] = ProtoField.none("lotc.proc_start_options.env.env", "env", "")
+F["lotc.proc_start_options.env.env.key"] = ProtoField.string("lotc.proc_start_options.env.env.key", "key", base.UNICODE, "")
+F["lotc.proc_start_options.env.env.value"] = ProtoField.string("lotc.proc_start_options.env.env.value", "value", base.UNICODE, "")
+F["lotc.proc_start_options.cwd"] = ProtoField.string("lotc.proc_start_options.cwd", "cwd", base.UNICODE, "relative to the bundle, empty for its root")
+F["lotc.proc_start_options.restart"] = ProtoField.uint8("lotc.proc_start_options.restart", "restart", base.DEC, VS.RestartPolicy, nil, "")
+F["lotc.proc_start_options.liveness_ms"] = ProtoField.uint32("lotc.proc_start_options.liveness_ms", "liveness_ms", base.DEC, nil, nil, "0: no liveness watchdog")
+F["lotc.proc_start_options.grace_ms"] = ProtoField.uint32("lotc.proc_start_options.grace_ms", "grace_ms", base.DEC, nil, nil, "terminate grace before SIGKILL")
+F["lotc.proc_start_options.backoff_base_ms"] = ProtoField.uint32("lotc.proc_start_options.backoff_base_ms", "backoff_base_ms", base.DEC, nil, nil, "")
+F["lotc.proc_start_options.backoff_cap_ms"] = ProtoField.uint32("lotc.proc_start_options.backoff_cap_ms", "backoff_cap_ms", base.DEC, nil, nil, "")
+F["lotc.proc_start_options.restart_limit"] = ProtoField.uint16("lotc.proc_start_options.restart_limit", "restart_limit", base.DEC, nil, nil, "restarts allowed within restart_window_s")
+F["lotc.proc_start_options.restart_window_s"] = ProtoField.uint32("lotc.proc_start_options.restart_window_s", "restart_window_s", base.DEC, nil, nil, "")
+F["lotc.proc_start_options.options"] = ProtoField.uint32("lotc.proc_start_options.options", "options", base.DEC, nil, nil, "process options (log-size, log-keep, ...) as text")
+F["lotc.proc_start_options.options.option"] = ProtoField.none("lotc.proc_start_options.options.option", "option", "")
+F["lotc.proc_start_options.options.option.key"] = ProtoField.string("lotc.proc_start_options.options.option.key", "key", base.UNICODE, "")
+F["lotc.proc_start_options.options.option.value"] = ProtoField.string("lotc.proc_start_options.options.option.value", "value", base.UNICODE, "")
 F["lotc.schedule_set"] = ProtoField.none("lotc.schedule_set", "SCHEDULE_SET", "")
 F["lotc.schedule_set.target"] = ProtoField.string("lotc.schedule_set.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
 F["lotc.schedule_set.schedule"] = ProtoField.none("lotc.schedule_set.schedule", "schedule", "")
@@ -509,6 +532,29 @@ BODIES[46] = {n="body", k="struct", f=F["lotc.proc_remove"], m=10, c={
     {n="name", k="string", f=F["lotc.proc_remove.name"], w=2, m=2, s=true},
     {n="signal", k="string", f=F["lotc.proc_remove.signal"], w=2, m=2, s=true},
     {n="grace_ms", k="uint", f=F["lotc.proc_remove.grace_ms"], w=4, m=4}
+  }}
+BODIES[47] = {n="body", k="struct", f=F["lotc.proc_start_options"], m=45, c={
+    {n="target", k="string", f=F["lotc.proc_start_options.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.proc_start_options.name"], w=2, m=2, s=true},
+    {n="bundle", k="string", f=F["lotc.proc_start_options.bundle"], w=2, m=2, s=true},
+    {n="revision", k="uint", f=F["lotc.proc_start_options.revision"], w=8, m=8},
+    {n="argv", k="array", f=F["lotc.proc_start_options.argv"], w=2, m=2, e={n="argv", k="string", f=F["lotc.proc_start_options.argv.argv"], w=4, m=4}},
+    {n="env", k="array", f=F["lotc.proc_start_options.env"], w=2, m=2, e={n="env", k="struct", f=F["lotc.proc_start_options.env.env"], m=6, c={
+          {n="key", k="string", f=F["lotc.proc_start_options.env.env.key"], w=2, m=2},
+          {n="value", k="string", f=F["lotc.proc_start_options.env.env.value"], w=4, m=4}
+        }}},
+    {n="cwd", k="string", f=F["lotc.proc_start_options.cwd"], w=2, m=2},
+    {n="restart", k="enum", f=F["lotc.proc_start_options.restart"], w=1, m=1, vs=VS.RestartPolicy, en="RestartPolicy"},
+    {n="liveness_ms", k="uint", f=F["lotc.proc_start_options.liveness_ms"], w=4, m=4},
+    {n="grace_ms", k="uint", f=F["lotc.proc_start_options.grace_ms"], w=4, m=4},
+    {n="backoff_base_ms", k="uint", f=F["lotc.proc_start_options.backoff_base_ms"], w=4, m=4},
+    {n="backoff_cap_ms", k="uint", f=F["lotc.proc_start_options.backoff_cap_ms"], w=4, m=4},
+    {n="restart_limit", k="uint", f=F["lotc.proc_start_options.restart_limit"], w=2, m=2},
+    {n="restart_window_s", k="uint", f=F["lotc.proc_start_options.restart_window_s"], w=4, m=4},
+    {n="options", k="array", f=F["lotc.proc_start_options.options"], w=2, m=2, e={n="option", k="struct", f=F["lotc.proc_start_options.options.option"], m=6, c={
+          {n="key", k="string", f=F["lotc.proc_start_options.options.option.key"], w=2, m=2},
+          {n="value", k="string", f=F["lotc.proc_start_options.options.option.value"], w=4, m=4}
+        }}}
   }}
 BODIES[50] = {n="body", k="struct", f=F["lotc.schedule_set"], m=46, c={
     {n="target", k="string", f=F["lotc.schedule_set.target"], w=2, m=2, s=true},

@@ -6,7 +6,7 @@ disconnects) and is answered with one result per agent.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from admin_console.bounds import agent_selector, milliseconds, utf8_text, wire_max
@@ -18,7 +18,9 @@ from admin_console.parsing import (
     parse_env,
     signal_name,
 )
+from lotc.errors import InvalidRequest
 from lotc.limits import MIN_LIVENESS_MS
+from lotc.options import OPTIONS
 from protocol.enums import RestartPolicy
 from protocol.messages import (
     KeyValue,
@@ -26,6 +28,7 @@ from protocol.messages import (
     ProcRestart,
     ProcResume,
     ProcStart,
+    ProcStartOptions,
     ProcStop,
     ProcTerminate,
 )
@@ -40,6 +43,16 @@ MAX_ARGUMENTS = wire_max(MessageType.PROC_START, "argv")
 RESTART_CHOICES = {enum.name.lower().replace("_", "-"): enum for enum in RestartPolicy}
 
 
+def process_option(key: str) -> Callable[[str], str]:
+    """Checked here by lotc.options (exit 2 before sending), sent in canonical text."""
+    def parse(text: str) -> str:
+        try:
+            return str(OPTIONS[key].parse(text))
+        except InvalidRequest as exc:
+            raise UsageError(f"--{key}: {exc}") from None
+    return parse
+
+
 class StartCommand(ResultsCommand):
     """Start a process from BUNDLE on AGENT; the command line follows '--'.
 
@@ -49,6 +62,9 @@ class StartCommand(ResultsCommand):
     --liveness SECONDS it must send WATCHDOG=1 (sd_notify) at least that
     often or be restarted: at least 100ms, at most 49 days, 0 (the default)
     for no watchdog. --grace is how long terminate waits before SIGKILL.
+    --log-size (4K to 1T, e.g. 10M) is the size at which each of its log
+    files rotates, --log-keep how many rotated copies are kept (agent
+    defaults: 10M and 5).
     Offline agents start it when they reconnect.
 
     Examples:
@@ -59,7 +75,8 @@ class StartCommand(ResultsCommand):
 
     name = "start"
     usage = ("start AGENT BUNDLE [--name P] [--restart always|on-failure|never] "
-             "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] -- ARGS...")
+             "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] [--log-size 10M] "
+             "[--log-keep 5] -- ARGS...")
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -75,8 +92,10 @@ class StartCommand(ResultsCommand):
                             type=utf8_text("--cwd", MessageType.PROC_START, "cwd"))
         parser.add_argument("--grace", default=0, type=milliseconds(
             "--grace", MessageType.PROC_START, "grace_ms", zero_means="keeps the default"))
+        for key in OPTIONS:  # each row of lotc.options is a flag: --log-size, --log-keep...
+            parser.add_argument(f"--{key}", dest=OPTIONS[key].field, type=process_option(key))
 
-    def parse(self, argv: Sequence[str]) -> ProcStart:
+    def parse(self, argv: Sequence[str]) -> ProcStart | ProcStartOptions:
         words = list(argv)
         if "--" not in words:
             raise UsageError("nothing to run: give the command line after '--'", self.usage)
@@ -89,14 +108,18 @@ class StartCommand(ResultsCommand):
                              f"at most {MAX_ARGUMENTS}", self.usage)
         args: argparse.Namespace = self.parser.parse(words[:split])
         bundle = check_name("bundle", args.bundle)
-        return ProcStart(
+        options = tuple(KeyValue(key=key, value=getattr(args, OPTIONS[key].field))
+                        for key in OPTIONS if getattr(args, OPTIONS[key].field) is not None)
+        message = ProcStartOptions if options else ProcStart  # a server of release 1 knows
+        extra = {"options": options} if options else {}       # only PROC_START
+        return message(  # type: ignore[no-any-return]
             target=args.agent, name=check_name("process", args.name or bundle), bundle=bundle,
             revision=0, argv=tuple(command_line),
             env=tuple(KeyValue(key=k, value=v) for k, v in args.env), cwd=args.cwd,
             restart=RESTART_CHOICES[args.restart], liveness_ms=args.liveness,
             grace_ms=args.grace, backoff_base_ms=BACKOFF_BASE_MS,
             backoff_cap_ms=BACKOFF_CAP_MS, restart_limit=RESTART_LIMIT,
-            restart_window_s=RESTART_WINDOW_S,
+            restart_window_s=RESTART_WINDOW_S, **extra,
         )
 
 

@@ -41,7 +41,9 @@ from protocol.spec import DEFAULT_MAX_BODY
 logger = logging.getLogger(__name__)
 
 # "run-versions": answers LIST_RUN_VERSIONS (which bundle version each process runs).
-CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions")
+# "start-options": takes PROC_START_OPTIONS (lotc.options.OPTIONS: log-size, log-keep).
+CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
+                "start-options")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from lotc.agent.supervisor import ProcessEvent, Supervisor
 from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
 from lotc.parse.crontimes import format_us
 from lotc.process_states import ALIVE
+from lotc.options import spec_fields
 from protocol import messages as m
 from protocol.enums import Action, EventKind, ProcessState, StreamKind
 
@@ -37,8 +38,9 @@ DEFAULT_BACKOFF_CAP_S = 30.0
 DEFAULT_RESTART_WINDOW_S = 60.0
 
 
-def spec_from_message(msg: m.ProcStart) -> ProcessSpec:
+def spec_from_message(msg: m.ProcStart | m.ProcStartOptions) -> ProcessSpec:
     """Milliseconds on the wire, seconds in the supervisor; 0 means "the default"."""
+    options = getattr(msg, "options", ())
     return ProcessSpec(
         name=msg.name, bundle=msg.bundle, argv=tuple(msg.argv),
         env={kv.key: kv.value for kv in msg.env}, cwd=msg.cwd, restart=msg.restart,
@@ -49,6 +51,7 @@ def spec_from_message(msg: m.ProcStart) -> ProcessSpec:
         restart_window=msg.restart_window_s or DEFAULT_RESTART_WINDOW_S,
         grace=msg.grace_ms / 1000 or DEFAULT_GRACE_S,
         revision=msg.revision,
+        **spec_fields((kv.key, kv.value) for kv in options),
     )
 
 
@@ -186,7 +189,7 @@ class AgentCore:
 
     # ---------------------------------------------------------------- commands
 
-    async def start(self, msg: m.ProcStart) -> str:
+    async def start(self, msg: m.ProcStart | m.ProcStartOptions) -> str:
         """Idempotent: the revision already running is left alone; another one replaces it."""
         spec = spec_from_message(msg)
         try:

@@ -36,6 +36,7 @@ from protocol.messages import (
     ProcRestart,
     ProcResume,
     ProcStart,
+    ProcStartOptions,
     ProcStop,
     ProcTerminate,
     QueryLogs,
@@ -156,7 +157,7 @@ class RequestHandler:
 Command = Callable[[AgentCore, object], Awaitable[str]]
 
 
-async def _start(core: AgentCore, msg: ProcStart) -> str:
+async def _start(core: AgentCore, msg: ProcStart | ProcStartOptions) -> str:
     return await core.start(msg)
 
 
@@ -201,6 +202,7 @@ COMMANDS: dict[type, Command] = {
     ScheduleSet: _schedule_set,  # type: ignore[dict-item]
     ScheduleClear: _schedule_clear,  # type: ignore[dict-item]
     ProcStart: _start,  # type: ignore[dict-item]
+    ProcStartOptions: _start,  # type: ignore[dict-item]
     ProcStop: _stop,  # type: ignore[dict-item]
     ProcResume: _resume,  # type: ignore[dict-item]
     ProcTerminate: _terminate,  # type: ignore[dict-item]

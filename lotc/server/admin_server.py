@@ -60,6 +60,7 @@ from protocol.messages import (
     ProcRestart,
     ProcResume,
     ProcStart,
+    ProcStartOptions,
     ProcStop,
     ProcTerminate,
     QueryEvents,
@@ -272,7 +273,8 @@ async def _query_logs(conn: AdminConnection, body: QueryLogs, request_id: int) -
     await conn.reply(request_id, Ok(message="end of logs"))
 
 
-async def _start(conn: AdminConnection, body: ProcStart, request_id: int) -> None:
+async def _start(conn: AdminConnection, body: ProcStart | ProcStartOptions,
+                 request_id: int) -> None:
     await conn.reply_results(request_id, await start_process(conn.ctl, body))
 
 
@@ -314,6 +316,7 @@ HANDLERS: dict[type[Message], Handler] = {
     QueryEvents: _query_events,
     QueryLogs: _query_logs,
     ProcStart: _start,
+    ProcStartOptions: _start,
     ProcStop: _control,
     ProcResume: _control,
     ProcTerminate: _control,

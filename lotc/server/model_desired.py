@@ -29,7 +29,7 @@ NOT_RUNNING = {ProcessState.EXITED, ProcessState.FAILED, ProcessState.BACKOFF}
 
 _PROCESS_COLUMNS = (
     "agent, name, bundle, argv, env, cwd, restart, liveness_ms, grace_ms, backoff_base_ms, "
-    "backoff_cap_ms, restart_limit, restart_window_s, desired, revision, updated_us"
+    "backoff_cap_ms, restart_limit, restart_window_s, desired, revision, updated_us, options"
 )
 _STATUS_COLUMNS = (
     "agent, name, bundle, revision, state, pid, exit_code, exit_signal, restarts, started_us, "
@@ -43,11 +43,12 @@ _SCHEDULE_COLUMNS = (
 
 def _process(row: tuple[Any, ...]) -> ProcessSpecRecord:
     (agent, name, bundle, argv, env, cwd, restart, liveness_ms, grace_ms, backoff_base_ms,
-     backoff_cap_ms, restart_limit, restart_window_s, desired, revision, updated_us) = row
+     backoff_cap_ms, restart_limit, restart_window_s, desired, revision, updated_us, options) = row
     return ProcessSpecRecord(
         agent, name, bundle, tuple(json.loads(argv)), tuple(tuple(kv) for kv in json.loads(env)),
         cwd, RestartPolicy(restart), liveness_ms, grace_ms, backoff_base_ms, backoff_cap_ms,
         restart_limit, restart_window_s, DesiredState(desired), revision, updated_us,
+        tuple(tuple(kv) for kv in json.loads(options)),
     )
 
 
@@ -57,7 +58,7 @@ def _process_values(spec: ProcessSpecRecord) -> tuple[Any, ...]:
         json.dumps([list(kv) for kv in spec.env]), spec.cwd, int(RestartPolicy(spec.restart)),
         spec.liveness_ms, spec.grace_ms, spec.backoff_base_ms, spec.backoff_cap_ms,
         spec.restart_limit, spec.restart_window_s, int(DesiredState(spec.desired)),
-        spec.revision, spec.updated_us,
+        spec.revision, spec.updated_us, json.dumps([list(kv) for kv in spec.options]),
     )
 
 
@@ -105,7 +106,7 @@ class DesiredStore(Store):
             else:
                 stored = replace(spec, revision=self._next_revision(db))
             db.execute(f"INSERT OR REPLACE INTO processes ({_PROCESS_COLUMNS}) "
-                       f"VALUES ({', '.join('?' * 16)})", _process_values(stored))
+                       f"VALUES ({', '.join('?' * 17)})", _process_values(stored))
         return stored
 
     @staticmethod

@@ -7,8 +7,10 @@ desired state, so it needs the agent online.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal as signals
+from collections.abc import Collection
 
 from lotc.errors import (
     AgentOffline,
@@ -23,6 +25,7 @@ from lotc.errors import (
 from lotc.limits import check_liveness_ms
 from lotc.names import validate_name
 from lotc.process_states import ALIVE
+from lotc.options import START_OPTIONS_CAPABILITY, canonical_options
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number
 from lotc.server.records import ProcessSpecRecord
@@ -35,6 +38,7 @@ from protocol.messages import (
     ProcRestart,
     ProcResume,
     ProcStart,
+    ProcStartOptions,
     ProcStop,
     ProcTerminate,
 )
@@ -60,7 +64,8 @@ def forget_process_schedules(ctl: Controller, agent: str, process: str) -> None:
             ctl.model.remove_schedule(record.id)
 
 
-def spec_from_message(agent: str, msg: ProcStart, now_us: int) -> ProcessSpecRecord:
+def spec_from_message(agent: str, msg: ProcStart | ProcStartOptions,
+                      now_us: int) -> ProcessSpecRecord:
     return ProcessSpecRecord(
         agent=agent, name=msg.name, bundle=msg.bundle, argv=tuple(msg.argv),
         env=tuple((kv.key, kv.value) for kv in msg.env), cwd=msg.cwd, restart=msg.restart,
@@ -68,17 +73,35 @@ def spec_from_message(agent: str, msg: ProcStart, now_us: int) -> ProcessSpecRec
         backoff_cap_ms=msg.backoff_cap_ms, restart_limit=msg.restart_limit,
         restart_window_s=msg.restart_window_s, desired=DesiredState.RUNNING, revision=0,
         updated_us=now_us,
+        options=canonical_options((kv.key, kv.value) for kv in getattr(msg, "options", ())),
     )
 
 
-def start_message(spec: ProcessSpecRecord) -> ProcStart:
-    return ProcStart(
+def start_message(spec: ProcessSpecRecord,
+                  capabilities: Collection[str] = ()) -> ProcStart | ProcStartOptions:
+    """PROC_START_OPTIONS when the spec has options and the agent announced it can take
+    them; otherwise plain PROC_START (what agents of release 1 understand)."""
+    plain = ProcStart(
         target="", name=spec.name, bundle=spec.bundle, revision=spec.revision,
         argv=tuple(spec.argv), env=tuple(KeyValue(key=k, value=v) for k, v in spec.env),
         cwd=spec.cwd, restart=spec.restart, liveness_ms=spec.liveness_ms, grace_ms=spec.grace_ms,
         backoff_base_ms=spec.backoff_base_ms, backoff_cap_ms=spec.backoff_cap_ms,
         restart_limit=spec.restart_limit, restart_window_s=spec.restart_window_s,
     )
+    if not spec.options or START_OPTIONS_CAPABILITY not in capabilities:
+        return plain
+    return ProcStartOptions(
+        **{f.name: getattr(plain, f.name) for f in dataclasses.fields(plain)},
+        options=tuple(KeyValue(key=k, value=v) for k, v in spec.options),
+    )
+
+
+def unapplied_options(spec: ProcessSpecRecord, capabilities: Collection[str]) -> str:
+    """What an agent without "start-options" runs without, in plain words ("" when none)."""
+    if not spec.options or START_OPTIONS_CAPABILITY in capabilities:
+        return ""
+    keys = ", ".join(f"--{key}" for key, _ in spec.options)
+    return f"; this agent's LOTC is too old for {keys}: not applied (upgrade the agent)"
 
 
 def _is_active(ctl: Controller, agent: str, name: str) -> bool:
@@ -88,10 +111,12 @@ def _is_active(ctl: Controller, agent: str, name: str) -> bool:
     return False
 
 
-async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
+async def start_process(ctl: Controller,
+                        msg: ProcStart | ProcStartOptions) -> list[AgentResult]:
     validate_name("process", msg.name)
     validate_name("bundle", msg.bundle)
     check_liveness_ms(msg.liveness_ms)
+    canonical_options((kv.key, kv.value) for kv in getattr(msg, "options", ()))
     if not msg.argv:
         raise InvalidRequest("nothing to run: give the command after '--'")
     targets = ctl.resolve_targets(msg.target)
@@ -108,7 +133,9 @@ async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
         if session is None:
             return QUEUED
         try:
-            reply = await session.request(start_message(spec), ctl.config.request_timeout_s)
+            capabilities = session.hello.capabilities
+            reply = await session.request(start_message(spec, capabilities),
+                                          ctl.config.request_timeout_s)
         except (AgentOffline, RequestTimeout):
             # No verdict from the agent: it may have started it. Keep the desired state;
             # the next reconnect reconciles either way.
@@ -121,7 +148,8 @@ async def start_process(ctl: Controller, msg: ProcStart) -> list[AgentResult]:
         except LotcError:
             _forget_failed_start(ctl, agent, msg.name, previous)
             raise
-        return getattr(reply.body, "message", "") or "started"
+        return ((getattr(reply.body, "message", "") or "started")
+                + unapplied_options(spec, capabilities))
 
     return await ctl.fan_out(targets, start)
 

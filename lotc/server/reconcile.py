@@ -70,6 +70,8 @@ def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRec
     running = {p.name: p for p in state.processes}
     wanted = {p.name: p for p in ctl.model.processes(agent)}
     commands: list[Message] = []
+    session = ctl.sessions.get(agent)
+    capabilities = session.hello.capabilities if session is not None else ()
     for spec in wanted.values():
         actual = running.get(spec.name)
         if spec.desired == DesiredState.EXITED:
@@ -77,7 +79,7 @@ def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRec
                 commands.append(ProcTerminate(target="", name=spec.name, signal="", grace_ms=0))
             continue
         if actual is None or actual.revision != spec.revision:
-            commands.append(start_message(spec))
+            commands.append(start_message(spec, capabilities))
             actual_state = ProcessState.STARTING
         else:
             actual_state = actual.state

@@ -91,6 +91,8 @@ class ProcessSpecRecord:
     desired: DesiredState
     revision: int  # assigned by the model on every put; 0 in a record not yet stored
     updated_us: int
+    # lotc.options keys and canonical values (log-size, log-keep...), sorted by key
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

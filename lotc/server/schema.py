@@ -172,7 +172,12 @@ V2: Migration = (
     "ALTER TABLE events ADD COLUMN schedule_id INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2)
+V3: Migration = (
+    # Process options (PROC_START_OPTIONS, lotc.options) as JSON [[key, value], ...].
+    "ALTER TABLE processes ADD COLUMN options TEXT NOT NULL DEFAULT '[]'",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
