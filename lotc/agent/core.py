@@ -23,9 +23,9 @@ from lotc.agent.stats import StatsSampler
 from lotc.agent.store import BundleInfo, BundleStore
 from lotc.agent.supervisor import ProcessEvent, Supervisor
 from lotc.errors import BundleInUse, InvalidRequest, UnknownProcess
+from lotc.options import spec_fields
 from lotc.parse.crontimes import format_us
 from lotc.process_states import ALIVE
-from lotc.options import spec_fields
 from protocol import messages as m
 from protocol.enums import Action, EventKind, ProcessState, StreamKind
 

@@ -24,8 +24,8 @@ from lotc.errors import (
 )
 from lotc.limits import check_liveness_ms
 from lotc.names import validate_name
-from lotc.process_states import ALIVE
 from lotc.options import START_OPTIONS_CAPABILITY, canonical_options
+from lotc.process_states import ALIVE
 from lotc.server.controller import Controller
 from lotc.server.desired import signal_number
 from lotc.server.records import ProcessSpecRecord
