@@ -39,8 +39,9 @@ def test_a_revoked_agent_is_told_so_and_backs_off_long(cluster: Cluster) -> None
     cluster.start_agent("n1")
     cluster.wait_online("n1")
     # n2's token is revoked before it ever connects: its first login is refused.
-    cluster.start_agent("n2", token=cluster.token("agent", "n2"))
+    n2_token = cluster.token("agent", "n2")
     cluster.lotc("token", "revoke", "n2", "--db", str(cluster.db))
+    cluster.start_agent("n2", token=n2_token)
     # n1 is cut off while connected (the server notices `lotc token revoke` on its file).
     cluster.lotc("token", "revoke", "n1", "--db", str(cluster.db))
     for name in ("n1", "n2"):
