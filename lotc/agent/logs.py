@@ -163,13 +163,17 @@ class LogWriter:
     def _append(self, buf: bytes) -> None:
         limit = self.config.max_bytes
         while buf:
-            room = limit - self.size
+            room = max(0, limit - self.size)
             if len(buf) <= room:
                 self._put(buf)
                 return
             if self._mid_line:  # finish the line this file ends with (a line without end
                 cut = _through_newline(buf)  # is cut after MAX_LINE more)
                 cut = min(cut, max(0, limit + MAX_LINE - self.size))
+                if cut:  # then look again: the lines after it may still fit in this file
+                    self._put(buf[:cut])
+                    buf = buf[cut:]
+                    continue
             else:  # the whole lines that fit; a line longer than a whole file goes alone
                 cut = buf.rfind(b"\n", 0, room) + 1
                 if cut == 0 and self.size == 0:

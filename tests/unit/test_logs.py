@@ -53,6 +53,18 @@ def test_rotation_shifts_copies(tmp_path: Path) -> None:
     assert tail(tmp_path / "missing.log", 5, backups=2) == []
 
 
+def test_a_line_finished_across_reads_does_not_rotate_a_file_with_room(tmp_path: Path) -> None:
+    """A pipe read that ends mid-line: the rest of the line and what fits after it stay."""
+    log = tmp_path / "out.log"
+    writer = LogWriter(log, LogConfig(max_bytes=200, backups=2), lambda: 0)
+    writer.write(b"a" * 10 + b"\n" + b"b" * 5)  # 28-byte stamps: 39 + 33 bytes, mid-line
+    writer.write(b"b" * 5 + b"\n" + b"c" * 10 + b"\n" + b"d" * 100 + b"\n")  # d no longer fits
+    writer.close()
+    assert [split_timestamp(line)[1] for line in log.read_text().splitlines()] == ["d" * 100]
+    assert [split_timestamp(line)[1] for line in (tmp_path / "out.log.1").read_text()
+            .splitlines()] == ["a" * 10, "b" * 10, "c" * 10]  # not rotated after the b line
+
+
 def test_writer_rotates_at_line_boundaries_stamps_once_and_keeps_one_mode(
         tmp_path: Path) -> None:
     log = tmp_path / "out.log"
