@@ -22,8 +22,8 @@ from admin_console.render import human_duration
 from lotc.errors import InvalidRequest
 from lotc.names import validate_selector
 from protocol.codec import EncodeError, encode
+from protocol.message_types import DEFAULT_MAX_BODY, HEADER_SIZE, MessageType
 from protocol.messages import Message
-from protocol.spec import DEFAULT_MAX_BODY, HEADER_SIZE, MessageType
 from protocol.walk import body_field
 
 # How far back (--since) or ahead (at +DELAY) a time may be: beyond a century is a typo.

@@ -39,8 +39,8 @@ from lotc.timing import CONSOLE_SERVER_SILENCE_S
 from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ProtocolError
+from protocol.message_types import DEFAULT_MAX_BODY
 from protocol.messages import Cancel, Error, Heartbeat, Message, Welcome
-from protocol.spec import DEFAULT_MAX_BODY
 
 logger = logging.getLogger(__name__)
 

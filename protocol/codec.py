@@ -43,8 +43,15 @@ from typing import NoReturn, cast
 from protocol import _fastcodec
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.frame import Frame
+from protocol.message_types import (
+    DEFAULT_MAX_BODY,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    FrameFlag,
+    MessageType,
+)
 from protocol.messages import Message
-from protocol.spec import DEFAULT_MAX_BODY, HEADER_SIZE, MAGIC, VERSION, FrameFlag, MessageType
 
 __all__ = [
     "EncodeError", "Frame", "FrameDecoder", "Message", "ProtocolError", "RemoteProtocolError",

@@ -24,7 +24,7 @@ from protocol.enums import (
     StreamKind,
 )
 from protocol.errors import ErrorCode
-from protocol.spec import MessageType
+from protocol.message_types import MessageType
 
 
 class Message:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 {imports}
-from protocol.spec import MessageType
+from protocol.message_types import MessageType
 
 
 class Message:

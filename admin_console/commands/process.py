@@ -22,6 +22,7 @@ from lotc.errors import InvalidRequest
 from lotc.limits import MIN_LIVENESS_MS
 from lotc.options import OPTIONS
 from protocol.enums import RestartPolicy
+from protocol.message_types import MessageType
 from protocol.messages import (
     KeyValue,
     ProcKill,
@@ -32,7 +33,6 @@ from protocol.messages import (
     ProcStop,
     ProcTerminate,
 )
-from protocol.spec import MessageType
 
 # Defaults of the restart policy the console does not (yet) expose as options.
 BACKOFF_BASE_MS = 500

@@ -27,8 +27,8 @@ from lotc.exc_groups import lone_error
 from lotc.logstamp import split_timestamp
 from lotc.parse.signals import signal_word
 from protocol.enums import EventKind, ProcessState, StreamKind
+from protocol.message_types import MessageType
 from protocol.messages import Event, LogLines, QueryEvents, QueryLogs
-from protocol.spec import MessageType
 
 if TYPE_CHECKING:
     from admin_console.client import ReplyStream

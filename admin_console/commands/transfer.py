@@ -25,6 +25,7 @@ from admin_console.parsing import CommandParser, check_name
 from admin_console.progress import Progress
 from lotc.bundle_source import PackedBundle, pack
 from lotc.errors import InternalError
+from protocol.message_types import DEFAULT_CHUNK_SIZE
 from protocol.messages import (
     AgentResult,
     BundleBegin,
@@ -33,7 +34,6 @@ from protocol.messages import (
     BundleReady,
     BundleRemove,
 )
-from protocol.spec import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
     from admin_console.client import Exchange

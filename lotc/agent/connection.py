@@ -35,8 +35,8 @@ from lotc.net.transport import connect
 from lotc.timing import agent_server_silence_s
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.message_types import DEFAULT_MAX_BODY
 from protocol.messages import Error, EventAck, Heartbeat, Welcome
-from protocol.spec import DEFAULT_MAX_BODY
 
 logger = logging.getLogger(__name__)
 

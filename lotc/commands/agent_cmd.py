@@ -10,7 +10,7 @@ from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import parse_address
 from lotc.token_names import login_name
-from protocol.spec import DEFAULT_AGENT_PORT
+from protocol.message_types import DEFAULT_AGENT_PORT
 
 DEFAULT_STATE_DIR = "lotc-agent-state"
 STATS_INTERVAL_S = 10.0

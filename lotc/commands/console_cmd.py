@@ -25,7 +25,7 @@ from admin_console.script import (
 from lotc.errors import InvalidRequest
 from lotc.net.address import parse_address
 from lotc.token_names import login_name
-from protocol.spec import DEFAULT_ADMIN_PORT
+from protocol.message_types import DEFAULT_ADMIN_PORT
 
 ENV_TOKEN = "LOTC_TOKEN"
 ENV_SERVER = "LOTC_SERVER"

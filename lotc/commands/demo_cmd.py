@@ -40,8 +40,8 @@ from lotc.errors import InvalidRequest
 from lotc.net.address import Address
 from lotc.server.model import Model
 from protocol.enums import Role
+from protocol.message_types import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 from protocol.messages import AgentList, ListAgents
-from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 LOTC = [sys.executable, "-m", "lotc.cli"]
 AGENTS = (("demo-ipv4", "127.0.0.1"), ("demo-ipv6", "::1"))

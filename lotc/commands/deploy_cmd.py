@@ -14,7 +14,7 @@ from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import Address, parse_address
 from lotc.token_names import login_name
-from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
+from protocol.message_types import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 DEFAULT_DIR = "lotc-agent"
 

@@ -11,7 +11,7 @@ from lotc.net.address import default_listen_addresses, loopback_listen_addresses
 
 if TYPE_CHECKING:
     from lotc.server.config import ServerConfig
-from protocol.spec import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
+from protocol.message_types import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -36,8 +36,8 @@ from lotc.net.receiving import (
 )
 from lotc.net.sending import DEFAULT_SEND_TIMEOUT_S, FrameSender
 from protocol.codec import Frame, encode
+from protocol.message_types import DEFAULT_MAX_BODY
 from protocol.messages import Message
-from protocol.spec import DEFAULT_MAX_BODY
 
 if TYPE_CHECKING:
     from lotc.net.readhub import QuickHandler, ReadHub

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lotc.net.address import Address, default_listen_addresses, loopback_listen_addresses
 from lotc.timing import ServerTiming
-from protocol.spec import (
+from protocol.message_types import (
     DEFAULT_ADMIN_PORT,
     DEFAULT_AGENT_PORT,
     DEFAULT_CHUNK_SIZE,
