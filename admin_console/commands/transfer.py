@@ -57,7 +57,9 @@ class UploadCommand(ResultsCommand):
 
     A directory is sent as a tar archive (the same tree always gives the same
     SHA-256, so re-uploading an unchanged tree costs nothing on agents that
-    hold it). An interrupted upload resumes where it stopped. A progress bar
+    hold it). A single file keeps its own file name inside the bundle, so
+    `upload n tool ./tool.py` then `start n tool -- python3 tool.py` works.
+    An interrupted upload resumes where it stopped. A progress bar
     is drawn on stderr when it is a terminal. Agents that are offline get the
     bundle when they reconnect.
 
