@@ -20,6 +20,9 @@ DISK_FREE_CAPABILITY = "disk-free"  # lotc.agent.connection.CAPABILITIES
 DISK_TIMEOUT_S = 2.0  # a statvfs is instant; longer means a stuck agent or mount
 TOO_OLD = "agent too old"
 OFFLINE = "agent offline"
+# An agent's paths are cut to this, so a reply batch of them (admin_server.LIST_BATCH
+# entries a frame) stays far below the frame limit whatever an agent sends.
+MAX_PATH_BYTES = 1024
 
 
 async def disk_usage(ctl: Controller, pattern: str) -> list[DiskEntry]:
@@ -50,4 +53,6 @@ async def _ask(ctl: Controller, agent: str) -> DiskEntry:
     if not isinstance(body, DiskUsage) or len(body.disks) != 1:
         return DiskEntry(agent=agent, unknown=f"the agent answered {type(body).__name__} "
                                               "to QUERY_DISK")
-    return replace(body.disks[0], agent=agent)
+    disk = body.disks[0]
+    return replace(disk, agent=agent, path=wire_text(disk.path, MAX_PATH_BYTES),
+                   mount=wire_text(disk.mount, MAX_PATH_BYTES), unknown=wire_text(disk.unknown))

@@ -27,11 +27,16 @@ from admin_console.commands.base import Context
 from admin_console.registry import Outcome, parse_line, run_invocation
 from lotc.net.auth import client_handshake
 from lotc.net.transport import connect
+from lotc.server.controller import Controller
+from lotc.server.disk_usage import DISK_FREE_CAPABILITY, MAX_PATH_BYTES
 from protocol.enums import Role
+from protocol.errors import ErrorCode
 from protocol.message_types import DEFAULT_MAX_BODY
 from protocol.messages import (
     AgentState,
+    DiskEntry,
     DiskUsage,
+    Error,
     Heartbeat,
     NodeStats,
     QueryDisk,
@@ -39,7 +44,18 @@ from protocol.messages import (
     Token,
     TokenCreate,
 )
-from tests.server_helpers import DEADLINE_S, FakeAgent, InProcessCluster, in_process_cluster
+from tests.server_helpers import (  # noqa: F401  (fixtures)
+    DEADLINE_S,
+    Answer,
+    FakeAgent,
+    InProcessCluster,
+    connect_agent,
+    connect_console,
+    ctl_fixture,
+    in_process_cluster,
+    model_fixture,
+    wall_fixture,
+)
 
 REGISTRY = build_registry()
 RELEASE_1_CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events")
@@ -124,3 +140,31 @@ async def test_an_old_agent_gets_no_query_disk_and_the_console_says_free_is_unkn
         [frame] = await console.request(QueryDisk(pattern="old-*"))
         assert isinstance(frame.body, DiskUsage)
         assert [(d.agent, d.unknown) for d in frame.body.disks] == [("old-1", "agent too old")]
+
+
+async def test_odd_answers_become_plain_reasons_and_long_paths_are_cut(
+    ctl: Controller, nursery: trio.Nursery,
+) -> None:
+    long_path = "/" + "p" * 60_000
+    answers: dict[str, dict[type, Answer]] = {
+        "long-1": {QueryDisk: lambda frame: DiskUsage(disks=(
+            DiskEntry(path=long_path, mount=long_path, used=1, avail=2, total=3),))},
+        "err-1": {QueryDisk: lambda frame: Error(code=ErrorCode.INTERNAL, message="disk on fire")},
+        "two-1": {QueryDisk: lambda frame: DiskUsage(disks=(DiskEntry(), DiskEntry()))},
+    }
+    agents = [await connect_agent(nursery, ctl, name, answers=answer,
+                                  capabilities=("stats", DISK_FREE_CAPABILITY))
+              for name, answer in answers.items()]
+    console = await connect_console(nursery, ctl)
+
+    await console.send(QueryDisk(pattern="all"), 7)
+    with trio.fail_after(DEADLINE_S):
+        frame = await console.receive()
+    assert isinstance(frame.body, DiskUsage) and frame.request_id == 7
+    disks = {disk.agent: disk for disk in frame.body.disks}
+    assert set(disks) == {"long-1", "err-1", "two-1"}
+    assert (disks["long-1"].used, disks["long-1"].avail, disks["long-1"].total) == (1, 2, 3)
+    assert len(disks["long-1"].path.encode()) <= MAX_PATH_BYTES < len(long_path)
+    assert "disk on fire" in disks["err-1"].unknown
+    assert disks["two-1"].unknown == "the agent answered DiskUsage to QUERY_DISK"
+    assert not any(agent.closed.is_set() for agent in agents), "every link stays up"
