@@ -36,6 +36,8 @@ from protocol.messages import (
     BundleRemove,
     Cancel,
     Challenge,
+    DiskEntry,
+    DiskUsage,
     Error,
     Event,
     EventAck,
@@ -62,6 +64,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    QueryDisk,
     QueryEvents,
     QueryLogs,
     QueryStats,
@@ -155,7 +158,8 @@ _S43 = Struct('>?H')
 _S44 = Struct('>qqqqH')
 _S45 = Struct('>qH')
 _S46 = Struct('>qffffQQQQQQQQQI')
-_S47 = Struct('>2sBBHIIBH')
+_S47 = Struct('>QQQQQQH')
+_S48 = Struct('>2sBBHIIBH')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -352,6 +356,26 @@ def _make_RunVersion(agent, process, sha256) -> RunVersion:
     return obj
 
 
+class _W_DiskEntry:
+    __slots__ = DiskEntry.__slots__
+
+
+def _make_DiskEntry(agent, path, mount, used, avail, total, inodes_used, inodes_free, inodes_total, unknown) -> DiskEntry:
+    obj = _W_DiskEntry()
+    obj.agent = agent
+    obj.path = path
+    obj.mount = mount
+    obj.used = used
+    obj.avail = avail
+    obj.total = total
+    obj.inodes_used = inodes_used
+    obj.inodes_free = inodes_free
+    obj.inodes_total = inodes_total
+    obj.unknown = unknown
+    obj.__class__ = DiskEntry
+    return obj
+
+
 class _W_Hello(Message):
     __slots__ = Hello.__slots__
 
@@ -508,6 +532,10 @@ class _W_ListRunVersions(Message):
     __slots__ = ListRunVersions.__slots__
 
 
+class _W_QueryDisk(Message):
+    __slots__ = QueryDisk.__slots__
+
+
 class _W_AgentList(Message):
     __slots__ = AgentList.__slots__
 
@@ -530,6 +558,10 @@ class _W_StatsHistory(Message):
 
 class _W_RunVersions(Message):
     __slots__ = RunVersions.__slots__
+
+
+class _W_DiskUsage(Message):
+    __slots__ = DiskUsage.__slots__
 
 
 class _W_TokenCreate(Message):
@@ -2272,6 +2304,29 @@ def _dec_ListRunVersions(b: bytes, p: int, n: int) -> ListRunVersions:
     return listrunversions_4
 
 
+def _enc_QueryDisk(m: QueryDisk, rid: int, flags: int) -> bytes:
+    pattern_1 = m.pattern.encode()
+    blen = 2 + len(pattern_1)
+    return b"".join((_S10.pack(_MAGIC, 1, 78, flags, rid, blen, len(pattern_1)), pattern_1))
+
+
+def _dec_QueryDisk(b: bytes, p: int, n: int) -> QueryDisk:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    querydisk_4 = _W_QueryDisk()
+    querydisk_4.pattern = pattern_2
+    querydisk_4.__class__ = QueryDisk
+    if p != n: raise _trailing(n - p)
+    return querydisk_4
+
+
 def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
@@ -2707,10 +2762,85 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
     return runversions_11
 
 
+def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    disks_1 = m.disks
+    ap(_S22.pack(len(disks_1)))
+    for x_2 in disks_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        path_4 = x_2.path.encode()
+        ap(_S1.pack(len(path_4)))
+        ap(path_4)
+        mount_5 = x_2.mount.encode()
+        ap(_S1.pack(len(mount_5)))
+        ap(mount_5)
+        unknown_6 = x_2.unknown.encode()
+        ap(_S47.pack(x_2.used, x_2.avail, x_2.total, x_2.inodes_used, x_2.inodes_free, x_2.inodes_total, len(unknown_6)))
+        ap(unknown_6)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 86, flags, rid, len(body)) + body
+
+
+def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S22.unpack_from(b, p)
+    p += 4
+    if count_1 * 56 > n - p: raise _short(count_1 * 56, n - p)
+    disks_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        path_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        if end_11 > n: raise _short(len_9, n - p)
+        mount_10 = b[p:end_11].decode()
+        p = end_11
+        used_12, avail_13, total_14, inodes_used_15, inodes_free_16, inodes_total_17, len_18, = _S47.unpack_from(b, p)
+        p += 50
+        end_20 = p + len_18
+        if end_20 > n: raise _short(len_18, n - p)
+        unknown_19 = b[p:end_20].decode()
+        p = end_20
+        diskentry_21 = _W_DiskEntry()
+        diskentry_21.agent = agent_4
+        diskentry_21.path = path_7
+        diskentry_21.mount = mount_10
+        diskentry_21.used = used_12
+        diskentry_21.avail = avail_13
+        diskentry_21.total = total_14
+        diskentry_21.inodes_used = inodes_used_15
+        diskentry_21.inodes_free = inodes_free_16
+        diskentry_21.inodes_total = inodes_total_17
+        diskentry_21.unknown = unknown_19
+        diskentry_21.__class__ = DiskEntry
+        disks_2.append(diskentry_21)
+    diskusage_22 = _W_DiskUsage()
+    diskusage_22.disks = tuple(disks_2)
+    diskusage_22.__class__ = DiskUsage
+    if p != n: raise _trailing(n - p)
+    return diskusage_22
+
+
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 3 + len(name_1)
-    return b"".join((_S47.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
+    return b"".join((_S48.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
 
 
 def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
@@ -2794,12 +2924,14 @@ ENCODERS = {
     QueryEvents: _enc_QueryEvents,
     QueryLogs: _enc_QueryLogs,
     ListRunVersions: _enc_ListRunVersions,
+    QueryDisk: _enc_QueryDisk,
     AgentList: _enc_AgentList,
     ProcessList: _enc_ProcessList,
     BundleList: _enc_BundleList,
     ScheduleList: _enc_ScheduleList,
     StatsHistory: _enc_StatsHistory,
     RunVersions: _enc_RunVersions,
+    DiskUsage: _enc_DiskUsage,
     TokenCreate: _enc_TokenCreate,
     TokenRevoke: _enc_TokenRevoke,
 }
@@ -2843,12 +2975,14 @@ DECODERS = {
     75: _dec_QueryEvents,
     76: _dec_QueryLogs,
     77: _dec_ListRunVersions,
+    78: _dec_QueryDisk,
     80: _dec_AgentList,
     81: _dec_ProcessList,
     82: _dec_BundleList,
     83: _dec_ScheduleList,
     84: _dec_StatsHistory,
     85: _dec_RunVersions,
+    86: _dec_DiskUsage,
     90: _dec_TokenCreate,
     91: _dec_TokenRevoke,
 }

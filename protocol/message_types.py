@@ -68,12 +68,14 @@ class MessageType(IntEnum):
     QUERY_EVENTS = 75
     QUERY_LOGS = 76
     LIST_RUN_VERSIONS = 77
+    QUERY_DISK = 78
     AGENT_LIST = 80
     PROCESS_LIST = 81
     BUNDLE_LIST = 82
     SCHEDULE_LIST = 83
     STATS_HISTORY = 84
     RUN_VERSIONS = 85
+    DISK_USAGE = 86
     # token administration
     TOKEN_CREATE = 90
     TOKEN_REVOKE = 91

@@ -192,6 +192,32 @@ class RunVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class DiskEntry:
+    """Shared struct DiskEntry (no message type of its own)."""
+
+    #: agent whose state dir it is (empty in an agent's own answer)
+    agent: str = ""
+    #: the agent's state dir
+    path: str = ""
+    #: mount point of the filesystem holding it
+    mount: str = ""
+    #: bytes, (f_blocks - f_bfree) * f_frsize: df's Used
+    used: int = 0
+    #: bytes free to unprivileged users, f_bavail * f_frsize: df's Avail
+    avail: int = 0
+    #: bytes, f_blocks * f_frsize: df's Size
+    total: int = 0
+    #: f_files - f_ffree: df -i's IUsed
+    inodes_used: int = 0
+    #: f_ffree: df -i's IFree
+    inodes_free: int = 0
+    #: f_files: df -i's Inodes
+    inodes_total: int = 0
+    #: why the figures are unknown (agent too old, offline, ...); empty if known
+    unknown: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Hello(Message):
     """HELLO = 1; sent by: client."""
 
@@ -673,6 +699,15 @@ class ListRunVersions(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class QueryDisk(Message):
+    """QUERY_DISK = 78; sent by: admin, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.QUERY_DISK
+    #: agent name, glob or 'all' (server -> agent: empty, its own disk)
+    pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentList(Message):
     """AGENT_LIST = 80; sent by: server."""
 
@@ -722,6 +757,15 @@ class RunVersions(Message):
     TYPE: ClassVar[MessageType] = MessageType.RUN_VERSIONS
     #: processes whose bundle version is known; agents of release 1 send none
     runs: tuple[RunVersion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage(Message):
+    """DISK_USAGE = 86; sent by: agent, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.DISK_USAGE
+    #: one per agent asked (an agent answers one, its own, agent empty)
+    disks: tuple[DiskEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,12 +825,14 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.QUERY_EVENTS: QueryEvents,
     MessageType.QUERY_LOGS: QueryLogs,
     MessageType.LIST_RUN_VERSIONS: ListRunVersions,
+    MessageType.QUERY_DISK: QueryDisk,
     MessageType.AGENT_LIST: AgentList,
     MessageType.PROCESS_LIST: ProcessList,
     MessageType.BUNDLE_LIST: BundleList,
     MessageType.SCHEDULE_LIST: ScheduleList,
     MessageType.STATS_HISTORY: StatsHistory,
     MessageType.RUN_VERSIONS: RunVersions,
+    MessageType.DISK_USAGE: DiskUsage,
     MessageType.TOKEN_CREATE: TokenCreate,
     MessageType.TOKEN_REVOKE: TokenRevoke,
 }
@@ -807,6 +853,8 @@ __all__ = [
     "BundleRemove",
     "Cancel",
     "Challenge",
+    "DiskEntry",
+    "DiskUsage",
     "Error",
     "Event",
     "EventAck",
@@ -833,6 +881,7 @@ __all__ = [
     "ProcessEntry",
     "ProcessList",
     "ProcessStats",
+    "QueryDisk",
     "QueryEvents",
     "QueryLogs",
     "QueryStats",

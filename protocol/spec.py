@@ -33,7 +33,8 @@ Conventions
 - Capabilities: a client lists in HELLO what it understands beyond release 1.
   The server sends a newer message only to an agent that announced it:
   LIST_RUN_VERSIONS to agents with "run-versions", PROC_START_OPTIONS to agents
-  with "start-options".
+  with "start-options", QUERY_DISK to agents with "disk-free" (for the others the
+  server answers DISK_USAGE itself, figures unknown: "agent too old").
 
 Wire values of message types and enums are fixed once released: only add.
 """
@@ -164,6 +165,20 @@ ScheduleEntry = Struct(
     "at_us" / TimeUs * "fire time (kind AT)",
     "next_fire_us" / TimeUs,
     "last_fire_us" / TimeUs,
+)
+
+# What `df` shows for the filesystem holding an agent's state dir (os.statvfs).
+DiskEntry = Struct(
+    "agent" / Str * "agent whose state dir it is (empty in an agent's own answer)",
+    "path" / Str * "the agent's state dir",
+    "mount" / Str * "mount point of the filesystem holding it",
+    "used" / Int64ub * "bytes, (f_blocks - f_bfree) * f_frsize: df's Used",
+    "avail" / Int64ub * "bytes free to unprivileged users, f_bavail * f_frsize: df's Avail",
+    "total" / Int64ub * "bytes, f_blocks * f_frsize: df's Size",
+    "inodes_used" / Int64ub * "f_files - f_ffree: df -i's IUsed",
+    "inodes_free" / Int64ub * "f_ffree: df -i's IFree",
+    "inodes_total" / Int64ub * "f_files: df -i's Inodes",
+    "unknown" / Str * "why the figures are unknown (agent too old, offline, ...); empty if known",
 )
 
 NodeStats = Struct(
@@ -379,6 +394,9 @@ BODIES: dict[MessageType, Struct] = {
     MessageType.LIST_RUN_VERSIONS: Struct(
         "pattern" / Str * "agent name, glob or 'all'; empty means all (server -> agent: empty)",
     ),
+    MessageType.QUERY_DISK: Struct(
+        "pattern" / Str * "agent name, glob or 'all' (server -> agent: empty, its own disk)",
+    ),
     MessageType.AGENT_LIST: Struct("agents" / array_of(AgentEntry, Int32ub)),
     MessageType.PROCESS_LIST: Struct("processes" / array_of(ProcessEntry, Int32ub)),
     MessageType.BUNDLE_LIST: Struct("bundles" / array_of(BundleEntry, Int32ub)),
@@ -392,6 +410,10 @@ BODIES: dict[MessageType, Struct] = {
         "runs" / array_of(RunVersion, Int32ub)
         * "processes whose bundle version is known; agents of release 1 send none",
     ),
+    MessageType.DISK_USAGE: Struct(
+        "disks" / array_of(DiskEntry, Int32ub)
+        * "one per agent asked (an agent answers one, its own, agent empty)",
+    ),
     MessageType.TOKEN_CREATE: Struct("role" / enum_of(Role), "name" / Str),
     MessageType.TOKEN_REVOKE: Struct("name" / Str),
 }
@@ -403,6 +425,7 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "ProcessEntry": ProcessEntry,
     "RunVersion": RunVersion,
     "ScheduleEntry": ScheduleEntry,
+    "DiskEntry": DiskEntry,
     "NodeStats": NodeStats,
     "ProcessStats": ProcessStats,
     "AgentEntry": AgentEntry,
@@ -433,6 +456,7 @@ SENDERS: dict[MessageType, str] = {
     MessageType.SCHEDULE_LIST: "server", MessageType.STATS_HISTORY: "server",
     MessageType.TOKEN_CREATE: "admin", MessageType.TOKEN_REVOKE: "admin",
     MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
+    MessageType.QUERY_DISK: "admin, server", MessageType.DISK_USAGE: "agent, server",
 }
 
 assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"

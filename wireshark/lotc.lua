@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -299,6 +299,8 @@ F["lotc.query_logs.lines"] = ProtoField.uint32("lotc.query_logs.lines", "lines",
 F["lotc.query_logs.follow"] = ProtoField.bool("lotc.query_logs.follow", "follow", base.NONE, nil, nil, "keep streaming new lines until CANCEL")
 F["lotc.list_run_versions"] = ProtoField.none("lotc.list_run_versions", "LIST_RUN_VERSIONS", "")
 F["lotc.list_run_versions.pattern"] = ProtoField.string("lotc.list_run_versions.pattern", "pattern", base.UNICODE, "agent name, glob or 'all'; empty means all (server -> agent: empty)")
+F["lotc.query_disk"] = ProtoField.none("lotc.query_disk", "QUERY_DISK", "")
+F["lotc.query_disk.pattern"] = ProtoField.string("lotc.query_disk.pattern", "pattern", base.UNICODE, "agent name, glob or 'all' (server -> agent: empty, its own disk)")
 F["lotc.agent_list"] = ProtoField.none("lotc.agent_list", "AGENT_LIST", "")
 F["lotc.agent_list.agents"] = ProtoField.uint32("lotc.agent_list.agents", "agents", base.DEC, nil, nil, "")
 F["lotc.agent_list.agents.agent"] = ProtoField.none("lotc.agent_list.agents.agent", "agent", "")
@@ -389,6 +391,19 @@ F["lotc.run_versions.runs.run"] = ProtoField.none("lotc.run_versions.runs.run", 
 F["lotc.run_versions.runs.run.agent"] = ProtoField.string("lotc.run_versions.runs.run.agent", "agent", base.UNICODE, "agent running it (empty in an agent's own answer)")
 F["lotc.run_versions.runs.run.process"] = ProtoField.string("lotc.run_versions.runs.run.process", "process", base.UNICODE, "")
 F["lotc.run_versions.runs.run.sha256"] = ProtoField.bytes("lotc.run_versions.runs.run.sha256", "sha256", base.NONE, "bundle version (SHA-256) the process's current or last run uses")
+F["lotc.disk_usage"] = ProtoField.none("lotc.disk_usage", "DISK_USAGE", "")
+F["lotc.disk_usage.disks"] = ProtoField.uint32("lotc.disk_usage.disks", "disks", base.DEC, nil, nil, "one per agent asked (an agent answers one, its own, agent empty)")
+F["lotc.disk_usage.disks.disk"] = ProtoField.none("lotc.disk_usage.disks.disk", "disk", "")
+F["lotc.disk_usage.disks.disk.agent"] = ProtoField.string("lotc.disk_usage.disks.disk.agent", "agent", base.UNICODE, "agent whose state dir it is (empty in an agent's own answer)")
+F["lotc.disk_usage.disks.disk.path"] = ProtoField.string("lotc.disk_usage.disks.disk.path", "path", base.UNICODE, "the agent's state dir")
+F["lotc.disk_usage.disks.disk.mount"] = ProtoField.string("lotc.disk_usage.disks.disk.mount", "mount", base.UNICODE, "mount point of the filesystem holding it")
+F["lotc.disk_usage.disks.disk.used"] = ProtoField.uint64("lotc.disk_usage.disks.disk.used", "used", base.DEC, nil, nil, "bytes, (f_blocks - f_bfree) * f_frsize: df's Used")
+F["lotc.disk_usage.disks.disk.avail"] = ProtoField.uint64("lotc.disk_usage.disks.disk.avail", "avail", base.DEC, nil, nil, "bytes free to unprivileged users, f_bavail * f_frsize: df's Avail")
+F["lotc.disk_usage.disks.disk.total"] = ProtoField.uint64("lotc.disk_usage.disks.disk.total", "total", base.DEC, nil, nil, "bytes, f_blocks * f_frsize: df's Size")
+F["lotc.disk_usage.disks.disk.inodes_used"] = ProtoField.uint64("lotc.disk_usage.disks.disk.inodes_used", "inodes_used", base.DEC, nil, nil, "f_files - f_ffree: df -i's IUsed")
+F["lotc.disk_usage.disks.disk.inodes_free"] = ProtoField.uint64("lotc.disk_usage.disks.disk.inodes_free", "inodes_free", base.DEC, nil, nil, "f_ffree: df -i's IFree")
+F["lotc.disk_usage.disks.disk.inodes_total"] = ProtoField.uint64("lotc.disk_usage.disks.disk.inodes_total", "inodes_total", base.DEC, nil, nil, "f_files: df -i's Inodes")
+F["lotc.disk_usage.disks.disk.unknown"] = ProtoField.string("lotc.disk_usage.disks.disk.unknown", "unknown", base.UNICODE, "why the figures are unknown (agent too old, offline, ...); empty if known")
 F["lotc.token_create"] = ProtoField.none("lotc.token_create", "TOKEN_CREATE", "")
 F["lotc.token_create.role"] = ProtoField.uint8("lotc.token_create.role", "role", base.DEC, VS.Role, nil, "")
 F["lotc.token_create.name"] = ProtoField.string("lotc.token_create.name", "name", base.UNICODE, "")
@@ -698,6 +713,9 @@ BODIES[76] = {n="body", k="struct", f=F["lotc.query_logs"], m=9, c={
 BODIES[77] = {n="body", k="struct", f=F["lotc.list_run_versions"], m=2, c={
     {n="pattern", k="string", f=F["lotc.list_run_versions.pattern"], w=2, m=2, s=true}
   }}
+BODIES[78] = {n="body", k="struct", f=F["lotc.query_disk"], m=2, c={
+    {n="pattern", k="string", f=F["lotc.query_disk.pattern"], w=2, m=2, s=true}
+  }}
 BODIES[80] = {n="body", k="struct", f=F["lotc.agent_list"], m=4, c={
     {n="agents", k="array", f=F["lotc.agent_list.agents"], w=4, m=4, s=true, e={n="agent", k="struct", f=F["lotc.agent_list.agents.agent"], m=53, c={
           {n="name", k="string", f=F["lotc.agent_list.agents.agent.name"], w=2, m=2},
@@ -793,6 +811,20 @@ BODIES[85] = {n="body", k="struct", f=F["lotc.run_versions"], m=4, c={
           {n="agent", k="string", f=F["lotc.run_versions.runs.run.agent"], w=2, m=2},
           {n="process", k="string", f=F["lotc.run_versions.runs.run.process"], w=2, m=2},
           {n="sha256", k="bytes", f=F["lotc.run_versions.runs.run.sha256"], w=32, m=32}
+        }}}
+  }}
+BODIES[86] = {n="body", k="struct", f=F["lotc.disk_usage"], m=4, c={
+    {n="disks", k="array", f=F["lotc.disk_usage.disks"], w=4, m=4, s=true, e={n="disk", k="struct", f=F["lotc.disk_usage.disks.disk"], m=56, c={
+          {n="agent", k="string", f=F["lotc.disk_usage.disks.disk.agent"], w=2, m=2},
+          {n="path", k="string", f=F["lotc.disk_usage.disks.disk.path"], w=2, m=2},
+          {n="mount", k="string", f=F["lotc.disk_usage.disks.disk.mount"], w=2, m=2},
+          {n="used", k="uint", f=F["lotc.disk_usage.disks.disk.used"], w=8, m=8},
+          {n="avail", k="uint", f=F["lotc.disk_usage.disks.disk.avail"], w=8, m=8},
+          {n="total", k="uint", f=F["lotc.disk_usage.disks.disk.total"], w=8, m=8},
+          {n="inodes_used", k="uint", f=F["lotc.disk_usage.disks.disk.inodes_used"], w=8, m=8},
+          {n="inodes_free", k="uint", f=F["lotc.disk_usage.disks.disk.inodes_free"], w=8, m=8},
+          {n="inodes_total", k="uint", f=F["lotc.disk_usage.disks.disk.inodes_total"], w=8, m=8},
+          {n="unknown", k="string", f=F["lotc.disk_usage.disks.disk.unknown"], w=2, m=2}
         }}}
   }}
 BODIES[90] = {n="body", k="struct", f=F["lotc.token_create"], m=3, c={

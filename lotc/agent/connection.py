@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 
 # "run-versions": answers LIST_RUN_VERSIONS (which bundle version each process runs).
 # "start-options": takes PROC_START_OPTIONS (lotc.options.OPTIONS: log-size, log-keep).
+# "disk-free": answers QUERY_DISK (df's figures for the state dir: lotc.agent.disk).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options")
+                "start-options", "disk-free")
 
 
 @dataclass(frozen=True)

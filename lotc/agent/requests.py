@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from lotc.agent.core import AgentCore
+from lotc.agent.disk import state_dir_disk
 from lotc.agent.upload import Upload
 from lotc.errors import InvalidRequest, LotcError, error_reply, wire_text
 from lotc.net.framed import FramedStream
@@ -26,6 +27,7 @@ from protocol.messages import (
     BundleReady,
     BundleRemove,
     Cancel,
+    DiskUsage,
     Error,
     ListProcesses,
     ListRunVersions,
@@ -39,6 +41,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    QueryDisk,
     QueryLogs,
     ScheduleClear,
     ScheduleSet,
@@ -73,6 +76,8 @@ class RequestHandler:
             await self.framed.send(await self.core.agent_state(), frame.request_id)
         elif isinstance(body, ListRunVersions):  # `ps` asking which version each one runs
             await self.framed.send(self.core.run_versions(), frame.request_id)
+        elif isinstance(body, QueryDisk):  # `stats` asking what df shows for the state dir
+            nursery.start_soon(self._disk, frame.request_id)
         else:
             check(Sender.SERVER, body.TYPE)  # the spec's SENDERS table names a wrong role
             raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
@@ -97,6 +102,11 @@ class RequestHandler:
             await self.framed.send(error_reply(exc), frame.request_id)
         else:
             await self.framed.send(Ok(message=wire_text(message)), frame.request_id)
+
+    async def _disk(self, request_id: int) -> None:
+        # statvfs can hang on a stuck network mount: a thread, so the link keeps reading.
+        disk = await trio.to_thread.run_sync(state_dir_disk, self.core.state_dir)
+        await self.framed.send(DiskUsage(disks=(disk,)), request_id)
 
     async def _upload_step(self, frame: Frame, nursery: trio.Nursery) -> None:
         body, request_id = frame.body, frame.request_id

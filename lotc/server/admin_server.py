@@ -30,6 +30,7 @@ from lotc.server.bundles import (
     remove_bundle,
 )
 from lotc.server.controller import Controller
+from lotc.server.disk_usage import disk_usage
 from lotc.server.logs import relay_logs
 from lotc.server.processes import ControlMessage, control_process, start_process
 from lotc.server.schedules import clear_schedule, set_schedule
@@ -46,6 +47,7 @@ from protocol.messages import (
     BundleList,
     BundleRemove,
     Cancel,
+    DiskUsage,
     Heartbeat,
     ListAgents,
     ListBundles,
@@ -63,6 +65,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    QueryDisk,
     QueryEvents,
     QueryLogs,
     QueryStats,
@@ -241,6 +244,11 @@ async def _query_stats(conn: AdminConnection, body: QueryStats, request_id: int)
     await conn.reply(request_id, previous)
 
 
+async def _query_disk(conn: AdminConnection, body: QueryDisk, request_id: int) -> None:
+    entries = await disk_usage(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: DiskUsage(disks=batch), entries)
+
+
 async def _query_events(conn: AdminConnection, body: QueryEvents, request_id: int) -> None:
     with trio.CancelScope() as scope:
         conn.follows[request_id] = scope
@@ -313,6 +321,7 @@ HANDLERS: dict[type[Message], Handler] = {
     ListRunVersions: _list_run_versions,
     ListBundles: _list_bundles,
     QueryStats: _query_stats,
+    QueryDisk: _query_disk,
     QueryEvents: _query_events,
     QueryLogs: _query_logs,
     ProcStart: _start,

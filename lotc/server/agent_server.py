@@ -19,6 +19,7 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     AgentState,
     BundleReady,
+    DiskUsage,
     Error,
     Event,
     Heartbeat,
@@ -33,7 +34,7 @@ from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
-REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results, RunVersions)
+REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results, RunVersions, DiskUsage)
 
 
 async def handle_agent(
@@ -129,7 +130,7 @@ def _handled_now(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
     elif cls is TimeInfo:
         ctl.time_info(session, body)
     elif isinstance(body, REPLY_TYPES):
-        if not session.deliver(frame) and cls is Error:
+        if not session.deliver(frame) and isinstance(body, Error):
             logger.warning("agent %s reported: %s", session.name, body.message)
     elif cls is AgentState and frame.request_id and session.deliver(frame):
         pass  # the answer to a refresh (live ps)
