@@ -1,9 +1,9 @@
 """Process commands: record the desired state, then tell the agents that are online.
 
-What each command makes the process become (DESIRED_AFTER) is the desired
-state the server reconciles toward after any disconnect. A kill with a signal
-other than SIGKILL is only a signal (SIGHUP to reload, say): it changes no
-desired state, so it needs the agent online.
+What each command makes the process become (`lotc.actions.CONTROLS`) is the
+desired state the server reconciles toward after any disconnect. A kill with a
+signal other than SIGKILL is only a signal (SIGHUP to reload, say): it changes
+no desired state, so it needs the agent online.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 import signal as signals
 from collections.abc import Collection
 
+from lotc import actions
 from lotc.errors import (
     AgentOffline,
     Conflict,
@@ -47,13 +48,6 @@ logger = logging.getLogger(__name__)
 
 ControlMessage = ProcStop | ProcResume | ProcTerminate | ProcKill | ProcRestart | ProcRemove
 
-DESIRED_AFTER: dict[type, DesiredState] = {
-    ProcStop: DesiredState.STOPPED,
-    ProcResume: DesiredState.RUNNING,
-    ProcTerminate: DesiredState.EXITED,
-    ProcKill: DesiredState.EXITED,
-    ProcRestart: DesiredState.RUNNING,
-}
 QUEUED = "agent offline: recorded, applied when it reconnects"
 
 
@@ -168,9 +162,11 @@ def _forget_failed_start(
 
 async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentResult]:
     validate_name("process", msg.name)
-    number = signal_number(msg.signal) if isinstance(msg, ProcKill) else 0
+    control_row = actions.for_message(msg)
+    number = signal_number(msg.signal) if isinstance(msg, ProcKill) else signals.SIGKILL
     targets = ctl.resolve_targets(msg.target)
-    changes_desired = not (isinstance(msg, ProcKill) and number != signals.SIGKILL)
+    desired = control_row.desired_after(number)
+    changes_desired = control_row.verb is actions.Verb.REMOVE or desired is not None
 
     async def control(agent: str) -> str:
         if ctl.model.find_process(agent, msg.name) is None:
@@ -178,9 +174,9 @@ async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentRes
         if isinstance(msg, ProcRemove):
             ctl.model.remove_process(agent, msg.name)
             forget_process_schedules(ctl, agent, msg.name)
-        elif changes_desired:
+        elif desired is not None:
             # stamped, so an end event older than this command cannot undo it
-            ctl.model.set_desired_state(agent, msg.name, DESIRED_AFTER[type(msg)], ctl.now_us())
+            ctl.model.set_desired_state(agent, msg.name, desired, ctl.now_us())
         session = ctl.sessions.get(agent)
         if session is None:
             if not changes_desired:
