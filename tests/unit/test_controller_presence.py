@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from lotc.server.controller import Controller
+from lotc.server.duties import carry_out, run_revocation_watch, run_verdicts
 from lotc.server.model import Model
 from lotc.server.processes import start_process
 from lotc.server.tokens import revoke_token
@@ -144,7 +145,7 @@ async def test_silent_session_is_closed_after_missed_heartbeats(
 ) -> None:
     fake = await connect_agent(nursery, ctl, "web-1")
     session = ctl.sessions["web-1"]
-    await nursery.start(ctl.run_verdicts)
+    await nursery.start(run_verdicts, ctl)
     started = trio.current_time()
     # A beating agent is kept, however long it lives.
     silent_since = trio.current_time()
@@ -170,7 +171,7 @@ async def test_agent_gone_past_the_grace_is_declared_offline(
     fake = await connect_agent(nursery, ctl, "web-1")
     assert ctl.model.agent("web-1").online
     assert len(agent_events(ctl, "web-1", EventKind.AGENT_ONLINE)) == 1
-    await nursery.start(ctl.run_verdicts)
+    await nursery.start(run_verdicts, ctl)
     await fake.disconnect()
     await wait_until(lambda: "web-1" not in ctl.sessions)
     gone_at = ctl._disconnected_at["web-1"]
@@ -189,7 +190,7 @@ async def test_reconnect_within_the_grace_is_not_an_outage(
     ctl: Controller, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     fake = await connect_agent(nursery, ctl, "web-1")
-    await nursery.start(ctl.run_verdicts)
+    await nursery.start(run_verdicts, ctl)
     await fake.disconnect()
     await wait_until(lambda: "web-1" not in ctl.sessions)
     await trio.sleep(ctl.config.offline_grace_s / 2)
@@ -228,7 +229,8 @@ async def test_revocation_cuts_off_the_agent_and_the_consoles(
     console = await connect_console(nursery, ctl, "alice")
     other = await connect_console(nursery, ctl, "bob")
     caplog.set_level(logging.WARNING, logger="lotc.server.controller")
-    reply = await revoke_token(ctl, "web-1")
+    reply, closes = revoke_token(ctl, "web-1")
+    await carry_out(closes)
     assert reply.message == "revoked web-1; closed 1 connection(s)"
     with trio.fail_after(DEADLINE_S):
         await fake.closed.wait()
@@ -236,7 +238,7 @@ async def test_revocation_cuts_off_the_agent_and_the_consoles(
     assert "web-1" not in ctl.sessions
     assert not ctl.model.agent("web-1").online  # no grace: a revoked agent is not coming back
     assert agent_events(ctl, "web-1", EventKind.AGENT_OFFLINE)
-    await revoke_token(ctl, "alice")
+    await carry_out(revoke_token(ctl, "alice")[1])
     frames = await frames_until_closed(console)
     assert [e.code for e in errors_in(frames)] == [ErrorCode.TOKEN_REVOKED]
     assert ctl._consoles.get("alice") is None and ctl._consoles["bob"]
@@ -251,7 +253,7 @@ async def test_revocation_by_another_process_is_noticed(
     ctl: Controller, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     fake = await connect_agent(nursery, ctl, "web-1")
-    await nursery.start(ctl.run_revocation_watch)
+    await nursery.start(run_revocation_watch, ctl)
     cli = Model(tmp_path / "lotc.db")  # `lotc token revoke` on the same file
     try:
         assert cli.revoke_token("web-1", 1)
