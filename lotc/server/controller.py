@@ -182,11 +182,11 @@ class Controller:
             self.server_event(session.name, EventKind.AGENT_ONLINE, f"online from {session.address}")
         return dropped
 
-    def agent_disconnected(self, session: AgentSession) -> None:
+    def agent_disconnected(self, session: AgentSession, now: float | None = None) -> None:
         session.close()
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
-            self._disconnected_at[session.name] = trio.current_time()
+            self._disconnected_at[session.name] = trio.current_time() if now is None else now
             logger.info("agent %s disconnected; offline verdict in %.1f s unless it returns",
                         session.name, self.config.offline_grace_s)
 
@@ -209,7 +209,7 @@ class Controller:
         for session in silent:
             logger.warning("agent %s silent for %.1f s: closing its connection",
                            session.name, now - session.last_seen_monotonic)
-            self.agent_disconnected(session)
+            self.agent_disconnected(session, now)
         for name, since in list(self._disconnected_at.items()):
             if now - since >= self.config.offline_grace_s:
                 del self._disconnected_at[name]
