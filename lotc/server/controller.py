@@ -29,7 +29,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 
 import trio
@@ -37,11 +37,9 @@ import trio
 from lotc import __version__
 from lotc.errors import (
     InvalidRequest,
-    LotcError,
     TokenRevoked,
     UnknownAgent,
     UnknownSchedule,
-    wire_text,
 )
 from lotc.names import ALL, glob_matcher, is_glob, validate_selector
 from lotc.server.config import ServerConfig
@@ -51,9 +49,7 @@ from lotc.server.model import Model
 from lotc.server.records import EventRecord, StatsRecord
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, EventKind, ProcessState, Role
-from protocol.errors import ErrorCode
 from protocol.messages import (
-    AgentResult,
     Event,
     Hello,
     StatsReport,
@@ -70,9 +66,6 @@ EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is 
 
 def wall_clock_us() -> int:
     return time.time_ns() // 1000
-
-
-AgentCall = Callable[[str], Awaitable[str]]
 
 
 class Controller:
@@ -96,6 +89,21 @@ class Controller:
         # agent -> process -> SHA-256 of the bundle version its run uses, as the agent said
         # at the last `ps` refresh (memory only: the agent is asked again at the next one)
         self.run_versions: dict[str, dict[str, bytes]] = {}
+
+    # ------------------------------------------------------------ what commands use
+    # (lotc/server/command_context.py: the interface the command modules see)
+
+    @property
+    def store(self) -> Model:
+        return self.model
+
+    def session(self, agent: str) -> AgentSession | None:
+        return self.sessions.get(agent)
+
+    def online(self, agents: Collection[str] | None = None) -> list[AgentSession]:
+        if agents is None:
+            return list(self.sessions.values())
+        return [s for name, s in self.sessions.items() if name in agents]
 
     # ------------------------------------------------------------ authentication
 
@@ -413,20 +421,3 @@ class Controller:
     def match_agents(self, pattern: str) -> list[str] | None:
         """Like resolve_targets for listings: empty pattern = all (None)."""
         return None if not pattern.strip() else self.resolve_targets(pattern)
-
-    async def fan_out(self, agents: Iterable[str], call: AgentCall) -> list[AgentResult]:
-        """Run `call(agent)` for every agent at once; turn each outcome into a result."""
-        results: dict[str, AgentResult] = {}
-
-        async def one(agent: str) -> None:
-            try:
-                message = await call(agent)
-                results[agent] = AgentResult(agent=agent, code=ErrorCode.OK, message=message)
-            except LotcError as exc:
-                results[agent] = AgentResult(agent=agent, code=exc.code, message=wire_text(str(exc)))
-
-        names = list(agents)
-        async with trio.open_nursery() as nursery:
-            for name in names:
-                nursery.start_soon(one, name)
-        return [results[name] for name in names]
