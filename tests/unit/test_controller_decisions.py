@@ -6,9 +6,11 @@ those decisions is tested in test_controller_presence.py.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import trio
 
 from lotc.errors import TokenRevoked
@@ -127,3 +129,34 @@ async def test_heartbeats_only_mark_the_agent_heard(ctl: Controller, wall: FakeC
     assert ctl.model.agent("web-1").last_seen_us == before  # batched, not written per beat
     ctl.flush(all_seen=True)
     assert ctl.model.agent("web-1").last_seen_us == wall.now
+
+
+# ------------------------------------------------------------------ the boundaries, read from the source
+
+SERVER = Path(__file__).resolve().parents[2] / "lotc" / "server"
+COMMAND_MODULES = ("queries", "reconcile", "bundles", "processes", "schedules", "tokens", "logs")
+
+
+def imported_modules(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_controller_does_no_io() -> None:
+    """No stream in sight, and nothing awaited but the checkpoints between its batches."""
+    tree = ast.parse((SERVER / "controller.py").read_text(encoding="utf-8"))
+    assert not {m for m in imported_modules(tree) if m.startswith("lotc.net")}
+    awaited = {ast.unparse(node.value) for node in ast.walk(tree) if isinstance(node, ast.Await)}
+    assert awaited == {"trio.lowlevel.checkpoint()"}
+
+
+@pytest.mark.parametrize("name", COMMAND_MODULES)
+def test_command_modules_see_only_the_command_context(name: str) -> None:
+    source = (SERVER / f"{name}.py").read_text(encoding="utf-8")
+    assert "lotc.server.controller" not in imported_modules(ast.parse(source))
+    assert "ctl.model" not in source and "ctl.sessions" not in source
