@@ -11,6 +11,7 @@ Import the fixtures into a test module with
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller
 from lotc.server.model import Model
 from protocol.codec import Frame
-from protocol.enums import Role
+from protocol.enums import BundleKind, Role
 from protocol.messages import (
     AgentState,
     BundleBegin,
@@ -194,6 +195,18 @@ async def _guarded(handler: Callable[[Controller, FramedStream], Any], ctl: Cont
 
 
 _peer_numbers = itertools.count(1)
+
+
+SHA_A = hashlib.sha256(b"version a").digest()
+
+
+def give_bundle(ctl: Controller, agent: str, name: str = "app", sha256: bytes = SHA_A) -> None:
+    """The bundle `name` desired on `agent`, as after an upload."""
+    ctl.model.set_desired_bundle(agent, name, sha256, BundleKind.FILE, 9, ctl.now_us())
+
+
+def start_msg(target: str = "web-1", name: str = "svc", bundle: str = "app") -> ProcStart:
+    return ProcStart(target=target, name=name, bundle=bundle, argv=("./run", "--fast"))
 
 
 def ensure_token(ctl: Controller, role: Role, name: str) -> str:

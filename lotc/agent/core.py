@@ -14,6 +14,7 @@ from pathlib import Path
 
 import trio
 
+from lotc.actions import Verb, for_action
 from lotc.agent.clock import CorrectedClock
 from lotc.agent.outbox import EventOutbox
 from lotc.agent.process import ProcessInfo, ProcessSpec
@@ -27,7 +28,7 @@ from lotc.options import spec_fields
 from lotc.parse.crontimes import format_us
 from lotc.process_states import ALIVE
 from protocol import messages as m
-from protocol.enums import Action, EventKind, ProcessState, StreamKind
+from protocol.enums import EventKind, ProcessState, StreamKind
 
 logger = logging.getLogger(__name__)
 
@@ -203,32 +204,41 @@ class AgentCore:
         info = await self.supervisor.start(spec)
         return f"started pid {info.pid}"
 
-    async def control(self, action: str, name: str, *, grace: float | None = None,
+    async def control(self, verb: Verb, name: str, *, grace: float | None = None,
                       signal: str = "SIGKILL") -> str:
+        """Carry out one verb of lotc.actions on a recorded process: the one place each
+        verb becomes its supervisor call (console commands and schedules alike)."""
         sup = self.supervisor
-        if action == "stop":
-            await sup.stop(name)
-            return "stopped (SIGSTOP to its process group)"
-        if action == "resume":
-            await sup.resume(name)
-            return "resumed (SIGCONT)"
-        if action == "terminate":
-            before = sup.get(name).state
-            info = await sup.terminate(name, grace)
-            return _terminated(before, info)
-        if action == "kill":
-            await sup.kill(name, signal)
-            return f"sent {signal.upper()} to its process group"
-        if action == "restart":
-            info = await sup.restart(name)
-            return f"restarted pid {info.pid}"
-        if action == "remove":
-            await sup.remove(name)
-            for held in self.scheduler.list():  # its schedules have nothing left to act on
-                if held.spec.process == name:
-                    await self.scheduler.clear(held.spec.id)
-            return "removed"
-        raise InvalidRequest(f"unknown action {action!r}")
+        match verb:
+            case Verb.START:  # a schedule's start: the recorded spec, unless it runs
+                info = sup.get(name)
+                if info.state in ALIVE:
+                    return f"already running (pid {info.pid})"
+                info = await sup.start(info.spec)
+                return f"started pid {info.pid}"
+            case Verb.STOP:
+                await sup.stop(name)
+                return "stopped (SIGSTOP to its process group)"
+            case Verb.RESUME:
+                await sup.resume(name)
+                return "resumed (SIGCONT)"
+            case Verb.TERMINATE:
+                before = sup.get(name).state
+                info = await sup.terminate(name, grace)
+                return _terminated(before, info)
+            case Verb.KILL:
+                await sup.kill(name, signal)
+                return f"sent {signal.upper()} to its process group"
+            case Verb.RESTART:
+                info = await sup.restart(name)
+                return f"restarted pid {info.pid}"
+            case Verb.REMOVE:
+                await sup.remove(name)
+                for held in self.scheduler.list():  # its schedules have nothing left to act on
+                    if held.spec.process == name:
+                        await self.scheduler.clear(held.spec.id)
+                return "removed"
+        raise InvalidRequest(f"unknown verb {verb!r}")
 
     # ---------------------------------------------------------------- schedules
 
@@ -244,14 +254,10 @@ class AgentCore:
         return f"schedule {schedule_id} removed"
 
     async def fire_schedule(self, spec: ScheduleSpec) -> None:
-        """What a schedule does when its time comes: the same as the console command."""
-        if spec.action == Action.START:
-            info = self.supervisor.get(spec.process)  # UnknownProcess, reported in the event
-            if info.state not in ALIVE:
-                await self.supervisor.start(info.spec)
-            return
-        action = spec.action.name.lower()
-        await self.control(action, spec.process, signal=spec.signal or "SIGKILL")
+        """What a schedule does when its time comes: the same as the console command
+        (an unknown process raises UnknownProcess, reported in the event)."""
+        await self.control(for_action(spec.action).verb, spec.process,
+                           signal=spec.signal or "SIGKILL")
 
     async def remove_bundle(self, name: str) -> str:
         users = self.supervisor.uses_bundle(name)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from lotc.actions import for_message
 from lotc.agent.core import AgentCore
 from lotc.agent.disk import state_dir_disk
 from lotc.agent.upload import Upload
@@ -165,35 +166,18 @@ class RequestHandler:
 
 
 Command = Callable[[AgentCore, object], Awaitable[str]]
+ControlMessage = ProcStop | ProcResume | ProcTerminate | ProcKill | ProcRestart | ProcRemove
 
 
 async def _start(core: AgentCore, msg: ProcStart | ProcStartOptions) -> str:
     return await core.start(msg)
 
 
-async def _stop(core: AgentCore, msg: ProcStop) -> str:
-    return await core.control("stop", msg.name)
-
-
-async def _resume(core: AgentCore, msg: ProcResume) -> str:
-    return await core.control("resume", msg.name)
-
-
-async def _terminate(core: AgentCore, msg: ProcTerminate) -> str:
+async def _control(core: AgentCore, msg: ControlMessage) -> str:
+    """Every process command but start: its verb from the one table (lotc.actions)."""
     grace = msg.grace_ms / 1000 if msg.grace_ms else None
-    return await core.control("terminate", msg.name, grace=grace)
-
-
-async def _kill(core: AgentCore, msg: ProcKill) -> str:
-    return await core.control("kill", msg.name, signal=msg.signal or "SIGKILL")
-
-
-async def _restart(core: AgentCore, msg: ProcRestart) -> str:
-    return await core.control("restart", msg.name)
-
-
-async def _remove(core: AgentCore, msg: ProcRemove) -> str:
-    return await core.control("remove", msg.name)
+    return await core.control(for_message(msg).verb, msg.name, grace=grace,
+                              signal=msg.signal or "SIGKILL")
 
 
 async def _remove_bundle(core: AgentCore, msg: BundleRemove) -> str:
@@ -213,11 +197,11 @@ COMMANDS: dict[type, Command] = {
     ScheduleClear: _schedule_clear,  # type: ignore[dict-item]
     ProcStart: _start,  # type: ignore[dict-item]
     ProcStartOptions: _start,  # type: ignore[dict-item]
-    ProcStop: _stop,  # type: ignore[dict-item]
-    ProcResume: _resume,  # type: ignore[dict-item]
-    ProcTerminate: _terminate,  # type: ignore[dict-item]
-    ProcKill: _kill,  # type: ignore[dict-item]
-    ProcRestart: _restart,  # type: ignore[dict-item]
-    ProcRemove: _remove,  # type: ignore[dict-item]
+    ProcStop: _control,  # type: ignore[dict-item]
+    ProcResume: _control,  # type: ignore[dict-item]
+    ProcTerminate: _control,  # type: ignore[dict-item]
+    ProcKill: _control,  # type: ignore[dict-item]
+    ProcRestart: _control,  # type: ignore[dict-item]
+    ProcRemove: _control,  # type: ignore[dict-item]
     BundleRemove: _remove_bundle,  # type: ignore[dict-item]
 }

@@ -31,6 +31,7 @@ from lotc.server.bundles import (
 )
 from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
+from lotc.server.duties import carry_out
 from lotc.server.logs import relay_logs
 from lotc.server.processes import ControlMessage, control_process, start_process
 from lotc.server.schedules import clear_schedule, set_schedule
@@ -307,7 +308,9 @@ async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: in
 
 
 async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: int) -> None:
-    await conn.reply(request_id, await revoke_token(conn.ctl, body.name, conn.framed, conn.admin))
+    reply, closes = revoke_token(conn.ctl, body.name, conn.framed, conn.admin)
+    await carry_out(closes)
+    await conn.reply(request_id, reply)
     if body.name == conn.admin:  # its token is gone: the OK was this session's last word
         await conn.framed.aclose()
 

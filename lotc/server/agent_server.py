@@ -11,6 +11,7 @@ from lotc.net.auth import server_handshake
 from lotc.net.framed import FramedStream
 from lotc.net.readhub import ReadHub
 from lotc.server.controller import Controller
+from lotc.server.duties import carry_out
 from lotc.server.reconcile import reconcile
 from lotc.server.sessions import AgentSession
 from protocol.codec import Frame, encode
@@ -22,6 +23,7 @@ from protocol.messages import (
     DiskUsage,
     Error,
     Event,
+    EventAck,
     Heartbeat,
     LogLines,
     Ok,
@@ -52,7 +54,9 @@ async def handle_agent(
         revoked_key=ctl.revoked_token_key,
     )
     session = AgentSession(hello.name, framed, hello, ctl.now_us())
-    await ctl.agent_connected(session)
+    dropped = ctl.agent_connected(session)
+    if dropped is not None:
+        await carry_out([dropped])
     logger.info("agent %s connected from %s (%s)", hello.name, framed.peer, hello.software)
     pinger = _Pinger(ctl, session)
     hub_reads = read_hub is not None and read_hub.attach(framed, partial(_quick, ctl, pinger))
@@ -189,7 +193,8 @@ async def _dispatch(
     """Frames that need awaiting (after `_handled_now` declined them)."""
     body = frame.body
     if isinstance(body, Event):
-        await ctl.agent_event(session, body)
+        ack = ctl.agent_event(session, body)
+        await session.send(EventAck(seq=ack.seq))
     elif isinstance(body, AgentState):
         # In its own task: reconciling awaits replies that this loop must keep reading.
         nursery.start_soon(reconcile, ctl, session, body)

@@ -27,6 +27,7 @@ from lotc.server.agent_server import handle_agent
 from lotc.server.checkpointer import run_checkpoints
 from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller, wall_clock_us
+from lotc.server.duties import run_revocation_watch, run_verdicts
 from lotc.server.gc_pacing import pace_full_collections
 from lotc.server.model import Model
 from lotc.sntp import serve_sntp
@@ -63,8 +64,8 @@ async def serve_server(
             admin=[bound_address(x) for x in admin_listeners],
         )
         async with trio.open_nursery() as nursery:
-            await nursery.start(ctl.run_verdicts)
-            await nursery.start(ctl.run_revocation_watch)
+            await nursery.start(run_verdicts, ctl)
+            await nursery.start(run_revocation_watch, ctl)
             await nursery.start(run_checkpoints, model)
             # One count for both ports: a source refused on either is the same source.
             refusals = Refusals()

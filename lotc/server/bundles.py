@@ -29,7 +29,8 @@ from lotc.errors import (
     wire_text,
 )
 from lotc.names import validate_name
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
+from lotc.server.fanout import fan_out
 from lotc.server.records import BundleRecord
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, EventKind
@@ -79,14 +80,14 @@ class IncomingUpload:
         self.file.close()
 
 
-def begin_upload(ctl: Controller, begin: BundleBegin, max_bytes: int) -> IncomingUpload:
+def begin_upload(ctl: CommandContext, begin: BundleBegin, max_bytes: int) -> IncomingUpload:
     validate_name("bundle", begin.name)
     targets = ctl.resolve_targets(begin.target)
     if begin.size > max_bytes:
         raise TooLarge(f"bundle {begin.name!r} is {begin.size} bytes; the limit is {max_bytes}")
     if len(begin.sha256) != 32:
         raise InvalidRequest("sha256 must be 32 bytes")
-    path = ctl.model.partial_blob_path(begin.sha256)
+    path = ctl.store.partial_blob_path(begin.sha256)
     digest = hashlib.sha256()
     received = 0
     if path.exists() and path.stat().st_size <= begin.size:
@@ -104,7 +105,7 @@ def ready_message(upload: IncomingUpload) -> BundleReady:
     return BundleReady(offset=upload.received)
 
 
-async def finish_upload(ctl: Controller, upload: IncomingUpload, end: BundleEnd) -> list[AgentResult]:
+async def finish_upload(ctl: CommandContext, upload: IncomingUpload, end: BundleEnd) -> list[AgentResult]:
     """Verify, store as a blob, record as desired on every target, push to those online."""
     upload.close()
     begin = upload.begin
@@ -114,23 +115,23 @@ async def finish_upload(ctl: Controller, upload: IncomingUpload, end: BundleEnd)
     if upload.digest.digest() != begin.sha256:
         upload.path.unlink(missing_ok=True)
         raise ChecksumMismatch(f"bundle {begin.name!r} does not match its SHA-256; upload it again")
-    ctl.model.commit_blob(upload.path, begin.sha256)
+    ctl.store.commit_blob(upload.path, begin.sha256)
     now = ctl.now_us()
     for agent in upload.targets:
-        ctl.model.set_desired_bundle(agent, begin.name, begin.sha256, begin.kind, begin.size, now)
+        ctl.store.set_desired_bundle(agent, begin.name, begin.sha256, begin.kind, begin.size, now)
 
     async def deliver(agent: str) -> str:
-        session = ctl.sessions.get(agent)
+        session = ctl.session(agent)
         if session is None:
             return "stored; agent offline: it gets the bundle when it reconnects"
         record = BundleRecord(agent, begin.name, begin.sha256, begin.kind, begin.size, now)
         await deliver_or_drop(ctl, session, record)
         return f"loaded {begin.name} ({begin.size} bytes, sha256 {begin.sha256.hex()[:12]})"
 
-    return await ctl.fan_out(upload.targets, deliver)
+    return await fan_out(upload.targets, deliver)
 
 
-async def deliver_or_drop(ctl: Controller, session: AgentSession, record: BundleRecord) -> None:
+async def deliver_or_drop(ctl: CommandContext, session: AgentSession, record: BundleRecord) -> None:
     """Push `record`; if the agent refuses it, it is no longer desired there (see below)."""
     try:
         await push_bundle(ctl, session, record)
@@ -142,7 +143,7 @@ async def deliver_or_drop(ctl: Controller, session: AgentSession, record: Bundle
         raise
 
 
-def drop_refused(ctl: Controller, record: BundleRecord, reason: str) -> None:
+def drop_refused(ctl: CommandContext, record: BundleRecord, reason: str) -> None:
     """An agent refused a bundle: mark it failed (an event with the agent's reason) and
     drop it from that agent's desired state, back to the version the agent holds.
 
@@ -150,16 +151,16 @@ def drop_refused(ctl: Controller, record: BundleRecord, reason: str) -> None:
     blob kept for ever; a blob no agent wants any more is deleted.
     """
     agent, name = record.agent, record.name
-    desired = {b.name: b for b in ctl.model.desired_bundles(agent)}.get(name)
+    desired = {b.name: b for b in ctl.store.desired_bundles(agent)}.get(name)
     if desired is None or desired.sha256 != record.sha256:
         return  # replaced or removed meanwhile: the newer wish stands
-    held = {b.name: b for b in ctl.model.reported_bundles(agent)}.get(name)
+    held = {b.name: b for b in ctl.store.reported_bundles(agent)}.get(name)
     if held is not None:
-        ctl.model.set_desired_bundle(agent, name, held.sha256, held.kind, held.size,
+        ctl.store.set_desired_bundle(agent, name, held.sha256, held.kind, held.size,
                                      held.stored_us)
     else:
-        ctl.model.remove_desired_bundle(agent, name)
-    dropped = ctl.model.drop_blob_if_unused(record.sha256)
+        ctl.store.remove_desired_bundle(agent, name)
+    dropped = ctl.store.drop_blob_if_unused(record.sha256)
     ctl.server_event(agent, EventKind.ERROR,
                      f"bundle {name} (sha256 {record.sha256.hex()[:12]}) failed on {agent}: "
                      f"{wire_text(reason, REASON_BYTES)}; "
@@ -169,7 +170,7 @@ def drop_refused(ctl: Controller, record: BundleRecord, reason: str) -> None:
     logger.warning("bundle %s refused by %s: %s", name, agent, reason)
 
 
-async def push_bundle(ctl: Controller, session: AgentSession, record: BundleRecord) -> None:
+async def push_bundle(ctl: CommandContext, session: AgentSession, record: BundleRecord) -> None:
     """Send a stored bundle to an agent, resuming from what the agent already holds."""
     timeout = ctl.config.request_timeout_s
     begin = BundleBegin(target="", name=record.name, kind=record.kind, size=record.size,
@@ -181,7 +182,7 @@ async def push_bundle(ctl: Controller, session: AgentSession, record: BundleReco
                 raise InvalidRequest(f"agent {session.name} answered BUNDLE_BEGIN with "
                                      f"{type(ready).__name__}")
             offset = ready.offset
-            with ctl.model.blob_path(record.sha256).open("rb") as blob:
+            with ctl.store.blob_path(record.sha256).open("rb") as blob:
                 blob.seek(offset)
                 while data := blob.read(ctl.config.chunk_size):
                     await session.send(BundleChunk(offset=offset, data=data), pending.request_id)
@@ -206,25 +207,25 @@ async def _abandon_push(session: AgentSession, request_id: int) -> None:
             pass  # the link is gone: the next push resumes or replaces the partial file
 
 
-async def remove_bundle(ctl: Controller, request: BundleRemove) -> list[AgentResult]:
+async def remove_bundle(ctl: CommandContext, request: BundleRemove) -> list[AgentResult]:
     validate_name("bundle", request.name)
     targets = ctl.resolve_targets(request.target)
 
     async def remove(agent: str) -> str:
-        users = [p for p in ctl.model.processes(agent) if p.bundle == request.name]
+        users = [p for p in ctl.store.processes(agent) if p.bundle == request.name]
         active = [p.name for p in users if p.desired != DesiredState.EXITED]
         if active:
             raise BundleInUse(f"bundle {request.name!r} is used by processes {', '.join(active)}"
                               f" on {agent}: terminate them first")
-        if not ctl.model.remove_desired_bundle(agent, request.name):
+        if not ctl.store.remove_desired_bundle(agent, request.name):
             raise UnknownBundle(f"no bundle {request.name!r} on {agent}")
         for process in users:  # exited processes of this bundle cannot run again: forget them
-            ctl.model.remove_process(agent, process.name)
-        session = ctl.sessions.get(agent)
+            ctl.store.remove_process(agent, process.name)
+        session = ctl.session(agent)
         if session is None:
             return "removed from the desired state; agent offline: removed when it reconnects"
         await session.request(BundleRemove(target="", name=request.name),
                               ctl.config.request_timeout_s)
         return f"removed {request.name}"
 
-    return await ctl.fan_out(targets, remove)
+    return await fan_out(targets, remove)

@@ -3,7 +3,10 @@
 Theory of operation
 -------------------
 The agent server and the admin server translate frames into calls on this
-object and its replies back into frames; the model stores. The controller
+object and its replies back into frames; the model stores. The controller does
+no I/O: where a peer must hear something or be cut off, it returns a decision
+(decisions.py: close this link with this error, acknowledge these events) and
+the face that called it, or the timed duty (duties.py), carries it out. The controller
 holds what only exists while the server runs: the connected agents'
 sessions, the agents heard from since the last flush (heartbeats are batched
 into one model write per tick, so 10,000 agents cost one UPDATE a tick, not
@@ -26,7 +29,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 
 import trio
@@ -34,25 +37,20 @@ import trio
 from lotc import __version__
 from lotc.errors import (
     InvalidRequest,
-    LotcError,
     TokenRevoked,
     UnknownAgent,
     UnknownSchedule,
-    wire_text,
 )
 from lotc.names import ALL, glob_matcher, is_glob, validate_selector
-from lotc.net.framed import FramedStream
 from lotc.server.config import ServerConfig
+from lotc.server.decisions import Ack, Close, Link
 from lotc.server.desired import desired_after_fire
 from lotc.server.model import Model
 from lotc.server.records import EventRecord, StatsRecord
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, EventKind, ProcessState, Role
-from protocol.errors import ErrorCode
 from protocol.messages import (
-    AgentResult,
     Event,
-    EventAck,
     Hello,
     StatsReport,
     TimeInfo,
@@ -68,9 +66,6 @@ EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is 
 
 def wall_clock_us() -> int:
     return time.time_ns() // 1000
-
-
-AgentCall = Callable[[str], Awaitable[str]]
 
 
 class Controller:
@@ -89,10 +84,26 @@ class Controller:
         self._pending_stats: list[StatsRecord] = []
         self._disconnected_at: dict[str, float] = {}
         self._event_subscribers: set[trio.MemorySendChannel[EventRecord]] = set()
-        self._consoles: dict[str, set[FramedStream]] = {}
+        self._consoles: dict[str, set[Link]] = {}
+        self._data_version = model.data_version()  # see revocations()
         # agent -> process -> SHA-256 of the bundle version its run uses, as the agent said
         # at the last `ps` refresh (memory only: the agent is asked again at the next one)
         self.run_versions: dict[str, dict[str, bytes]] = {}
+
+    # ------------------------------------------------------------ what commands use
+    # (lotc/server/command_context.py: the interface the command modules see)
+
+    @property
+    def store(self) -> Model:
+        return self.model
+
+    def session(self, agent: str) -> AgentSession | None:
+        return self.sessions.get(agent)
+
+    def online(self, agents: Collection[str] | None = None) -> list[AgentSession]:
+        if agents is None:
+            return list(self.sessions.values())
+        return [s for name, s in self.sessions.items() if name in agents]
 
     # ------------------------------------------------------------ authentication
 
@@ -113,60 +124,61 @@ class Controller:
 
     # ------------------------------------------------------------ consoles and revocation
 
-    def admin_connected(self, name: str, framed: FramedStream) -> None:
-        self._consoles.setdefault(name, set()).add(framed)
+    def admin_connected(self, name: str, link: Link) -> None:
+        self._consoles.setdefault(name, set()).add(link)
 
-    def admin_disconnected(self, name: str, framed: FramedStream) -> None:
-        self._consoles.get(name, set()).discard(framed)
+    def admin_disconnected(self, name: str, link: Link) -> None:
+        self._consoles.get(name, set()).discard(link)
 
-    async def cut_off(self, name: str, spare: FramedStream | None = None) -> int:
-        """Close every connection authenticated as `name` (its token was revoked).
+    def cut_off(self, name: str, spare: Link | None = None) -> list[Close]:
+        """Every connection authenticated as `name` is to be closed (its token was revoked).
 
         `spare`, the console that asked for the revocation, is left to its handler:
         it must hear its OK before its own connection closes.
         """
-        streams = [framed for framed in self._consoles.pop(name, set()) if framed is not spare]
+        links = [link for link in self._consoles.pop(name, set()) if link is not spare]
         session = self.sessions.get(name)
         if session is not None:
-            streams.append(session.framed)
+            links.append(session.framed)
             self.agent_disconnected(session)
             # No grace for a revoked agent: it is not coming back.
             self._disconnected_at.pop(name, None)
             self.model.agent_offline(name, self.now_us())
             self.server_event(name, EventKind.AGENT_OFFLINE, "token revoked")
-        for framed in streams:
-            await framed.send_error(TokenRevoked(f"token of {name!r} was revoked"))
-            await framed.aclose()
-        if streams:
-            logger.warning("cut off %d connection(s) of %s: token revoked", len(streams), name)
-        return len(streams)
+        if links:
+            logger.warning("cut off %d connection(s) of %s: token revoked", len(links), name)
+        revoked = TokenRevoked(f"token of {name!r} was revoked")
+        return [Close(link, revoked) for link in links]
 
-    async def run_revocation_watch(
-        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Notice revocations written by another process (`lotc token revoke`)."""
-        version = self.model.data_version()
-        task_status.started()
-        while True:
-            await trio.sleep(self.config.revocation_poll_s)
-            current = self.model.data_version()
-            if current == version:
-                continue
-            version = current
-            for name in list(self.sessions) + list(self._consoles):
-                if self.model.is_revoked(name):
-                    await self.cut_off(name)
+    def revocations_seen(self) -> None:
+        """What is revoked now is known: `revocations()` reports only what comes after."""
+        self._data_version = self.model.data_version()
+
+    def revocations(self) -> list[Close]:
+        """The connections to cut off for tokens revoked by another process since the last
+        call (`lotc token revoke`: SQLite's data_version moves only for other writers)."""
+        current = self.model.data_version()
+        if current == self._data_version:
+            return []
+        self._data_version = current
+        closes: list[Close] = []
+        for name in list(self.sessions) + list(self._consoles):
+            if self.model.is_revoked(name):
+                closes += self.cut_off(name)
+        return closes
 
     # ------------------------------------------------------------ agent presence
 
-    async def agent_connected(self, session: AgentSession) -> None:
-        """Register a freshly authenticated agent; the newest connection of a name wins."""
+    def agent_connected(self, session: AgentSession) -> Close | None:
+        """Register a freshly authenticated agent; the newest connection of a name wins:
+        the previous one, if any, is to be closed."""
         previous = self.sessions.get(session.name)
+        dropped = None
         if previous is not None:
             logger.info("agent %s reconnected from %s; dropping the old connection",
                         session.name, session.address)
             previous.close()
-            await previous.framed.aclose()
+            dropped = Close(previous.framed)
         self.sessions[session.name] = session
         self._disconnected_at.pop(session.name, None)
         was_online = self._is_online(session.name)
@@ -176,12 +188,13 @@ class Controller:
         )
         if not was_online:
             self.server_event(session.name, EventKind.AGENT_ONLINE, f"online from {session.address}")
+        return dropped
 
-    def agent_disconnected(self, session: AgentSession) -> None:
+    def agent_disconnected(self, session: AgentSession, now: float | None = None) -> None:
         session.close()
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
-            self._disconnected_at[session.name] = trio.current_time()
+            self._disconnected_at[session.name] = trio.current_time() if now is None else now
             logger.info("agent %s disconnected; offline verdict in %.1f s unless it returns",
                         session.name, self.config.offline_grace_s)
 
@@ -195,32 +208,23 @@ class Controller:
         session.last_seen_monotonic = trio.current_time() if now is None else now
         self._heard_from.add(session.name)
 
-    async def run_verdicts(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Flush batched heartbeats and stats; judge silent connections and absent agents."""
-        task_status.started()
-        while True:
-            await trio.sleep(self.config.verdict_tick_s)
-            await self.judge_once()
-
-    async def judge_once(self) -> None:
-        await self.flush_in_steps()
-        now = trio.current_time()
+    def judge(self, now: float) -> list[Close]:
+        """The verdicts at monotonic time `now`: connections silent past the limit are to
+        be closed; agents absent past the grace are declared offline (an event)."""
         cutoff = now - self.config.silence_limit_s
         # A comprehension: with 10,000 sessions this runs 40,000 times a second.
         silent = [s for s in self.sessions.values() if s.last_seen_monotonic < cutoff]
         for session in silent:
-            if session.last_seen_monotonic >= cutoff:  # heard from while we closed another
-                continue
             logger.warning("agent %s silent for %.1f s: closing its connection",
                            session.name, now - session.last_seen_monotonic)
-            self.agent_disconnected(session)
-            await session.framed.aclose()
+            self.agent_disconnected(session, now)
         for name, since in list(self._disconnected_at.items()):
             if now - since >= self.config.offline_grace_s:
                 del self._disconnected_at[name]
                 self._write_true_last_seen(name)
                 self.model.agent_offline(name, self.now_us())
                 self.server_event(name, EventKind.AGENT_OFFLINE, "stopped answering")
+        return [Close(session.framed) for session in silent]
 
     def flush(self, *, all_seen: bool = False) -> None:
         """Write batched reports now: every pending stats row, and a tick's share of
@@ -299,8 +303,9 @@ class Controller:
         ]
         self._pending_stats.append(StatsRecord(session.name, report.time_us, node, processes))
 
-    async def agent_event(self, session: AgentSession, event: Event) -> None:
-        """Store an agent's event once (replays are de-duplicated by seq), then acknowledge."""
+    def agent_event(self, session: AgentSession, event: Event) -> Ack:
+        """Store an agent's event once (replays are de-duplicated by seq); it is to be
+        acknowledged either way (a replay was stored before)."""
         record = EventRecord(
             id=0, agent=session.name, seq=event.seq, time_us=event.time_us, kind=event.kind,
             process=event.process, old_state=event.old_state, new_state=event.new_state,
@@ -316,7 +321,7 @@ class Controller:
                 self._follow_end(session.name, event)
             elif event.kind == EventKind.SCHEDULE_FIRED and event.schedule_id:
                 self._follow_schedule(session.name, event)
-        await session.send(EventAck(seq=event.seq))
+        return Ack(event.seq)
 
     def _follow_end(self, agent: str, event: Event) -> None:
         """A run that ended for good (clean exit, `failed`) is desired exited: the model
@@ -416,20 +421,3 @@ class Controller:
     def match_agents(self, pattern: str) -> list[str] | None:
         """Like resolve_targets for listings: empty pattern = all (None)."""
         return None if not pattern.strip() else self.resolve_targets(pattern)
-
-    async def fan_out(self, agents: Iterable[str], call: AgentCall) -> list[AgentResult]:
-        """Run `call(agent)` for every agent at once; turn each outcome into a result."""
-        results: dict[str, AgentResult] = {}
-
-        async def one(agent: str) -> None:
-            try:
-                message = await call(agent)
-                results[agent] = AgentResult(agent=agent, code=ErrorCode.OK, message=message)
-            except LotcError as exc:
-                results[agent] = AgentResult(agent=agent, code=exc.code, message=wire_text(str(exc)))
-
-        names = list(agents)
-        async with trio.open_nursery() as nursery:
-            for name in names:
-                nursery.start_soon(one, name)
-        return [results[name] for name in names]

@@ -1,19 +1,12 @@
-"""How actions move a process's desired state (shared by commands and schedules)."""
+"""How a fired schedule moves its process's desired state (the rule is lotc.actions')."""
 from __future__ import annotations
 
 import signal as signals
 
+from lotc.actions import for_action
 from lotc.parse.signals import parse_signal
 from lotc.server.records import ScheduleRecord
-from protocol.enums import Action, DesiredState
-
-DESIRED_AFTER_ACTION = {
-    Action.START: DesiredState.RUNNING,
-    Action.RESUME: DesiredState.RUNNING,
-    Action.RESTART: DesiredState.RUNNING,
-    Action.STOP: DesiredState.STOPPED,
-    Action.TERMINATE: DesiredState.EXITED,
-}
+from protocol.enums import DesiredState
 
 
 def signal_number(name: str) -> int:
@@ -23,6 +16,4 @@ def signal_number(name: str) -> int:
 
 def desired_after_fire(record: ScheduleRecord) -> DesiredState | None:
     """The desired state a fired schedule leaves its process in (None: unchanged)."""
-    if record.action == Action.KILL:
-        return DesiredState.EXITED if signal_number(record.signal) == signals.SIGKILL else None
-    return DESIRED_AFTER_ACTION.get(record.action)
+    return for_action(record.action).desired_after(signal_number(record.signal))

@@ -13,7 +13,7 @@ from dataclasses import replace
 import trio
 
 from lotc.errors import LotcError, wire_text
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
 from protocol.messages import DiskEntry, DiskUsage, QueryDisk
 
 DISK_FREE_CAPABILITY = "disk-free"  # lotc.agent.connection.CAPABILITIES
@@ -25,7 +25,7 @@ OFFLINE = "agent offline"
 MAX_PATH_BYTES = 1024
 
 
-async def disk_usage(ctl: Controller, pattern: str) -> list[DiskEntry]:
+async def disk_usage(ctl: CommandContext, pattern: str) -> list[DiskEntry]:
     """One entry per agent `pattern` names (UnknownAgent if none), in its order."""
     agents = ctl.resolve_targets(pattern)
     found: dict[str, DiskEntry] = {}
@@ -39,8 +39,8 @@ async def disk_usage(ctl: Controller, pattern: str) -> list[DiskEntry]:
     return [found[agent] for agent in agents]
 
 
-async def _ask(ctl: Controller, agent: str) -> DiskEntry:
-    session = ctl.sessions.get(agent)
+async def _ask(ctl: CommandContext, agent: str) -> DiskEntry:
+    session = ctl.session(agent)
     if session is None:
         return DiskEntry(agent=agent, unknown=OFFLINE)
     if DISK_FREE_CAPABILITY not in session.hello.capabilities:

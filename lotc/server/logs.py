@@ -15,7 +15,7 @@ import trio
 
 from lotc.errors import AgentOffline, LotcError
 from lotc.names import validate_name
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
 from protocol.messages import LogLines, QueryLogs
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ CANCEL_TIMEOUT_S = 2.0
 Emit = Callable[[LogLines], Awaitable[None]]
 
 
-async def relay_logs(ctl: Controller, query: QueryLogs, emit: Emit) -> None:
+async def relay_logs(ctl: CommandContext, query: QueryLogs, emit: Emit) -> None:
     validate_name("process", query.process)
     agents = ctl.resolve_targets(query.target)
     errors: list[LotcError] = []
@@ -43,8 +43,8 @@ async def relay_logs(ctl: Controller, query: QueryLogs, emit: Emit) -> None:
         raise errors[0]
 
 
-async def _relay_one(ctl: Controller, agent: str, query: QueryLogs, emit: Emit) -> None:
-    session = ctl.sessions.get(agent)
+async def _relay_one(ctl: CommandContext, agent: str, query: QueryLogs, emit: Emit) -> None:
+    session = ctl.session(agent)
     if session is None:
         raise AgentOffline(f"agent {agent} is offline: its logs stay on the node until it returns")
     forwarded = QueryLogs(target="", process=query.process, lines=query.lines, follow=query.follow)

@@ -1,9 +1,9 @@
 """Process commands: record the desired state, then tell the agents that are online.
 
-What each command makes the process become (DESIRED_AFTER) is the desired
-state the server reconciles toward after any disconnect. A kill with a signal
-other than SIGKILL is only a signal (SIGHUP to reload, say): it changes no
-desired state, so it needs the agent online.
+What each command makes the process become (`lotc.actions.CONTROLS`) is the
+desired state the server reconciles toward after any disconnect. A kill with a
+signal other than SIGKILL is only a signal (SIGHUP to reload, say): it changes
+no desired state, so it needs the agent online.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 import signal as signals
 from collections.abc import Collection
 
+from lotc import actions
 from lotc.errors import (
     AgentOffline,
     Conflict,
@@ -26,8 +27,9 @@ from lotc.limits import check_liveness_ms
 from lotc.names import validate_name
 from lotc.options import START_OPTIONS_CAPABILITY, canonical_options
 from lotc.process_states import ALIVE
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
 from lotc.server.desired import signal_number
+from lotc.server.fanout import fan_out
 from lotc.server.records import ProcessSpecRecord
 from protocol.enums import DesiredState
 from protocol.messages import (
@@ -47,21 +49,14 @@ logger = logging.getLogger(__name__)
 
 ControlMessage = ProcStop | ProcResume | ProcTerminate | ProcKill | ProcRestart | ProcRemove
 
-DESIRED_AFTER: dict[type, DesiredState] = {
-    ProcStop: DesiredState.STOPPED,
-    ProcResume: DesiredState.RUNNING,
-    ProcTerminate: DesiredState.EXITED,
-    ProcKill: DesiredState.EXITED,
-    ProcRestart: DesiredState.RUNNING,
-}
 QUEUED = "agent offline: recorded, applied when it reconnects"
 
 
-def forget_process_schedules(ctl: Controller, agent: str, process: str) -> None:
+def forget_process_schedules(ctl: CommandContext, agent: str, process: str) -> None:
     """A removed process's schedules go with it (the agent drops its copies too)."""
-    for record in ctl.model.schedules(agent):
+    for record in ctl.store.schedules(agent):
         if record.process == process:
-            ctl.model.remove_schedule(record.id)
+            ctl.store.remove_schedule(record.id)
 
 
 def spec_from_message(agent: str, msg: ProcStart | ProcStartOptions,
@@ -104,14 +99,14 @@ def unapplied_options(spec: ProcessSpecRecord, capabilities: Collection[str]) ->
     return f"; this agent's LOTC is too old for {keys}: not applied (upgrade the agent)"
 
 
-def _is_active(ctl: Controller, agent: str, name: str) -> bool:
-    for status in ctl.model.process_statuses(agent):
+def _is_active(ctl: CommandContext, agent: str, name: str) -> bool:
+    for status in ctl.store.process_statuses(agent):
         if status.name == name:
             return status.state in ALIVE
     return False
 
 
-async def start_process(ctl: Controller,
+async def start_process(ctl: CommandContext,
                         msg: ProcStart | ProcStartOptions) -> list[AgentResult]:
     validate_name("process", msg.name)
     validate_name("bundle", msg.bundle)
@@ -122,14 +117,14 @@ async def start_process(ctl: Controller,
     targets = ctl.resolve_targets(msg.target)
 
     async def start(agent: str) -> str:
-        if not any(b.name == msg.bundle for b in ctl.model.desired_bundles(agent)):
+        if not any(b.name == msg.bundle for b in ctl.store.desired_bundles(agent)):
             raise UnknownBundle(f"bundle {msg.bundle!r} is not loaded on {agent}: upload it first")
-        previous = ctl.model.find_process(agent, msg.name)
+        previous = ctl.store.find_process(agent, msg.name)
         if previous is not None and previous.desired != DesiredState.EXITED \
                 and _is_active(ctl, agent, msg.name):
             raise Conflict(f"process {msg.name!r} already runs on {agent}: terminate it first")
-        spec = ctl.model.put_process(spec_from_message(agent, msg, ctl.now_us()))
-        session = ctl.sessions.get(agent)
+        spec = ctl.store.put_process(spec_from_message(agent, msg, ctl.now_us()))
+        session = ctl.session(agent)
         if session is None:
             return QUEUED
         try:
@@ -143,7 +138,7 @@ async def start_process(ctl: Controller,
         except SpawnFailed:
             # The agent keeps the record, failed, with its error (and after its restart):
             # so does the model, as ended, so nothing retries it and `ps` shows why.
-            ctl.model.set_desired_state(agent, msg.name, DesiredState.EXITED, ctl.now_us())
+            ctl.store.set_desired_state(agent, msg.name, DesiredState.EXITED, ctl.now_us())
             raise
         except LotcError:
             _forget_failed_start(ctl, agent, msg.name, previous)
@@ -151,37 +146,39 @@ async def start_process(ctl: Controller,
         return ((getattr(reply.body, "message", "") or "started")
                 + unapplied_options(spec, capabilities))
 
-    return await ctl.fan_out(targets, start)
+    return await fan_out(targets, start)
 
 
 def _forget_failed_start(
-    ctl: Controller, agent: str, name: str, previous: ProcessSpecRecord | None
+    ctl: CommandContext, agent: str, name: str, previous: ProcessSpecRecord | None
 ) -> None:
     """The agent refused the start before making a record of it (unknown bundle, bad
     request...): do not keep retrying it forever."""
     if previous is None:
-        ctl.model.remove_process(agent, name)
+        ctl.store.remove_process(agent, name)
     else:
         # Same revision as before: the agent still runs `previous`, which is not stale.
-        ctl.model.put_process(previous, keep_revision=True)
+        ctl.store.put_process(previous, keep_revision=True)
 
 
-async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentResult]:
+async def control_process(ctl: CommandContext, msg: ControlMessage) -> list[AgentResult]:
     validate_name("process", msg.name)
-    number = signal_number(msg.signal) if isinstance(msg, ProcKill) else 0
+    control_row = actions.for_message(msg)
+    number = signal_number(msg.signal) if isinstance(msg, ProcKill) else signals.SIGKILL
     targets = ctl.resolve_targets(msg.target)
-    changes_desired = not (isinstance(msg, ProcKill) and number != signals.SIGKILL)
+    desired = control_row.desired_after(number)
+    changes_desired = control_row.verb is actions.Verb.REMOVE or desired is not None
 
     async def control(agent: str) -> str:
-        if ctl.model.find_process(agent, msg.name) is None:
+        if ctl.store.find_process(agent, msg.name) is None:
             raise UnknownProcess(f"no process {msg.name!r} on {agent}")
         if isinstance(msg, ProcRemove):
-            ctl.model.remove_process(agent, msg.name)
+            ctl.store.remove_process(agent, msg.name)
             forget_process_schedules(ctl, agent, msg.name)
-        elif changes_desired:
+        elif desired is not None:
             # stamped, so an end event older than this command cannot undo it
-            ctl.model.set_desired_state(agent, msg.name, DESIRED_AFTER[type(msg)], ctl.now_us())
-        session = ctl.sessions.get(agent)
+            ctl.store.set_desired_state(agent, msg.name, desired, ctl.now_us())
+        session = ctl.session(agent)
         if session is None:
             if not changes_desired:
                 raise AgentOffline(f"agent {agent} is offline: a signal cannot wait for it")
@@ -190,4 +187,4 @@ async def control_process(ctl: Controller, msg: ControlMessage) -> list[AgentRes
         reply = await session.request(forwarded, ctl.config.request_timeout_s)
         return getattr(reply.body, "message", "") or "done"
 
-    return await ctl.fan_out(targets, control)
+    return await fan_out(targets, control)

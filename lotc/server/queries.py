@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import trio
 
 from lotc.errors import LotcError, UnknownAgent
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
 from lotc.server.reconcile import record_report
 from lotc.server.records import AgentRecord, EventRecord, ProcessSpecRecord, ProcessStatusRecord
 from lotc.server.schedules import entry_of
@@ -34,29 +34,29 @@ RUN_VERSIONS_CAPABILITY = "run-versions"  # lotc.agent.connection.CAPABILITIES
 FEW_AGENTS = 100  # up to this many names, `agents` looks each up instead of listing all
 
 
-def _wanted(ctl: Controller, pattern: str) -> set[str] | None:
+def _wanted(ctl: CommandContext, pattern: str) -> set[str] | None:
     names = ctl.match_agents(pattern)
     return None if names is None else set(names)
 
 
-def _agent_records(ctl: Controller, wanted: set[str] | None) -> list[AgentRecord]:
+def _agent_records(ctl: CommandContext, wanted: set[str] | None) -> list[AgentRecord]:
     """The agents table's rows for `wanted` (None: all), by name."""
     if wanted is None or len(wanted) > FEW_AGENTS:
-        return [a for a in ctl.model.agents() if wanted is None or a.name in wanted]
+        return [a for a in ctl.store.agents() if wanted is None or a.name in wanted]
     # A few names: point lookups, not a scan of every agent (`agents web-1` at 10,000).
     records = []
     for name in sorted(wanted):
         try:
-            records.append(ctl.model.agent(name))
+            records.append(ctl.store.agent(name))
         except UnknownAgent:
             continue  # enrolled, never seen: not listed, as in the full listing
     return records
 
 
-def agents(ctl: Controller, pattern: str) -> list[AgentEntry]:
+def agents(ctl: CommandContext, pattern: str) -> list[AgentEntry]:
     wanted = _wanted(ctl, pattern)
     running: dict[str, int] = {}
-    for status in ctl.model.process_statuses(wanted):
+    for status in ctl.store.process_statuses(wanted):
         if status.state == ProcessState.RUNNING:
             running[status.agent] = running.get(status.agent, 0) + 1
     entries = []
@@ -73,12 +73,12 @@ def agents(ctl: Controller, pattern: str) -> list[AgentEntry]:
     return entries
 
 
-async def refresh(ctl: Controller, agents: set[str] | None) -> None:
+async def refresh(ctl: CommandContext, agents: set[str] | None) -> None:
     """Ask the online agents for their live state, so listings show pids and uptimes now.
 
     An agent that does not answer in time keeps its last reported state.
     """
-    sessions = [s for name, s in ctl.sessions.items() if agents is None or name in agents]
+    sessions = ctl.online(agents)
 
     async def one(session: AgentSession) -> None:
         try:
@@ -99,13 +99,13 @@ async def refresh(ctl: Controller, agents: set[str] | None) -> None:
             nursery.start_soon(one, session)
 
 
-async def processes(ctl: Controller, pattern: str) -> list[ProcessEntry]:
+async def processes(ctl: CommandContext, pattern: str) -> list[ProcessEntry]:
     """Desired and actual side by side: one entry per process the model or an agent knows."""
     wanted = _wanted(ctl, pattern)
     await refresh(ctl, wanted)
     # Only the wanted agents' rows (the model filters with one indexed clause).
-    specs = {(p.agent, p.name): p for p in ctl.model.processes(wanted)}
-    statuses = {(s.agent, s.name): s for s in ctl.model.process_statuses(wanted)}
+    specs = {(p.agent, p.name): p for p in ctl.store.processes(wanted)}
+    statuses = {(s.agent, s.name): s for s in ctl.store.process_statuses(wanted)}
     entries = []
     for key in sorted(specs.keys() | statuses.keys()):
         if wanted is not None and key[0] not in wanted:
@@ -114,7 +114,7 @@ async def processes(ctl: Controller, pattern: str) -> list[ProcessEntry]:
     return entries
 
 
-def run_versions(ctl: Controller, pattern: str) -> list[RunVersion]:
+def run_versions(ctl: CommandContext, pattern: str) -> list[RunVersion]:
     """What the last refresh learned (`ps` asks LIST_PROCESSES first, which refreshes)."""
     wanted = _wanted(ctl, pattern)
     return [RunVersion(agent=agent, process=name, sha256=sha)
@@ -142,13 +142,13 @@ def _process_entry(
     )
 
 
-async def bundles(ctl: Controller, pattern: str) -> list[BundleEntry]:
+async def bundles(ctl: CommandContext, pattern: str) -> list[BundleEntry]:
     """Desired bundles; stored_us is when the agent reported holding that version (0: not yet)."""
     wanted = _wanted(ctl, pattern)
     await refresh(ctl, wanted)
-    held = {(b.agent, b.name): b for b in ctl.model.reported_bundles(wanted)}
+    held = {(b.agent, b.name): b for b in ctl.store.reported_bundles(wanted)}
     entries = []
-    for b in ctl.model.desired_bundles(wanted):
+    for b in ctl.store.desired_bundles(wanted):
         if wanted is not None and b.agent not in wanted:
             continue
         have = held.get((b.agent, b.name))
@@ -167,11 +167,11 @@ def event_message(record: EventRecord) -> Event:
     )
 
 
-def events(ctl: Controller, pattern: str, since_us: int, limit: int) -> list[EventRecord]:
-    return ctl.model.events(agent=_wanted(ctl, pattern), since_us=since_us, limit=limit)
+def events(ctl: CommandContext, pattern: str, since_us: int, limit: int) -> list[EventRecord]:
+    return ctl.store.events(agent=_wanted(ctl, pattern), since_us=since_us, limit=limit)
 
 
-def stats_histories(ctl: Controller, pattern: str, since_us: int,
+def stats_histories(ctl: CommandContext, pattern: str, since_us: int,
                     limit: int) -> Iterator[StatsHistory]:
     """One history per agent the name, glob or 'all' matches (UnknownAgent if none), read
     one agent at a time so 'all' never holds every agent's history at once."""
@@ -181,8 +181,8 @@ def stats_histories(ctl: Controller, pattern: str, since_us: int,
         yield _stats_history(ctl, agent, since_us, limit)
 
 
-def _stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> StatsHistory:
-    records = ctl.model.stats_history(agent, since_us, limit)
+def _stats_history(ctl: CommandContext, agent: str, since_us: int, limit: int) -> StatsHistory:
+    records = ctl.store.stats_history(agent, since_us, limit)
     samples = tuple(  # the model stores exactly NodeStats' fields (controller.stats_report)
         StatsHistorySample(time_us=r.time_us, node=NodeStats(**r.node))  # type: ignore[arg-type]
         for r in records
@@ -191,7 +191,7 @@ def _stats_history(ctl: Controller, agent: str, since_us: int, limit: int) -> St
     return StatsHistory(agent=agent, samples=samples, processes=latest)
 
 
-async def schedules(ctl: Controller, pattern: str) -> list[ScheduleEntry]:
+async def schedules(ctl: CommandContext, pattern: str) -> list[ScheduleEntry]:
     wanted = _wanted(ctl, pattern)
     await refresh(ctl, wanted)
-    return [entry_of(r) for r in ctl.model.schedules(None if wanted is None else wanted)]
+    return [entry_of(r) for r in ctl.store.schedules(None if wanted is None else wanted)]

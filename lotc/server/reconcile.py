@@ -19,7 +19,7 @@ from lotc.errors import LotcError
 from lotc.parse.crontimes import format_us
 from lotc.process_states import ALIVE, RUNNABLE
 from lotc.server.bundles import deliver_or_drop
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
 from lotc.server.processes import start_message
 from lotc.server.records import BundleRecord, ProcessStatusRecord, ScheduleRecord
 from lotc.server.schedules import PAST_TOLERANCE_US, entry_of
@@ -42,12 +42,12 @@ logger = logging.getLogger(__name__)
 
 
 
-def record_report(ctl: Controller, agent: str, state: AgentState) -> None:
+def record_report(ctl: CommandContext, agent: str, state: AgentState) -> None:
     now = ctl.now_us()
-    ctl.model.replace_reported_bundles(agent, [
+    ctl.store.replace_reported_bundles(agent, [
         BundleRecord(agent, b.name, b.sha256, b.kind, b.size, b.stored_us) for b in state.bundles
     ])
-    ctl.model.replace_process_statuses(agent, [
+    ctl.store.replace_process_statuses(agent, [
         ProcessStatusRecord(
             agent=agent, name=p.name, bundle=p.bundle, revision=p.revision, state=p.state,
             pid=p.pid, exit_code=p.exit_code, exit_signal=p.exit_signal, restarts=p.restarts,
@@ -56,21 +56,21 @@ def record_report(ctl: Controller, agent: str, state: AgentState) -> None:
         )
         for p in state.processes
     ])
-    known = {r.id for r in ctl.model.schedules(agent)}
+    known = {r.id for r in ctl.store.schedules(agent)}
     for held in state.schedules:  # the agent knows when they fired: keep the server's view fresh
         if held.id in known:
-            ctl.model.update_schedule_fire(held.id, held.next_fire_us, held.last_fire_us)
+            ctl.store.update_schedule_fire(held.id, held.next_fire_us, held.last_fire_us)
 
 
-def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRecord], list[Message]]:
+def plan(ctl: CommandContext, agent: str, state: AgentState) -> tuple[list[BundleRecord], list[Message]]:
     """Bundles to push, then the commands to send, in order."""
     have_bundles = {b.name: b.sha256 for b in state.bundles}
-    want_bundles = ctl.model.desired_bundles(agent)
+    want_bundles = ctl.store.desired_bundles(agent)
     pushes = [b for b in want_bundles if have_bundles.get(b.name) != b.sha256]
     running = {p.name: p for p in state.processes}
-    wanted = {p.name: p for p in ctl.model.processes(agent)}
+    wanted = {p.name: p for p in ctl.store.processes(agent)}
     commands: list[Message] = []
-    session = ctl.sessions.get(agent)
+    session = ctl.session(agent)
     capabilities = session.hello.capabilities if session is not None else ()
     for spec in wanted.values():
         actual = running.get(spec.name)
@@ -96,10 +96,10 @@ def plan(ctl: Controller, agent: str, state: AgentState) -> tuple[list[BundleRec
     return pushes, commands
 
 
-def _schedule_commands(ctl: Controller, agent: str, state: AgentState) -> list[Message]:
+def _schedule_commands(ctl: CommandContext, agent: str, state: AgentState) -> list[Message]:
     """Schedules the agent lacks (or holds in another form) are set; extra ones cleared."""
     have = {s.id: s for s in state.schedules}
-    want = {r.id: r for r in ctl.model.schedules(agent)}
+    want = {r.id: r for r in ctl.store.schedules(agent)}
     commands: list[Message] = []
     for schedule_id, record in want.items():
         held = have.get(schedule_id)
@@ -112,16 +112,16 @@ def _schedule_commands(ctl: Controller, agent: str, state: AgentState) -> list[M
     return commands
 
 
-def _expired(ctl: Controller, record: ScheduleRecord) -> bool:
+def _expired(ctl: CommandContext, record: ScheduleRecord) -> bool:
     """A one-shot whose time passed while its agent was away: it can no longer be set."""
     return record.kind == ScheduleKind.AT and record.at_us < ctl.now_us() - PAST_TOLERANCE_US
 
 
-def report_expired(ctl: Controller, agent: str, state: AgentState) -> None:
+def report_expired(ctl: CommandContext, agent: str, state: AgentState) -> None:
     held = {s.id for s in state.schedules}
-    for record in ctl.model.schedules(agent):
+    for record in ctl.store.schedules(agent):
         if record.id not in held and _expired(ctl, record):
-            ctl.model.remove_schedule(record.id)
+            ctl.store.remove_schedule(record.id)
             ctl.server_event(
                 agent, EventKind.SCHEDULE_MISSED,
                 f"schedule {record.id} ({record.action.name.lower()} {record.process}) at "
@@ -133,7 +133,7 @@ def _definition(entry: ScheduleEntry) -> tuple[object, ...]:
             entry.at_us)
 
 
-async def reconcile(ctl: Controller, session: AgentSession, state: AgentState) -> int:
+async def reconcile(ctl: CommandContext, session: AgentSession, state: AgentState) -> int:
     """Apply the plan; returns the number of corrective steps. Errors are events, not crashes."""
     record_report(ctl, session.name, state)
     report_expired(ctl, session.name, state)
@@ -157,7 +157,7 @@ def _describe(command: Message) -> str:
     return f"{type(command).__name__} {subject}"
 
 
-async def _step(ctl: Controller, session: AgentSession, what: str, work: object) -> int:
+async def _step(ctl: CommandContext, session: AgentSession, what: str, work: object) -> int:
     try:
         await work  # type: ignore[misc]
     except LotcError as exc:

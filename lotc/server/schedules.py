@@ -14,8 +14,9 @@ import logging
 from lotc.errors import InvalidRequest, UnknownProcess
 from lotc.names import validate_name
 from lotc.parse.crontimes import format_us, next_fire, validate
-from lotc.server.controller import Controller
+from lotc.server.command_context import CommandContext
 from lotc.server.desired import signal_number
+from lotc.server.fanout import fan_out
 from lotc.server.processes import QUEUED
 from lotc.server.records import ScheduleRecord
 from protocol.enums import Action, ScheduleKind
@@ -33,7 +34,7 @@ def entry_of(record: ScheduleRecord) -> ScheduleEntry:
     )
 
 
-async def set_schedule(ctl: Controller, msg: ScheduleSet) -> list[AgentResult]:
+async def set_schedule(ctl: CommandContext, msg: ScheduleSet) -> list[AgentResult]:
     entry = msg.schedule
     validate_name("process", entry.process)
     validate(entry)  # cron syntax, time zone, or a time: InvalidRequest in plain words
@@ -44,38 +45,38 @@ async def set_schedule(ctl: Controller, msg: ScheduleSet) -> list[AgentResult]:
     targets = ctl.resolve_targets(msg.target)
 
     async def add(agent: str) -> str:
-        if ctl.model.find_process(agent, entry.process) is None:
+        if ctl.store.find_process(agent, entry.process) is None:
             raise UnknownProcess(f"no process {entry.process!r} on {agent}: start it first, "
                                  "then schedule it")
         now = ctl.now_us()
-        record = ctl.model.add_schedule(ScheduleRecord(
+        record = ctl.store.add_schedule(ScheduleRecord(
             id=0, agent=agent, process=entry.process, action=entry.action, signal=entry.signal,
             kind=entry.kind, cron=entry.cron, tz=entry.tz, at_us=entry.at_us,
             next_fire_us=next_fire(entry, now) or 0, last_fire_us=0, created_us=now,
         ))
-        session = ctl.sessions.get(agent)
+        session = ctl.session(agent)
         if session is None:
             return f"schedule {record.id} recorded; {QUEUED}"
         try:
             await session.request(ScheduleSet(target="", schedule=entry_of(record)),
                                   ctl.config.request_timeout_s)
         except Exception:
-            ctl.model.remove_schedule(record.id)  # refused: leave nothing half-done
+            ctl.store.remove_schedule(record.id)  # refused: leave nothing half-done
             raise
         return f"schedule {record.id} set"
 
-    return await ctl.fan_out(targets, add)
+    return await fan_out(targets, add)
 
 
-async def clear_schedule(ctl: Controller, msg: ScheduleClear) -> list[AgentResult]:
-    record = ctl.model.remove_schedule(msg.id)  # UnknownSchedule in plain words
+async def clear_schedule(ctl: CommandContext, msg: ScheduleClear) -> list[AgentResult]:
+    record = ctl.store.remove_schedule(msg.id)  # UnknownSchedule in plain words
 
     async def clear(agent: str) -> str:
-        session = ctl.sessions.get(agent)
+        session = ctl.session(agent)
         if session is None:
             return f"schedule {record.id} removed; {QUEUED}"
         await session.request(ScheduleClear(target="", id=record.id),
                               ctl.config.request_timeout_s)
         return f"schedule {record.id} removed"
 
-    return await ctl.fan_out([record.agent], clear)
+    return await fan_out([record.agent], clear)
