@@ -8,15 +8,19 @@ message. Pure: no I/O.
 """
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from lotc.errors import InvalidRequest
 
-__all__ = ["OPTIONS", "START_OPTIONS_CAPABILITY", "Option", "canonical_options", "parse_size"]
+__all__ = ["IDENTITY_CAPABILITY", "OPTIONS", "START_OPTIONS_CAPABILITY", "Option",
+           "agent_options", "canonical_options", "parse_size", "refused_options"]
 
 START_OPTIONS_CAPABILITY = "start-options"  # lotc.agent.connection.CAPABILITIES
+IDENTITY_CAPABILITY = "process-identity"  # --user, --nofile, --env-file (issue 16)
 
 MIN_LOG_SIZE = 4096  # a smaller file would rotate on nearly every line
 MAX_LOG_SIZE = 2**40
@@ -49,17 +53,73 @@ def _log_keep(text: str) -> int:
     return keep
 
 
+# ---- identity and environment (issue 16: --nofile, --user, --env-file, --instances) ----
+MAX_NOFILE = 2**20  # the kernel's default fs.nr_open
+MAX_INSTANCES = 1000
+_USER_NAME = r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?"  # useradd's names (a trailing $ for machines)
+_USER = re.compile(rf"({_USER_NAME})(?::({_USER_NAME}))?")
+
+
+def _count(label: str, maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not 1 <= int(text) <= maximum:
+            raise InvalidRequest(f"{text[:40]!r} is not a number of {label} from 1 to {maximum}")
+        return int(text)
+    return parse
+
+
+def _user(text: str) -> str:
+    if _USER.fullmatch(text) is None:
+        raise InvalidRequest(f"{text[:40]!r} is not a user name: write NAME or NAME:GROUP")
+    return text
+
+
+def _bundle_file(text: str) -> str:
+    """A path inside the bundle, in canonical form (the agent re-checks symlinks)."""
+    if not text or text.startswith("/") or "\0" in text:
+        raise InvalidRequest(f"{text[:40]!r} must be a file path relative to the bundle")
+    normal = posixpath.normpath(text)
+    if normal == ".." or normal.startswith("../"):
+        raise InvalidRequest(f"{text[:40]!r} leaves the bundle")
+    return normal
+# ---- end of issue 16's parsers ----
+
+
 @dataclass(frozen=True)
 class Option:
     key: str  # on the wire and in the model
-    field: str  # lotc.agent.process.ProcessSpec field it sets
-    parse: Callable[[str], int]  # text -> value; InvalidRequest in plain words
+    field: str  # lotc.agent.process.ProcessSpec field it sets; "": the server's alone
+    parse: Callable[[str], int | str]  # text -> value; InvalidRequest in plain words
+    capability: str = START_OPTIONS_CAPABILITY  # what an agent announces to apply it
+    # True: an agent without the capability runs the process without it (log sizes);
+    # False: it must not run at all (running as root what asked for --user is worse).
+    skippable: bool = True
 
 
 OPTIONS: dict[str, Option] = {option.key: option for option in (
     Option("log-size", "log_size", _log_size),
     Option("log-keep", "log_keep", _log_keep),
+    # issue 16: identity, limits and environment, applied in the child (agent/identity.py)
+    Option("nofile", "nofile", _count("open files", MAX_NOFILE), IDENTITY_CAPABILITY, False),
+    Option("user", "user", _user, IDENTITY_CAPABILITY, False),
+    Option("env-file", "env_file", _bundle_file, IDENTITY_CAPABILITY, False),
+    Option("instances", "", _count("instances", MAX_INSTANCES)),  # the server expands it
 )}
+
+
+def agent_options(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The options an agent applies (the server keeps the others, e.g. instances)."""
+    return tuple((key, text) for key, text in pairs if OPTIONS[key].field)
+
+
+def refused_options(pairs: Iterable[tuple[str, str]], capabilities: Collection[str]) -> str:
+    """Why an agent with these capabilities must not run a spec with these options ("")."""
+    missing = [f"--{key}" for key, _ in agent_options(pairs)
+               if not OPTIONS[key].skippable and OPTIONS[key].capability not in capabilities]
+    if not missing:
+        return ""
+    return (f"this agent cannot apply {', '.join(missing)}: its LOTC is too old "
+            "(upgrade the agent)")
 
 
 def canonical_options(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -79,6 +139,11 @@ def canonical_options(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str]
     return tuple(sorted(found.items()))
 
 
-def spec_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, int]:
-    """ProcessSpec keyword arguments for these (already checked) options."""
-    return {OPTIONS[key].field: OPTIONS[key].parse(text) for key, text in canonical_options(pairs)}
+def spec_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """ProcessSpec keyword arguments for these (already checked) options.
+
+    Typed Any because each option's parser gives its own field's type (int or str),
+    which a single dict type cannot say per key.
+    """
+    return {OPTIONS[key].field: OPTIONS[key].parse(text)
+            for key, text in agent_options(canonical_options(pairs))}

@@ -53,6 +53,7 @@ from protocol.messages import (
     Message,
     NodeStats,
     Ok,
+    ProcessDetail,
     ProcessEntry,
     ProcessList,
     ProcessStats,
@@ -67,10 +68,12 @@ from protocol.messages import (
     QueryDisk,
     QueryEvents,
     QueryLogs,
+    QueryProcess,
     QueryStats,
     Results,
     RunVersion,
     RunVersions,
+    ScaleProcess,
     ScheduleClear,
     ScheduleEntry,
     ScheduleList,
@@ -160,6 +163,7 @@ _S45 = Struct('>qH')
 _S46 = Struct('>qffffQQQQQQQQQI')
 _S47 = Struct('>QQQQQQH')
 _S48 = Struct('>2sBBHIIBH')
+_S49 = Struct('>?')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -570,6 +574,18 @@ class _W_TokenCreate(Message):
 
 class _W_TokenRevoke(Message):
     __slots__ = TokenRevoke.__slots__
+
+
+class _W_QueryProcess(Message):
+    __slots__ = QueryProcess.__slots__
+
+
+class _W_ProcessDetail(Message):
+    __slots__ = ProcessDetail.__slots__
+
+
+class _W_ScaleProcess(Message):
+    __slots__ = ScaleProcess.__slots__
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
@@ -2884,6 +2900,143 @@ def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
     return tokenrevoke_4
 
 
+def _enc_QueryProcess(m: QueryProcess, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    name_2 = m.name.encode()
+    blen = 5 + len(agent_1) + len(name_2)
+    return b"".join((_S10.pack(_MAGIC, 1, 100, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S49.pack(m.show_env)))
+
+
+def _dec_QueryProcess(b: bytes, p: int, n: int) -> QueryProcess:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    show_env_7, = _S2.unpack_from(b, p)
+    p += 1
+    queryprocess_8 = _W_QueryProcess()
+    queryprocess_8.agent = agent_2
+    queryprocess_8.name = name_5
+    queryprocess_8.show_env = _BOOL[show_env_7]
+    queryprocess_8.__class__ = QueryProcess
+    if p != n: raise _trailing(n - p)
+    return queryprocess_8
+
+
+def _enc_ProcessDetail(m: ProcessDetail, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    agent_1 = m.agent.encode()
+    ap(_S1.pack(len(agent_1)))
+    ap(agent_1)
+    name_2 = m.name.encode()
+    ap(_S1.pack(len(name_2)))
+    ap(name_2)
+    fields_3 = m.fields
+    ap(_S1.pack(len(fields_3)))
+    for x_4 in fields_3:
+        key_5 = x_4.key.encode()
+        ap(_S1.pack(len(key_5)))
+        ap(key_5)
+        value_6 = x_4.value.encode()
+        ap(_S22.pack(len(value_6)))
+        ap(value_6)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 101, flags, rid, len(body)) + body
+
+
+def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    count_7, = _S1.unpack_from(b, p)
+    p += 2
+    if count_7 * 6 > n - p: raise _short(count_7 * 6, n - p)
+    fields_8 = []
+    for _ in range(count_7):
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        if end_11 > n: raise _short(len_9, n - p)
+        key_10 = b[p:end_11].decode()
+        p = end_11
+        len_12, = _S22.unpack_from(b, p)
+        p += 4
+        end_14 = p + len_12
+        if end_14 > n: raise _short(len_12, n - p)
+        value_13 = b[p:end_14].decode()
+        p = end_14
+        keyvalue_15 = _W_KeyValue()
+        keyvalue_15.key = key_10
+        keyvalue_15.value = value_13
+        keyvalue_15.__class__ = KeyValue
+        fields_8.append(keyvalue_15)
+    processdetail_16 = _W_ProcessDetail()
+    processdetail_16.agent = agent_2
+    processdetail_16.name = name_5
+    processdetail_16.fields = tuple(fields_8)
+    processdetail_16.__class__ = ProcessDetail
+    if p != n: raise _trailing(n - p)
+    return processdetail_16
+
+
+def _enc_ScaleProcess(m: ScaleProcess, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    blen = 6 + len(target_1) + len(name_2)
+    return b"".join((_S10.pack(_MAGIC, 1, 102, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(m.instances)))
+
+
+def _dec_ScaleProcess(b: bytes, p: int, n: int) -> ScaleProcess:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    instances_7, = _S1.unpack_from(b, p)
+    p += 2
+    scaleprocess_8 = _W_ScaleProcess()
+    scaleprocess_8.target = target_2
+    scaleprocess_8.name = name_5
+    scaleprocess_8.instances = instances_7
+    scaleprocess_8.__class__ = ScaleProcess
+    if p != n: raise _trailing(n - p)
+    return scaleprocess_8
+
+
 ENCODERS = {
     Hello: _enc_Hello,
     Challenge: _enc_Challenge,
@@ -2934,6 +3087,9 @@ ENCODERS = {
     DiskUsage: _enc_DiskUsage,
     TokenCreate: _enc_TokenCreate,
     TokenRevoke: _enc_TokenRevoke,
+    QueryProcess: _enc_QueryProcess,
+    ProcessDetail: _enc_ProcessDetail,
+    ScaleProcess: _enc_ScaleProcess,
 }
 DECODERS = {
     1: _dec_Hello,
@@ -2985,6 +3141,9 @@ DECODERS = {
     86: _dec_DiskUsage,
     90: _dec_TokenCreate,
     91: _dec_TokenRevoke,
+    100: _dec_QueryProcess,
+    101: _dec_ProcessDetail,
+    102: _dec_ScaleProcess,
 }
 # Fixed-size bodies: the hot path that decodes header and body in one unpack.
 FIXED_FRAMES = {

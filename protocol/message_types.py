@@ -79,6 +79,10 @@ class MessageType(IntEnum):
     # token administration
     TOKEN_CREATE = 90
     TOKEN_REVOKE = 91
+    # one process in detail, and instance sets (issue 16: 100-109)
+    QUERY_PROCESS = 100
+    PROCESS_DETAIL = 101
+    SCALE_PROCESS = 102
 
 
 class FrameFlag(IntEnum):

@@ -785,6 +785,43 @@ class TokenRevoke(Message):
     name: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueryProcess(Message):
+    """QUERY_PROCESS = 100; sent by: admin."""
+
+    TYPE: ClassVar[MessageType] = MessageType.QUERY_PROCESS
+    #: one agent's name
+    agent: str = ""
+    #: process name
+    name: str = ""
+    #: give environment values, not only their keys
+    show_env: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessDetail(Message):
+    """PROCESS_DETAIL = 101; sent by: server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PROCESS_DETAIL
+    agent: str = ""
+    name: str = ""
+    #: label and text, in display order: state, pid, version, restarts, then every start option the process was started with; env values hidden unless asked
+    fields: tuple[KeyValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleProcess(Message):
+    """SCALE_PROCESS = 102; sent by: admin."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SCALE_PROCESS
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    #: the set's name P: its instances are P-0 ... P-(N-1)
+    name: str = ""
+    #: how many instances the set must have (highest go first)
+    instances: int = 0
+
+
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.HELLO: Hello,
     MessageType.CHALLENGE: Challenge,
@@ -835,6 +872,9 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.DISK_USAGE: DiskUsage,
     MessageType.TOKEN_CREATE: TokenCreate,
     MessageType.TOKEN_REVOKE: TokenRevoke,
+    MessageType.QUERY_PROCESS: QueryProcess,
+    MessageType.PROCESS_DETAIL: ProcessDetail,
+    MessageType.SCALE_PROCESS: ScaleProcess,
 }
 
 __all__ = [
@@ -878,16 +918,19 @@ __all__ = [
     "ProcStartOptions",
     "ProcStop",
     "ProcTerminate",
+    "ProcessDetail",
     "ProcessEntry",
     "ProcessList",
     "ProcessStats",
     "QueryDisk",
     "QueryEvents",
     "QueryLogs",
+    "QueryProcess",
     "QueryStats",
     "Results",
     "RunVersion",
     "RunVersions",
+    "ScaleProcess",
     "ScheduleClear",
     "ScheduleEntry",
     "ScheduleList",

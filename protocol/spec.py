@@ -416,6 +416,23 @@ BODIES: dict[MessageType, Struct] = {
     ),
     MessageType.TOKEN_CREATE: Struct("role" / enum_of(Role), "name" / Str),
     MessageType.TOKEN_REVOKE: Struct("name" / Str),
+    MessageType.QUERY_PROCESS: Struct(
+        "agent" / Str * "one agent's name",
+        "name" / Str * "process name",
+        "show_env" / Flag * "give environment values, not only their keys",
+    ),
+    MessageType.PROCESS_DETAIL: Struct(
+        "agent" / Str,
+        "name" / Str,
+        "fields" / array_of(KeyValue)
+        * "label and text, in display order: state, pid, version, restarts, then every "
+          "start option the process was started with; env values hidden unless asked",
+    ),
+    MessageType.SCALE_PROCESS: Struct(
+        Target,
+        "name" / Str * "the set's name P: its instances are P-0 ... P-(N-1)",
+        "instances" / Int16ub * "how many instances the set must have (highest go first)",
+    ),
 }
 
 # Named shared structs, for generated documentation and dissector subtrees.
@@ -457,6 +474,8 @@ SENDERS: dict[MessageType, str] = {
     MessageType.TOKEN_CREATE: "admin", MessageType.TOKEN_REVOKE: "admin",
     MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
     MessageType.QUERY_DISK: "admin, server", MessageType.DISK_USAGE: "agent, server",
+    MessageType.QUERY_PROCESS: "admin", MessageType.PROCESS_DETAIL: "server",
+    MessageType.SCALE_PROCESS: "admin",
 }
 
 assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -409,6 +409,21 @@ F["lotc.token_create.role"] = ProtoField.uint8("lotc.token_create.role", "role",
 F["lotc.token_create.name"] = ProtoField.string("lotc.token_create.name", "name", base.UNICODE, "")
 F["lotc.token_revoke"] = ProtoField.none("lotc.token_revoke", "TOKEN_REVOKE", "")
 F["lotc.token_revoke.name"] = ProtoField.string("lotc.token_revoke.name", "name", base.UNICODE, "")
+F["lotc.query_process"] = ProtoField.none("lotc.query_process", "QUERY_PROCESS", "")
+F["lotc.query_process.agent"] = ProtoField.string("lotc.query_process.agent", "agent", base.UNICODE, "one agent's name")
+F["lotc.query_process.name"] = ProtoField.string("lotc.query_process.name", "name", base.UNICODE, "process name")
+F["lotc.query_process.show_env"] = ProtoField.bool("lotc.query_process.show_env", "show_env", base.NONE, nil, nil, "give environment values, not only their keys")
+F["lotc.process_detail"] = ProtoField.none("lotc.process_detail", "PROCESS_DETAIL", "")
+F["lotc.process_detail.agent"] = ProtoField.string("lotc.process_detail.agent", "agent", base.UNICODE, "")
+F["lotc.process_detail.name"] = ProtoField.string("lotc.process_detail.name", "name", base.UNICODE, "")
+F["lotc.process_detail.fields"] = ProtoField.uint32("lotc.process_detail.fields", "fields", base.DEC, nil, nil, "label and text, in display order: state, pid, version, restarts, then every start option the process was started with; env values hidden unless asked")
+F["lotc.process_detail.fields.field"] = ProtoField.none("lotc.process_detail.fields.field", "field", "")
+F["lotc.process_detail.fields.field.key"] = ProtoField.string("lotc.process_detail.fields.field.key", "key", base.UNICODE, "")
+F["lotc.process_detail.fields.field.value"] = ProtoField.string("lotc.process_detail.fields.field.value", "value", base.UNICODE, "")
+F["lotc.scale_process"] = ProtoField.none("lotc.scale_process", "SCALE_PROCESS", "")
+F["lotc.scale_process.target"] = ProtoField.string("lotc.scale_process.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.scale_process.name"] = ProtoField.string("lotc.scale_process.name", "name", base.UNICODE, "the set's name P: its instances are P-0 ... P-(N-1)")
+F["lotc.scale_process.instances"] = ProtoField.uint16("lotc.scale_process.instances", "instances", base.DEC, nil, nil, "how many instances the set must have (highest go first)")
 
 local HEADER = {n="header", k="struct", f=F["lotc.hdr"], w=14, m=14, c={
     {n="magic", k="const", f=F["lotc.hdr.magic"], w=2, m=2, v=0x4c54},
@@ -833,6 +848,24 @@ BODIES[90] = {n="body", k="struct", f=F["lotc.token_create"], m=3, c={
   }}
 BODIES[91] = {n="body", k="struct", f=F["lotc.token_revoke"], m=2, c={
     {n="name", k="string", f=F["lotc.token_revoke.name"], w=2, m=2, s=true}
+  }}
+BODIES[100] = {n="body", k="struct", f=F["lotc.query_process"], m=5, c={
+    {n="agent", k="string", f=F["lotc.query_process.agent"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.query_process.name"], w=2, m=2, s=true},
+    {n="show_env", k="bool", f=F["lotc.query_process.show_env"], w=1, m=1}
+  }}
+BODIES[101] = {n="body", k="struct", f=F["lotc.process_detail"], m=6, c={
+    {n="agent", k="string", f=F["lotc.process_detail.agent"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.process_detail.name"], w=2, m=2, s=true},
+    {n="fields", k="array", f=F["lotc.process_detail.fields"], w=2, m=2, s=true, e={n="field", k="struct", f=F["lotc.process_detail.fields.field"], m=6, c={
+          {n="key", k="string", f=F["lotc.process_detail.fields.field.key"], w=2, m=2},
+          {n="value", k="string", f=F["lotc.process_detail.fields.field.value"], w=4, m=4}
+        }}}
+  }}
+BODIES[102] = {n="body", k="struct", f=F["lotc.scale_process"], m=6, c={
+    {n="target", k="string", f=F["lotc.scale_process.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.scale_process.name"], w=2, m=2, s=true},
+    {n="instances", k="uint", f=F["lotc.scale_process.instances"], w=2, m=2}
   }}
 
 -- ---------------------------------------------------------------- generic runtime

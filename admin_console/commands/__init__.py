@@ -34,6 +34,7 @@ def build_registry() -> Registry:
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),
+        process.ScaleCommand(),
         schedules.ScheduleCommand(), schedules.SchedulesCommand(), schedules.UnscheduleCommand(),
         stats.StatsCommand(), streams.LogsCommand(), streams.EventsCommand(),
         waiting.WaitCommand(), tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),

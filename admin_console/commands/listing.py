@@ -5,10 +5,12 @@ import argparse
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from admin_console.bounds import agent_selector
 from admin_console.commands.base import Command, Context
+from admin_console.commands.detail import detail_request, fetch_detail, render_detail
+from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser
 from admin_console.render import (
     ago,
@@ -30,8 +32,10 @@ from protocol.messages import (
     ListBundles,
     ListProcesses,
     ListRunVersions,
+    ProcessDetail,
     ProcessEntry,
     ProcessList,
+    QueryProcess,
     RunVersions,
 )
 
@@ -54,7 +58,7 @@ def now_us() -> int:
 class ListCommand(Command):
     """Shared by the list commands: an optional AGENT pattern, a MORE-split reply."""
 
-    arguments = ("agent",)
+    arguments: ClassVar[tuple[str, ...]] = ("agent",)
     request_type: type
     reply_type: type
     reply_field: str
@@ -130,7 +134,7 @@ class PsListing(Listing):
 
 
 class PsCommand(ListCommand):
-    """List processes, desired state beside actual state.
+    """List processes, desired state beside actual state; with P, one in detail.
 
     DESIRED is what was asked for (the server keeps it through disconnects),
     STATE what the agent last reported; a '*' marks a process not (yet) where
@@ -139,18 +143,40 @@ class PsCommand(ListCommand):
     upload, processes already running keep theirs until they are restarted.
     '-' when unknown (an agent of an older release cannot tell).
 
+    `ps AGENT P` shows one process: state, pid, version, restarts and every
+    option it was started with. Environment values are hidden (only their
+    keys show) unless --show-env is given.
+
     Examples:
       ps
       ps node-1
+      ps node-1 web --show-env
     """
 
     name = "ps"
-    usage = "ps [AGENT]"
+    usage = "ps [AGENT [P [--show-env]]]"
+    arguments = ("agent", "process")
     request_type = ListProcesses
     reply_type = ProcessList
     reply_field = "processes"
 
-    async def execute(self, ctx: Context, parsed: Any) -> PsListing:
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("process", nargs="?")
+        parser.add_argument("--show-env", action="store_true")
+
+    def parse(self, argv: Sequence[str]) -> Any:
+        args: argparse.Namespace = self.parser.parse(argv)
+        if args.process is not None:
+            return detail_request(args.agent, args.process, args.show_env)
+        if args.show_env:
+            raise UsageError("--show-env goes with one process: ps AGENT P --show-env",
+                             self.usage)
+        return self.request_type(pattern=args.agent)
+
+    async def execute(self, ctx: Context, parsed: Any) -> Any:
+        if isinstance(parsed, QueryProcess):
+            return await fetch_detail(ctx, parsed)
         listing = await super().execute(ctx, parsed)
         versions: dict[tuple[str, str], bytes] = {}
         # Asked second: the server answers from what the process listing just refreshed.
@@ -159,7 +185,9 @@ class PsCommand(ListCommand):
                 versions.update({(r.agent, r.process): r.sha256 for r in frame.body.runs})
         return PsListing(listing.entries, listing.now_us, versions)
 
-    def render(self, result: Listing, json: bool) -> str:
+    def render(self, result: Any, json: bool) -> str:
+        if isinstance(result, ProcessDetail):
+            return render_detail(result, json)
         if not json:
             return super().render(result, json)
         versions = _versions_of(result)

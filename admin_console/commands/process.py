@@ -32,6 +32,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    ScaleProcess,
 )
 
 # Defaults of the restart policy the console does not (yet) expose as options.
@@ -53,6 +54,10 @@ def process_option(key: str) -> Callable[[str], str]:
     return parse
 
 
+def _dest(key: str) -> str:
+    return "option_" + key.replace("-", "_")
+
+
 class StartCommand(ResultsCommand):
     """Start a process from BUNDLE on AGENT; the command line follows '--'.
 
@@ -65,18 +70,27 @@ class StartCommand(ResultsCommand):
     --log-size (4K to 1T, e.g. 10M) is the size at which each of its log
     files rotates, --log-keep how many rotated copies are kept (agent
     defaults: 10M and 5).
+    --user NAME[:GROUP] runs it as that user (the agent must run as root, and
+    the user must be able to read the bundle); HOME, USER and LOGNAME are set.
+    --nofile N is its limit of open files. --env-file FILE reads KEY=VALUE
+    lines (# comments) from FILE inside the bundle; --env wins over it.
+    Environment values are never shown in ps, events or logs (only with
+    `ps AGENT P --show-env`). --instances N starts P-0 ... P-(N-1), each with
+    LOTC_INSTANCE set; `scale AGENT P N` changes N later.
     Offline agents start it when they reconnect.
 
     Examples:
       start all web -- ./web --port 8080
       start node-1 tool --name nightly --restart never -- python3 tool.py --full
       start web-* web --liveness 10 --env MODE=prod -- ./web
+      start node-1 web --user www-data --env-file prod.env --instances 2 -- ./web
     """
 
     name = "start"
     usage = ("start AGENT BUNDLE [--name P] [--restart always|on-failure|never] "
              "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] [--log-size 10M] "
-             "[--log-keep 5] -- ARGS...")
+             "[--log-keep 5] [--user U[:G]] [--nofile N] [--env-file FILE] [--instances N] "
+             "-- ARGS...")
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -93,7 +107,7 @@ class StartCommand(ResultsCommand):
         parser.add_argument("--grace", default=0, type=milliseconds(
             "--grace", MessageType.PROC_START, "grace_ms", zero_means="keeps the default"))
         for key in OPTIONS:  # each row of lotc.options is a flag: --log-size, --log-keep...
-            parser.add_argument(f"--{key}", dest=OPTIONS[key].field, type=process_option(key))
+            parser.add_argument(f"--{key}", dest=_dest(key), type=process_option(key))
 
     def parse(self, argv: Sequence[str]) -> ProcStart | ProcStartOptions:
         words = list(argv)
@@ -108,11 +122,11 @@ class StartCommand(ResultsCommand):
                              f"at most {MAX_ARGUMENTS}", self.usage)
         args: argparse.Namespace = self.parser.parse(words[:split])
         bundle = check_name("bundle", args.bundle)
-        options = tuple(KeyValue(key=key, value=getattr(args, OPTIONS[key].field))
-                        for key in OPTIONS if getattr(args, OPTIONS[key].field) is not None)
+        options = tuple(KeyValue(key=key, value=getattr(args, _dest(key)))
+                        for key in OPTIONS if getattr(args, _dest(key)) is not None)
         message = ProcStartOptions if options else ProcStart  # a server of release 1 knows
         extra = {"options": options} if options else {}       # only PROC_START
-        return message(  # type: ignore[no-any-return]
+        return message(
             target=args.agent, name=check_name("process", args.name or bundle), bundle=bundle,
             revision=0, argv=tuple(command_line),
             env=tuple(KeyValue(key=k, value=v) for k, v in args.env), cwd=args.cwd,
@@ -233,3 +247,30 @@ class RestartCommand(ControlCommand):
     name = "restart"
     usage = "restart AGENT P"
     message = ProcRestart
+
+
+class ScaleCommand(ResultsCommand):
+    """Grow or shrink the instance set P (started with --instances) to N instances.
+
+    New instances copy P-0's options under the next indices; shrinking removes
+    the highest instances first (terminated and forgotten). The set is kept by
+    the server, so an agent offline now is brought to N when it reconnects.
+
+    Examples:
+      scale node-1 web 4
+      scale all web 1
+    """
+
+    name = "scale"
+    usage = "scale AGENT P N"
+    arguments = ("agent", "process", "word")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent", type=agent_selector)
+        parser.add_argument("process")
+        parser.add_argument("instances", type=process_option("instances"))
+
+    def parse(self, argv: Sequence[str]) -> ScaleProcess:
+        args: argparse.Namespace = self.parser.parse(argv)
+        return ScaleProcess(target=args.agent, name=check_name("process", args.process),
+                         instances=int(args.instances))

@@ -144,7 +144,7 @@ class LogsArgs:
 
 
 def without_timestamps(item: LogLines) -> LogLines:
-    return replace(item, lines=[split_timestamp(line)[1] for line in item.lines])
+    return replace(item, lines=tuple(split_timestamp(line)[1] for line in item.lines))
 
 
 def log_text(item: LogLines) -> str:

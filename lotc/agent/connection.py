@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 # "run-versions": answers LIST_RUN_VERSIONS (which bundle version each process runs).
 # "start-options": takes PROC_START_OPTIONS (lotc.options.OPTIONS: log-size, log-keep).
 # "disk-free": answers QUERY_DISK (df's figures for the state dir: lotc.agent.disk).
+# "process-identity": applies the options --user, --nofile, --env-file (agent/identity.py).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options", "disk-free")
+                "start-options", "disk-free", "process-identity")
 
 
 @dataclass(frozen=True)

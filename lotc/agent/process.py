@@ -11,7 +11,8 @@ How a spec runs (documented here because operators write specs):
 * The environment is the agent's minus what is the agent's own (every
   `LOTC_*` variable, such as `LOTC_TOKEN`; systemd's `NOTIFY_SOCKET`,
   `WATCHDOG_*`, `LISTEN_*`, `JOURNAL_STREAM`, `INVOCATION_ID`; `PWD`,
-  `OLDPWD`), then `env` on top, then LOTC's own: `PWD` (the working
+  `OLDPWD`), then the `env_file`'s variables, then `env` on top, then with
+  `user` its `HOME`, `USER` and `LOGNAME`, then LOTC's own: `PWD` (the working
   directory), `LOTC_PROCESS` (the name), `LOTC_BUNDLE` (the bundle path),
   `NOTIFY_SOCKET` and, with a liveness timeout, `WATCHDOG_USEC` (see
   lotc/liveness.py).
@@ -76,6 +77,10 @@ class ProcessSpec:
     revision: int = 0  # the server's revision of this spec, echoed in reports
     log_size: int = 0  # bytes a log file may hold before it rotates; 0: the agent's default
     log_keep: int = -1  # rotated copies kept; -1: the agent's default
+    # issue 16, applied by lotc/agent/identity.py (checked by lotc/options.py):
+    nofile: int = 0  # RLIMIT_NOFILE of the child; 0: the agent's own
+    user: str = ""  # "NAME" or "NAME:GROUP" to run as; "": the agent's user
+    env_file: str = ""  # KEY=VALUE file inside the bundle, under `env`; "": none
 
     def __post_init__(self) -> None:
         validate_name("process", self.name)
@@ -101,6 +106,8 @@ class ProcessSpec:
             raise InvalidRequest(f"log_size must be a number of bytes >= 0, not {self.log_size!r}")
         if not isinstance(self.log_keep, int) or self.log_keep < -1:
             raise InvalidRequest(f"log_keep must be a count >= 0, not {self.log_keep!r}")
+        if not isinstance(self.nofile, int) or self.nofile < 0:
+            raise InvalidRequest(f"nofile must be a count >= 0, not {self.nofile!r}")
 
     def log_config(self, default: LogConfig) -> LogConfig:
         """The agent's log settings with this spec's own on top."""
@@ -116,6 +123,7 @@ class ProcessSpec:
             "restart_window": self.restart_window, "grace": self.grace,
             "stable_after": self.stable_after, "revision": self.revision,
             "log_size": self.log_size, "log_keep": self.log_keep,
+            "nofile": self.nofile, "user": self.user, "env_file": self.env_file,
         }
 
     @classmethod

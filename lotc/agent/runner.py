@@ -40,6 +40,7 @@ from typing import Protocol
 
 import trio
 
+from lotc.agent.identity import Identity, identity_for, read_env_file
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.logs import LogConfig, LogWriter, log_path
 from lotc.agent.notify import NotifySocket
@@ -156,9 +157,14 @@ class Runner:
             await trio.to_thread.run_sync(self.versions.release, Path(rec.bundle_path))
 
     # ---- spawning --------------------------------------------------------------------
-    def _environment(self, rec: ProcessRecord, bundle: Path, cwd: Path) -> dict[str, str]:
+    def _environment(self, rec: ProcessRecord, bundle: Path, cwd: Path,
+                     identity: Identity) -> dict[str, str]:
         env = inherited_environment(os.environ)
+        if rec.spec.env_file:
+            env.update(read_env_file(bundle if bundle.is_dir() else bundle.parent,
+                                     rec.spec.env_file))
         env.update(rec.spec.env)
+        env.update(identity.env)
         env["PWD"] = os.path.realpath(cwd)
         env["LOTC_PROCESS"] = rec.spec.name
         env["LOTC_BUNDLE"] = str(bundle)
@@ -167,12 +173,19 @@ class Runner:
             env["WATCHDOG_USEC"] = str(max(1, round(rec.spec.liveness_timeout * 1e6)))
         return env
 
-    def _prepare(self, rec: ProcessRecord) -> tuple[Path, dict[str, str]]:
+    async def _prepare(self, rec: ProcessRecord) -> tuple[Path, dict[str, str], Identity]:
         bundle = self.resolve_bundle(rec.spec.bundle)  # held from here: see _release_bundle
         rec.bundle_path, rec.holds_bundle = str(bundle), True
         base = bundle if bundle.is_dir() else bundle.parent
         cwd = base / rec.spec.cwd if rec.spec.cwd else base
-        return cwd, self._environment(rec, bundle, cwd)
+
+        def child_setup() -> tuple[dict[str, str], Identity]:
+            identity = identity_for(rec.spec.nofile, rec.spec.user, bundle)
+            return self._environment(rec, bundle, cwd, identity), identity
+        # Name look-ups, the env file and the bundle's modes block: off the loop then.
+        slow = rec.spec.user or rec.spec.env_file
+        env, identity = await trio.to_thread.run_sync(child_setup) if slow else child_setup()
+        return cwd, env, identity
 
     async def _spawn(self, rec: ProcessRecord, *, raise_error: bool) -> ChildHandle | None:
         """STARTING -> RUNNING (or STOPPED), or -> FAILED. None on failure unless raise_error."""
@@ -181,14 +194,14 @@ class Runner:
         rec.pending_signals.clear()
         self.transition(rec, S.STARTING, "starting")
         try:
-            cwd, env = self._prepare(rec)
+            cwd, env, identity = await self._prepare(rec)
             write_record = self.snapshot(rec)
 
             def record_then_spawn() -> ChildHandle:
                 # A first record creates a file (slow on ext4): do it here, off the loop;
                 # the save after the spawn is then a quick rewrite in place.
                 write_record()
-                return spawn(rec.spec.argv, cwd, env)
+                return spawn(rec.spec.argv, cwd, env, identity)
 
             handle = await trio.to_thread.run_sync(record_then_spawn)
         except (LotcError, OSError) as exc:

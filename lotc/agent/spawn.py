@@ -23,13 +23,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import trio
 
+from lotc.agent import identity as child_identity
 from lotc.agent.pipe import PipeRecord, attach, make_pipe, record_of
 from lotc.errors import SpawnFailed
 from protocol.enums import StreamKind
@@ -117,10 +118,22 @@ def _create_time(pid: int) -> float:
 _STD_FD = {StreamKind.STDOUT: 1, StreamKind.STDERR: 2}
 
 
-def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ChildHandle:
+def _preexec(identity: child_identity.Identity) -> Callable[[], None] | None:
+    """What the child does between fork and exec; None when nothing (Popen may vfork)."""
+    if not identity.changes_child:
+        return None
+
+    def preexec() -> None:
+        child_identity.apply(identity)
+    return preexec
+
+
+def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
+          identity: child_identity.Identity | None = None) -> ChildHandle:
     """Start `argv` in a new session with its output on pipes (see pipe.py). Blocking.
 
-    Raises SpawnFailed (missing program, not executable, bad cwd...).
+    `identity` (identity.py) is who the child becomes before exec. Raises SpawnFailed
+    (missing program, not executable, bad cwd, a user or limit refused...).
     """
     ends = {stream: make_pipe() for stream in _STD_FD}
     reads = {stream: read for stream, (read, _write) in ends.items()}
@@ -130,7 +143,14 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ChildHandle
             stdout=ends[StreamKind.STDOUT][1], stderr=ends[StreamKind.STDERR][1],
             pass_fds=tuple(reads.values()),  # the holders: see pipe.py
             start_new_session=True, close_fds=True,
+            # Safe with threads here: the preexec makes system calls on values worked
+            # out before the fork, takes no lock and allocates nothing (identity.py).
+            preexec_fn=_preexec(identity or child_identity.Identity()),  # noqa: PLW1509
         )
+    except subprocess.SubprocessError as exc:  # the preexec failed: its words
+        for fd in reads.values():
+            os.close(fd)
+        raise SpawnFailed(f"cannot start {argv[0]!r}: {exc}") from None
     except OSError as exc:
         for fd in reads.values():
             os.close(fd)

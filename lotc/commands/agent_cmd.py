@@ -17,7 +17,7 @@ STATS_INTERVAL_S = 10.0
 NTP_INTERVAL_S = 64.0  # lotc.agent.timesync.NTP_INTERVAL_S (a test keeps them equal)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("agent", help="run the agent on this node")
     p.add_argument("--server", required=True, metavar="HOST:PORT",
                    help=f"the server's agent port (default port {DEFAULT_AGENT_PORT})")

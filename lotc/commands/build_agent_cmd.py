@@ -9,7 +9,7 @@ from lotc.build_agent import build
 DEFAULT_OUTPUT = Path("lotc-agent.pyz")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "build-agent", help="build the single-file agent (lotc-agent.pyz) for nodes",
         description="Build one executable file holding the agent and its dependencies, "

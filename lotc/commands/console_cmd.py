@@ -42,7 +42,7 @@ Exit status: 0 success, 1 a command failed, 2 usage error or cannot connect.
 Type `lotc console -c help` for the commands."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "console", help="run admin commands against a server",
         description="Run admin console commands (agents, ps, upload, start, logs ...).",

@@ -69,7 +69,7 @@ From another terminal: LOTC_TOKEN=$(cat {token}) {lotc} console --server {admin}
 quit or Ctrl-D stops the demo."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="a server and two local agents (IPv4, IPv6), then the console",
         description="Start a server and two local agents (one over IPv4, one over IPv6), "

@@ -26,7 +26,7 @@ online comes from --admin-token, else $LOTC_TOKEN; without one, deploy does not 
 Re-running deploy upgrades in place: stop, replace, start; processes keep running."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "deploy", help="install, upgrade or remove the agent on a node over SSH",
         description="Copy the single-file agent to a node over SSH, start it (systemd unit "

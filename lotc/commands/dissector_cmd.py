@@ -12,7 +12,7 @@ from pathlib import Path
 from protocol import luagen
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dissector", help="write the Wireshark Lua dissector (lotc.lua)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
                    help="file to write (default: stdout); e.g. wireshark/lotc.lua, or "

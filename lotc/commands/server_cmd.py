@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 from protocol.message_types import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "server", help="run the management server",
         description="Run the management server: agents connect to its agent port (all "

@@ -24,7 +24,7 @@ DB_HELP = f"the server's SQLite file (default {DEFAULT_DB}, as for `lotc server`
 TOKEN_FILE_MODE = 0o600
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("token", help="create or revoke agent and admin tokens")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="create a token and print it (once)")

@@ -33,7 +33,9 @@ from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
 from lotc.server.duties import carry_out
 from lotc.server.logs import relay_logs
+from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
+from lotc.server.scaling import scale_process
 from lotc.server.schedules import clear_schedule, set_schedule
 from lotc.server.tokens import create_token, revoke_token
 from protocol.codec import Frame
@@ -69,9 +71,11 @@ from protocol.messages import (
     QueryDisk,
     QueryEvents,
     QueryLogs,
+    QueryProcess,
     QueryStats,
     Results,
     RunVersions,
+    ScaleProcess,
     ScheduleClear,
     ScheduleList,
     ScheduleSet,
@@ -236,11 +240,11 @@ async def _list_schedules(conn: AdminConnection, body: ListSchedules, request_id
 async def _query_stats(conn: AdminConnection, body: QueryStats, request_id: int) -> None:
     """A StatsHistory per matching agent; all but the last flagged MORE (so one named
     agent gets the single frame it always got)."""
-    previous = None
-    for history in queries.stats_histories(conn.ctl, body.agent, body.since_us,
-                                           body.limit or 1000):
-        if previous is not None:
-            await conn.reply(request_id, previous, more=True)
+    histories = queries.stats_histories(conn.ctl, body.agent, body.since_us, body.limit or 1000)
+    # Never empty: resolve_targets raises UnknownAgent rather than match no agent.
+    previous = next(histories)
+    for history in histories:
+        await conn.reply(request_id, previous, more=True)
         previous = history
     await conn.reply(request_id, previous)
 
@@ -285,6 +289,14 @@ async def _query_logs(conn: AdminConnection, body: QueryLogs, request_id: int) -
 async def _start(conn: AdminConnection, body: ProcStart | ProcStartOptions,
                  request_id: int) -> None:
     await conn.reply_results(request_id, await start_process(conn.ctl, body))
+
+
+async def _scale(conn: AdminConnection, body: ScaleProcess, request_id: int) -> None:
+    await conn.reply_results(request_id, await scale_process(conn.ctl, body))
+
+
+async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: int) -> None:
+    await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
 async def _control(conn: AdminConnection, body: ControlMessage, request_id: int) -> None:
@@ -335,6 +347,8 @@ HANDLERS: dict[type[Message], Handler] = {
     ProcKill: _control,
     ProcRestart: _control,
     ProcRemove: _control,
+    ScaleProcess: _scale,
+    QueryProcess: _query_process,
     BundleRemove: _remove_bundle,
     ListSchedules: _list_schedules,
     ScheduleSet: _schedule_set,

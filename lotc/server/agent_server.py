@@ -129,9 +129,9 @@ def _handled_now(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
     cls = body.__class__
     if cls is Heartbeat:
         return True
-    if cls is StatsReport:
+    if isinstance(body, StatsReport):
         ctl.stats_report(session, body)
-    elif cls is TimeInfo:
+    elif isinstance(body, TimeInfo):
         ctl.time_info(session, body)
     elif isinstance(body, REPLY_TYPES):
         if not session.deliver(frame) and isinstance(body, Error):

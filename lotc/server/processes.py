@@ -25,11 +25,12 @@ from lotc.errors import (
 )
 from lotc.limits import check_liveness_ms
 from lotc.names import validate_name
-from lotc.options import START_OPTIONS_CAPABILITY, canonical_options
+from lotc.options import START_OPTIONS_CAPABILITY, agent_options, canonical_options, refused_options
 from lotc.process_states import ALIVE
 from lotc.server.command_context import CommandContext
 from lotc.server.desired import signal_number
 from lotc.server.fanout import fan_out
+from lotc.server.instances import expand_instances
 from lotc.server.records import ProcessSpecRecord
 from protocol.enums import DesiredState
 from protocol.messages import (
@@ -83,19 +84,21 @@ def start_message(spec: ProcessSpecRecord,
         backoff_base_ms=spec.backoff_base_ms, backoff_cap_ms=spec.backoff_cap_ms,
         restart_limit=spec.restart_limit, restart_window_s=spec.restart_window_s,
     )
-    if not spec.options or START_OPTIONS_CAPABILITY not in capabilities:
+    options = agent_options(spec.options)
+    if not options or START_OPTIONS_CAPABILITY not in capabilities:
         return plain
     return ProcStartOptions(
         **{f.name: getattr(plain, f.name) for f in dataclasses.fields(plain)},
-        options=tuple(KeyValue(key=k, value=v) for k, v in spec.options),
+        options=tuple(KeyValue(key=k, value=v) for k, v in options),
     )
 
 
 def unapplied_options(spec: ProcessSpecRecord, capabilities: Collection[str]) -> str:
     """What an agent without "start-options" runs without, in plain words ("" when none)."""
-    if not spec.options or START_OPTIONS_CAPABILITY in capabilities:
+    options = agent_options(spec.options)
+    if not options or START_OPTIONS_CAPABILITY in capabilities:
         return ""
-    keys = ", ".join(f"--{key}" for key, _ in spec.options)
+    keys = ", ".join(f"--{key}" for key, _ in options)
     return f"; this agent's LOTC is too old for {keys}: not applied (upgrade the agent)"
 
 
@@ -114,39 +117,54 @@ async def start_process(ctl: CommandContext,
     canonical_options((kv.key, kv.value) for kv in getattr(msg, "options", ()))
     if not msg.argv:
         raise InvalidRequest("nothing to run: give the command after '--'")
+    instances = expand_instances(msg)
     targets = ctl.resolve_targets(msg.target)
 
     async def start(agent: str) -> str:
         if not any(b.name == msg.bundle for b in ctl.store.desired_bundles(agent)):
             raise UnknownBundle(f"bundle {msg.bundle!r} is not loaded on {agent}: upload it first")
-        previous = ctl.store.find_process(agent, msg.name)
-        if previous is not None and previous.desired != DesiredState.EXITED \
-                and _is_active(ctl, agent, msg.name):
-            raise Conflict(f"process {msg.name!r} already runs on {agent}: terminate it first")
-        spec = ctl.store.put_process(spec_from_message(agent, msg, ctl.now_us()))
-        session = ctl.session(agent)
-        if session is None:
-            return QUEUED
-        try:
-            capabilities = session.hello.capabilities
-            reply = await session.request(start_message(spec, capabilities),
-                                          ctl.config.request_timeout_s)
-        except (AgentOffline, RequestTimeout):
-            # No verdict from the agent: it may have started it. Keep the desired state;
-            # the next reconnect reconciles either way.
-            return "no answer from the agent yet: recorded, reconciled when it reports"
-        except SpawnFailed:
-            # The agent keeps the record, failed, with its error (and after its restart):
-            # so does the model, as ended, so nothing retries it and `ps` shows why.
-            ctl.store.set_desired_state(agent, msg.name, DesiredState.EXITED, ctl.now_us())
-            raise
-        except LotcError:
-            _forget_failed_start(ctl, agent, msg.name, previous)
-            raise
-        return ((getattr(reply.body, "message", "") or "started")
-                + unapplied_options(spec, capabilities))
+        if len(instances) == 1:
+            return await start_one(ctl, agent, instances[0])
+        done = [f"{one.name}: {await start_one(ctl, agent, one)}" for one in instances]
+        return "; ".join(done)
 
     return await fan_out(targets, start)
+
+
+async def start_one(ctl: CommandContext, agent: str, msg: ProcStart | ProcStartOptions) -> str:
+    """Start one process on one agent (its bundle is known to be there)."""
+    session = ctl.session(agent)
+    if session is not None:  # offline: reconcile checks when it reconnects
+        refused = refused_options(((kv.key, kv.value) for kv in getattr(msg, "options", ())),
+                                  session.hello.capabilities)
+        if refused:
+            raise InvalidRequest(f"{agent}: {refused}")
+    previous = ctl.store.find_process(agent, msg.name)
+    if previous is not None and previous.desired != DesiredState.EXITED \
+            and _is_active(ctl, agent, msg.name):
+        raise Conflict(f"process {msg.name!r} already runs on {agent}: terminate it first")
+    spec = ctl.store.put_process(spec_from_message(agent, msg, ctl.now_us()))
+    session = ctl.session(agent)
+    if session is None:
+        return QUEUED
+    try:
+        capabilities = session.hello.capabilities
+        reply = await session.request(start_message(spec, capabilities),
+                                      ctl.config.request_timeout_s)
+    except (AgentOffline, RequestTimeout):
+        # No verdict from the agent: it may have started it. Keep the desired state;
+        # the next reconnect reconciles either way.
+        return "no answer from the agent yet: recorded, reconciled when it reports"
+    except SpawnFailed:
+        # The agent keeps the record, failed, with its error (and after its restart):
+        # so does the model, as ended, so nothing retries it and `ps` shows why.
+        ctl.store.set_desired_state(agent, msg.name, DesiredState.EXITED, ctl.now_us())
+        raise
+    except LotcError:
+        _forget_failed_start(ctl, agent, msg.name, previous)
+        raise
+    return ((getattr(reply.body, "message", "") or "started")
+            + unapplied_options(spec, capabilities))
 
 
 def _forget_failed_start(

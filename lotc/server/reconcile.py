@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from lotc.errors import LotcError
+from lotc.options import refused_options
 from lotc.parse.crontimes import format_us
 from lotc.process_states import ALIVE, RUNNABLE
 from lotc.server.bundles import deliver_or_drop
@@ -79,6 +80,10 @@ def plan(ctl: CommandContext, agent: str, state: AgentState) -> tuple[list[Bundl
                 commands.append(ProcTerminate(target="", name=spec.name, signal="", grace_ms=0))
             continue
         if actual is None or actual.revision != spec.revision:
+            refused = refused_options(spec.options, capabilities)
+            if refused:  # never run it without its --user (as root, say): say so instead
+                logger.warning("%s: not starting %s: %s", agent, spec.name, refused)
+                continue
             commands.append(start_message(spec, capabilities))
             actual_state = ProcessState.STARTING
         else:

@@ -130,7 +130,7 @@ def test_repl_session(cluster: Cluster, app_bundle: Path, tmp_path: Path) -> Non
 
         # help from the command definitions; errors in plain words with the usage line
         t.type_line("help ps")
-        t.wait_for("usage: ps [AGENT]")
+        t.wait_for("usage: ps [AGENT [P")
         t.type_line("agnets")
         t.wait_for("error: unknown command 'agnets' (did you mean agents?)")
         t.type_line("kill n1")
@@ -192,7 +192,7 @@ def test_repl_reconnects(cluster: Cluster, tmp_path: Path) -> None:
         t.type_line("ps")
         t.wait_for("error: not connected to 127.0.0.1")
         t.type_line("help ps")  # commands without the server still work
-        t.wait_for("usage: ps [AGENT]")
+        t.wait_for("usage: ps [AGENT [P")
 
         cluster.start_server()
         t.wait_for(f"reconnected to 127.0.0.1:{cluster.admin_port}")

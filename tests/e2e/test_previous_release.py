@@ -92,6 +92,11 @@ def test_an_agent_of_the_previous_release_runs_processes(cluster: Cluster, old_t
     out = cluster.console(f"start old1 app --name app2 --log-size 64K -- {sys.executable} main.py",
                           check=False).stdout
     assert "log-size" in out and "old1" in out, out
+    # An identity option it cannot apply: refused plainly, never run as the agent's user.
+    out = cluster.console(f"start old1 app --name app3 --user nobody -- {sys.executable} main.py",
+                          check=False).stdout
+    assert "old1: this agent cannot apply --user: its LOTC is too old" in out, out
+    assert ("old1", "app3") not in cluster.processes()
 
 
 def _zombie(pid: int) -> bool:

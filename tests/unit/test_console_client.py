@@ -393,4 +393,4 @@ async def test_script_cannot_connect() -> None:
 async def test_help_needs_no_server() -> None:
     status, out, _ = await run_commands("help; help ps", Address("127.0.0.1", 1))
     assert status == EXIT_OK
-    assert "usage: ps [AGENT]" in out
+    assert "usage: ps [AGENT [P" in out

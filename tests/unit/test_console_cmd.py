@@ -61,6 +61,6 @@ def test_script_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     script = tmp_path / "s.lotc"
     script.write_text("# just help\nhelp ps  # this one\n")
     assert console_cmd.run(parse("-f", str(script))) == 0
-    assert "usage: ps [AGENT]" in capsys.readouterr().out
+    assert "usage: ps [AGENT [P" in capsys.readouterr().out
     assert console_cmd.run(parse("-f", str(tmp_path / "missing"))) == 2
     assert "cannot read script" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_options_and_their_values() -> None:
     assert texts("start db pg --restart ") == ["always", "never", "on-failure"]
     assert texts("start db pg --restart never ") == []  # value given: a positional slot is next
     assert "--restart" not in texts("start db pg --restart never --")  # used once
-    assert texts("start db pg --env A=1 --e") == ["--env"]  # repeatable
+    assert texts("start db pg --env A=1 --e") == ["--env", "--env-file"]  # repeatable
     assert texts("start db pg -- pyth") == []  # the program's own command line
 
 

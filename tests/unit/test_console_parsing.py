@@ -191,7 +191,7 @@ def test_help_quit_and_aliases() -> None:
 @pytest.mark.parametrize(("line", "words_expected", "usage_of"), [
     ("frobnicate", "unknown command 'frobnicate'", None),
     ("stat n1", "did you mean stats", None),
-    ("ps a b", "unexpected words: b", "ps"),
+    ("ps a b c", "unexpected words: c", "ps"),
     ("upload all web", "missing: path", "upload"),
     ("upload all ../web ./x", "invalid bundle name", "upload"),
     ("remove node-1", "missing: bundle", "remove"),
@@ -254,8 +254,8 @@ def test_script_lines() -> None:
     assert lines_of_script(text, "s.lotc") == [
         ("s.lotc:2", "agents"), ("s.lotc:4", "ps node-1"), ("s.lotc:5", "stop a p"),
         ("s.lotc:5", "resume a p")]
-    with pytest.raises(UsageError, match=r"s.lotc:2 \('ps a b'\): unexpected words: b"):
-        plan(REGISTRY, lines_of_script("agents\nps a b\n", "s.lotc"))
+    with pytest.raises(UsageError, match=r"s.lotc:2 \('ps a b c'\): unexpected words: c"):
+        plan(REGISTRY, lines_of_script("agents\nps a b c\n", "s.lotc"))
 
 
 def test_json_after_a_command_is_the_commands_own_flag() -> None:

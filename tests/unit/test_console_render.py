@@ -275,7 +275,7 @@ def test_help_pages() -> None:
     detail = render("help", HelpPage((REGISTRY.get("kill"),), detailed=True))
     assert detail.startswith("usage: kill AGENT P [--signal SIG]") and "Examples:" in detail
     document = json.loads(render("help", HelpPage((REGISTRY.get("ps"),), True), True))
-    assert document["commands"][0]["usage"] == "ps [AGENT]"
+    assert document["commands"][0]["usage"] == "ps [AGENT [P [--show-env]]]"
 
 
 class FakeTerminal:
