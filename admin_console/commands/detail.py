@@ -6,15 +6,17 @@ nothing here.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from admin_console.commands.base import Context
 from admin_console.errors import UsageError
 from admin_console.parsing import check_name
 from admin_console.render import dumps
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
-from protocol.messages import ProcessDetail, QueryProcess
+from protocol.messages import KeyValue, ProcessDetail, QueryProcess
 
-__all__ = ["detail_request", "fetch_detail", "render_detail"]
+__all__ = ["detail_request", "fetch_detail", "render_detail", "render_rows"]
 
 
 def detail_request(agent: str, process: str, show_env: bool) -> QueryProcess:
@@ -33,10 +35,16 @@ async def fetch_detail(ctx: Context, request: QueryProcess) -> ProcessDetail:
 
 
 def render_detail(detail: ProcessDetail, json: bool) -> str:
+    return render_rows(f"{detail.agent}/{detail.name}", detail.fields, json,
+                       {"agent": detail.agent, "name": detail.name})
+
+
+def render_rows(title: str, fields: Sequence[KeyValue], json: bool,
+                identity: dict[str, str]) -> str:
+    """Label/text rows under a title, aligned; with --json, {identity..., fields}."""
     if json:
-        return dumps({"agent": detail.agent, "name": detail.name,
-                      "fields": {kv.key: kv.value for kv in detail.fields}})
-    width = max((len(kv.key) for kv in detail.fields), default=0) + 1
-    lines = [f"{detail.agent}/{detail.name}"]
-    lines += [f"  {kv.key + ':':<{width}} {kv.value}" for kv in detail.fields]
+        return dumps({**identity, "fields": {kv.key: kv.value for kv in fields}})
+    width = max((len(kv.key) for kv in fields), default=0) + 1
+    lines = [title]
+    lines += [f"  {kv.key + ':':<{width}} {kv.value}" for kv in fields]
     return "\n".join(lines)

@@ -44,8 +44,10 @@ logger = logging.getLogger(__name__)
 # "start-options": takes PROC_START_OPTIONS (lotc.options.OPTIONS: log-size, log-keep).
 # "disk-free": answers QUERY_DISK (df's figures for the state dir: lotc.agent.disk).
 # "process-identity": applies the options --user, --nofile, --env-file (agent/identity.py).
+# "cgroup-limits": takes --memory, --cpus, --max-pids (agent/cgroup.py); whether this node
+# can enforce each is announced beside, with the layout: "cgroup:hybrid", "limit:memory"...
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options", "disk-free", "process-identity")
+                "start-options", "disk-free", "process-identity", "cgroup-limits")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ async def run_link(
                 welcome = await client_handshake(
                     framed, role=Role.AGENT, name=config.name, token=config.token,
                     hostname=socket.gethostname(), addresses=local_addresses(),
-                    capabilities=CAPABILITIES, timeout=config.handshake_timeout_s,
+                    capabilities=CAPABILITIES + core.cgroups.capabilities(),
+                    timeout=config.handshake_timeout_s,
                 )
                 backoff.reset()
                 logger.info("connected to %s as %s", config.server, config.name)

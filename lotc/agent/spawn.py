@@ -31,6 +31,7 @@ import psutil
 import trio
 
 from lotc.agent import identity as child_identity
+from lotc.agent.cgroup import ProcessCgroup
 from lotc.agent.pipe import PipeRecord, attach, make_pipe, record_of
 from lotc.errors import SpawnFailed
 from protocol.enums import StreamKind
@@ -65,12 +66,15 @@ class ChildHandle:
     popen: subprocess.Popen[bytes] | None = None  # None: re-adopted, not our child
     pipes: dict[StreamKind, int] = field(default_factory=dict)  # our read ends, to pump
     start_ticks: int | None = None  # see start_ticks()
+    cgroup: ProcessCgroup | None = None  # the run's cgroups (cgroup.py), None without
     _closed: bool = field(default=False, repr=False)
 
     async def wait(self) -> tuple[int | None, int | None]:
         """Wait for the leader to end; (exit code, signal), both None when unknown."""
         await trio.lowlevel.wait_readable(self.pidfd)
         signal_group(self.pid, signal.SIGKILL)  # leftovers of the group, see module doc
+        if self.cgroup is not None:  # and those that left the group (the runner waits)
+            self.cgroup.kill()
         status = self._reap()
         if status is None:
             return None, None
@@ -118,21 +122,28 @@ def _create_time(pid: int) -> float:
 _STD_FD = {StreamKind.STDOUT: 1, StreamKind.STDERR: 2}
 
 
-def _preexec(identity: child_identity.Identity) -> Callable[[], None] | None:
-    """What the child does between fork and exec; None when nothing (Popen may vfork)."""
-    if not identity.changes_child:
+def _preexec(identity: child_identity.Identity,
+             join: Sequence[int]) -> Callable[[], None] | None:
+    """What the child does between fork and exec; None when nothing (Popen may vfork).
+    It joins its cgroups first (writing "0", itself, to each cgroup.procs): after the
+    setuid below it might not be allowed to."""
+    if not identity.changes_child and not join:
         return None
 
     def preexec() -> None:
+        for fd in join:
+            os.write(fd, b"0")
         child_identity.apply(identity)
     return preexec
 
 
 def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
-          identity: child_identity.Identity | None = None) -> ChildHandle:
+          identity: child_identity.Identity | None = None,
+          join: Sequence[int] = ()) -> ChildHandle:
     """Start `argv` in a new session with its output on pipes (see pipe.py). Blocking.
 
-    `identity` (identity.py) is who the child becomes before exec. Raises SpawnFailed
+    `identity` (identity.py) is who the child becomes before exec; `join` are open
+    cgroup.procs files the child enters before exec (cgroup.py). Raises SpawnFailed
     (missing program, not executable, bad cwd, a user or limit refused...).
     """
     ends = {stream: make_pipe() for stream in _STD_FD}
@@ -145,7 +156,7 @@ def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
             start_new_session=True, close_fds=True,
             # Safe with threads here: the preexec makes system calls on values worked
             # out before the fork, takes no lock and allocates nothing (identity.py).
-            preexec_fn=_preexec(identity or child_identity.Identity()),  # noqa: PLW1509
+            preexec_fn=_preexec(identity or child_identity.Identity(), join),  # noqa: PLW1509
         )
     except subprocess.SubprocessError as exc:  # the preexec failed: its words
         for fd in reads.values():
