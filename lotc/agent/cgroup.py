@@ -2,8 +2,8 @@
 
 A process has one directory in each hierarchy of the agent's Layout
 (cgroup_layout.py), all named alike. The child joins them between fork and
-exec: it writes "0" (itself) to each cgroup.procs, through descriptors the
-agent opened before the fork (spawn.py), so the program and everything it
+exec: it writes "0" (itself) to each cgroup.procs (spawn.py: through /bin/sh, or a
+preexec function when it must also change user), so the program and everything it
 ever forks is inside before the first instruction of the program runs.
 A daemon that calls setsid() leaves the process group but never the cgroup.
 
@@ -156,17 +156,10 @@ class ProcessCgroup:
                 raise SpawnFailed(f"cannot set --{limit} ({self.dirs[hierarchy] / name}: "
                                   f"{exc.strerror})") from None
 
-    def open_join(self) -> list[int]:
-        """Write ends of every cgroup.procs, for the child to write "0" to (spawn.py)."""
-        fds: list[int] = []
-        try:
-            for directory in self.dirs.values():
-                fds.append(os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-        except OSError as exc:
-            for fd in fds:
-                os.close(fd)
-            raise SpawnFailed(f"cannot join the cgroup {exc.filename}: {exc.strerror}") from None
-        return fds
+    def procs_files(self) -> list[Path]:
+        """The cgroup.procs of every directory: the child enters them before exec (it
+        writes "0", itself, to each: spawn.py)."""
+        return [directory / "cgroup.procs" for directory in self.dirs.values()]
 
     # ---- members and signals -------------------------------------------------------
     def _membership_dir(self) -> Path:

@@ -214,12 +214,7 @@ class Runner:
                     return spawn(rec.spec.argv, cwd, env, identity)
                 cgroup.create(rec.spec.limits())
                 rec.oom_base = cgroup.oom_kills()
-                join = cgroup.open_join()
-                try:
-                    child = spawn(rec.spec.argv, cwd, env, identity, join)
-                finally:
-                    for fd in join:
-                        os.close(fd)
+                child = spawn(rec.spec.argv, cwd, env, identity, cgroup.procs_files())
                 child.cgroup = cgroup
                 return child
 

@@ -140,11 +140,11 @@ async def test_a_daemonizing_program_leaves_nothing_after_terminate_kill_restart
     await _assert_nothing_left(h, "d", daemon)
 
     daemon = await _start_daemon(h)
-    (h.bundle_dir / "daemon.pid").unlink()
     await h.sup.restart("d")
     await wait_until(lambda: not alive(daemon))  # the old one went with the old run
-    new_daemon = await wait_until(lambda: _daemon(h)[0])
-    assert new_daemon != daemon and alive(new_daemon)
+    # the file is the old daemon's until the new one writes it (every 10 ms)
+    new_daemon = await wait_until(lambda: _daemon(h)[0] not in (0, daemon) and _daemon(h)[0])
+    assert alive(new_daemon)
     assert new_daemon in h.sup._records["d"].cgroup.members()
 
 
@@ -307,3 +307,18 @@ async def test_without_cgroups_escaped_children_are_found_by_their_marker(
             for pid in _marked(h.sup._records["d"].notify_address):
                 os.kill(pid, signal.SIGKILL)
             nursery.cancel_scope.cancel()
+
+
+async def test_a_missing_or_unexecutable_program_is_refused_at_once(csup: Harness) -> None:
+    """The join goes through /bin/sh (spawn.py): the agent still refuses in exec's words."""
+    with pytest.raises(SpawnFailed, match="cannot start 'no-such-program': no-such-program: "
+                                          "No such file or directory"):
+        await csup.sup.start(ProcessSpec("gone", "b", ["no-such-program"]))
+    (csup.bundle_dir / "plain.txt").write_text("not a program\n")
+    with pytest.raises(SpawnFailed, match="cannot start './plain.txt': ./plain.txt: "
+                                          "Permission denied"):
+        await csup.sup.start(ProcessSpec("text", "b", ["./plain.txt"]))
+    await csup.sup.start(ProcessSpec("sh", "b", ["sleep", "30"]))  # found on PATH
+    info = csup.sup.get("sh")
+    await wait_until(lambda: psutil.Process(info.pid).cmdline() == ["sleep", "30"])  # as given
+    assert info.pid in csup.sup._records["sh"].cgroup.members()

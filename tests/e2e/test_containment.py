@@ -95,10 +95,11 @@ def test_daemonizing_program_and_memory_hog_through_the_console(cluster: Cluster
     _forget_daemon(cluster)
     cluster.console(start.replace("--name d ", "--name r "))
     daemon = _daemon_pid(cluster)
-    _forget_daemon(cluster)
     cluster.console("restart n1 r")
     wait_until(lambda: not alive(daemon), timeout=20, what="the old run's daemon ended")
-    assert _daemon_pid(cluster) != daemon and len(_marked("r")) == 2  # the new run's pair
+    # the file is the old daemon's until the new one writes it (every 10 ms)
+    wait_until(lambda: _daemon_pid(cluster) != daemon, what="the new run's daemon")
+    wait_until(lambda: len(_marked("r")) == 2, what="the new run's pair, nothing more")
 
     cluster.console(f"start n1 app --name hog --memory 50M --restart never -- {PY} hog.py")
     wait_until(lambda: cluster.processes()[("n1", "hog")]["state"] == "EXITED", timeout=30,
