@@ -15,6 +15,7 @@ import pytest
 
 from lotc.agent.cgroup import Limits, ProcessCgroup
 from lotc.agent.cgroup_layout import UNIFIED, detect
+from lotc.deploy_remote import systemd_unit
 from lotc.errors import InvalidRequest, SpawnFailed
 from lotc.options import canonical_options, cpu_milli
 
@@ -119,3 +120,10 @@ def test_cpus_option(text: str, canonical: str, milli: int) -> None:
 def test_bad_limits_are_refused_in_plain_words(key: str, text: str, words: str) -> None:
     with pytest.raises(InvalidRequest, match=words):
         canonical_options([(key, text)])
+
+
+def test_the_deploys_systemd_unit_delegates_cgroups_and_spares_the_processes() -> None:
+    """Under systemd the unit's subtree is the agent's to divide (Delegate=yes), and
+    stopping the agent leaves its processes running (KillMode=process)."""
+    lines = systemd_unit("/opt/lotc").splitlines()
+    assert "Delegate=yes" in lines and "KillMode=process" in lines
