@@ -48,6 +48,7 @@ from protocol.messages import (
     ListAgents,
     ListBundles,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     ListSchedules,
     LogLines,
@@ -56,6 +57,8 @@ from protocol.messages import (
     Ok,
     ProcessDetail,
     ProcessEntry,
+    ProcessFacts,
+    ProcessFactsEntry,
     ProcessList,
     ProcessStats,
     ProcKill,
@@ -174,7 +177,7 @@ _D_Action = {1: Action.START, 2: Action.STOP, 3: Action.RESUME, 4: Action.TERMIN
 _D_ScheduleKind = {1: ScheduleKind.CRON, 2: ScheduleKind.AT}
 _D_ProcessState = {0: ProcessState.NONE, 1: ProcessState.STARTING, 2: ProcessState.RUNNING, 3: ProcessState.STOPPED, 4: ProcessState.EXITED, 5: ProcessState.FAILED, 6: ProcessState.BACKOFF}
 _D_DesiredState = {1: DesiredState.RUNNING, 2: DesiredState.STOPPED, 3: DesiredState.EXITED}
-_D_EventKind = {1: EventKind.PROCESS_STATE, 2: EventKind.LIVENESS_MISSED, 3: EventKind.SCHEDULE_FIRED, 4: EventKind.SCHEDULE_MISSED, 5: EventKind.AGENT_ONLINE, 6: EventKind.AGENT_OFFLINE, 7: EventKind.BUNDLE_STORED, 8: EventKind.BUNDLE_REMOVED, 9: EventKind.CLOCK_SYNC, 10: EventKind.ERROR, 11: EventKind.OUT_OF_MEMORY}
+_D_EventKind = {1: EventKind.PROCESS_STATE, 2: EventKind.LIVENESS_MISSED, 3: EventKind.SCHEDULE_FIRED, 4: EventKind.SCHEDULE_MISSED, 5: EventKind.AGENT_ONLINE, 6: EventKind.AGENT_OFFLINE, 7: EventKind.BUNDLE_STORED, 8: EventKind.BUNDLE_REMOVED, 9: EventKind.CLOCK_SYNC, 10: EventKind.ERROR, 11: EventKind.OUT_OF_MEMORY, 12: EventKind.HEALTH}
 _D_StreamKind = {1: StreamKind.STDOUT, 2: StreamKind.STDERR}
 _E_Role = {1: 1, 2: 2}
 _E_ErrorCode = {0: 0, 100: 100, 101: 101, 102: 102, 103: 103, 104: 104, 105: 105, 106: 106, 200: 200, 201: 201, 202: 202, 300: 300, 301: 301, 302: 302, 303: 303, 304: 304, 305: 305, 306: 306, 307: 307, 308: 308, 309: 309, 310: 310, 311: 311, 312: 312, 313: 313, 314: 314, 500: 500}
@@ -184,7 +187,7 @@ _E_Action = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 _E_ScheduleKind = {1: 1, 2: 2}
 _E_ProcessState = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 _E_DesiredState = {1: 1, 2: 2, 3: 3}
-_E_EventKind = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 10: 10, 11: 11}
+_E_EventKind = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 10: 10, 11: 11, 12: 12}
 _E_StreamKind = {1: 1, 2: 2}
 
 
@@ -379,6 +382,19 @@ def _make_DiskEntry(agent, path, mount, used, avail, total, inodes_used, inodes_
     obj.inodes_total = inodes_total
     obj.unknown = unknown
     obj.__class__ = DiskEntry
+    return obj
+
+
+class _W_ProcessFactsEntry:
+    __slots__ = ProcessFactsEntry.__slots__
+
+
+def _make_ProcessFactsEntry(agent, process, facts) -> ProcessFactsEntry:
+    obj = _W_ProcessFactsEntry()
+    obj.agent = agent
+    obj.process = process
+    obj.facts = facts
+    obj.__class__ = ProcessFactsEntry
     return obj
 
 
@@ -596,6 +612,14 @@ class _W_ProcessDetail(Message):
 
 class _W_ScaleProcess(Message):
     __slots__ = ScaleProcess.__slots__
+
+
+class _W_ListProcessFacts(Message):
+    __slots__ = ListProcessFacts.__slots__
+
+
+class _W_ProcessFacts(Message):
+    __slots__ = ProcessFacts.__slots__
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
@@ -3129,6 +3153,110 @@ def _dec_ScaleProcess(b: bytes, p: int, n: int) -> ScaleProcess:
     return scaleprocess_8
 
 
+def _enc_ListProcessFacts(m: ListProcessFacts, rid: int, flags: int) -> bytes:
+    pattern_1 = m.pattern.encode()
+    blen = 2 + len(pattern_1)
+    return b"".join((_S10.pack(_MAGIC, 1, 103, flags, rid, blen, len(pattern_1)), pattern_1))
+
+
+def _dec_ListProcessFacts(b: bytes, p: int, n: int) -> ListProcessFacts:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listprocessfacts_4 = _W_ListProcessFacts()
+    listprocessfacts_4.pattern = pattern_2
+    listprocessfacts_4.__class__ = ListProcessFacts
+    if p != n: raise _trailing(n - p)
+    return listprocessfacts_4
+
+
+def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    processes_1 = m.processes
+    ap(_S22.pack(len(processes_1)))
+    for x_2 in processes_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        process_4 = x_2.process.encode()
+        ap(_S1.pack(len(process_4)))
+        ap(process_4)
+        facts_5 = x_2.facts
+        ap(_S1.pack(len(facts_5)))
+        for x_6 in facts_5:
+            key_7 = x_6.key.encode()
+            ap(_S1.pack(len(key_7)))
+            ap(key_7)
+            value_8 = x_6.value.encode()
+            ap(_S22.pack(len(value_8)))
+            ap(value_8)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 104, flags, rid, len(body)) + body
+
+
+def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S22.unpack_from(b, p)
+    p += 4
+    if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
+    processes_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        process_7 = b[p:end_8].decode()
+        p = end_8
+        count_9, = _S1.unpack_from(b, p)
+        p += 2
+        if count_9 * 6 > n - p: raise _short(count_9 * 6, n - p)
+        facts_10 = []
+        for _ in range(count_9):
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            if end_13 > n: raise _short(len_11, n - p)
+            key_12 = b[p:end_13].decode()
+            p = end_13
+            len_14, = _S22.unpack_from(b, p)
+            p += 4
+            end_16 = p + len_14
+            if end_16 > n: raise _short(len_14, n - p)
+            value_15 = b[p:end_16].decode()
+            p = end_16
+            keyvalue_17 = _W_KeyValue()
+            keyvalue_17.key = key_12
+            keyvalue_17.value = value_15
+            keyvalue_17.__class__ = KeyValue
+            facts_10.append(keyvalue_17)
+        processfactsentry_18 = _W_ProcessFactsEntry()
+        processfactsentry_18.agent = agent_4
+        processfactsentry_18.process = process_7
+        processfactsentry_18.facts = tuple(facts_10)
+        processfactsentry_18.__class__ = ProcessFactsEntry
+        processes_2.append(processfactsentry_18)
+    processfacts_19 = _W_ProcessFacts()
+    processfacts_19.processes = tuple(processes_2)
+    processfacts_19.__class__ = ProcessFacts
+    if p != n: raise _trailing(n - p)
+    return processfacts_19
+
+
 ENCODERS = {
     Hello: _enc_Hello,
     Challenge: _enc_Challenge,
@@ -3184,6 +3312,8 @@ ENCODERS = {
     QueryProcess: _enc_QueryProcess,
     ProcessDetail: _enc_ProcessDetail,
     ScaleProcess: _enc_ScaleProcess,
+    ListProcessFacts: _enc_ListProcessFacts,
+    ProcessFacts: _enc_ProcessFacts,
 }
 DECODERS = {
     1: _dec_Hello,
@@ -3240,6 +3370,8 @@ DECODERS = {
     100: _dec_QueryProcess,
     101: _dec_ProcessDetail,
     102: _dec_ScaleProcess,
+    103: _dec_ListProcessFacts,
+    104: _dec_ProcessFacts,
 }
 # Fixed-size bodies: the hot path that decodes header and body in one unpack.
 FIXED_FRAMES = {

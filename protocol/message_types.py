@@ -85,6 +85,8 @@ class MessageType(IntEnum):
     QUERY_PROCESS = 100
     PROCESS_DETAIL = 101
     SCALE_PROCESS = 102
+    LIST_PROCESS_FACTS = 103  # what an agent knows of each run beyond ProcessEntry
+    PROCESS_FACTS = 104
 
 
 class FrameFlag(IntEnum):

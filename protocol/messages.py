@@ -218,6 +218,17 @@ class DiskEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessFactsEntry:
+    """Shared struct ProcessFactsEntry (no message type of its own)."""
+
+    #: agent running it (empty in an agent's own answer)
+    agent: str = ""
+    process: str = ""
+    #: label and text: health, health-why, ready, oom-kills...
+    facts: tuple[KeyValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Hello(Message):
     """HELLO = 1; sent by: client."""
 
@@ -783,7 +794,7 @@ class AgentDetail(Message):
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_DETAIL
     agent: str = ""
-    #: label and text, in display order: state, address, version, clock, then what its node's cgroups give it (from the capabilities it announced)
+    #: label and text, in display order; its cgroups too
     fields: tuple[KeyValue, ...] = ()
 
 
@@ -841,6 +852,23 @@ class ScaleProcess(Message):
     instances: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ListProcessFacts(Message):
+    """LIST_PROCESS_FACTS = 103; sent by: admin, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_PROCESS_FACTS
+    #: agent name or glob
+    pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFacts(Message):
+    """PROCESS_FACTS = 104; sent by: agent, server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PROCESS_FACTS
+    processes: tuple[ProcessFactsEntry, ...] = ()
+
+
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.HELLO: Hello,
     MessageType.CHALLENGE: Challenge,
@@ -896,6 +924,8 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.QUERY_PROCESS: QueryProcess,
     MessageType.PROCESS_DETAIL: ProcessDetail,
     MessageType.SCALE_PROCESS: ScaleProcess,
+    MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
+    MessageType.PROCESS_FACTS: ProcessFacts,
 }
 
 __all__ = [
@@ -925,6 +955,7 @@ __all__ = [
     "KeyValue",
     "ListAgents",
     "ListBundles",
+    "ListProcessFacts",
     "ListProcesses",
     "ListRunVersions",
     "ListSchedules",
@@ -942,6 +973,8 @@ __all__ = [
     "ProcTerminate",
     "ProcessDetail",
     "ProcessEntry",
+    "ProcessFacts",
+    "ProcessFactsEntry",
     "ProcessList",
     "ProcessStats",
     "QueryAgent",

@@ -147,6 +147,12 @@ ProcessEntry = Struct(
     "status" / Str * "last STATUS= text sent by the process",
 )
 
+ProcessFactsEntry = Struct(
+    "agent" / Str * "agent running it (empty in an agent's own answer)",
+    "process" / Str,
+    "facts" / array_of(KeyValue) * "label and text: health, health-why, ready, oom-kills...",
+)
+
 RunVersion = Struct(
     "agent" / Str * "agent running it (empty in an agent's own answer)",
     "process" / Str,
@@ -431,10 +437,10 @@ BODIES: dict[MessageType, Struct] = {
     MessageType.QUERY_AGENT: Struct("agent" / Str * "one agent's name"),
     MessageType.AGENT_DETAIL: Struct(
         "agent" / Str,
-        "fields" / array_of(KeyValue)
-        * "label and text, in display order: state, address, version, clock, then what "
-          "its node's cgroups give it (from the capabilities it announced)",
+        "fields" / array_of(KeyValue) * "label and text, in display order; its cgroups too",
     ),
+    MessageType.LIST_PROCESS_FACTS: Struct("pattern" / Str * "agent name or glob"),
+    MessageType.PROCESS_FACTS: Struct("processes" / array_of(ProcessFactsEntry, Int32ub)),
     MessageType.SCALE_PROCESS: Struct(
         Target,
         "name" / Str * "the set's name P: its instances are P-0 ... P-(N-1)",
@@ -453,6 +459,7 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "NodeStats": NodeStats,
     "ProcessStats": ProcessStats,
     "AgentEntry": AgentEntry,
+    "ProcessFactsEntry": ProcessFactsEntry,
     "AgentResult": AgentResult,
 }
 
@@ -484,6 +491,7 @@ SENDERS: dict[MessageType, str] = {
     MessageType.QUERY_PROCESS: "admin", MessageType.PROCESS_DETAIL: "server",
     MessageType.SCALE_PROCESS: "admin",
     MessageType.QUERY_AGENT: "admin", MessageType.AGENT_DETAIL: "server",
+    MessageType.LIST_PROCESS_FACTS: "admin, server", MessageType.PROCESS_FACTS: "agent, server",
 }
 
 assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -27,7 +27,7 @@ VS.Action = {[1] = "START", [2] = "STOP", [3] = "RESUME", [4] = "TERMINATE", [5]
 VS.ScheduleKind = {[1] = "CRON", [2] = "AT"}
 VS.ProcessState = {[0] = "NONE", [1] = "STARTING", [2] = "RUNNING", [3] = "STOPPED", [4] = "EXITED", [5] = "FAILED", [6] = "BACKOFF"}
 VS.DesiredState = {[1] = "RUNNING", [2] = "STOPPED", [3] = "EXITED"}
-VS.EventKind = {[1] = "PROCESS_STATE", [2] = "LIVENESS_MISSED", [3] = "SCHEDULE_FIRED", [4] = "SCHEDULE_MISSED", [5] = "AGENT_ONLINE", [6] = "AGENT_OFFLINE", [7] = "BUNDLE_STORED", [8] = "BUNDLE_REMOVED", [9] = "CLOCK_SYNC", [10] = "ERROR", [11] = "OUT_OF_MEMORY"}
+VS.EventKind = {[1] = "PROCESS_STATE", [2] = "LIVENESS_MISSED", [3] = "SCHEDULE_FIRED", [4] = "SCHEDULE_MISSED", [5] = "AGENT_ONLINE", [6] = "AGENT_OFFLINE", [7] = "BUNDLE_STORED", [8] = "BUNDLE_REMOVED", [9] = "CLOCK_SYNC", [10] = "ERROR", [11] = "OUT_OF_MEMORY", [12] = "HEALTH"}
 VS.StreamKind = {[1] = "STDOUT", [2] = "STDERR"}
 
 local F = {}
@@ -408,7 +408,7 @@ F["lotc.disk_usage.disks.disk.inodes_total"] = ProtoField.uint64("lotc.disk_usag
 F["lotc.disk_usage.disks.disk.unknown"] = ProtoField.string("lotc.disk_usage.disks.disk.unknown", "unknown", base.UNICODE, "why the figures are unknown (agent too old, offline, ...); empty if known")
 F["lotc.agent_detail"] = ProtoField.none("lotc.agent_detail", "AGENT_DETAIL", "")
 F["lotc.agent_detail.agent"] = ProtoField.string("lotc.agent_detail.agent", "agent", base.UNICODE, "")
-F["lotc.agent_detail.fields"] = ProtoField.uint32("lotc.agent_detail.fields", "fields", base.DEC, nil, nil, "label and text, in display order: state, address, version, clock, then what its node's cgroups give it (from the capabilities it announced)")
+F["lotc.agent_detail.fields"] = ProtoField.uint32("lotc.agent_detail.fields", "fields", base.DEC, nil, nil, "label and text, in display order; its cgroups too")
 F["lotc.agent_detail.fields.field"] = ProtoField.none("lotc.agent_detail.fields.field", "field", "")
 F["lotc.agent_detail.fields.field.key"] = ProtoField.string("lotc.agent_detail.fields.field.key", "key", base.UNICODE, "")
 F["lotc.agent_detail.fields.field.value"] = ProtoField.string("lotc.agent_detail.fields.field.value", "value", base.UNICODE, "")
@@ -432,6 +432,17 @@ F["lotc.scale_process"] = ProtoField.none("lotc.scale_process", "SCALE_PROCESS",
 F["lotc.scale_process.target"] = ProtoField.string("lotc.scale_process.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
 F["lotc.scale_process.name"] = ProtoField.string("lotc.scale_process.name", "name", base.UNICODE, "the set's name P: its instances are P-0 ... P-(N-1)")
 F["lotc.scale_process.instances"] = ProtoField.uint16("lotc.scale_process.instances", "instances", base.DEC, nil, nil, "how many instances the set must have (highest go first)")
+F["lotc.list_process_facts"] = ProtoField.none("lotc.list_process_facts", "LIST_PROCESS_FACTS", "")
+F["lotc.list_process_facts.pattern"] = ProtoField.string("lotc.list_process_facts.pattern", "pattern", base.UNICODE, "agent name or glob")
+F["lotc.process_facts"] = ProtoField.none("lotc.process_facts", "PROCESS_FACTS", "")
+F["lotc.process_facts.processes"] = ProtoField.uint32("lotc.process_facts.processes", "processes", base.DEC, nil, nil, "")
+F["lotc.process_facts.processes.process"] = ProtoField.none("lotc.process_facts.processes.process", "process", "")
+F["lotc.process_facts.processes.process.agent"] = ProtoField.string("lotc.process_facts.processes.process.agent", "agent", base.UNICODE, "agent running it (empty in an agent's own answer)")
+F["lotc.process_facts.processes.process.process"] = ProtoField.string("lotc.process_facts.processes.process.process", "process", base.UNICODE, "")
+F["lotc.process_facts.processes.process.facts"] = ProtoField.uint32("lotc.process_facts.processes.process.facts", "facts", base.DEC, nil, nil, "label and text: health, health-why, ready, oom-kills...")
+F["lotc.process_facts.processes.process.facts.fact"] = ProtoField.none("lotc.process_facts.processes.process.facts.fact", "fact", "")
+F["lotc.process_facts.processes.process.facts.fact.key"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.key", "key", base.UNICODE, "")
+F["lotc.process_facts.processes.process.facts.fact.value"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.value", "value", base.UNICODE, "")
 
 local HEADER = {n="header", k="struct", f=F["lotc.hdr"], w=14, m=14, c={
     {n="magic", k="const", f=F["lotc.hdr.magic"], w=2, m=2, v=0x4c54},
@@ -884,6 +895,19 @@ BODIES[102] = {n="body", k="struct", f=F["lotc.scale_process"], m=6, c={
     {n="target", k="string", f=F["lotc.scale_process.target"], w=2, m=2, s=true},
     {n="name", k="string", f=F["lotc.scale_process.name"], w=2, m=2, s=true},
     {n="instances", k="uint", f=F["lotc.scale_process.instances"], w=2, m=2}
+  }}
+BODIES[103] = {n="body", k="struct", f=F["lotc.list_process_facts"], m=2, c={
+    {n="pattern", k="string", f=F["lotc.list_process_facts.pattern"], w=2, m=2, s=true}
+  }}
+BODIES[104] = {n="body", k="struct", f=F["lotc.process_facts"], m=4, c={
+    {n="processes", k="array", f=F["lotc.process_facts.processes"], w=4, m=4, s=true, e={n="process", k="struct", f=F["lotc.process_facts.processes.process"], m=6, c={
+          {n="agent", k="string", f=F["lotc.process_facts.processes.process.agent"], w=2, m=2},
+          {n="process", k="string", f=F["lotc.process_facts.processes.process.process"], w=2, m=2},
+          {n="facts", k="array", f=F["lotc.process_facts.processes.process.facts"], w=2, m=2, e={n="fact", k="struct", f=F["lotc.process_facts.processes.process.facts.fact"], m=6, c={
+                {n="key", k="string", f=F["lotc.process_facts.processes.process.facts.fact.key"], w=2, m=2},
+                {n="value", k="string", f=F["lotc.process_facts.processes.process.facts.fact.value"], w=4, m=4}
+              }}}
+        }}}
   }}
 
 -- ---------------------------------------------------------------- generic runtime

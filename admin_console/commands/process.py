@@ -82,6 +82,11 @@ class StartCommand(ResultsCommand):
     forks (terminate, kill and restart end them all; stop freezes them all).
     An agent whose node cannot enforce a limit refuses the start and names
     the missing controller (`agent AGENT` shows the node's cgroups).
+    --check http://HOST:PORT/PATH (2xx/3xx healthy), tcp:PORT (connects) or
+    exec:"CMD ARGS" (exits 0) is probed every --check-interval (5s) within
+    --check-timeout (1s); ps shows starting, healthy or unhealthy; the first
+    pass makes it ready; --check-failures (3) in a row make it unhealthy and
+    restart it by its policy (never: it stays, unhealthy).
     Offline agents start it when they reconnect.
 
     Examples:
@@ -90,13 +95,15 @@ class StartCommand(ResultsCommand):
       start web-* web --liveness 10 --env MODE=prod -- ./web
       start node-1 web --user www-data --env-file prod.env --instances 2 -- ./web
       start node-1 web --memory 256M --cpus 0.5 --max-pids 64 -- ./web
+      start node-1 web --check http://127.0.0.1:8080/healthz --check-interval 2s -- ./web
     """
 
     name = "start"
     usage = ("start AGENT BUNDLE [--name P] [--restart always|on-failure|never] "
              "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] [--log-size 10M] "
              "[--log-keep 5] [--user U[:G]] [--nofile N] [--env-file FILE] [--instances N] "
-             "[--memory SIZE] [--cpus N] [--max-pids N] -- ARGS...")
+             "[--memory SIZE] [--cpus N] [--max-pids N] [--check CHECK] [--check-interval 5s] "
+             "[--check-timeout 1s] [--check-failures 3] -- ARGS...")
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:

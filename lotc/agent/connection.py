@@ -46,8 +46,11 @@ logger = logging.getLogger(__name__)
 # "process-identity": applies the options --user, --nofile, --env-file (agent/identity.py).
 # "cgroup-limits": takes --memory, --cpus, --max-pids (agent/cgroup.py); whether this node
 # can enforce each is announced beside, with the layout: "cgroup:hybrid", "limit:memory"...
+# "health-checks": runs --check (agent/health.py). "process-facts": answers
+# LIST_PROCESS_FACTS (health, ready, oom-kills per process: core.process_facts).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options", "disk-free", "process-identity", "cgroup-limits")
+                "start-options", "disk-free", "process-identity", "cgroup-limits",
+                "health-checks", "process-facts")
 
 
 @dataclass(frozen=True)

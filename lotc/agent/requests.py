@@ -31,6 +31,7 @@ from protocol.messages import (
     DiskUsage,
     Error,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     LogLines,
     Ok,
@@ -77,6 +78,8 @@ class RequestHandler:
             await self.framed.send(await self.core.agent_state(), frame.request_id)
         elif isinstance(body, ListRunVersions):  # `ps` asking which version each one runs
             await self.framed.send(self.core.run_versions(), frame.request_id)
+        elif isinstance(body, ListProcessFacts):  # `ps` asking for health, readiness...
+            await self.framed.send(self.core.process_facts(), frame.request_id)
         elif isinstance(body, QueryDisk):  # `stats` asking what df shows for the state dir
             nursery.start_soon(self._disk, frame.request_id)
         else:

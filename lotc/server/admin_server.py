@@ -56,10 +56,12 @@ from protocol.messages import (
     ListAgents,
     ListBundles,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     ListSchedules,
     Message,
     Ok,
+    ProcessFacts,
     ProcessList,
     ProcKill,
     ProcRemove,
@@ -223,6 +225,12 @@ async def _list_processes(conn: AdminConnection, body: ListProcesses, request_id
     await conn.reply_list(request_id, lambda batch: ProcessList(processes=batch), entries)
 
 
+async def _list_process_facts(conn: AdminConnection, body: ListProcessFacts,
+                              request_id: int) -> None:
+    entries = queries.process_facts(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: ProcessFacts(processes=batch), entries)
+
+
 async def _list_run_versions(conn: AdminConnection, body: ListRunVersions,
                              request_id: int) -> None:
     entries = queries.run_versions(conn.ctl, body.pattern)
@@ -340,6 +348,7 @@ HANDLERS: dict[type[Message], Handler] = {
     ListAgents: _list_agents,
     ListProcesses: _list_processes,
     ListRunVersions: _list_run_versions,
+    ListProcessFacts: _list_process_facts,
     ListBundles: _list_bundles,
     QueryStats: _query_stats,
     QueryDisk: _query_disk,

@@ -27,6 +27,7 @@ from protocol.messages import (
     Heartbeat,
     LogLines,
     Ok,
+    ProcessFacts,
     Results,
     RunVersions,
     StatsReport,
@@ -36,7 +37,7 @@ from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
-REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results, RunVersions, DiskUsage)
+REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results, RunVersions, DiskUsage, ProcessFacts)
 
 
 async def handle_agent(

@@ -52,6 +52,7 @@ from protocol.enums import DesiredState, EventKind, ProcessState, Role
 from protocol.messages import (
     Event,
     Hello,
+    KeyValue,
     StatsReport,
     TimeInfo,
     Welcome,
@@ -89,6 +90,7 @@ class Controller:
         # agent -> process -> SHA-256 of the bundle version its run uses, as the agent said
         # at the last `ps` refresh (memory only: the agent is asked again at the next one)
         self.run_versions: dict[str, dict[str, bytes]] = {}
+        self.process_facts: dict[str, dict[str, tuple[KeyValue, ...]]] = {}  # from refresh
 
     # ------------------------------------------------------------ what commands use
     # (lotc/server/command_context.py: the interface the command modules see)
@@ -194,6 +196,7 @@ class Controller:
         session.close()
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
+            self.process_facts.pop(session.name, None)  # health is not known while away
             self._disconnected_at[session.name] = trio.current_time() if now is None else now
             logger.info("agent %s disconnected; offline verdict in %.1f s unless it returns",
                         session.name, self.config.offline_grace_s)
