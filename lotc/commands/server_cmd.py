@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"127.0.0.1:{DEFAULT_ADMIN_PORT} and [::1]:{DEFAULT_ADMIN_PORT}; "
                         f"give 0.0.0.0:{DEFAULT_ADMIN_PORT} or [::]:{DEFAULT_ADMIN_PORT} "
                         "to take consoles from other machines)")
+    p.add_argument("--http-listen", action="append", default=[], metavar="ADDR:PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics, repeatable "
+                        "(default off; for example 127.0.0.1:7372 or [::1]:7372)")
     p.add_argument("--db", type=Path, default=Path("lotc.db"),
                    help="SQLite file (default lotc.db; created when missing)")
     p.add_argument("--tls-cert", type=Path, metavar="FILE",
@@ -63,7 +66,7 @@ def server_ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | 
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    from lotc.server.config import ServerConfig
+    from lotc.server.config import DEFAULT_HTTP_PORT, ServerConfig
 
     if args.heartbeat <= 0 or args.missed_heartbeats < 1 or args.offline_grace < 0:
         raise InvalidRequest("--heartbeat and --missed-heartbeats must be positive")
@@ -79,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         heartbeat_interval_s=args.heartbeat,
         missed_heartbeats=args.missed_heartbeats,
         offline_grace_s=args.offline_grace,
+        http_listen=tuple(parse_address(a, DEFAULT_HTTP_PORT) for a in args.http_listen),
         ntp_listen=tuple(parse_address(a, 123) for a in args.ntp_listen),
         ntp_local_stratum=args.ntp_local_stratum,
     )

@@ -60,13 +60,14 @@ class FramedStream:
         peer: str = "?",
         max_body: int = DEFAULT_MAX_BODY,
         send_timeout: float = DEFAULT_SEND_TIMEOUT_S,
+        tally: dict[int, int] | None = None,
     ) -> None:
         self.stream = stream
         self.peer = peer
         # Plain TCP is read and written on its socket directly; TLS and test streams
         # only through the stream.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._inbox = Inbox(max_body)
+        self._inbox = Inbox(max_body, tally)  # tally: frames per type (/metrics)
         self._receiver: DirectReader | HubFeed = (
             SocketReader(self._inbox, peer, self._socket) if self._socket is not None
             else StreamReader(self._inbox, peer, stream))

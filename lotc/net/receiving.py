@@ -44,14 +44,30 @@ class PeerClosed(Exception):
 
 
 class Inbox:
-    """Received bytes decoded into a queue of frames; shared by every strategy of a stream."""
+    """Received bytes decoded into a queue of frames; shared by every strategy of a stream.
 
-    __slots__ = ("bytes_received", "decoder", "frames")
+    `tally`, when given, counts the frames decoded per message type (the server's
+    /metrics: one dict shared by all the connections of a listener).
+    """
 
-    def __init__(self, max_body: int) -> None:
+    __slots__ = ("bytes_received", "decoder", "frames", "tally")
+
+    def __init__(self, max_body: int, tally: dict[int, int] | None = None) -> None:
         self.decoder = FrameDecoder(max_body)
         self.frames: deque[Frame] = deque()
         self.bytes_received = 0
+        self.tally = tally
+
+    def decode(self, data: bytes | bytearray) -> list[Frame]:
+        """The frames `data` completes (the one place a stream's bytes are decoded)."""
+        self.bytes_received += len(data)
+        frames = self.decoder.feed(data)
+        tally = self.tally
+        if tally is not None:
+            for frame in frames:
+                kind = frame.body.TYPE
+                tally[kind] = tally.get(kind, 0) + 1
+        return frames
 
 
 class DirectReader:
@@ -75,8 +91,7 @@ class DirectReader:
                 data = await self._read_before(deadline)
             if not data:
                 raise PeerClosed(f"{self.peer} closed the connection")
-            inbox.bytes_received += len(data)
-            frames = inbox.decoder.feed(data)
+            frames = inbox.decode(data)
             if frames:
                 self._partial_since = None  # what is left, if anything, is a new frame
                 inbox.frames.extend(frames)
@@ -185,9 +200,8 @@ class HubFeed:
         if not data:
             raise PeerClosed(f"{self.peer} closed the connection")
         inbox = self.inbox
-        inbox.bytes_received += len(data)
         quick = self._quick
-        for frame in inbox.decoder.feed(data):
+        for frame in inbox.decode(data):
             if not quick(frame):
                 inbox.frames.append(frame)
         return bool(inbox.frames)

@@ -71,10 +71,12 @@ class Refusals:
         self._clock = clock
         self._windows: dict[tuple[str, str], _Window] = {}
         self._held: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()  # refusals by kind since start (/metrics)
 
     def note(self, source: str, kind: str, message: str) -> int:
         """Count one refusal; log `message` if it opens a window. Returns the window's count."""
         now = self._clock()
+        self.totals[kind] += 1
         key = (source, kind)
         window = self._windows.get(key)
         if window is not None and now - window.started >= self.window_s:

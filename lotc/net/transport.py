@@ -70,19 +70,21 @@ async def serve(
     max_body: int,
     send_timeout: float,
     refusals: Refusals | None = None,
+    tally: dict[int, int] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections forever, one task each, each isolated from the others.
 
     With `refusals`, failed logins and failed TLS handshakes are logged once per
     source and window, and repeated failed logins are answered slowly (refusals.py).
+    With `tally`, the frames every connection receives are counted per message type.
     """
     refusals = refusals if refusals is not None else Refusals()
 
     async def guarded(stream: trio.abc.Stream) -> None:
         framed = FramedStream(
-            stream, peer=peer_name(stream), max_body=max_body, send_timeout=send_timeout
-        )
+            stream, peer=peer_name(stream), max_body=max_body, send_timeout=send_timeout,
+            tally=tally)
         try:
             await handler(framed)
         except Exception as exc:  # noqa: BLE001  one connection's failure must stay its own

@@ -11,6 +11,7 @@ is not LOTC, or not for consoles, closes it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,12 +164,20 @@ async def _read_loop(conn: AdminConnection, nursery: trio.Nursery) -> None:
 
 
 async def _run_request(conn: AdminConnection, frame: Frame) -> None:
+    started = time.perf_counter()
     try:
         await HANDLERS[type(frame.body)](conn, frame.body, frame.request_id)
     except LotcError as exc:
         await conn.framed.send(error_reply(exc), frame.request_id)
     finally:
         conn.slots.release()
+    if not _is_follow(frame.body):  # a follow stream lasts as long as the console wants
+        conn.ctl.metrics.request_seconds.labels(frame.body.TYPE.name).observe(
+            time.perf_counter() - started)
+
+
+def _is_follow(body: Message) -> bool:
+    return isinstance(body, (QueryEvents, QueryLogs)) and body.follow
 
 
 async def _upload_step(conn: AdminConnection, frame: Frame, nursery: trio.Nursery) -> None:

@@ -1,4 +1,4 @@
-"""Wiring of the server: model, controller, the two listeners, background duties.
+"""Wiring of the server: model, controller, the listeners, background duties.
 
 `serve_server` is a structured-concurrency server: it reports its bound
 addresses through task_status once it accepts connections, runs until its
@@ -29,6 +29,7 @@ from lotc.server.config import ServerConfig
 from lotc.server.controller import Controller, wall_clock_us
 from lotc.server.duties import run_revocation_watch, run_verdicts
 from lotc.server.gc_pacing import pace_full_collections
+from lotc.server.http_server import serve_http
 from lotc.server.model import Model
 from lotc.sntp import serve_sntp
 from protocol.errors import ErrorCode
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 class BoundAddresses:
     agent: list[Address]
     admin: list[Address]
+    http: list[Address]
 
 
 async def serve_server(
@@ -50,36 +52,44 @@ async def serve_server(
     # Listen first: a port already in use is reported before any database file is made.
     agent_listeners = await listen_on(config.listen, config.ssl_context)
     admin_listeners: list[Listener] = []
+    http_listeners: list[Listener] = []
     try:
         admin_listeners = await listen_on(config.admin_listen, config.ssl_context)
+        http_listeners = await listen_on(config.http_listen, None)
         model = Model(config.db_path)
     except BaseException:
-        await close_all(agent_listeners + admin_listeners)
+        await close_all(agent_listeners + admin_listeners + http_listeners)
         raise
     ctl = Controller(model, config)
     try:
         model.mark_all_offline(wall_clock_us())
+        ctl.fleet.load(model)  # /metrics reads memory from now on (fleet_view.py)
         bound = BoundAddresses(
             agent=[bound_address(x) for x in agent_listeners],
             admin=[bound_address(x) for x in admin_listeners],
+            http=[bound_address(x) for x in http_listeners],
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(run_verdicts, ctl)
             await nursery.start(run_revocation_watch, ctl)
             await nursery.start(run_checkpoints, model)
             # One count for both ports: a source refused on either is the same source.
-            refusals = Refusals()
+            refusals = ctl.metrics.refusals = Refusals()  # /metrics counts them too
             await nursery.start(refusals.run)
             # Agents' heartbeats are read in batches by one task (lotc/net/readhub.py).
             read_hub = ReadHub() if ReadHub.available() else None
             if read_hub is not None:
                 await nursery.start(read_hub.run)
-            for handler, listeners in ((partial(handle_agent, ctl, read_hub=read_hub),
-                                        agent_listeners),
-                                       (partial(handle_admin, ctl), admin_listeners)):
+            frames = ctl.metrics.frames  # frames received per type, per listener
+            for handler, listeners, tally in (
+                    (partial(handle_agent, ctl, read_hub=read_hub), agent_listeners,
+                     frames["agent"]),
+                    (partial(handle_admin, ctl), admin_listeners, frames["console"])):
                 await nursery.start(partial(
-                    serve, handler, listeners, refusals=refusals,
+                    serve, handler, listeners, refusals=refusals, tally=tally,
                     max_body=config.max_body, send_timeout=config.send_timeout_s))
+            if http_listeners:
+                await nursery.start(serve_http, ctl, http_listeners)
             for address in config.ntp_listen:
                 port = await nursery.start(partial(serve_sntp, address.host, address.port,
                                                    local_stratum=config.ntp_local_stratum))
@@ -88,6 +98,8 @@ async def serve_server(
                 logger.info("listening for agents on %s", address)
             for address in bound.admin:
                 logger.info("listening for consoles on %s", address)
+            for address in bound.http:
+                logger.info("serving /metrics on http://%s/metrics", address)
             task_status.started(bound)
     finally:  # plain synchronous cleanup: cancellation cannot interrupt it
         ctl.flush(all_seen=True)

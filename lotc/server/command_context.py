@@ -17,6 +17,7 @@ from typing import Protocol
 
 from lotc.server.config import ServerConfig
 from lotc.server.decisions import Close, Link
+from lotc.server.fleet_view import FleetView
 from lotc.server.records import (
     AgentRecord,
     BundleRecord,
@@ -88,6 +89,7 @@ class CommandContext(Protocol):
     run_versions: dict[str, dict[str, bytes]]
     process_facts: dict[str, dict[str, tuple[KeyValue, ...]]]  # agent -> process -> facts
     last_seen_us: dict[str, int]  # fresher than the store's (batched writes)
+    fleet: FleetView  # the in-memory picture /metrics reads (fleet_view.py)
 
     @property
     def store(self) -> CommandStore: ...

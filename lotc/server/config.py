@@ -14,6 +14,8 @@ from protocol.message_types import (
     DEFAULT_MAX_BODY,
 )
 
+DEFAULT_HTTP_PORT = 7372  # --http-listen (/metrics); off unless asked for (DESIGN 7)
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -22,6 +24,7 @@ class ServerConfig:
     # consoles from this machine only unless --admin-listen says otherwise (DESIGN 7)
     admin_listen: tuple[Address, ...] = tuple(loopback_listen_addresses(DEFAULT_ADMIN_PORT))
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    http_listen: tuple[Address, ...] = ()  # serve /metrics here (off by default)
     ntp_listen: tuple[Address, ...] = ()  # answer SNTP here (a time source for the agents)
     ntp_local_stratum: int | None = None  # serve an unsynchronised host clock anyway (sntp.py)
     heartbeat_interval_s: float = 1.0  # agents send HEARTBEAT this often

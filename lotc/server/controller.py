@@ -45,6 +45,8 @@ from lotc.names import ALL, glob_matcher, is_glob, validate_selector
 from lotc.server.config import ServerConfig
 from lotc.server.decisions import Ack, Close, Link
 from lotc.server.desired import desired_after_fire
+from lotc.server.fleet_view import FleetView
+from lotc.server.metrics import ServerMetrics
 from lotc.server.model import Model
 from lotc.server.records import EventRecord, StatsRecord
 from lotc.server.sessions import AgentSession
@@ -91,6 +93,12 @@ class Controller:
         # at the last `ps` refresh (memory only: the agent is asked again at the next one)
         self.run_versions: dict[str, dict[str, bytes]] = {}
         self.process_facts: dict[str, dict[str, tuple[KeyValue, ...]]] = {}  # from refresh
+        # /metrics: what the model alone holds, cached (app.py loads it), and the
+        # server's own measurements.
+        self.fleet = FleetView()
+        self.metrics = ServerMetrics()
+        self.metrics.watch(self)
+        model.write_observer = self.metrics.db_write_seconds.observe
 
     # ------------------------------------------------------------ what commands use
     # (lotc/server/command_context.py: the interface the command modules see)
@@ -132,6 +140,9 @@ class Controller:
     def admin_disconnected(self, name: str, link: Link) -> None:
         self._consoles.get(name, set()).discard(link)
 
+    def console_count(self) -> int:
+        return sum(len(links) for links in self._consoles.values())
+
     def cut_off(self, name: str, spare: Link | None = None) -> list[Close]:
         """Every connection authenticated as `name` is to be closed (its token was revoked).
 
@@ -146,6 +157,7 @@ class Controller:
             # No grace for a revoked agent: it is not coming back.
             self._disconnected_at.pop(name, None)
             self.model.agent_offline(name, self.now_us())
+            self.fleet.set_online(name, False, 0)
             self.server_event(name, EventKind.AGENT_OFFLINE, "token revoked")
         if links:
             logger.warning("cut off %d connection(s) of %s: token revoked", len(links), name)
@@ -188,6 +200,7 @@ class Controller:
             session.name, session.hello.hostname, session.address,
             session.hello.software, self.now_us(),
         )
+        self.fleet.set_online(session.name, True, self.now_us())
         if not was_online:
             self.server_event(session.name, EventKind.AGENT_ONLINE, f"online from {session.address}")
         return dropped
@@ -226,6 +239,7 @@ class Controller:
                 del self._disconnected_at[name]
                 self._write_true_last_seen(name)
                 self.model.agent_offline(name, self.now_us())
+                self.fleet.set_online(name, False, 0)
                 self.server_event(name, EventKind.AGENT_OFFLINE, "stopped answering")
         return [Close(session.framed) for session in silent]
 
@@ -298,6 +312,7 @@ class Controller:
         self.model.set_agent_clock(
             session.name, info.source, info.offset_us, info.delay_us, info.measured_us
         )
+        self.fleet.set_clock(session.name, info.offset_us, info.measured_us)
 
     def stats_report(self, session: AgentSession, report: StatsReport) -> None:
         node = {f.name: getattr(report.node, f.name) for f in dataclasses.fields(report.node)}
@@ -305,6 +320,12 @@ class Controller:
             {f.name: getattr(p, f.name) for f in dataclasses.fields(p)} for p in report.processes
         ]
         self._pending_stats.append(StatsRecord(session.name, report.time_us, node, processes))
+        self.fleet.stats_reported(session.name, report.processes)
+
+    def pending_writes(self) -> dict[str, int]:
+        """Reports received and not yet written to the model, by kind (/metrics)."""
+        return {"stats": len(self._pending_stats),
+                "last_seen": len(self._seen_to_write) + len(self._unwritten_seen)}
 
     def agent_event(self, session: AgentSession, event: Event) -> Ack:
         """Store an agent's event once (replays are de-duplicated by seq); it is to be
@@ -321,6 +342,7 @@ class Controller:
             if event.kind == EventKind.PROCESS_STATE:
                 self.model.note_process_state(session.name, event.process, event.new_state,
                                               event.exit_code, event.signal, self.now_us())
+                self.fleet.process_state(session.name, event.process, event.new_state)
                 self._follow_end(session.name, event)
             elif event.kind == EventKind.SCHEDULE_FIRED and event.schedule_id:
                 self._follow_schedule(session.name, event)
@@ -369,6 +391,11 @@ class Controller:
                 logger.warning("an event follower fell behind; ending its stream")
                 self._event_subscribers.discard(channel)
                 channel.close()
+
+    def event_backlog(self) -> int:
+        """Events published and not yet taken by their followers, all together."""
+        return sum(channel.statistics().current_buffer_used
+                   for channel in self._event_subscribers)
 
     @asynccontextmanager
     async def subscribe_events(self) -> AsyncIterator[trio.MemoryReceiveChannel[EventRecord]]:

@@ -57,6 +57,7 @@ def record_report(ctl: CommandContext, agent: str, state: AgentState) -> None:
         )
         for p in state.processes
     ])
+    ctl.fleet.processes_reported(agent, state.processes)
     known = {r.id for r in ctl.store.schedules(agent)}
     for held in state.schedules:  # the agent knows when they fired: keep the server's view fresh
         if held.id in known:

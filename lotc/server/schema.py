@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -247,11 +248,14 @@ class Store:
     """Base of the model's parts: one connection, one transaction per public method."""
 
     _conn: sqlite3.Connection
+    # Told the duration of every committed write transaction (the server's /metrics).
+    write_observer: Callable[[float], None] | None = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; the write lock is taken at once, so two writers queue
         (busy_timeout) instead of failing half-way on a lock upgrade."""
+        started = time.perf_counter()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -259,6 +263,8 @@ class Store:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+        if self.write_observer is not None:
+            self.write_observer(time.perf_counter() - started)
 
     def _all(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, tuple(params)).fetchall()
