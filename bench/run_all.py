@@ -70,6 +70,9 @@ BENCHES = (
     # render(): every figure with its ratio to the DESIGN.md target
     Bench("server_load", 720, (), ("--agents", "2000", "--duration", "10", "--requests", "50"),
           figures_from=r"^server_load: "),
+    # one /metrics scrape at 10,000 agents x 5 processes, against the 1 s target
+    Bench("metrics_scrape", 180, (), ("--agents", "2000", "--rounds", "3"),
+          figures_from=r"^machine: "),
 )
 
 

@@ -56,6 +56,7 @@ class ServerMetrics:
         self.frames: dict[str, FrameTally] = {listener: {} for listener in LISTENERS}
         self.refusals: Refusals | None = None  # set by app.py once it has made them
         self._labels = LabelCache()
+        self.render_interval_s = RENDER_INTERVAL_S  # bench.metrics_scrape sets 0
         self._rendered = b""
         self._rendered_at = -RENDER_INTERVAL_S
 
@@ -65,10 +66,10 @@ class ServerMetrics:
     async def render(self, ctl: Controller) -> bytes:
         """One scrape's page (the last one's if it is younger than RENDER_INTERVAL_S)."""
         now = trio.current_time()
-        if now - self._rendered_at >= RENDER_INTERVAL_S:
-            out = [generate_latest(self.registry).decode()]
-            await render_fleet(ctl, self._labels, out)
-            self._rendered = "".join(out).encode()
+        if now - self._rendered_at >= self.render_interval_s:
+            chunks = [generate_latest(self.registry)]
+            await render_fleet(ctl, self._labels, chunks)
+            self._rendered = b"".join(chunks)
             self._rendered_at = trio.current_time()
         return self._rendered
 

@@ -106,8 +106,12 @@ REAL_OUTPUTS = {
                     "  ramp: 602 agents online (workers), 680 (server)",
                     "server_load: 2000 agents, 4 workers, 2026-11-23 15:36 UTC, 2 CPUs",
                     "  server CPU 0.125 cores -> 0.25x the 0.5 core budget [met]"],
+    "metrics_scrape": ["machine: 2 cores, load average 4.46 4.09 3.38",
+                       "metrics_scrape: 10000 agents x 5 processes (~240000 samples, 16.0 MB)",
+                       "  scrape over HTTP: median 253 ms, max 447 ms  [target < 1 s]"],
 }
-FIRST_FIGURE_LINE = {"codec": 1, "agent": 2, "schedule": 4, "server_load": 2}
+FIRST_FIGURE_LINE = {"codec": 1, "agent": 2, "schedule": 4, "server_load": 2,
+                     "metrics_scrape": 0}
 
 
 @pytest.mark.parametrize("bench", run_all.BENCHES, ids=lambda b: b.name)
