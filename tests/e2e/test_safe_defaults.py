@@ -28,6 +28,7 @@ def test_console_port_is_loopback_and_agent_port_all_interfaces() -> None:
     config = config_from_args(args)
     assert [str(a) for a in config.admin_listen] == ["127.0.0.1:7371", "[::1]:7371"]
     assert [str(a) for a in config.listen] == ["0.0.0.0:7370", "[::]:7370"]
+    assert config.http_listen == ()  # /metrics only when asked for (DESIGN 7)
 
 
 def test_server_help_says_the_defaults() -> None:
