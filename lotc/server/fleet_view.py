@@ -79,6 +79,11 @@ class FleetView:
     def process_state(self, agent: str, process: str, state: ProcessState) -> None:
         view = self._agent(agent).processes.setdefault(process, ProcessView())
         view.state = state = ProcessState(state)
+        if state == ProcessState.BACKOFF:
+            # The agent counts a restart as it enters BACKOFF (lotc/agent/runner.py): so
+            # does this view, between the reports that give the count itself. A process
+            # in a crash loop is rarely alive when stats are sampled, and is the one to see.
+            view.restarts += 1
         if state != ProcessState.RUNNING and state != ProcessState.STOPPED:
             view.cpu_percent, view.rss_bytes = 0.0, 0  # nothing left to measure
 

@@ -80,9 +80,11 @@ async def test_fleet_figures_come_from_memory(ctl: Controller, wall: FakeClock) 
     assert get("lotc_process_healthy", agent="web-1", process="api") == 0
     assert get("lotc_process_healthy", agent="web-1", process="cron") is None  # no check
 
-    # A state change ends the measurements; a full report forgets what it does not name.
-    ctl.fleet.process_state("web-1", "api", ProcessState.EXITED)
+    # A state change ends the measurements; entering BACKOFF is a restart, as the agent
+    # counts it; a full report forgets what it does not name.
+    ctl.fleet.process_state("web-1", "api", ProcessState.BACKOFF)
     assert ctl.fleet.agents["web-1"].processes["api"].rss_bytes == 0
+    assert ctl.fleet.agents["web-1"].processes["api"].restarts == 4
     ctl.fleet.processes_reported("web-1", [ProcessEntry(name="cron", state=ProcessState.RUNNING)])
     assert list(ctl.fleet.agents["web-1"].processes) == ["cron"]
 
