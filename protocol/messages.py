@@ -219,7 +219,7 @@ class DiskEntry:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """HELLO = 1; sent by: client."""
+    """HELLO = 1; sent on: agent → server, console → server (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
     role: Role = Role.AGENT
@@ -234,7 +234,7 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Challenge(Message):
-    """CHALLENGE = 2; sent by: server."""
+    """CHALLENGE = 2; sent on: server → agent, server → console (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.CHALLENGE
     #: random, fresh for every connection
@@ -244,7 +244,7 @@ class Challenge(Message):
 
 @dataclass(frozen=True, slots=True)
 class Auth(Message):
-    """AUTH = 3; sent by: client."""
+    """AUTH = 3; sent on: agent → server, console → server (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AUTH
     #: HMAC-SHA256(key=SHA-256(token), nonce || role || name)
@@ -253,7 +253,7 @@ class Auth(Message):
 
 @dataclass(frozen=True, slots=True)
 class Welcome(Message):
-    """WELCOME = 4; sent by: server."""
+    """WELCOME = 4; sent on: server → agent, server → console (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.WELCOME
     #: server software version
@@ -267,7 +267,7 @@ class Welcome(Message):
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
-    """HEARTBEAT = 10; sent by: any."""
+    """HEARTBEAT = 10; sent on: every leg (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
     seq: int = 0
@@ -279,7 +279,7 @@ class Heartbeat(Message):
 
 @dataclass(frozen=True, slots=True)
 class TimeInfo(Message):
-    """TIME_INFO = 11; sent by: agent."""
+    """TIME_INFO = 11; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TIME_INFO
     #: NTP server, empty when none answered
@@ -292,7 +292,7 @@ class TimeInfo(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ok(Message):
-    """OK = 20; sent by: any."""
+    """OK = 20; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.OK
     message: str = ""
@@ -300,7 +300,7 @@ class Ok(Message):
 
 @dataclass(frozen=True, slots=True)
 class Error(Message):
-    """ERROR = 21; sent by: any."""
+    """ERROR = 21; sent on: server → agent, server → console (during the handshake); agent → server, server → agent, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ERROR
     code: ErrorCode = ErrorCode.OK
@@ -310,7 +310,7 @@ class Error(Message):
 
 @dataclass(frozen=True, slots=True)
 class Results(Message):
-    """RESULTS = 22; sent by: server."""
+    """RESULTS = 22; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.RESULTS
     results: tuple[AgentResult, ...] = ()
@@ -318,7 +318,7 @@ class Results(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleReady(Message):
-    """BUNDLE_READY = 23; sent by: any."""
+    """BUNDLE_READY = 23; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_READY
     #: bytes already held: continue from here
@@ -327,7 +327,7 @@ class BundleReady(Message):
 
 @dataclass(frozen=True, slots=True)
 class Token(Message):
-    """TOKEN = 24; sent by: server."""
+    """TOKEN = 24; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN
     token: str = ""
@@ -335,7 +335,7 @@ class Token(Message):
 
 @dataclass(frozen=True, slots=True)
 class Cancel(Message):
-    """CANCEL = 25; sent by: admin."""
+    """CANCEL = 25; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.CANCEL
     #: follow request (events -f, logs -f) to end
@@ -344,7 +344,7 @@ class Cancel(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleBegin(Message):
-    """BUNDLE_BEGIN = 30; sent by: admin, server."""
+    """BUNDLE_BEGIN = 30; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_BEGIN
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -357,7 +357,7 @@ class BundleBegin(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleChunk(Message):
-    """BUNDLE_CHUNK = 31; sent by: admin, server."""
+    """BUNDLE_CHUNK = 31; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_CHUNK
     #: position of data in the bundle
@@ -367,7 +367,7 @@ class BundleChunk(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleEnd(Message):
-    """BUNDLE_END = 32; sent by: admin, server."""
+    """BUNDLE_END = 32; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_END
     #: total bytes sent
@@ -376,7 +376,7 @@ class BundleEnd(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleRemove(Message):
-    """BUNDLE_REMOVE = 33; sent by: admin, server."""
+    """BUNDLE_REMOVE = 33; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_REMOVE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -386,7 +386,7 @@ class BundleRemove(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStart(Message):
-    """PROC_START = 40; sent by: admin, server."""
+    """PROC_START = 40; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_START
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -414,7 +414,7 @@ class ProcStart(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStop(Message):
-    """PROC_STOP = 41; sent by: admin, server."""
+    """PROC_STOP = 41; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_STOP
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -429,7 +429,7 @@ class ProcStop(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcResume(Message):
-    """PROC_RESUME = 42; sent by: admin, server."""
+    """PROC_RESUME = 42; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_RESUME
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -444,7 +444,7 @@ class ProcResume(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcTerminate(Message):
-    """PROC_TERMINATE = 43; sent by: admin, server."""
+    """PROC_TERMINATE = 43; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_TERMINATE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -459,7 +459,7 @@ class ProcTerminate(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcKill(Message):
-    """PROC_KILL = 44; sent by: admin, server."""
+    """PROC_KILL = 44; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_KILL
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -474,7 +474,7 @@ class ProcKill(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcRestart(Message):
-    """PROC_RESTART = 45; sent by: admin, server."""
+    """PROC_RESTART = 45; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_RESTART
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -489,7 +489,7 @@ class ProcRestart(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcRemove(Message):
-    """PROC_REMOVE = 46; sent by: admin, server."""
+    """PROC_REMOVE = 46; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_REMOVE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -504,7 +504,7 @@ class ProcRemove(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStartOptions(Message):
-    """PROC_START_OPTIONS = 47; sent by: admin, server."""
+    """PROC_START_OPTIONS = 47; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_START_OPTIONS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -534,7 +534,7 @@ class ProcStartOptions(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleSet(Message):
-    """SCHEDULE_SET = 50; sent by: admin, server."""
+    """SCHEDULE_SET = 50; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_SET
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -544,7 +544,7 @@ class ScheduleSet(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleClear(Message):
-    """SCHEDULE_CLEAR = 51; sent by: admin, server."""
+    """SCHEDULE_CLEAR = 51; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_CLEAR
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -554,7 +554,7 @@ class ScheduleClear(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentState(Message):
-    """AGENT_STATE = 60; sent by: agent."""
+    """AGENT_STATE = 60; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_STATE
     bundles: tuple[BundleEntry, ...] = ()
@@ -564,7 +564,7 @@ class AgentState(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatsReport(Message):
-    """STATS_REPORT = 61; sent by: agent, server."""
+    """STATS_REPORT = 61; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.STATS_REPORT
     #: empty from the agent; set by the server when relaying
@@ -576,7 +576,7 @@ class StatsReport(Message):
 
 @dataclass(frozen=True, slots=True)
 class Event(Message):
-    """EVENT = 62; sent by: agent, server."""
+    """EVENT = 62; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.EVENT
     #: per agent, increasing; the server acknowledges and de-duplicates
@@ -598,7 +598,7 @@ class Event(Message):
 
 @dataclass(frozen=True, slots=True)
 class EventAck(Message):
-    """EVENT_ACK = 63; sent by: server."""
+    """EVENT_ACK = 63; sent on: server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.EVENT_ACK
     #: every event up to seq is stored
@@ -607,7 +607,7 @@ class EventAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class LogLines(Message):
-    """LOG_LINES = 64; sent by: agent, server."""
+    """LOG_LINES = 64; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LOG_LINES
     agent: str = ""
@@ -618,7 +618,7 @@ class LogLines(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListAgents(Message):
-    """LIST_AGENTS = 70; sent by: admin."""
+    """LIST_AGENTS = 70; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_AGENTS
     #: agent name, glob or 'all'; empty means all
@@ -627,7 +627,7 @@ class ListAgents(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListProcesses(Message):
-    """LIST_PROCESSES = 71; sent by: admin."""
+    """LIST_PROCESSES = 71; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_PROCESSES
     #: agent name, glob or 'all'; empty means all
@@ -636,7 +636,7 @@ class ListProcesses(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListBundles(Message):
-    """LIST_BUNDLES = 72; sent by: admin."""
+    """LIST_BUNDLES = 72; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_BUNDLES
     #: agent name, glob or 'all'; empty means all
@@ -645,7 +645,7 @@ class ListBundles(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListSchedules(Message):
-    """LIST_SCHEDULES = 73; sent by: admin."""
+    """LIST_SCHEDULES = 73; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_SCHEDULES
     #: agent name, glob or 'all'; empty means all
@@ -654,7 +654,7 @@ class ListSchedules(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryStats(Message):
-    """QUERY_STATS = 74; sent by: admin."""
+    """QUERY_STATS = 74; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_STATS
     agent: str = ""
@@ -665,7 +665,7 @@ class QueryStats(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryEvents(Message):
-    """QUERY_EVENTS = 75; sent by: admin."""
+    """QUERY_EVENTS = 75; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_EVENTS
     pattern: str = ""
@@ -677,7 +677,7 @@ class QueryEvents(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryLogs(Message):
-    """QUERY_LOGS = 76; sent by: admin, server."""
+    """QUERY_LOGS = 76; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_LOGS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -691,7 +691,7 @@ class QueryLogs(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListRunVersions(Message):
-    """LIST_RUN_VERSIONS = 77; sent by: admin, server."""
+    """LIST_RUN_VERSIONS = 77; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_RUN_VERSIONS
     #: agent name, glob or 'all'; empty means all (server -> agent: empty)
@@ -700,7 +700,7 @@ class ListRunVersions(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryDisk(Message):
-    """QUERY_DISK = 78; sent by: admin, server."""
+    """QUERY_DISK = 78; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_DISK
     #: agent name, glob or 'all' (server -> agent: empty, its own disk)
@@ -709,7 +709,7 @@ class QueryDisk(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentList(Message):
-    """AGENT_LIST = 80; sent by: server."""
+    """AGENT_LIST = 80; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_LIST
     agents: tuple[AgentEntry, ...] = ()
@@ -717,7 +717,7 @@ class AgentList(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessList(Message):
-    """PROCESS_LIST = 81; sent by: server."""
+    """PROCESS_LIST = 81; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_LIST
     processes: tuple[ProcessEntry, ...] = ()
@@ -725,7 +725,7 @@ class ProcessList(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleList(Message):
-    """BUNDLE_LIST = 82; sent by: server."""
+    """BUNDLE_LIST = 82; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_LIST
     bundles: tuple[BundleEntry, ...] = ()
@@ -733,7 +733,7 @@ class BundleList(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleList(Message):
-    """SCHEDULE_LIST = 83; sent by: server."""
+    """SCHEDULE_LIST = 83; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_LIST
     schedules: tuple[ScheduleEntry, ...] = ()
@@ -741,7 +741,7 @@ class ScheduleList(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatsHistory(Message):
-    """STATS_HISTORY = 84; sent by: server."""
+    """STATS_HISTORY = 84; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.STATS_HISTORY
     agent: str = ""
@@ -752,7 +752,7 @@ class StatsHistory(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunVersions(Message):
-    """RUN_VERSIONS = 85; sent by: agent, server."""
+    """RUN_VERSIONS = 85; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.RUN_VERSIONS
     #: processes whose bundle version is known; agents of release 1 send none
@@ -761,7 +761,7 @@ class RunVersions(Message):
 
 @dataclass(frozen=True, slots=True)
 class DiskUsage(Message):
-    """DISK_USAGE = 86; sent by: agent, server."""
+    """DISK_USAGE = 86; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.DISK_USAGE
     #: one per agent asked (an agent answers one, its own, agent empty)
@@ -770,7 +770,7 @@ class DiskUsage(Message):
 
 @dataclass(frozen=True, slots=True)
 class TokenCreate(Message):
-    """TOKEN_CREATE = 90; sent by: admin."""
+    """TOKEN_CREATE = 90; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN_CREATE
     role: Role = Role.AGENT
@@ -779,7 +779,7 @@ class TokenCreate(Message):
 
 @dataclass(frozen=True, slots=True)
 class TokenRevoke(Message):
-    """TOKEN_REVOKE = 91; sent by: admin."""
+    """TOKEN_REVOKE = 91; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN_REVOKE
     name: str = ""
@@ -787,7 +787,7 @@ class TokenRevoke(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryProcess(Message):
-    """QUERY_PROCESS = 100; sent by: admin."""
+    """QUERY_PROCESS = 100; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_PROCESS
     #: one agent's name
@@ -800,7 +800,7 @@ class QueryProcess(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessDetail(Message):
-    """PROCESS_DETAIL = 101; sent by: server."""
+    """PROCESS_DETAIL = 101; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_DETAIL
     agent: str = ""
@@ -811,7 +811,7 @@ class ProcessDetail(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScaleProcess(Message):
-    """SCALE_PROCESS = 102; sent by: admin."""
+    """SCALE_PROCESS = 102; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCALE_PROCESS
     #: agent name, glob or 'all' (empty on the server -> agent leg)

@@ -76,6 +76,7 @@ from protocol.enums import (
 )
 from protocol.errors import ErrorCode
 from protocol.message_types import (  # noqa: F401  (re-exported: the spec names them)
+    CONTRACT,
     DEFAULT_ADMIN_PORT,
     DEFAULT_AGENT_PORT,
     DEFAULT_CHUNK_SIZE,
@@ -449,34 +450,6 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "AgentResult": AgentResult,
 }
 
-# Which side may send each message (documentation, and role checks in the servers).
-SENDERS: dict[MessageType, str] = {
-    MessageType.HELLO: "client", MessageType.CHALLENGE: "server", MessageType.AUTH: "client",
-    MessageType.WELCOME: "server", MessageType.HEARTBEAT: "any", MessageType.TIME_INFO: "agent",
-    MessageType.OK: "any", MessageType.ERROR: "any", MessageType.RESULTS: "server",
-    MessageType.BUNDLE_READY: "any", MessageType.TOKEN: "server", MessageType.CANCEL: "admin",
-    MessageType.BUNDLE_BEGIN: "admin, server", MessageType.BUNDLE_CHUNK: "admin, server",
-    MessageType.BUNDLE_END: "admin, server", MessageType.BUNDLE_REMOVE: "admin, server",
-    MessageType.PROC_START: "admin, server", MessageType.PROC_STOP: "admin, server",
-    MessageType.PROC_RESUME: "admin, server", MessageType.PROC_TERMINATE: "admin, server",
-    MessageType.PROC_KILL: "admin, server", MessageType.PROC_RESTART: "admin, server",
-    MessageType.PROC_REMOVE: "admin, server",
-    MessageType.PROC_START_OPTIONS: "admin, server", MessageType.SCHEDULE_SET: "admin, server",
-    MessageType.SCHEDULE_CLEAR: "admin, server", MessageType.AGENT_STATE: "agent",
-    MessageType.STATS_REPORT: "agent, server", MessageType.EVENT: "agent, server",
-    MessageType.EVENT_ACK: "server", MessageType.LOG_LINES: "agent, server",
-    MessageType.LIST_AGENTS: "admin", MessageType.LIST_PROCESSES: "admin",
-    MessageType.LIST_BUNDLES: "admin", MessageType.LIST_SCHEDULES: "admin",
-    MessageType.QUERY_STATS: "admin", MessageType.QUERY_EVENTS: "admin",
-    MessageType.QUERY_LOGS: "admin, server", MessageType.AGENT_LIST: "server",
-    MessageType.PROCESS_LIST: "server", MessageType.BUNDLE_LIST: "server",
-    MessageType.SCHEDULE_LIST: "server", MessageType.STATS_HISTORY: "server",
-    MessageType.TOKEN_CREATE: "admin", MessageType.TOKEN_REVOKE: "admin",
-    MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
-    MessageType.QUERY_DISK: "admin, server", MessageType.DISK_USAGE: "agent, server",
-    MessageType.QUERY_PROCESS: "admin", MessageType.PROCESS_DETAIL: "server",
-    MessageType.SCALE_PROCESS: "admin",
-}
-
-assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"
+# Who may send each message, and when: CONTRACT, beside MessageType (no construct needed).
+assert set(BODIES) == set(MessageType) == set(CONTRACT), "every message type needs a body and a rule"
 assert HEADER.sizeof() == HEADER_SIZE

@@ -19,7 +19,9 @@ import logging
 import random
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import psutil
 import trio
@@ -33,9 +35,11 @@ from lotc.net.endings import CONNECTION_ENDED, principal
 from lotc.net.framed import FramedStream
 from lotc.net.transport import connect
 from lotc.timing import agent_server_silence_s
+from protocol import contract
+from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.message_types import DEFAULT_MAX_BODY
+from protocol.message_types import DEFAULT_MAX_BODY, Leg, MessageType, Phase
 from protocol.messages import Error, EventAck, Heartbeat, Welcome
 
 logger = logging.getLogger(__name__)
@@ -189,14 +193,41 @@ async def _read_loop(
         except trio.TooSlowError:  # say why in the log, not just "TooSlowError"
             raise trio.TooSlowError(
                 f"nothing heard from the server for {silence_limit:g} s") from None
-        if isinstance(frame.body, EventAck):
-            core.outbox.ack(frame.body.seq)
-        elif isinstance(frame.body, Error) and frame.body.code == ErrorCode.TOKEN_REVOKED:
-            # The server's last word before it cuts us off: raised, so that run_link
-            # waits long before retrying (a revoked token stays revoked).
-            raise error_for_code(frame.body.code, frame.body.message)
-        elif not isinstance(frame.body, Heartbeat):
+        kind = frame.body.TYPE
+        # The CONTRACT refuses what the server may not send an agent (a ProtocolError:
+        # run_session answers it with ERROR and the link closes).
+        contract.check(Leg.SERVER_TO_AGENT, Phase.AUTHENTICATED, kind)
+        link = LINK.get(kind)
+        if link is not None:
+            link(core, frame)
+        else:
             await handler.dispatch(frame, nursery)
+
+
+def _beat(core: AgentCore, frame: Frame) -> None:
+    """The server's ping: hearing it was the point (the silence limit)."""
+
+
+def _acked(core: AgentCore, frame: Frame) -> None:
+    core.outbox.ack(cast(EventAck, frame.body).seq)
+
+
+def _server_error(core: AgentCore, frame: Frame) -> None:
+    error = cast(Error, frame.body)
+    if error.code == ErrorCode.TOKEN_REVOKED:
+        # The server's last word before it cuts us off: raised, so that run_link
+        # waits long before retrying (a revoked token stays revoked).
+        raise error_for_code(error.code, error.message)
+    logger.error("server says: %s", error.message)
+
+
+# Frames about the link itself, handled by the read loop; the rest are requests
+# (RequestHandler.dispatch).
+LINK: dict[MessageType, Callable[[AgentCore, Frame], None]] = {
+    MessageType.HEARTBEAT: _beat,
+    MessageType.EVENT_ACK: _acked,
+    MessageType.ERROR: _server_error,
+}
 
 
 async def _heartbeats(framed: FramedStream, core: AgentCore, interval: float) -> None:
