@@ -27,6 +27,7 @@ class MessageType(IntEnum):
     CHALLENGE = 2
     AUTH = 3
     WELCOME = 4
+    TIMING = 5  # right after WELCOME, to clients announcing "timing" (lotc/timing.py)
     # liveness and time
     HEARTBEAT = 10
     TIME_INFO = 11
@@ -149,6 +150,7 @@ CONTRACT: dict[MessageType, Rule] = {
     MessageType.CHALLENGE: Rule(handshake=_SERVER),
     MessageType.AUTH: Rule(handshake=_CLIENTS),
     MessageType.WELCOME: Rule(handshake=_SERVER),
+    MessageType.TIMING: _session(_TA, _TC),  # the first frame after WELCOME, if any
     MessageType.HEARTBEAT: _session(_A, _C, _TA, _TC),
     MessageType.TIME_INFO: _session(_A),
     MessageType.OK: _RELAYED,

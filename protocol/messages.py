@@ -266,6 +266,21 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Timing(Message):
+    """TIMING = 5; sent on: server → agent, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.TIMING
+    #: you beat this often (as WELCOME.heartbeat_ms)
+    heartbeat_ms: int = 0
+    #: the server beats you this often (on your own beats, to agents: one may come a heartbeat late)
+    ping_ms: int = 0
+    #: beats missed before either side presumes the link dead
+    missed: int = 0
+    #: the server closes your link after this much silence
+    silence_limit_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
     """HEARTBEAT = 10; sent on: every leg (after WELCOME)."""
 
@@ -827,6 +842,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.CHALLENGE: Challenge,
     MessageType.AUTH: Auth,
     MessageType.WELCOME: Welcome,
+    MessageType.TIMING: Timing,
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.TIME_INFO: TimeInfo,
     MessageType.OK: Ok,
@@ -939,6 +955,7 @@ __all__ = [
     "StatsHistorySample",
     "StatsReport",
     "TimeInfo",
+    "Timing",
     "Token",
     "TokenCreate",
     "TokenRevoke",

@@ -34,7 +34,9 @@ Conventions
   The server sends a newer message only to an agent that announced it:
   LIST_RUN_VERSIONS to agents with "run-versions", PROC_START_OPTIONS to agents
   with "start-options", QUERY_DISK to agents with "disk-free" (for the others the
-  server answers DISK_USAGE itself, figures unknown: "agent too old").
+  server answers DISK_USAGE itself, figures unknown: "agent too old"), and TIMING
+  right after WELCOME to clients with "timing" (its numbers give the client's
+  silence limit for the server: lotc/timing.py).
 
 Wire values of message types and enums are fixed once released: only add.
 """
@@ -284,6 +286,13 @@ BODIES: dict[MessageType, Struct] = {
         "heartbeat_ms" / DurationMs * "interval the client must send heartbeats at",
         "max_body" / Int32ub,
         "last_event_seq" / Int64ub * "agents: highest event seq the server has stored",
+    ),
+    MessageType.TIMING: Struct(
+        "heartbeat_ms" / DurationMs * "you beat this often (as WELCOME.heartbeat_ms)",
+        "ping_ms" / DurationMs * "the server beats you this often (on your own beats, "
+        "to agents: one may come a heartbeat late)",
+        "missed" / Int8ub * "beats missed before either side presumes the link dead",
+        "silence_limit_ms" / DurationMs * "the server closes your link after this much silence",
     ),
     MessageType.HEARTBEAT: Struct(
         "seq" / Int32ub,

@@ -35,7 +35,7 @@ from protocol import contract
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.message_types import Leg, Phase
-from protocol.messages import Auth, Challenge, Error, Hello, Message, Welcome
+from protocol.messages import Auth, Challenge, Error, Hello, Message, Timing, Welcome
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +122,12 @@ async def server_handshake(
     allowed_role: Role,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
     revoked_key: KeyLookup | None = None,
+    make_timing: Callable[[Hello], Timing | None] | None = None,
 ) -> Hello:
     """Authenticate the peer; returns its HELLO, or raises AuthFailed / ProtocolError.
+
+    `make_timing` gives the TIMING sent right after WELCOME (None: none for this peer),
+    so that it is the first frame the peer reads once authenticated.
 
     `revoked_key` finds the key of a revoked token: a peer proving it holds one
     gets TokenRevoked instead of AuthFailed.
@@ -134,8 +138,12 @@ async def server_handshake(
     """
     try:
         with trio.fail_after(timeout):
-            return await _server_exchange(
+            hello = await _server_exchange(
                 framed, lookup_key, make_welcome, allowed_role, revoked_key)
+            timing = None if make_timing is None else make_timing(hello)
+            if timing is not None:
+                await framed.send(timing)
+            return hello
     except trio.TooSlowError:
         raise RequestTimeout(f"no complete handshake within {timeout:g} s") from None
 

@@ -113,14 +113,14 @@ async def handle_admin(ctl: Controller, framed: FramedStream) -> None:
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
         allowed_role=Role.ADMIN, timeout=ctl.config.handshake_timeout_s,
-        revoked_key=ctl.revoked_token_key,
+        revoked_key=ctl.revoked_token_key, make_timing=ctl.timing_for,
     )
     logger.info("console %s connected from %s", hello.name, framed.peer)
     conn = AdminConnection(ctl, framed, hello.name)
     ctl.admin_connected(hello.name, framed)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(ping, framed, ctl.config.server_ping_interval_s)
+            nursery.start_soon(ping, framed, ctl.config.timing.ping_s)
             await _read_loop(conn, nursery)
             nursery.cancel_scope.cancel()
     finally:

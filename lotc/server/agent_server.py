@@ -37,7 +37,7 @@ async def handle_agent(
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
         allowed_role=Role.AGENT, timeout=config.handshake_timeout_s,
-        revoked_key=ctl.revoked_token_key,
+        revoked_key=ctl.revoked_token_key, make_timing=ctl.timing_for,
     )
     session = AgentSession(hello.name, framed, hello, ctl.now_us())
     dropped = ctl.agent_connected(session)
@@ -78,7 +78,7 @@ class _Pinger:
     def __init__(self, ctl: Controller, session: AgentSession) -> None:
         self.ctl = ctl
         self.session = session
-        self.interval = ctl.config.server_ping_interval_s
+        self.interval = ctl.config.timing.ping_s
         self.next_ping = trio.current_time() + self.interval
         self.seq = 0
 
