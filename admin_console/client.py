@@ -36,10 +36,11 @@ from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.net.transport import connect as open_framed
+from protocol import contract
 from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ProtocolError
-from protocol.message_types import DEFAULT_MAX_BODY
+from protocol.message_types import DEFAULT_MAX_BODY, Leg, Phase
 from protocol.messages import Cancel, Error, Heartbeat, Message, Timing, Welcome
 
 logger = logging.getLogger(__name__)
@@ -293,6 +294,9 @@ class AdminClient:
         try:
             while True:
                 frame = await self.framed.receive_within(self.server_silence_limit_s)
+                # The CONTRACT, as every receiver checks it: a frame the server may not
+                # send a console ends the connection ("the server sent bad data").
+                contract.check(Leg.SERVER_TO_ADMIN, Phase.AUTHENTICATED, frame.body.TYPE)
                 await self._dispatch(frame)
         except trio.TooSlowError:
             reason = f"the server has been silent for {self.server_silence_limit_s:g} s"

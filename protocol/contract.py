@@ -8,8 +8,9 @@ server -> agent, server -> console) may carry it in each phase of a link
 import, into one frozenset of message types per (leg, phase), so a receiver's check
 is a set lookup (the agent server checks 10,000 frames a second). `check` refuses a
 frame the table does not allow with UNEXPECTED_MESSAGE, which the receiver answers
-with ERROR and a closed link. Every receiver uses it: the agent server, the admin
-server, the handshakes on both sides and the agent's read loop. Pure: no I/O.
+with ERROR and a closed link. Every receiver uses it: the handshakes on both sides,
+the agent server, the admin server, the agent's read loop and the console's receive
+loop. Pure: no I/O.
 """
 from __future__ import annotations
 
