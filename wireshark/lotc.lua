@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -60,6 +60,11 @@ F["lotc.welcome.server"] = ProtoField.string("lotc.welcome.server", "server", ba
 F["lotc.welcome.heartbeat_ms"] = ProtoField.uint32("lotc.welcome.heartbeat_ms", "heartbeat_ms", base.DEC, nil, nil, "interval the client must send heartbeats at")
 F["lotc.welcome.max_body"] = ProtoField.uint32("lotc.welcome.max_body", "max_body", base.DEC, nil, nil, "")
 F["lotc.welcome.last_event_seq"] = ProtoField.uint64("lotc.welcome.last_event_seq", "last_event_seq", base.DEC, nil, nil, "agents: highest event seq the server has stored")
+F["lotc.timing"] = ProtoField.none("lotc.timing", "TIMING", "")
+F["lotc.timing.heartbeat_ms"] = ProtoField.uint32("lotc.timing.heartbeat_ms", "heartbeat_ms", base.DEC, nil, nil, "you beat this often (as WELCOME.heartbeat_ms)")
+F["lotc.timing.ping_ms"] = ProtoField.uint32("lotc.timing.ping_ms", "ping_ms", base.DEC, nil, nil, "the server beats you this often (on your own beats, to agents: one may come a heartbeat late)")
+F["lotc.timing.missed"] = ProtoField.uint8("lotc.timing.missed", "missed", base.DEC, nil, nil, "beats missed before either side presumes the link dead")
+F["lotc.timing.silence_limit_ms"] = ProtoField.uint32("lotc.timing.silence_limit_ms", "silence_limit_ms", base.DEC, nil, nil, "the server closes your link after this much silence")
 F["lotc.heartbeat"] = ProtoField.none("lotc.heartbeat", "HEARTBEAT", "")
 F["lotc.heartbeat.seq"] = ProtoField.uint32("lotc.heartbeat.seq", "seq", base.DEC, nil, nil, "")
 F["lotc.heartbeat.time_us"] = ProtoField.int64("lotc.heartbeat.time_us", "time_us", base.DEC, nil, nil, "sender's corrected clock")
@@ -473,6 +478,12 @@ BODIES[4] = {n="body", k="struct", f=F["lotc.welcome"], m=18, c={
     {n="heartbeat_ms", k="uint", f=F["lotc.welcome.heartbeat_ms"], w=4, m=4, s=true},
     {n="max_body", k="uint", f=F["lotc.welcome.max_body"], w=4, m=4},
     {n="last_event_seq", k="uint", f=F["lotc.welcome.last_event_seq"], w=8, m=8}
+  }}
+BODIES[5] = {n="body", k="struct", f=F["lotc.timing"], w=13, m=13, c={
+    {n="heartbeat_ms", k="uint", f=F["lotc.timing.heartbeat_ms"], w=4, m=4, s=true},
+    {n="ping_ms", k="uint", f=F["lotc.timing.ping_ms"], w=4, m=4},
+    {n="missed", k="uint", f=F["lotc.timing.missed"], w=1, m=1},
+    {n="silence_limit_ms", k="uint", f=F["lotc.timing.silence_limit_ms"], w=4, m=4}
   }}
 BODIES[10] = {n="body", k="struct", f=F["lotc.heartbeat"], w=14, m=14, c={
     {n="seq", k="uint", f=F["lotc.heartbeat.seq"], w=4, m=4, s=true},
