@@ -42,6 +42,9 @@ from protocol.messages import (
     Error,
     Event,
     EventAck,
+    ExecCommand,
+    ExecResult,
+    ExecRun,
     Heartbeat,
     Hello,
     KeyValue,
@@ -173,6 +176,9 @@ _S49 = Struct('>qffffQQQQQQQQQI')
 _S50 = Struct('>QQQQQQH')
 _S51 = Struct('>2sBBHIIBH')
 _S52 = Struct('>?')
+_S53 = Struct('>IHH')
+_S54 = Struct('>IH')
+_S55 = Struct('>hBQI')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -628,6 +634,18 @@ class _W_ListProcessFacts(Message):
 
 class _W_ProcessFacts(Message):
     __slots__ = ProcessFacts.__slots__
+
+
+class _W_ExecRun(Message):
+    __slots__ = ExecRun.__slots__
+
+
+class _W_ExecCommand(Message):
+    __slots__ = ExecCommand.__slots__
+
+
+class _W_ExecResult(Message):
+    __slots__ = ExecResult.__slots__
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
@@ -3296,6 +3314,174 @@ def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
     return processfacts_19
 
 
+def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    target_1 = m.target.encode()
+    ap(_S1.pack(len(target_1)))
+    ap(target_1)
+    argv_2 = m.argv
+    ap(_S1.pack(len(argv_2)))
+    for x_3 in argv_2:
+        argv_4 = x_3.encode()
+        ap(_S25.pack(len(argv_4)))
+        ap(argv_4)
+    user_5 = m.user.encode()
+    ap(_S53.pack(m.timeout_ms, m.parallel, len(user_5)))
+    ap(user_5)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 120, flags, rid, len(body)) + body
+
+
+def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > n - p: raise _short(count_4 * 4, n - p)
+    argv_5 = []
+    for _ in range(count_4):
+        len_6, = _S25.unpack_from(b, p)
+        p += 4
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        argv_7 = b[p:end_8].decode()
+        p = end_8
+        argv_5.append(argv_7)
+    timeout_ms_9, parallel_10, len_11, = _S53.unpack_from(b, p)
+    p += 8
+    end_13 = p + len_11
+    if end_13 > n: raise _short(len_11, n - p)
+    user_12 = b[p:end_13].decode()
+    p = end_13
+    execrun_14 = _W_ExecRun()
+    execrun_14.target = target_2
+    execrun_14.argv = tuple(argv_5)
+    execrun_14.timeout_ms = timeout_ms_9
+    execrun_14.parallel = parallel_10
+    execrun_14.user = user_12
+    execrun_14.__class__ = ExecRun
+    if p != n: raise _trailing(n - p)
+    return execrun_14
+
+
+def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    argv_1 = m.argv
+    ap(_S1.pack(len(argv_1)))
+    for x_2 in argv_1:
+        argv_3 = x_2.encode()
+        ap(_S25.pack(len(argv_3)))
+        ap(argv_3)
+    user_4 = m.user.encode()
+    ap(_S54.pack(m.timeout_ms, len(user_4)))
+    ap(user_4)
+    ap(_S25.pack(m.max_output))
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 121, flags, rid, len(body)) + body
+
+
+def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S1.unpack_from(b, p)
+    p += 2
+    if count_1 * 4 > n - p: raise _short(count_1 * 4, n - p)
+    argv_2 = []
+    for _ in range(count_1):
+        len_3, = _S25.unpack_from(b, p)
+        p += 4
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        argv_4 = b[p:end_5].decode()
+        p = end_5
+        argv_2.append(argv_4)
+    timeout_ms_6, len_7, = _S54.unpack_from(b, p)
+    p += 6
+    end_9 = p + len_7
+    if end_9 > n: raise _short(len_7, n - p)
+    user_8 = b[p:end_9].decode()
+    p = end_9
+    max_output_10, = _S25.unpack_from(b, p)
+    p += 4
+    execcommand_11 = _W_ExecCommand()
+    execcommand_11.argv = tuple(argv_2)
+    execcommand_11.timeout_ms = timeout_ms_6
+    execcommand_11.user = user_8
+    execcommand_11.max_output = max_output_10
+    execcommand_11.__class__ = ExecCommand
+    if p != n: raise _trailing(n - p)
+    return execcommand_11
+
+
+def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    status_2 = m.status.encode()
+    stdout_3 = m.stdout
+    stderr_4 = m.stderr
+    message_5 = m.message.encode()
+    blen = 26 + len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5)
+    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S55.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
+
+
+def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    status_5 = b[p:end_6].decode()
+    p = end_6
+    exit_code_7, signal_8, duration_us_9, len_10, = _S55.unpack_from(b, p)
+    p += 15
+    end_12 = p + len_10
+    if end_12 > n: raise _short(len_10, n - p)
+    stdout_11 = b[p:end_12]
+    p = end_12
+    len_13, = _S25.unpack_from(b, p)
+    p += 4
+    end_15 = p + len_13
+    if end_15 > n: raise _short(len_13, n - p)
+    stderr_14 = b[p:end_15]
+    p = end_15
+    truncated_16, len_17, = _S0.unpack_from(b, p)
+    p += 3
+    end_19 = p + len_17
+    if end_19 > n: raise _short(len_17, n - p)
+    message_18 = b[p:end_19].decode()
+    p = end_19
+    execresult_20 = _W_ExecResult()
+    execresult_20.agent = agent_2
+    execresult_20.status = status_5
+    execresult_20.exit_code = exit_code_7
+    execresult_20.signal = signal_8
+    execresult_20.duration_us = duration_us_9
+    execresult_20.stdout = stdout_11
+    execresult_20.stderr = stderr_14
+    execresult_20.truncated = _BOOL[truncated_16]
+    execresult_20.message = message_18
+    execresult_20.__class__ = ExecResult
+    if p != n: raise _trailing(n - p)
+    return execresult_20
+
+
 ENCODERS = {
     Hello: _enc_Hello,
     Challenge: _enc_Challenge,
@@ -3354,6 +3540,9 @@ ENCODERS = {
     ScaleProcess: _enc_ScaleProcess,
     ListProcessFacts: _enc_ListProcessFacts,
     ProcessFacts: _enc_ProcessFacts,
+    ExecRun: _enc_ExecRun,
+    ExecCommand: _enc_ExecCommand,
+    ExecResult: _enc_ExecResult,
 }
 DECODERS = {
     1: _dec_Hello,
@@ -3413,6 +3602,9 @@ DECODERS = {
     102: _dec_ScaleProcess,
     103: _dec_ListProcessFacts,
     104: _dec_ProcessFacts,
+    120: _dec_ExecRun,
+    121: _dec_ExecCommand,
+    122: _dec_ExecResult,
 }
 # Fixed-size bodies: the hot path that decodes header and body in one unpack.
 FIXED_FRAMES = {

@@ -884,6 +884,52 @@ class ProcessFacts(Message):
     processes: tuple[ProcessFactsEntry, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ExecRun(Message):
+    """EXEC_RUN = 120; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_RUN
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    argv: tuple[str, ...] = ()
+    timeout_ms: int = 0
+    #: agents running it at once; 0: all
+    parallel: int = 0
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecCommand(Message):
+    """EXEC_COMMAND = 121; sent on: server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_COMMAND
+    argv: tuple[str, ...] = ()
+    timeout_ms: int = 0
+    user: str = ""
+    #: bytes kept of stdout, and of stderr
+    max_output: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult(Message):
+    """EXEC_RESULT = 122; sent on: agent → server, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_RESULT
+    agent: str = ""
+    #: exited, killed, timed out, offline, refused...
+    status: str = ""
+    #: -1 when none
+    exit_code: int = 0
+    signal: int = 0
+    duration_us: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    #: output past max_output cut
+    truncated: bool = False
+    #: why it did not run, in words
+    message: str = ""
+
+
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.HELLO: Hello,
     MessageType.CHALLENGE: Challenge,
@@ -942,6 +988,9 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.SCALE_PROCESS: ScaleProcess,
     MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
     MessageType.PROCESS_FACTS: ProcessFacts,
+    MessageType.EXEC_RUN: ExecRun,
+    MessageType.EXEC_COMMAND: ExecCommand,
+    MessageType.EXEC_RESULT: ExecResult,
 }
 
 __all__ = [
@@ -966,6 +1015,9 @@ __all__ = [
     "Error",
     "Event",
     "EventAck",
+    "ExecCommand",
+    "ExecResult",
+    "ExecRun",
     "Heartbeat",
     "Hello",
     "KeyValue",

@@ -451,6 +451,20 @@ BODIES: dict[MessageType, Struct] = {
     ),
     MessageType.LIST_PROCESS_FACTS: Struct("pattern" / Str * "agent name or glob"),
     MessageType.PROCESS_FACTS: Struct("processes" / array_of(ProcessFactsEntry, Int32ub)),
+    MessageType.EXEC_RUN: Struct(
+        Target, "argv" / array_of(Text), "timeout_ms" / DurationMs,
+        "parallel" / Int16ub * "agents running it at once; 0: all", "user" / Str,
+    ),
+    MessageType.EXEC_COMMAND: Struct(
+        "argv" / array_of(Text), "timeout_ms" / DurationMs, "user" / Str,
+        "max_output" / Int32ub * "bytes kept of stdout, and of stderr",
+    ),
+    MessageType.EXEC_RESULT: Struct(
+        "agent" / Str, "status" / Str * "exited, killed, timed out, offline, refused...",
+        "exit_code" / Int16sb * "-1 when none", "signal" / Int8ub, "duration_us" / Int64ub,
+        "stdout" / Blob, "stderr" / Blob, "truncated" / Flag * "output past max_output cut",
+        "message" / Str * "why it did not run, in words",
+    ),
     MessageType.SCALE_PROCESS: Struct(
         Target,
         "name" / Str * "the set's name P: its instances are P-0 ... P-(N-1)",

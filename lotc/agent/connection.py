@@ -52,10 +52,11 @@ logger = logging.getLogger(__name__)
 # can enforce each is announced beside, with the layout: "cgroup:hybrid", "limit:memory"...
 # "health-checks": runs --check (agent/health.py). "process-facts": answers
 # LIST_PROCESS_FACTS (health, ready, oom-kills per process: core.process_facts).
+# "exec": runs EXEC_COMMAND, contained like a process (agent/exec_run.py).
 # "timing": reads TIMING after WELCOME, and derives its silence limit from it (lotc/timing.py).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
                 "start-options", "disk-free", "process-identity", "cgroup-limits",
-                "health-checks", "process-facts", timing.CAPABILITY)
+                "health-checks", "process-facts", "exec", timing.CAPABILITY)
 
 
 @dataclass(frozen=True)

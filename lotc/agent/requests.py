@@ -16,6 +16,7 @@ import trio
 from lotc.actions import for_message
 from lotc.agent.core import AgentCore
 from lotc.agent.disk import state_dir_disk
+from lotc.agent.exec_run import run_command
 from lotc.agent.upload import Upload
 from lotc.errors import InvalidRequest, LotcError, error_reply, wire_text
 from lotc.net.framed import FramedStream
@@ -29,6 +30,7 @@ from protocol.messages import (
     BundleRemove,
     Cancel,
     DiskUsage,
+    ExecCommand,
     LogLines,
     Ok,
     ProcKill,
@@ -108,6 +110,14 @@ class RequestHandler:
             await self.framed.send(error_reply(exc), frame.request_id)
         else:
             await self.framed.send(Ok(message=wire_text(message)), frame.request_id)
+
+    async def _exec(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """`exec` on this node: in its own task, as it may run for its whole timeout."""
+        nursery.start_soon(self._run_exec, frame)
+
+    async def _run_exec(self, frame: Frame) -> None:
+        result = await run_command(cast(ExecCommand, frame.body), self.core.cgroups)
+        await self.framed.send(result, frame.request_id)
 
     async def _disk(self, request_id: int) -> None:
         # statvfs can hang on a stuck network mount: a thread, so the link keeps reading.
@@ -226,5 +236,6 @@ ROUTES: dict[MessageType, Route] = {
     MessageType.LIST_PROCESSES: RequestHandler._refresh,
     MessageType.LIST_RUN_VERSIONS: RequestHandler._run_versions,
     MessageType.LIST_PROCESS_FACTS: RequestHandler._process_facts,
+    MessageType.EXEC_COMMAND: RequestHandler._exec,
     MessageType.QUERY_DISK: RequestHandler._query_disk,
 }

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ntp-listen", action="append", default=[], metavar="ADDR:PORT",
                    help="also answer SNTP here, so agents can use the server as their time "
                         "source (--ntp SERVER:PORT); repeatable")
+    p.add_argument("--no-exec", action="store_true",
+                   help="refuse the console's `exec` (commands run once on many agents)")
     p.add_argument("--ntp-local-stratum", type=int, metavar="N",
                    help="with --ntp-listen: serve this host's clock as stratum N (1-15) even "
                         "when the kernel says it is not synchronised, like chrony's `local "
@@ -88,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         offline_grace_s=args.offline_grace,
         ntp_listen=tuple(parse_address(a, 123) for a in args.ntp_listen),
         ntp_local_stratum=args.ntp_local_stratum,
+        no_exec=args.no_exec,
     )
 
 

@@ -33,6 +33,7 @@ from lotc.server.bundles import (
 from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
 from lotc.server.duties import carry_out
+from lotc.server.exec_run import exec_run
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
@@ -54,6 +55,7 @@ from protocol.messages import (
     BundleRemove,
     Cancel,
     DiskUsage,
+    ExecRun,
     ListAgents,
     ListBundles,
     ListProcesses,
@@ -305,6 +307,12 @@ async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: 
     await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
+async def _exec_run(conn: AdminConnection, body: ExecRun, request_id: int) -> None:
+    results = await exec_run(conn.ctl, body)  # one frame each: output may be a MiB
+    for index, result in enumerate(results):
+        await conn.reply(request_id, result, more=index < len(results) - 1)
+
+
 async def _query_agent(conn: AdminConnection, body: QueryAgent, request_id: int) -> None:
     await conn.reply(request_id, await agent_detail(conn.ctl, body))
 
@@ -373,6 +381,7 @@ HANDLERS: dict[MessageType, Handler] = {
     MessageType.SCALE_PROCESS: _scale,
     MessageType.QUERY_PROCESS: _query_process,
     MessageType.QUERY_AGENT: _query_agent,
+    MessageType.EXEC_RUN: _exec_run,
     MessageType.BUNDLE_REMOVE: _remove_bundle,
     MessageType.LIST_SCHEDULES: _list_schedules,
     MessageType.SCHEDULE_SET: _schedule_set,

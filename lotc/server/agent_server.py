@@ -142,7 +142,7 @@ QUICK: dict[MessageType, Quick] = {
     MessageType.AGENT_STATE: _state,
     **dict.fromkeys((MessageType.OK, MessageType.ERROR, MessageType.BUNDLE_READY,
                      MessageType.LOG_LINES, MessageType.RUN_VERSIONS, MessageType.DISK_USAGE,
-                     MessageType.PROCESS_FACTS),
+                     MessageType.PROCESS_FACTS, MessageType.EXEC_RESULT),
                     _reply),
 }
 

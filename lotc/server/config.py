@@ -41,6 +41,7 @@ class ServerConfig:
     verdict_tick_s: float = 0.25  # how often heartbeats are flushed and silences judged
     seen_write_interval_s: float = 5.0  # how often last-seen times reach the database
     revocation_poll_s: float = 0.25  # how often the DB is checked for tokens revoked by the CLI
+    no_exec: bool = False  # --no-exec: `exec` is refused (lotc/server/exec_run.py)
 
     @property
     def timing(self) -> ServerTiming:
