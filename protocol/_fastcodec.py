@@ -79,6 +79,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    RollingRestart,
     RunVersion,
     RunVersions,
     ScaleProcess,
@@ -176,9 +177,10 @@ _S49 = Struct('>qffffQQQQQQQQQI')
 _S50 = Struct('>QQQQQQH')
 _S51 = Struct('>2sBBHIIBH')
 _S52 = Struct('>?')
-_S53 = Struct('>IHH')
-_S54 = Struct('>IH')
-_S55 = Struct('>hBQI')
+_S53 = Struct('>HI')
+_S54 = Struct('>IHH')
+_S55 = Struct('>IH')
+_S56 = Struct('>hBQI')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -634,6 +636,10 @@ class _W_ListProcessFacts(Message):
 
 class _W_ProcessFacts(Message):
     __slots__ = ProcessFacts.__slots__
+
+
+class _W_RollingRestart(Message):
+    __slots__ = RollingRestart.__slots__
 
 
 class _W_ExecRun(Message):
@@ -3314,6 +3320,41 @@ def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
     return processfacts_19
 
 
+def _enc_RollingRestart(m: RollingRestart, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    blen = 10 + len(target_1) + len(name_2)
+    return b"".join((_S10.pack(_MAGIC, 1, 115, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S53.pack(m.max_unavailable, m.healthy_deadline_ms)))
+
+
+def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    max_unavailable_7, healthy_deadline_ms_8, = _S53.unpack_from(b, p)
+    p += 6
+    rollingrestart_9 = _W_RollingRestart()
+    rollingrestart_9.target = target_2
+    rollingrestart_9.name = name_5
+    rollingrestart_9.max_unavailable = max_unavailable_7
+    rollingrestart_9.healthy_deadline_ms = healthy_deadline_ms_8
+    rollingrestart_9.__class__ = RollingRestart
+    if p != n: raise _trailing(n - p)
+    return rollingrestart_9
+
+
 def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
@@ -3327,7 +3368,7 @@ def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
         ap(_S25.pack(len(argv_4)))
         ap(argv_4)
     user_5 = m.user.encode()
-    ap(_S53.pack(m.timeout_ms, m.parallel, len(user_5)))
+    ap(_S54.pack(m.timeout_ms, m.parallel, len(user_5)))
     ap(user_5)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 120, flags, rid, len(body)) + body
@@ -3355,7 +3396,7 @@ def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
         argv_7 = b[p:end_8].decode()
         p = end_8
         argv_5.append(argv_7)
-    timeout_ms_9, parallel_10, len_11, = _S53.unpack_from(b, p)
+    timeout_ms_9, parallel_10, len_11, = _S54.unpack_from(b, p)
     p += 8
     end_13 = p + len_11
     if end_13 > n: raise _short(len_11, n - p)
@@ -3382,7 +3423,7 @@ def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
         ap(_S25.pack(len(argv_3)))
         ap(argv_3)
     user_4 = m.user.encode()
-    ap(_S54.pack(m.timeout_ms, len(user_4)))
+    ap(_S55.pack(m.timeout_ms, len(user_4)))
     ap(user_4)
     ap(_S25.pack(m.max_output))
     body = b"".join(parts)
@@ -3405,7 +3446,7 @@ def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
         argv_4 = b[p:end_5].decode()
         p = end_5
         argv_2.append(argv_4)
-    timeout_ms_6, len_7, = _S54.unpack_from(b, p)
+    timeout_ms_6, len_7, = _S55.unpack_from(b, p)
     p += 6
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
@@ -3430,7 +3471,7 @@ def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
     stderr_4 = m.stderr
     message_5 = m.message.encode()
     blen = 26 + len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5)
-    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S55.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
+    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S56.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
 
 
 def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
@@ -3449,7 +3490,7 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
     if end_6 > n: raise _short(len_4, n - p)
     status_5 = b[p:end_6].decode()
     p = end_6
-    exit_code_7, signal_8, duration_us_9, len_10, = _S55.unpack_from(b, p)
+    exit_code_7, signal_8, duration_us_9, len_10, = _S56.unpack_from(b, p)
     p += 15
     end_12 = p + len_10
     if end_12 > n: raise _short(len_10, n - p)
@@ -3540,6 +3581,7 @@ ENCODERS = {
     ScaleProcess: _enc_ScaleProcess,
     ListProcessFacts: _enc_ListProcessFacts,
     ProcessFacts: _enc_ProcessFacts,
+    RollingRestart: _enc_RollingRestart,
     ExecRun: _enc_ExecRun,
     ExecCommand: _enc_ExecCommand,
     ExecResult: _enc_ExecResult,
@@ -3602,6 +3644,7 @@ DECODERS = {
     102: _dec_ScaleProcess,
     103: _dec_ListProcessFacts,
     104: _dec_ProcessFacts,
+    115: _dec_RollingRestart,
     120: _dec_ExecRun,
     121: _dec_ExecCommand,
     122: _dec_ExecResult,

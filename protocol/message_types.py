@@ -89,6 +89,8 @@ class MessageType(IntEnum):
     SCALE_PROCESS = 102
     LIST_PROCESS_FACTS = 103  # what an agent knows of each run beyond ProcessEntry
     PROCESS_FACTS = 104
+    # a restart that rolls through the agents in batches (issue 17: 115-119)
+    ROLLING_RESTART = 115
     # a command run once on many agents (issue 20: 120-129)
     EXEC_RUN = 120
     EXEC_COMMAND = 121
@@ -213,6 +215,7 @@ CONTRACT: dict[MessageType, Rule] = {
     MessageType.AGENT_DETAIL: _ANSWER,
     MessageType.LIST_PROCESS_FACTS: _COMMAND,
     MessageType.PROCESS_FACTS: _RELAYED,
+    MessageType.ROLLING_RESTART: _QUERY,  # the server restarts batch after batch
     MessageType.EXEC_RUN: _QUERY,  # the server fans it out as EXEC_COMMAND
     MessageType.EXEC_COMMAND: _session(_TA),
     MessageType.EXEC_RESULT: _RELAYED,

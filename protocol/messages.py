@@ -885,6 +885,21 @@ class ProcessFacts(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RollingRestart(Message):
+    """ROLLING_RESTART = 115; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ROLLING_RESTART
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    #: process name
+    name: str = ""
+    #: agents restarted at once (a batch); 0 means 1
+    max_unavailable: int = 0
+    #: a batch must be ready within this
+    healthy_deadline_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExecRun(Message):
     """EXEC_RUN = 120; sent on: console → server (after WELCOME)."""
 
@@ -988,6 +1003,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.SCALE_PROCESS: ScaleProcess,
     MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
     MessageType.PROCESS_FACTS: ProcessFacts,
+    MessageType.ROLLING_RESTART: RollingRestart,
     MessageType.EXEC_RUN: ExecRun,
     MessageType.EXEC_COMMAND: ExecCommand,
     MessageType.EXEC_RESULT: ExecResult,
@@ -1052,6 +1068,7 @@ __all__ = [
     "QueryProcess",
     "QueryStats",
     "Results",
+    "RollingRestart",
     "RunVersion",
     "RunVersions",
     "ScaleProcess",

@@ -451,6 +451,11 @@ BODIES: dict[MessageType, Struct] = {
     ),
     MessageType.LIST_PROCESS_FACTS: Struct("pattern" / Str * "agent name or glob"),
     MessageType.PROCESS_FACTS: Struct("processes" / array_of(ProcessFactsEntry, Int32ub)),
+    MessageType.ROLLING_RESTART: Struct(
+        Target, "name" / Str * "process name",
+        "max_unavailable" / Int16ub * "agents restarted at once (a batch); 0 means 1",
+        "healthy_deadline_ms" / DurationMs * "a batch must be ready within this",
+    ),
     MessageType.EXEC_RUN: Struct(
         Target, "argv" / array_of(Text), "timeout_ms" / DurationMs,
         "parallel" / Int16ub * "agents running it at once; 0: all", "user" / Str,

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -448,6 +448,11 @@ F["lotc.process_facts.processes.process.facts"] = ProtoField.uint32("lotc.proces
 F["lotc.process_facts.processes.process.facts.fact"] = ProtoField.none("lotc.process_facts.processes.process.facts.fact", "fact", "")
 F["lotc.process_facts.processes.process.facts.fact.key"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.key", "key", base.UNICODE, "")
 F["lotc.process_facts.processes.process.facts.fact.value"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.value", "value", base.UNICODE, "")
+F["lotc.rolling_restart"] = ProtoField.none("lotc.rolling_restart", "ROLLING_RESTART", "")
+F["lotc.rolling_restart.target"] = ProtoField.string("lotc.rolling_restart.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.rolling_restart.name"] = ProtoField.string("lotc.rolling_restart.name", "name", base.UNICODE, "process name")
+F["lotc.rolling_restart.max_unavailable"] = ProtoField.uint16("lotc.rolling_restart.max_unavailable", "max_unavailable", base.DEC, nil, nil, "agents restarted at once (a batch); 0 means 1")
+F["lotc.rolling_restart.healthy_deadline_ms"] = ProtoField.uint32("lotc.rolling_restart.healthy_deadline_ms", "healthy_deadline_ms", base.DEC, nil, nil, "a batch must be ready within this")
 F["lotc.exec_run"] = ProtoField.none("lotc.exec_run", "EXEC_RUN", "")
 F["lotc.exec_run.target"] = ProtoField.string("lotc.exec_run.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
 F["lotc.exec_run.argv"] = ProtoField.uint32("lotc.exec_run.argv", "argv", base.DEC, nil, nil, "")
@@ -942,6 +947,12 @@ BODIES[104] = {n="body", k="struct", f=F["lotc.process_facts"], m=4, c={
                 {n="value", k="string", f=F["lotc.process_facts.processes.process.facts.fact.value"], w=4, m=4}
               }}}
         }}}
+  }}
+BODIES[115] = {n="body", k="struct", f=F["lotc.rolling_restart"], m=10, c={
+    {n="target", k="string", f=F["lotc.rolling_restart.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.rolling_restart.name"], w=2, m=2, s=true},
+    {n="max_unavailable", k="uint", f=F["lotc.rolling_restart.max_unavailable"], w=2, m=2},
+    {n="healthy_deadline_ms", k="uint", f=F["lotc.rolling_restart.healthy_deadline_ms"], w=4, m=4}
   }}
 BODIES[120] = {n="body", k="struct", f=F["lotc.exec_run"], m=12, c={
     {n="target", k="string", f=F["lotc.exec_run.target"], w=2, m=2, s=true},

@@ -37,6 +37,7 @@ from lotc.server.exec_run import exec_run
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
+from lotc.server.rolling import rolling_restart
 from lotc.server.scaling import scale_process
 from lotc.server.schedules import clear_schedule, set_schedule
 from lotc.server.tokens import create_token, revoke_token
@@ -75,6 +76,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    RollingRestart,
     RunVersions,
     ScaleProcess,
     ScheduleClear,
@@ -307,6 +309,11 @@ async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: 
     await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
+async def _rolling_restart(conn: AdminConnection, body: RollingRestart,
+                           request_id: int) -> None:
+    await conn.reply_results(request_id, await rolling_restart(conn.ctl, body))
+
+
 async def _exec_run(conn: AdminConnection, body: ExecRun, request_id: int) -> None:
     results = await exec_run(conn.ctl, body)  # one frame each: output may be a MiB
     for index, result in enumerate(results):
@@ -382,6 +389,7 @@ HANDLERS: dict[MessageType, Handler] = {
     MessageType.QUERY_PROCESS: _query_process,
     MessageType.QUERY_AGENT: _query_agent,
     MessageType.EXEC_RUN: _exec_run,
+    MessageType.ROLLING_RESTART: _rolling_restart,
     MessageType.BUNDLE_REMOVE: _remove_bundle,
     MessageType.LIST_SCHEDULES: _list_schedules,
     MessageType.SCHEDULE_SET: _schedule_set,
