@@ -164,6 +164,8 @@ OPTIONS: dict[str, Option] = {option.key: option for option in (
            HEALTH_CAPABILITY, False),
     Option("check-failures", "check_failures", _count("failures", 100), HEALTH_CAPABILITY,
            False),
+    Option("check-grace", "check_grace", _seconds("the grace", 0, 86400), HEALTH_CAPABILITY,
+           False),
 )}
 
 

@@ -230,7 +230,7 @@ class ProcessFactsEntry:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """HELLO = 1; sent by: client."""
+    """HELLO = 1; sent on: agent → server, console → server (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
     role: Role = Role.AGENT
@@ -245,7 +245,7 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Challenge(Message):
-    """CHALLENGE = 2; sent by: server."""
+    """CHALLENGE = 2; sent on: server → agent, server → console (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.CHALLENGE
     #: random, fresh for every connection
@@ -255,7 +255,7 @@ class Challenge(Message):
 
 @dataclass(frozen=True, slots=True)
 class Auth(Message):
-    """AUTH = 3; sent by: client."""
+    """AUTH = 3; sent on: agent → server, console → server (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AUTH
     #: HMAC-SHA256(key=SHA-256(token), nonce || role || name)
@@ -264,7 +264,7 @@ class Auth(Message):
 
 @dataclass(frozen=True, slots=True)
 class Welcome(Message):
-    """WELCOME = 4; sent by: server."""
+    """WELCOME = 4; sent on: server → agent, server → console (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.WELCOME
     #: server software version
@@ -277,8 +277,23 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Timing(Message):
+    """TIMING = 5; sent on: server → agent, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.TIMING
+    #: you beat this often (as WELCOME.heartbeat_ms)
+    heartbeat_ms: int = 0
+    #: the server beats you this often (on your own beats, to agents: one may come a heartbeat late)
+    ping_ms: int = 0
+    #: beats missed before either side presumes the link dead
+    missed: int = 0
+    #: the server closes your link after this much silence
+    silence_limit_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
-    """HEARTBEAT = 10; sent by: any."""
+    """HEARTBEAT = 10; sent on: every leg (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
     seq: int = 0
@@ -290,7 +305,7 @@ class Heartbeat(Message):
 
 @dataclass(frozen=True, slots=True)
 class TimeInfo(Message):
-    """TIME_INFO = 11; sent by: agent."""
+    """TIME_INFO = 11; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TIME_INFO
     #: NTP server, empty when none answered
@@ -303,7 +318,7 @@ class TimeInfo(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ok(Message):
-    """OK = 20; sent by: any."""
+    """OK = 20; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.OK
     message: str = ""
@@ -311,7 +326,7 @@ class Ok(Message):
 
 @dataclass(frozen=True, slots=True)
 class Error(Message):
-    """ERROR = 21; sent by: any."""
+    """ERROR = 21; sent on: server → agent, server → console (during the handshake); agent → server, server → agent, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ERROR
     code: ErrorCode = ErrorCode.OK
@@ -321,7 +336,7 @@ class Error(Message):
 
 @dataclass(frozen=True, slots=True)
 class Results(Message):
-    """RESULTS = 22; sent by: server."""
+    """RESULTS = 22; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.RESULTS
     results: tuple[AgentResult, ...] = ()
@@ -329,7 +344,7 @@ class Results(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleReady(Message):
-    """BUNDLE_READY = 23; sent by: any."""
+    """BUNDLE_READY = 23; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_READY
     #: bytes already held: continue from here
@@ -338,7 +353,7 @@ class BundleReady(Message):
 
 @dataclass(frozen=True, slots=True)
 class Token(Message):
-    """TOKEN = 24; sent by: server."""
+    """TOKEN = 24; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN
     token: str = ""
@@ -346,7 +361,7 @@ class Token(Message):
 
 @dataclass(frozen=True, slots=True)
 class Cancel(Message):
-    """CANCEL = 25; sent by: admin."""
+    """CANCEL = 25; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.CANCEL
     #: follow request (events -f, logs -f) to end
@@ -355,7 +370,7 @@ class Cancel(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleBegin(Message):
-    """BUNDLE_BEGIN = 30; sent by: admin, server."""
+    """BUNDLE_BEGIN = 30; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_BEGIN
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -368,7 +383,7 @@ class BundleBegin(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleChunk(Message):
-    """BUNDLE_CHUNK = 31; sent by: admin, server."""
+    """BUNDLE_CHUNK = 31; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_CHUNK
     #: position of data in the bundle
@@ -378,7 +393,7 @@ class BundleChunk(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleEnd(Message):
-    """BUNDLE_END = 32; sent by: admin, server."""
+    """BUNDLE_END = 32; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_END
     #: total bytes sent
@@ -387,7 +402,7 @@ class BundleEnd(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleRemove(Message):
-    """BUNDLE_REMOVE = 33; sent by: admin, server."""
+    """BUNDLE_REMOVE = 33; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_REMOVE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -397,7 +412,7 @@ class BundleRemove(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStart(Message):
-    """PROC_START = 40; sent by: admin, server."""
+    """PROC_START = 40; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_START
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -425,7 +440,7 @@ class ProcStart(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStop(Message):
-    """PROC_STOP = 41; sent by: admin, server."""
+    """PROC_STOP = 41; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_STOP
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -440,7 +455,7 @@ class ProcStop(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcResume(Message):
-    """PROC_RESUME = 42; sent by: admin, server."""
+    """PROC_RESUME = 42; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_RESUME
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -455,7 +470,7 @@ class ProcResume(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcTerminate(Message):
-    """PROC_TERMINATE = 43; sent by: admin, server."""
+    """PROC_TERMINATE = 43; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_TERMINATE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -470,7 +485,7 @@ class ProcTerminate(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcKill(Message):
-    """PROC_KILL = 44; sent by: admin, server."""
+    """PROC_KILL = 44; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_KILL
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -485,7 +500,7 @@ class ProcKill(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcRestart(Message):
-    """PROC_RESTART = 45; sent by: admin, server."""
+    """PROC_RESTART = 45; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_RESTART
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -500,7 +515,7 @@ class ProcRestart(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcRemove(Message):
-    """PROC_REMOVE = 46; sent by: admin, server."""
+    """PROC_REMOVE = 46; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_REMOVE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -515,7 +530,7 @@ class ProcRemove(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStartOptions(Message):
-    """PROC_START_OPTIONS = 47; sent by: admin, server."""
+    """PROC_START_OPTIONS = 47; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_START_OPTIONS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -545,7 +560,7 @@ class ProcStartOptions(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleSet(Message):
-    """SCHEDULE_SET = 50; sent by: admin, server."""
+    """SCHEDULE_SET = 50; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_SET
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -555,7 +570,7 @@ class ScheduleSet(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleClear(Message):
-    """SCHEDULE_CLEAR = 51; sent by: admin, server."""
+    """SCHEDULE_CLEAR = 51; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_CLEAR
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -565,7 +580,7 @@ class ScheduleClear(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentState(Message):
-    """AGENT_STATE = 60; sent by: agent."""
+    """AGENT_STATE = 60; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_STATE
     bundles: tuple[BundleEntry, ...] = ()
@@ -575,7 +590,7 @@ class AgentState(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatsReport(Message):
-    """STATS_REPORT = 61; sent by: agent, server."""
+    """STATS_REPORT = 61; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.STATS_REPORT
     #: empty from the agent; set by the server when relaying
@@ -587,7 +602,7 @@ class StatsReport(Message):
 
 @dataclass(frozen=True, slots=True)
 class Event(Message):
-    """EVENT = 62; sent by: agent, server."""
+    """EVENT = 62; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.EVENT
     #: per agent, increasing; the server acknowledges and de-duplicates
@@ -609,7 +624,7 @@ class Event(Message):
 
 @dataclass(frozen=True, slots=True)
 class EventAck(Message):
-    """EVENT_ACK = 63; sent by: server."""
+    """EVENT_ACK = 63; sent on: server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.EVENT_ACK
     #: every event up to seq is stored
@@ -618,7 +633,7 @@ class EventAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class LogLines(Message):
-    """LOG_LINES = 64; sent by: agent, server."""
+    """LOG_LINES = 64; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LOG_LINES
     agent: str = ""
@@ -629,7 +644,7 @@ class LogLines(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListAgents(Message):
-    """LIST_AGENTS = 70; sent by: admin."""
+    """LIST_AGENTS = 70; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_AGENTS
     #: agent name, glob or 'all'; empty means all
@@ -638,7 +653,7 @@ class ListAgents(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListProcesses(Message):
-    """LIST_PROCESSES = 71; sent by: admin."""
+    """LIST_PROCESSES = 71; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_PROCESSES
     #: agent name, glob or 'all'; empty means all
@@ -647,7 +662,7 @@ class ListProcesses(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListBundles(Message):
-    """LIST_BUNDLES = 72; sent by: admin."""
+    """LIST_BUNDLES = 72; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_BUNDLES
     #: agent name, glob or 'all'; empty means all
@@ -656,7 +671,7 @@ class ListBundles(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListSchedules(Message):
-    """LIST_SCHEDULES = 73; sent by: admin."""
+    """LIST_SCHEDULES = 73; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_SCHEDULES
     #: agent name, glob or 'all'; empty means all
@@ -665,7 +680,7 @@ class ListSchedules(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryStats(Message):
-    """QUERY_STATS = 74; sent by: admin."""
+    """QUERY_STATS = 74; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_STATS
     agent: str = ""
@@ -676,7 +691,7 @@ class QueryStats(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryEvents(Message):
-    """QUERY_EVENTS = 75; sent by: admin."""
+    """QUERY_EVENTS = 75; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_EVENTS
     pattern: str = ""
@@ -688,7 +703,7 @@ class QueryEvents(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryLogs(Message):
-    """QUERY_LOGS = 76; sent by: admin, server."""
+    """QUERY_LOGS = 76; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_LOGS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -702,7 +717,7 @@ class QueryLogs(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListRunVersions(Message):
-    """LIST_RUN_VERSIONS = 77; sent by: admin, server."""
+    """LIST_RUN_VERSIONS = 77; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_RUN_VERSIONS
     #: agent name, glob or 'all'; empty means all (server -> agent: empty)
@@ -711,7 +726,7 @@ class ListRunVersions(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryDisk(Message):
-    """QUERY_DISK = 78; sent by: admin, server."""
+    """QUERY_DISK = 78; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_DISK
     #: agent name, glob or 'all' (server -> agent: empty, its own disk)
@@ -720,7 +735,7 @@ class QueryDisk(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryAgent(Message):
-    """QUERY_AGENT = 79; sent by: admin."""
+    """QUERY_AGENT = 79; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_AGENT
     #: one agent's name
@@ -729,7 +744,7 @@ class QueryAgent(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentList(Message):
-    """AGENT_LIST = 80; sent by: server."""
+    """AGENT_LIST = 80; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_LIST
     agents: tuple[AgentEntry, ...] = ()
@@ -737,7 +752,7 @@ class AgentList(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessList(Message):
-    """PROCESS_LIST = 81; sent by: server."""
+    """PROCESS_LIST = 81; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_LIST
     processes: tuple[ProcessEntry, ...] = ()
@@ -745,7 +760,7 @@ class ProcessList(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleList(Message):
-    """BUNDLE_LIST = 82; sent by: server."""
+    """BUNDLE_LIST = 82; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_LIST
     bundles: tuple[BundleEntry, ...] = ()
@@ -753,7 +768,7 @@ class BundleList(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleList(Message):
-    """SCHEDULE_LIST = 83; sent by: server."""
+    """SCHEDULE_LIST = 83; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_LIST
     schedules: tuple[ScheduleEntry, ...] = ()
@@ -761,7 +776,7 @@ class ScheduleList(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatsHistory(Message):
-    """STATS_HISTORY = 84; sent by: server."""
+    """STATS_HISTORY = 84; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.STATS_HISTORY
     agent: str = ""
@@ -772,7 +787,7 @@ class StatsHistory(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunVersions(Message):
-    """RUN_VERSIONS = 85; sent by: agent, server."""
+    """RUN_VERSIONS = 85; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.RUN_VERSIONS
     #: processes whose bundle version is known; agents of release 1 send none
@@ -781,7 +796,7 @@ class RunVersions(Message):
 
 @dataclass(frozen=True, slots=True)
 class DiskUsage(Message):
-    """DISK_USAGE = 86; sent by: agent, server."""
+    """DISK_USAGE = 86; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.DISK_USAGE
     #: one per agent asked (an agent answers one, its own, agent empty)
@@ -790,7 +805,7 @@ class DiskUsage(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentDetail(Message):
-    """AGENT_DETAIL = 87; sent by: server."""
+    """AGENT_DETAIL = 87; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_DETAIL
     agent: str = ""
@@ -800,7 +815,7 @@ class AgentDetail(Message):
 
 @dataclass(frozen=True, slots=True)
 class TokenCreate(Message):
-    """TOKEN_CREATE = 90; sent by: admin."""
+    """TOKEN_CREATE = 90; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN_CREATE
     role: Role = Role.AGENT
@@ -809,7 +824,7 @@ class TokenCreate(Message):
 
 @dataclass(frozen=True, slots=True)
 class TokenRevoke(Message):
-    """TOKEN_REVOKE = 91; sent by: admin."""
+    """TOKEN_REVOKE = 91; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN_REVOKE
     name: str = ""
@@ -817,7 +832,7 @@ class TokenRevoke(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryProcess(Message):
-    """QUERY_PROCESS = 100; sent by: admin."""
+    """QUERY_PROCESS = 100; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_PROCESS
     #: one agent's name
@@ -830,7 +845,7 @@ class QueryProcess(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessDetail(Message):
-    """PROCESS_DETAIL = 101; sent by: server."""
+    """PROCESS_DETAIL = 101; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_DETAIL
     agent: str = ""
@@ -841,7 +856,7 @@ class ProcessDetail(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScaleProcess(Message):
-    """SCALE_PROCESS = 102; sent by: admin."""
+    """SCALE_PROCESS = 102; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCALE_PROCESS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -854,7 +869,7 @@ class ScaleProcess(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListProcessFacts(Message):
-    """LIST_PROCESS_FACTS = 103; sent by: admin, server."""
+    """LIST_PROCESS_FACTS = 103; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_PROCESS_FACTS
     #: agent name or glob
@@ -863,10 +878,71 @@ class ListProcessFacts(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessFacts(Message):
-    """PROCESS_FACTS = 104; sent by: agent, server."""
+    """PROCESS_FACTS = 104; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_FACTS
     processes: tuple[ProcessFactsEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RollingRestart(Message):
+    """ROLLING_RESTART = 115; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ROLLING_RESTART
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    #: process name
+    name: str = ""
+    #: agents restarted at once (a batch); 0 means 1
+    max_unavailable: int = 0
+    #: a batch must be ready within this
+    healthy_deadline_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRun(Message):
+    """EXEC_RUN = 120; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_RUN
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    argv: tuple[str, ...] = ()
+    timeout_ms: int = 0
+    #: agents running it at once; 0: all
+    parallel: int = 0
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecCommand(Message):
+    """EXEC_COMMAND = 121; sent on: server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_COMMAND
+    argv: tuple[str, ...] = ()
+    timeout_ms: int = 0
+    user: str = ""
+    #: bytes kept of stdout, and of stderr
+    max_output: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult(Message):
+    """EXEC_RESULT = 122; sent on: agent → server, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_RESULT
+    agent: str = ""
+    #: exited, killed, timed out, offline, refused...
+    status: str = ""
+    #: -1 when none
+    exit_code: int = 0
+    signal: int = 0
+    duration_us: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    #: output past max_output cut
+    truncated: bool = False
+    #: why it did not run, in words
+    message: str = ""
 
 
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
@@ -874,6 +950,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.CHALLENGE: Challenge,
     MessageType.AUTH: Auth,
     MessageType.WELCOME: Welcome,
+    MessageType.TIMING: Timing,
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.TIME_INFO: TimeInfo,
     MessageType.OK: Ok,
@@ -926,6 +1003,10 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.SCALE_PROCESS: ScaleProcess,
     MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
     MessageType.PROCESS_FACTS: ProcessFacts,
+    MessageType.ROLLING_RESTART: RollingRestart,
+    MessageType.EXEC_RUN: ExecRun,
+    MessageType.EXEC_COMMAND: ExecCommand,
+    MessageType.EXEC_RESULT: ExecResult,
 }
 
 __all__ = [
@@ -950,6 +1031,9 @@ __all__ = [
     "Error",
     "Event",
     "EventAck",
+    "ExecCommand",
+    "ExecResult",
+    "ExecRun",
     "Heartbeat",
     "Hello",
     "KeyValue",
@@ -984,6 +1068,7 @@ __all__ = [
     "QueryProcess",
     "QueryStats",
     "Results",
+    "RollingRestart",
     "RunVersion",
     "RunVersions",
     "ScaleProcess",
@@ -995,6 +1080,7 @@ __all__ = [
     "StatsHistorySample",
     "StatsReport",
     "TimeInfo",
+    "Timing",
     "Token",
     "TokenCreate",
     "TokenRevoke",

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -60,6 +60,11 @@ F["lotc.welcome.server"] = ProtoField.string("lotc.welcome.server", "server", ba
 F["lotc.welcome.heartbeat_ms"] = ProtoField.uint32("lotc.welcome.heartbeat_ms", "heartbeat_ms", base.DEC, nil, nil, "interval the client must send heartbeats at")
 F["lotc.welcome.max_body"] = ProtoField.uint32("lotc.welcome.max_body", "max_body", base.DEC, nil, nil, "")
 F["lotc.welcome.last_event_seq"] = ProtoField.uint64("lotc.welcome.last_event_seq", "last_event_seq", base.DEC, nil, nil, "agents: highest event seq the server has stored")
+F["lotc.timing"] = ProtoField.none("lotc.timing", "TIMING", "")
+F["lotc.timing.heartbeat_ms"] = ProtoField.uint32("lotc.timing.heartbeat_ms", "heartbeat_ms", base.DEC, nil, nil, "you beat this often (as WELCOME.heartbeat_ms)")
+F["lotc.timing.ping_ms"] = ProtoField.uint32("lotc.timing.ping_ms", "ping_ms", base.DEC, nil, nil, "the server beats you this often (on your own beats, to agents: one may come a heartbeat late)")
+F["lotc.timing.missed"] = ProtoField.uint8("lotc.timing.missed", "missed", base.DEC, nil, nil, "beats missed before either side presumes the link dead")
+F["lotc.timing.silence_limit_ms"] = ProtoField.uint32("lotc.timing.silence_limit_ms", "silence_limit_ms", base.DEC, nil, nil, "the server closes your link after this much silence")
 F["lotc.heartbeat"] = ProtoField.none("lotc.heartbeat", "HEARTBEAT", "")
 F["lotc.heartbeat.seq"] = ProtoField.uint32("lotc.heartbeat.seq", "seq", base.DEC, nil, nil, "")
 F["lotc.heartbeat.time_us"] = ProtoField.int64("lotc.heartbeat.time_us", "time_us", base.DEC, nil, nil, "sender's corrected clock")
@@ -443,6 +448,34 @@ F["lotc.process_facts.processes.process.facts"] = ProtoField.uint32("lotc.proces
 F["lotc.process_facts.processes.process.facts.fact"] = ProtoField.none("lotc.process_facts.processes.process.facts.fact", "fact", "")
 F["lotc.process_facts.processes.process.facts.fact.key"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.key", "key", base.UNICODE, "")
 F["lotc.process_facts.processes.process.facts.fact.value"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.value", "value", base.UNICODE, "")
+F["lotc.rolling_restart"] = ProtoField.none("lotc.rolling_restart", "ROLLING_RESTART", "")
+F["lotc.rolling_restart.target"] = ProtoField.string("lotc.rolling_restart.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.rolling_restart.name"] = ProtoField.string("lotc.rolling_restart.name", "name", base.UNICODE, "process name")
+F["lotc.rolling_restart.max_unavailable"] = ProtoField.uint16("lotc.rolling_restart.max_unavailable", "max_unavailable", base.DEC, nil, nil, "agents restarted at once (a batch); 0 means 1")
+F["lotc.rolling_restart.healthy_deadline_ms"] = ProtoField.uint32("lotc.rolling_restart.healthy_deadline_ms", "healthy_deadline_ms", base.DEC, nil, nil, "a batch must be ready within this")
+F["lotc.exec_run"] = ProtoField.none("lotc.exec_run", "EXEC_RUN", "")
+F["lotc.exec_run.target"] = ProtoField.string("lotc.exec_run.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.exec_run.argv"] = ProtoField.uint32("lotc.exec_run.argv", "argv", base.DEC, nil, nil, "")
+F["lotc.exec_run.argv.argv"] = ProtoField.string("lotc.exec_run.argv.argv", "argv", base.UNICODE, "")
+F["lotc.exec_run.timeout_ms"] = ProtoField.uint32("lotc.exec_run.timeout_ms", "timeout_ms", base.DEC, nil, nil, "")
+F["lotc.exec_run.parallel"] = ProtoField.uint16("lotc.exec_run.parallel", "parallel", base.DEC, nil, nil, "agents running it at once; 0: all")
+F["lotc.exec_run.user"] = ProtoField.string("lotc.exec_run.user", "user", base.UNICODE, "")
+F["lotc.exec_command"] = ProtoField.none("lotc.exec_command", "EXEC_COMMAND", "")
+F["lotc.exec_command.argv"] = ProtoField.uint32("lotc.exec_command.argv", "argv", base.DEC, nil, nil, "")
+F["lotc.exec_command.argv.argv"] = ProtoField.string("lotc.exec_command.argv.argv", "argv", base.UNICODE, "")
+F["lotc.exec_command.timeout_ms"] = ProtoField.uint32("lotc.exec_command.timeout_ms", "timeout_ms", base.DEC, nil, nil, "")
+F["lotc.exec_command.user"] = ProtoField.string("lotc.exec_command.user", "user", base.UNICODE, "")
+F["lotc.exec_command.max_output"] = ProtoField.uint32("lotc.exec_command.max_output", "max_output", base.DEC, nil, nil, "bytes kept of stdout, and of stderr")
+F["lotc.exec_result"] = ProtoField.none("lotc.exec_result", "EXEC_RESULT", "")
+F["lotc.exec_result.agent"] = ProtoField.string("lotc.exec_result.agent", "agent", base.UNICODE, "")
+F["lotc.exec_result.status"] = ProtoField.string("lotc.exec_result.status", "status", base.UNICODE, "exited, killed, timed out, offline, refused...")
+F["lotc.exec_result.exit_code"] = ProtoField.int16("lotc.exec_result.exit_code", "exit_code", base.DEC, nil, nil, "-1 when none")
+F["lotc.exec_result.signal"] = ProtoField.uint8("lotc.exec_result.signal", "signal", base.DEC, nil, nil, "")
+F["lotc.exec_result.duration_us"] = ProtoField.uint64("lotc.exec_result.duration_us", "duration_us", base.DEC, nil, nil, "")
+F["lotc.exec_result.stdout"] = ProtoField.bytes("lotc.exec_result.stdout", "stdout", base.NONE, "")
+F["lotc.exec_result.stderr"] = ProtoField.bytes("lotc.exec_result.stderr", "stderr", base.NONE, "")
+F["lotc.exec_result.truncated"] = ProtoField.bool("lotc.exec_result.truncated", "truncated", base.NONE, nil, nil, "output past max_output cut")
+F["lotc.exec_result.message"] = ProtoField.string("lotc.exec_result.message", "message", base.UNICODE, "why it did not run, in words")
 
 local HEADER = {n="header", k="struct", f=F["lotc.hdr"], w=14, m=14, c={
     {n="magic", k="const", f=F["lotc.hdr.magic"], w=2, m=2, v=0x4c54},
@@ -473,6 +506,12 @@ BODIES[4] = {n="body", k="struct", f=F["lotc.welcome"], m=18, c={
     {n="heartbeat_ms", k="uint", f=F["lotc.welcome.heartbeat_ms"], w=4, m=4, s=true},
     {n="max_body", k="uint", f=F["lotc.welcome.max_body"], w=4, m=4},
     {n="last_event_seq", k="uint", f=F["lotc.welcome.last_event_seq"], w=8, m=8}
+  }}
+BODIES[5] = {n="body", k="struct", f=F["lotc.timing"], w=13, m=13, c={
+    {n="heartbeat_ms", k="uint", f=F["lotc.timing.heartbeat_ms"], w=4, m=4, s=true},
+    {n="ping_ms", k="uint", f=F["lotc.timing.ping_ms"], w=4, m=4},
+    {n="missed", k="uint", f=F["lotc.timing.missed"], w=1, m=1},
+    {n="silence_limit_ms", k="uint", f=F["lotc.timing.silence_limit_ms"], w=4, m=4}
   }}
 BODIES[10] = {n="body", k="struct", f=F["lotc.heartbeat"], w=14, m=14, c={
     {n="seq", k="uint", f=F["lotc.heartbeat.seq"], w=4, m=4, s=true},
@@ -908,6 +947,36 @@ BODIES[104] = {n="body", k="struct", f=F["lotc.process_facts"], m=4, c={
                 {n="value", k="string", f=F["lotc.process_facts.processes.process.facts.fact.value"], w=4, m=4}
               }}}
         }}}
+  }}
+BODIES[115] = {n="body", k="struct", f=F["lotc.rolling_restart"], m=10, c={
+    {n="target", k="string", f=F["lotc.rolling_restart.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.rolling_restart.name"], w=2, m=2, s=true},
+    {n="max_unavailable", k="uint", f=F["lotc.rolling_restart.max_unavailable"], w=2, m=2},
+    {n="healthy_deadline_ms", k="uint", f=F["lotc.rolling_restart.healthy_deadline_ms"], w=4, m=4}
+  }}
+BODIES[120] = {n="body", k="struct", f=F["lotc.exec_run"], m=12, c={
+    {n="target", k="string", f=F["lotc.exec_run.target"], w=2, m=2, s=true},
+    {n="argv", k="array", f=F["lotc.exec_run.argv"], w=2, m=2, s=true, e={n="argv", k="string", f=F["lotc.exec_run.argv.argv"], w=4, m=4}},
+    {n="timeout_ms", k="uint", f=F["lotc.exec_run.timeout_ms"], w=4, m=4},
+    {n="parallel", k="uint", f=F["lotc.exec_run.parallel"], w=2, m=2},
+    {n="user", k="string", f=F["lotc.exec_run.user"], w=2, m=2, s=true}
+  }}
+BODIES[121] = {n="body", k="struct", f=F["lotc.exec_command"], m=12, c={
+    {n="argv", k="array", f=F["lotc.exec_command.argv"], w=2, m=2, s=true, e={n="argv", k="string", f=F["lotc.exec_command.argv.argv"], w=4, m=4}},
+    {n="timeout_ms", k="uint", f=F["lotc.exec_command.timeout_ms"], w=4, m=4, s=true},
+    {n="user", k="string", f=F["lotc.exec_command.user"], w=2, m=2, s=true},
+    {n="max_output", k="uint", f=F["lotc.exec_command.max_output"], w=4, m=4}
+  }}
+BODIES[122] = {n="body", k="struct", f=F["lotc.exec_result"], m=26, c={
+    {n="agent", k="string", f=F["lotc.exec_result.agent"], w=2, m=2, s=true},
+    {n="status", k="string", f=F["lotc.exec_result.status"], w=2, m=2, s=true},
+    {n="exit_code", k="sint", f=F["lotc.exec_result.exit_code"], w=2, m=2},
+    {n="signal", k="uint", f=F["lotc.exec_result.signal"], w=1, m=1},
+    {n="duration_us", k="uint", f=F["lotc.exec_result.duration_us"], w=8, m=8},
+    {n="stdout", k="blob", f=F["lotc.exec_result.stdout"], w=4, m=4, s=true},
+    {n="stderr", k="blob", f=F["lotc.exec_result.stderr"], w=4, m=4},
+    {n="truncated", k="bool", f=F["lotc.exec_result.truncated"], w=1, m=1},
+    {n="message", k="string", f=F["lotc.exec_result.message"], w=2, m=2}
   }}
 
 -- ---------------------------------------------------------------- generic runtime

@@ -6,7 +6,8 @@ for the whole agent: a fleet of checks never runs more than LIMIT at once,
 and none blocks the trio loop (HTTP runs in a worker thread, TCP and exec are
 trio's own). The run's health starts as `starting`; the first pass makes it
 `healthy` and ready (as READY=1 does); `check_failures` failures in a row make
-it `unhealthy`, and then, unless its policy is `never`, the run is killed so
+it `unhealthy` (failures before the first pass count only after `check_grace`
+since the start, as with Nomad's check_restart grace), and then, unless its policy is `never`, the run is killed so
 its restart policy starts it again (Nomad's check_restart). Each change of
 health is one HEALTH event saying why. Checks pause while the run is stopped.
 """
@@ -107,6 +108,7 @@ async def watch_health(rec: ProcessRecord, cwd: Path, env: Mapping[str, str],
             rec.notify_changed()
 
     rec.health, rec.health_why = Health.STARTING, "no check has passed yet"
+    grace_ends = trio.current_time() + rec.spec.check_grace
     while True:
         await trio.sleep(rec.spec.check_interval)
         while rec.state == ProcessState.STOPPED:
@@ -118,6 +120,8 @@ async def watch_health(rec: ProcessRecord, cwd: Path, env: Mapping[str, str],
             rec.ready = True
             judge(Health.HEALTHY, why)
             continue
+        if rec.health == Health.STARTING and trio.current_time() < grace_ends:
+            continue  # still starting up: a failure now is not held against it
         failures += 1
         logger.info("%s: check failed (%d of %d): %s", rec.spec.name, failures,
                     rec.spec.check_failures, why)

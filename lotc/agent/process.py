@@ -92,6 +92,7 @@ class ProcessSpec:
     check_interval: float = 5.0
     check_timeout: float = 1.0
     check_failures: int = 3  # failures in a row that make it unhealthy (and restart it)
+    check_grace: float = 10.0  # after a start, failures do not count this long (start-up)
 
     def __post_init__(self) -> None:
         validate_name("process", self.name)
@@ -143,6 +144,7 @@ class ProcessSpec:
             "memory": self.memory, "cpus": self.cpus, "max_pids": self.max_pids,
             "check": self.check, "check_interval": self.check_interval,
             "check_timeout": self.check_timeout, "check_failures": self.check_failures,
+            "check_grace": self.check_grace,
         }
 
     @classmethod

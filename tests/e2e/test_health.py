@@ -61,7 +61,7 @@ async def test_tcp_check_unhealthy_under_policy_never_stays_running(sup: Harness
     h = sup
     port = free_port()  # nobody listens there
     await h.sup.start(ProcessSpec("idle", "b", ["sleep", "60"], check=f"tcp:{port}",
-                                  check_interval=0.05, check_failures=3,
+                                  check_interval=0.05, check_failures=3, check_grace=0,
                                   restart=RestartPolicy.NEVER))
     await wait_until(lambda: h.sup._records["idle"].health == "unhealthy", timeout=10)
     assert _health_events(h, "idle")[0].startswith(
