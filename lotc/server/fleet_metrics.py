@@ -71,6 +71,7 @@ class AgentFamily(Family):
 @dataclass(frozen=True)
 class ProcessFamily(Family):
     value: Callable[[Snapshot, str, str, ProcessView], Value]
+    state_label: bool = False  # the process's state as a third label, `state`
 
 
 def _age_s(snap: Snapshot, seen_us: int) -> Value:
@@ -97,7 +98,7 @@ AGENT_FAMILIES = (
 PROCESS_FAMILIES = (
     # The state is a label: one series per process, 1 for its current state.
     ProcessFamily("lotc_process_state", "gauge", "1 for the process's current state "
-                  "(label state)", lambda snap, agent, name, p: 1),
+                  "(label state)", lambda snap, agent, name, p: 1, state_label=True),
     ProcessFamily("lotc_process_restarts", "counter", "Restarts of the process, as its agent "
                   "counts them", lambda snap, agent, name, p: p.restarts),
     ProcessFamily("lotc_process_cpu_percent", "gauge", "CPU of the process tree in percent of "
@@ -111,10 +112,6 @@ PROCESS_FAMILIES = (
 )
 
 STATE_LABELS = {state: state.name.lower() for state in ProcessState}
-
-
-def _extra_label(family: Family, p: ProcessView) -> dict[str, str]:
-    return {"state": STATE_LABELS[p.state]} if family.name == "lotc_process_state" else {}
 
 
 class FleetCollector(Collector):
@@ -136,13 +133,14 @@ class FleetCollector(Collector):
                     metric.add_metric([name], value)
             yield metric
         for pfamily in PROCESS_FAMILIES:
-            extra = ["state"] if pfamily.name == "lotc_process_state" else []
+            extra = ["state"] if pfamily.state_label else []
             metric = _family(pfamily, ["agent", "process", *extra])
             for agent, view, _ in snap.agents:
                 for process, p in view.processes.items():
                     value = pfamily.value(snap, agent, process, p)
                     if value is not None:
-                        labels = [agent, process, *_extra_label(pfamily, p).values()]
+                        labels = [agent, process,
+                                  *([STATE_LABELS[p.state]] if pfamily.state_label else [])]
                         metric.add_metric(labels, value)
             yield metric
 
@@ -216,7 +214,7 @@ async def render_fleet(ctl: Controller, labels: LabelCache, chunks: list[bytes])
     for pfamily in PROCESS_FAMILIES:
         sample = pfamily.name + "_total" if pfamily.kind == "counter" else pfamily.name
         out.append(f"# HELP {sample} {pfamily.help}\n# TYPE {sample} {pfamily.kind}\n")
-        state = pfamily.name == "lotc_process_state"
+        state = pfamily.state_label
         for agent, view, _ in snap.agents:
             # One agent's processes in one go: no checkpoint while its dict is iterated.
             for process, p in view.processes.items():
