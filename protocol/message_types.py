@@ -83,6 +83,12 @@ class MessageType(IntEnum):
     QUERY_PROCESS = 100
     PROCESS_DETAIL = 101
     SCALE_PROCESS = 102
+    # labels (issue 17: 110-114)
+    AGENT_LABELS = 110
+    LABEL_SET = 111
+    LABEL_UNSET = 112
+    LIST_LABELS = 113
+    LABEL_LIST = 114
 
 
 class FrameFlag(IntEnum):

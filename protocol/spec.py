@@ -35,31 +35,24 @@ Conventions
   LIST_RUN_VERSIONS to agents with "run-versions", PROC_START_OPTIONS to agents
   with "start-options", QUERY_DISK to agents with "disk-free" (for the others the
   server answers DISK_USAGE itself, figures unknown: "agent too old").
+- Labels (110-114): protocol/spec_labels.py, merged below.
 
 Wire values of message types and enums are fixed once released: only add.
 """
 from __future__ import annotations
 
-from enum import IntEnum
-
 from construct import (
     Bytes,
     Const,
-    Construct,
-    Enum,
     Flag,
     FlagsEnum,
     Float32b,
-    GreedyBytes,
     Int8ub,
     Int16sb,
     Int16ub,
     Int32ub,
     Int64sb,
     Int64ub,
-    PascalString,
-    Prefixed,
-    PrefixedArray,
     Struct,
 )
 
@@ -88,24 +81,20 @@ from protocol.message_types import (  # noqa: F401  (re-exported: the spec names
     FrameFlag,
     MessageType,
 )
+from protocol.spec_labels import LABEL_BODIES, LABEL_SENDERS, LABEL_STRUCTS
+from protocol.vocabulary import (
+    Blob,
+    DurationMs,
+    Sha256,
+    Str,
+    Text,
+    TimeUs,
+    array_of,
+    enum_of,
+)
 
-# ---------------------------------------------------------------- vocabulary
-
-Str = PascalString(Int16ub, "utf8")
-Text = PascalString(Int32ub, "utf8")
-Blob = Prefixed(Int32ub, GreedyBytes)
-Sha256 = Bytes(32)
-TimeUs = Int64sb
-DurationMs = Int32ub
-
-
-def enum_of(values: type[IntEnum], width: Construct = Int8ub) -> Construct:
-    return Enum(width, values)
-
-
-def array_of(element: Construct, count: Construct = Int16ub) -> Construct:
-    return PrefixedArray(count, element)
-
+# The vocabulary (Str, Text, Blob, Sha256, TimeUs, DurationMs, enum_of, array_of) is
+# protocol/vocabulary.py's, imported above.
 
 # ---------------------------------------------------------------- header
 
@@ -240,6 +229,7 @@ ProcTarget = Struct(
 )
 
 Pattern = Struct("pattern" / Str * "agent name, glob or 'all'; empty means all")
+
 
 # ---------------------------------------------------------------- bodies
 
@@ -433,6 +423,7 @@ BODIES: dict[MessageType, Struct] = {
         "name" / Str * "the set's name P: its instances are P-0 ... P-(N-1)",
         "instances" / Int16ub * "how many instances the set must have (highest go first)",
     ),
+    **LABEL_BODIES,
 }
 
 # Named shared structs, for generated documentation and dissector subtrees.
@@ -447,6 +438,7 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "ProcessStats": ProcessStats,
     "AgentEntry": AgentEntry,
     "AgentResult": AgentResult,
+    **LABEL_STRUCTS,
 }
 
 # Which side may send each message (documentation, and role checks in the servers).
@@ -475,7 +467,7 @@ SENDERS: dict[MessageType, str] = {
     MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
     MessageType.QUERY_DISK: "admin, server", MessageType.DISK_USAGE: "agent, server",
     MessageType.QUERY_PROCESS: "admin", MessageType.PROCESS_DETAIL: "server",
-    MessageType.SCALE_PROCESS: "admin",
+    MessageType.SCALE_PROCESS: "admin", **LABEL_SENDERS,
 }
 
 assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"

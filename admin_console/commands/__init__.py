@@ -17,6 +17,7 @@ def build_registry() -> Registry:
     # imported here, not at module level: registry.py imports commands.base, and
     # importing this package must not pull the whole table in behind it
     from admin_console.commands import (
+        labels,
         listing,
         meta,
         process,
@@ -31,6 +32,7 @@ def build_registry() -> Registry:
 
     return Registry([
         listing.AgentsCommand(), listing.PsCommand(), listing.BundlesCommand(),
+        labels.LabelCommand(), labels.UnlabelCommand(),
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),

@@ -36,7 +36,7 @@ from lotc.timing import agent_server_silence_s
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.message_types import DEFAULT_MAX_BODY
-from protocol.messages import Error, EventAck, Heartbeat, Welcome
+from protocol.messages import AgentLabels, Error, EventAck, Heartbeat, Label, Welcome
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class LinkConfig:
     token: str
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     stats_interval_s: float = 10.0
+    labels: tuple[tuple[str, str], ...] = ()  # --label KEY=VALUE, checked by lotc.selectors
     connect_timeout_s: float = 10.0
     handshake_timeout_s: float = 10.0
     send_timeout_s: float = 10.0
@@ -153,6 +154,8 @@ async def run_session(
 ) -> None:
     core.outbox.ack(welcome.last_event_seq)
     await framed.send(core.time_info())
+    # Every connect, even with none: the server replaces what we announced before.
+    await framed.send(AgentLabels(labels=tuple(Label(key=k, value=v) for k, v in config.labels)))
     # Events BEFORE the state (fix): the server plans its reconcile from the state as soon as
     # it arrives, and a schedule that fired while it was away moves the desired state only
     # through its SCHEDULE_FIRED event. Sent after the state, the reconcile undid the fire

@@ -32,6 +32,7 @@ from lotc.server.bundles import (
 from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
 from lotc.server.duties import carry_out
+from lotc.server.labels import label_entries, set_labels, unset_labels
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
@@ -52,8 +53,12 @@ from protocol.messages import (
     Cancel,
     DiskUsage,
     Heartbeat,
+    LabelList,
+    LabelSet,
+    LabelUnset,
     ListAgents,
     ListBundles,
+    ListLabels,
     ListProcesses,
     ListRunVersions,
     ListSchedules,
@@ -315,6 +320,19 @@ async def _schedule_clear(conn: AdminConnection, body: ScheduleClear, request_id
     await conn.reply_results(request_id, await clear_schedule(conn.ctl, body))
 
 
+async def _label_set(conn: AdminConnection, body: LabelSet, request_id: int) -> None:
+    await conn.reply_results(request_id, await set_labels(conn.ctl, body))
+
+
+async def _label_unset(conn: AdminConnection, body: LabelUnset, request_id: int) -> None:
+    await conn.reply_results(request_id, await unset_labels(conn.ctl, body))
+
+
+async def _list_labels(conn: AdminConnection, body: ListLabels, request_id: int) -> None:
+    entries = label_entries(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: LabelList(agents=batch), entries)
+
+
 async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: int) -> None:
     await conn.reply(request_id, create_token(conn.ctl, body.role, body.name))
 
@@ -355,4 +373,7 @@ HANDLERS: dict[type[Message], Handler] = {
     ScheduleClear: _schedule_clear,
     TokenCreate: _token_create,
     TokenRevoke: _token_revoke,
+    LabelSet: _label_set,
+    LabelUnset: _label_unset,
+    ListLabels: _list_labels,
 }

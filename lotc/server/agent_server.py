@@ -18,6 +18,7 @@ from protocol.codec import Frame, encode
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
+    AgentLabels,
     AgentState,
     BundleReady,
     DiskUsage,
@@ -133,6 +134,8 @@ def _handled_now(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
         ctl.stats_report(session, body)
     elif isinstance(body, TimeInfo):
         ctl.time_info(session, body)
+    elif isinstance(body, AgentLabels):
+        ctl.agent_labels(session, body)
     elif isinstance(body, REPLY_TYPES):
         if not session.deliver(frame) and isinstance(body, Error):
             logger.warning("agent %s reported: %s", session.name, body.message)
