@@ -9,7 +9,13 @@ from typing import Any, ClassVar
 
 from admin_console.bounds import agent_selector
 from admin_console.commands.base import Command, Context
-from admin_console.commands.detail import detail_request, fetch_detail, render_detail
+from admin_console.commands.detail import (
+    DetailFor,
+    detail_request,
+    fetch_detail,
+    fetch_details,
+    render_detail,
+)
 from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser
 from admin_console.render import (
@@ -193,7 +199,8 @@ class PsCommand(ListCommand):
     '-' when unknown (an agent of an older release cannot tell).
 
     `ps AGENT P` shows one process: state, pid, version, restarts and every
-    option it was started with. Environment values are hidden (only their
+    option it was started with (with a selector for AGENT, P on each agent
+    it matches that has it). Environment values are hidden (only their
     keys show) unless --show-env is given.
 
     Examples:
@@ -226,6 +233,8 @@ class PsCommand(ListCommand):
     async def execute(self, ctx: Context, parsed: Any) -> Any:
         if isinstance(parsed, QueryProcess):
             return await fetch_detail(ctx, parsed)
+        if isinstance(parsed, DetailFor):
+            return await fetch_details(ctx, parsed)
         listing = await super().execute(ctx, parsed)
         versions: dict[tuple[str, str], bytes] = {}
         # Asked second: the server answers from what the process listing just refreshed.
@@ -235,7 +244,7 @@ class PsCommand(ListCommand):
         return PsListing(listing.entries, listing.now_us, versions)
 
     def render(self, result: Any, json: bool) -> str:
-        if isinstance(result, ProcessDetail):
+        if isinstance(result, (ProcessDetail, tuple)):
             return render_detail(result, json)
         if not json:
             return super().render(result, json)

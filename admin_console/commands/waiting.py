@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import trio
 
+from admin_console.bounds import agent_selector
 from admin_console.commands.base import Command, Context
 from admin_console.commands.listing import AgentsCommand, Listing, now_us
 from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser, parse_duration
 from admin_console.render import dumps
-from lotc.errors import RequestTimeout
+from lotc.errors import RequestTimeout, UnknownAgent
 from protocol.messages import AgentEntry, AgentList, ListAgents
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -34,11 +35,14 @@ class WaitCommand(Command):
     """Wait until AGENT is online: every agent it names, or at least one for a glob or all.
 
     For scripts that have just started an agent: the commands after it find
-    it connected. Fails after --timeout (default 30s), naming who is missing.
+    it connected. AGENT is a selector (see `help label`): with label terms,
+    it waits until at least one agent has the labels and every one that has
+    them is online. Fails after --timeout (default 30s), naming who is missing.
 
     Examples:
       wait node-1
       wait web-* --timeout 2m
+      wait role=web
     """
 
     name = "wait"
@@ -46,7 +50,7 @@ class WaitCommand(Command):
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("--timeout", type=parse_duration, default=DEFAULT_TIMEOUT_S)
 
     def parse(self, argv: Sequence[str]) -> WaitFor:
@@ -60,7 +64,10 @@ class WaitCommand(Command):
         seen: list[AgentEntry] = []
         with trio.move_on_after(parsed.timeout_s):
             while True:
-                frames = await client.request(ListAgents(pattern=parsed.pattern))
+                try:
+                    frames = await client.request(ListAgents(pattern=parsed.pattern))
+                except UnknownAgent:  # labels: none has announced them yet
+                    frames = []
                 seen = [a for f in frames if isinstance(f.body, AgentList) for a in f.body.agents]
                 if seen and all(agent.online for agent in seen):
                     return Listing(tuple(seen), now_us())

@@ -33,6 +33,7 @@ def start_fleet(cluster: Cluster) -> None:
     for name, labels in FLEET.items():
         cluster.start_agent(name, extra=tuple(f"--label={label}" for label in labels))
     cluster.wait_online(*FLEET)
+    cluster.console("wait role=web,zone=a")  # a label selector waits for the labels too
     want = {name: dict(label.split("=") for label in labels) for name, labels in FLEET.items()}
     wait_until(lambda: {n: v["labels"] for n, v in labels_of(cluster).items()} == want,
                what="every agent's --labels announced")
@@ -73,6 +74,9 @@ def test_label_selectors_hit_exactly_the_matching_agents(cluster: Cluster, sleep
 
     listed = cluster.console_json("ps role=web")["processes"]
     assert sorted(p["agent"] for p in listed) == ["web1", "web2"]
+    detailed = cluster.console_json("ps role=web p")["processes"]  # P in detail on each
+    assert [(d["agent"], d["fields"]["state"]) for d in detailed] == \
+        [("web1", "stopped"), ("web2", "stopped")], detailed
     out = cluster.console("resume role=web,zone!=b p").stdout  # AND, and !=
     assert result_lines(out) == {"web1": "ok"}, out
     wait_until(lambda: states(cluster)["web1"] == "RUNNING", what="web1 resumed")
