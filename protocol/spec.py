@@ -16,9 +16,10 @@ Conventions
 - Times are UTC microseconds since the Unix epoch in a signed 64-bit field
   (`*_us`); 0 means "never / unknown". Durations are in milliseconds (`*_ms`).
 - Strings are UTF-8, prefixed with their byte length (16-bit `Str`, 32-bit `Text`).
-- `target` fields (admin -> server) name agents: a name, a glob (`web-*`) or
-  `all`. On the server -> agent leg the server sends the same message with an
-  empty target.
+- `target` and `pattern` fields (admin -> server) name agents with a selector: a
+  name, a glob (`web-*`), `all`, a comma list, or label terms (`role=web,zone!=b`);
+  lotc/selectors.py has the rules. On the server -> agent leg the server sends the
+  same message with an empty target.
 - Every request carries a request id in the header; its reply (OK, ERROR,
   RESULTS or a data message) echoes it. A reply too big for one frame is sent as
   several frames of the same type and request id, all but the last flagged MORE.
