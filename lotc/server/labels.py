@@ -50,6 +50,9 @@ async def set_labels(ctl: CommandContext, msg: LabelSet) -> list[AgentResult]:
 async def unset_labels(ctl: CommandContext, msg: LabelUnset) -> list[AgentResult]:
     if not msg.keys:
         raise InvalidRequest("no label key given: write unlabel AGENT KEY...")
+    if len(msg.keys) > MAX_LABELS:  # more than an agent can have: bounds the work of one request
+        raise InvalidRequest(f"{len(msg.keys)} keys given; an agent has at most {MAX_LABELS} "
+                             f"console labels")
     keys = list(dict.fromkeys(validate_label_key(key) for key in msg.keys))
     targets = ctl.resolve_targets(msg.target)
     before = ctl.store.labels(targets)

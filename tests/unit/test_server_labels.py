@@ -5,6 +5,8 @@ to the real `handle_agent` over memory streams (tests/server_helpers.py).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import trio
 
@@ -12,6 +14,7 @@ from lotc.errors import InvalidRequest, UnknownAgent
 from lotc.server.controller import Controller
 from lotc.server.labels import label_entries, set_labels, unset_labels
 from lotc.server.model import Model
+from lotc.server.schema import MIGRATIONS, connect, migrate
 from protocol.enums import EventKind, Role
 from protocol.errors import ErrorCode
 from protocol.messages import AgentLabels, Label, LabelSet, LabelUnset
@@ -108,7 +111,25 @@ async def test_label_commands_refuse_bad_input_and_no_match(ctl: Controller) -> 
         await set_labels(ctl, LabelSet(target="web-1", labels=()))
     with pytest.raises(InvalidRequest, match="invalid label key"):
         await unset_labels(ctl, LabelUnset(target="web-1", keys=("a b",)))
+    with pytest.raises(InvalidRequest, match="at most 32 console labels"):
+        await unset_labels(ctl, LabelUnset(target="web-1", keys=tuple(f"k{i}" for i in range(33))))
     with pytest.raises(UnknownAgent, match=r"^no agent matches 'role=cache'$"):
         await set_labels(ctl, LabelSet(target="role=cache", labels=labels(x="y")))
     with pytest.raises(InvalidRequest, match="mixes agent names and label terms"):
         ctl.resolve_targets("web-1,role=web")
+
+
+def test_a_database_of_the_previous_schema_gets_the_labels_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = connect(path)
+    migrate(conn, path, MIGRATIONS[:3])  # as the release before labels left it
+    conn.execute("INSERT INTO agents (name, hostname, address, version, online, first_seen_us,"
+                 " last_seen_us, connected_us) VALUES ('web-1', 'h', 'a', 'v', 0, 1, 1, 1)")
+    conn.close()
+    model = Model(path)
+    try:
+        assert [a.name for a in model.agents()] == ["web-1"]  # kept
+        model.set_console_labels("web-1", {"role": "web"})
+        assert model.labels()["web-1"].console == {"role": "web"}
+    finally:
+        model.close()
