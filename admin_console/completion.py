@@ -6,8 +6,8 @@ options take a value, their choices) and its `arguments` (the kind of each
 positional word: agent, bundle, process...) decide what may come next.
 Names come from the `ServerState` snapshot the session keeps fresh in the
 background, so completing never waits for the server. A process or bundle
-is completed among those on the agents the AGENT word (a name, glob or
-`all`) typed before it designates.
+is completed among those on the agents the AGENT word (a selector,
+lotc/selectors.py, matched against the snapshot's labels) typed before it designates.
 """
 from __future__ import annotations
 

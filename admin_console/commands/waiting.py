@@ -32,7 +32,7 @@ class WaitFor:
 
 
 class WaitCommand(Command):
-    """Wait until AGENT is online: every agent it names, or at least one for a glob or all.
+    """Wait until AGENT is online: every agent it names, or at least one for a selector.
 
     For scripts that have just started an agent: the commands after it find
     it connected. AGENT is a selector (see `help label`): with label terms,
