@@ -18,6 +18,7 @@ from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser, parse_duration
 from admin_console.render import dumps
 from lotc.errors import RequestTimeout, UnknownAgent
+from lotc.selectors import parse_selector
 from protocol.messages import AgentEntry, AgentList, ListAgents
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -62,12 +63,15 @@ class WaitCommand(Command):
     async def execute(self, ctx: Context, parsed: WaitFor) -> Listing:
         client = ctx.require_client()
         seen: list[AgentEntry] = []
+        labelled = parse_selector(parsed.pattern).uses_labels
         with trio.move_on_after(parsed.timeout_s):
             while True:
                 try:
                     frames = await client.request(ListAgents(pattern=parsed.pattern))
-                except UnknownAgent:  # labels: none has announced them yet
-                    frames = []
+                except UnknownAgent:
+                    if not labelled:
+                        raise  # a name no one enrolled: waiting would not help
+                    frames = []  # no agent has (announced) the labels yet
                 seen = [a for f in frames if isinstance(f.body, AgentList) for a in f.body.agents]
                 if seen and all(agent.online for agent in seen):
                     return Listing(tuple(seen), now_us())
