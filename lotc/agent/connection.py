@@ -44,8 +44,10 @@ logger = logging.getLogger(__name__)
 # "start-options": takes PROC_START_OPTIONS (lotc.options.OPTIONS: log-size, log-keep).
 # "disk-free": answers QUERY_DISK (df's figures for the state dir: lotc.agent.disk).
 # "process-identity": applies the options --user, --nofile, --env-file (agent/identity.py).
+# "labels": sends AGENT_LABELS before its AGENT_STATE when it has --labels; an AGENT_STATE
+#   without one before it means "no labels" (lotc/server/controller.py, agent_labels).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options", "disk-free", "process-identity")
+                "start-options", "disk-free", "process-identity", "labels")
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,10 @@ async def run_session(
 ) -> None:
     core.outbox.ack(welcome.last_event_seq)
     await framed.send(core.time_info())
-    # Every connect, even with none: the server replaces what we announced before.
-    await framed.send(AgentLabels(labels=tuple(Label(key=k, value=v) for k, v in config.labels)))
+    if config.labels:  # none: our AGENT_STATE says so, and a server of release 1 is spared
+        # a message it does not know (it would cut us off)
+        await framed.send(AgentLabels(labels=tuple(Label(key=k, value=v)
+                                                   for k, v in config.labels)))
     # Events BEFORE the state (fix): the server plans its reconcile from the state as soon as
     # it arrives, and a schedule that fired while it was away moves the desired state only
     # through its SCHEDULE_FIRED event. Sent after the state, the reconcile undid the fire

@@ -199,6 +199,7 @@ async def _dispatch(
         ack = ctl.agent_event(session, body)
         await session.send(EventAck(seq=ack.seq))
     elif isinstance(body, AgentState):
+        ctl.agent_state_heard(session)  # before any selector can see the agent's new state
         # In its own task: reconciling awaits replies that this loop must keep reading.
         nursery.start_soon(reconcile, ctl, session, body)
     else:

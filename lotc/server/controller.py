@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 SEEN_ROWS_PER_TICK = 500  # last-seen rows written per verdict tick (see _take_heard)
 ROWS_PER_STEP = 50  # rows written between two checkpoints (see flush_in_steps)
+LABELS_CAPABILITY = "labels"  # lotc.agent.connection.CAPABILITIES
 EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is cut off
 
 
@@ -299,7 +300,14 @@ class Controller:
 
     def agent_labels(self, session: AgentSession, announced: AgentLabels) -> None:
         """The agent's --labels replace those it announced before. The agent checked them;
-        a bad set (another client's) is refused whole, said in an event, never a crash."""
+        a bad set (another client's) is refused whole, said in an event, never a crash.
+
+        An agent with the "labels" capability sends AGENT_LABELS, if it has labels, before
+        its first AGENT_STATE; that state arriving first means it has none now
+        (`agent_state_heard`). So a new agent without labels sends nothing a server of
+        release 1 does not know, and the server never holds a stale or half-known set.
+        """
+        session.labels_heard = True
         try:
             labels = parse_labels(f"{label.key}={label.value}" for label in announced.labels)
         except InvalidRequest as exc:
@@ -307,6 +315,12 @@ class Controller:
             self.server_event(session.name, EventKind.ERROR, f"labels refused: {exc}")
             return
         self.model.replace_announced_labels(session.name, labels)
+
+    def agent_state_heard(self, session: AgentSession) -> None:
+        """An AGENT_STATE: if no AGENT_LABELS came before it, the agent has no labels now."""
+        if not session.labels_heard and LABELS_CAPABILITY in session.hello.capabilities:
+            session.labels_heard = True
+            self.model.replace_announced_labels(session.name, {})
 
     def stats_report(self, session: AgentSession, report: StatsReport) -> None:
         node = {f.name: getattr(report.node, f.name) for f in dataclasses.fields(report.node)}

@@ -119,6 +119,12 @@ def test_console_labels_override_until_unlabel_and_survive_a_restart(cluster: Cl
     assert [a["name"] for a in cluster.console_json("agents tier=back")["agents"]] == ["db1"]
     assert labels_of(cluster)["db1"]["labels"] == {"role": "db", "tier": "back", "zone": "a"}
 
+    # an agent restarted without --label has none of its own; the console's stay
+    cluster.kill_agent("db1")
+    cluster.start_agent("db1")
+    wait_until(lambda: labels_of(cluster)["db1"]["labels"] == {"tier": "back"},
+               what="db1's own labels gone after a restart without --label")
+
 
 def test_bad_labels_are_refused_before_anything_starts(cluster: Cluster) -> None:
     cluster.start_server()

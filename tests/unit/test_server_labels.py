@@ -17,7 +17,7 @@ from lotc.server.model import Model
 from lotc.server.schema import MIGRATIONS, connect, migrate
 from protocol.enums import EventKind, Role
 from protocol.errors import ErrorCode
-from protocol.messages import AgentLabels, Label, LabelSet, LabelUnset
+from protocol.messages import AgentLabels, Event, Label, LabelSet, LabelUnset
 from tests.model_helpers import reopen
 from tests.server_helpers import (  # noqa: F401  (fixtures)
     connect_agent,
@@ -70,6 +70,23 @@ async def test_an_agent_announces_its_labels_at_connect(ctl: Controller,
     assert ctl.session("web-1") is not None  # and the agent stays connected
     assert [e.kind for e in ctl.model.events(agent="web-1") if "refused" in e.message] == \
         [EventKind.ERROR]
+
+
+async def test_a_state_without_labels_before_it_means_none(ctl: Controller,
+                                                          nursery: trio.Nursery) -> None:
+    # what the agent announced at its last connect, and a console label
+    ctl.model.replace_announced_labels("web-1", {"role": "web"})
+    ctl.model.set_console_labels("web-1", {"zone": "b"})
+    fake = await connect_agent(nursery, ctl, "web-1", capabilities=("labels",))
+    await fake.send(fake.state)  # restarted without --label: no AGENT_LABELS before its state
+    await wait_until(lambda: effective(ctl, "web-1") == {"zone": "b"})
+    # an agent of release 1 (no "labels" capability) never announces: nothing is cleared
+    ctl.model.replace_announced_labels("old-1", {"role": "db"})
+    old = await connect_agent(nursery, ctl, "old-1")
+    await old.send(old.state)
+    await old.send(Event(seq=1, time_us=1, kind=EventKind.ERROR, message="after the state"))
+    await wait_until(lambda: ctl.model.events(agent="old-1"))  # read after the state: done
+    assert effective(ctl, "old-1") == {"role": "db"}
 
 
 async def test_label_and_unlabel_answer_per_agent(ctl: Controller) -> None:
