@@ -120,6 +120,12 @@ async def run_link(
                 if isinstance(ending, TokenRevoked):
                     await _wait_after_revocation(config)
                     continue
+                if isinstance(ending, ProtocolError) and \
+                        ending.code == ErrorCode.UNKNOWN_MESSAGE_TYPE:
+                    # An older server stays older until upgraded: retry at the slowest pace,
+                    # not every half second (the handshake succeeded, so backoff was reset).
+                    await trio.sleep(config.backoff_cap_s)
+                    continue
             finally:
                 await framed.aclose()
         delay = backoff.next_delay()
@@ -202,6 +208,13 @@ async def _read_loop(
             # The server's last word before it cuts us off: raised, so that run_link
             # waits long before retrying (a revoked token stays revoked).
             raise error_for_code(frame.body.code, frame.body.message)
+        elif isinstance(frame.body, Error) and frame.body.code == ErrorCode.UNKNOWN_MESSAGE_TYPE:
+            # Its last word too: a server older than us (AGENT_LABELS to a server of
+            # release 1). Said in plain words, not as a broken pipe.
+            raise ProtocolError(
+                f"the server is older than this agent and cut us off ({frame.body.message}): "
+                f"upgrade the server, or run this agent without --label",
+                ErrorCode.UNKNOWN_MESSAGE_TYPE)
         elif not isinstance(frame.body, Heartbeat):
             await handler.dispatch(frame, nursery)
 
