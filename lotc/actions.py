@@ -32,7 +32,7 @@ class Verb(enum.Enum):
     """What the agent's supervisor is asked to do (one method of Supervisor each)."""
 
     START = enum.auto()
-    STOP = enum.auto()  # SIGSTOP the process group
+    STOP = enum.auto()  # freeze the cgroup (or SIGSTOP the process group)
     RESUME = enum.auto()  # SIGCONT
     TERMINATE = enum.auto()  # SIGTERM, SIGKILL after the grace
     KILL = enum.auto()  # any signal, SIGKILL by default

@@ -141,6 +141,8 @@ def conf_file(settings: AgentSettings, mode: str) -> str:
 def systemd_unit(directory: str) -> str:
     # KillMode=process: stopping or upgrading the agent must not kill the processes
     # it manages; they live in their own sessions and the next agent re-adopts them.
+    # Delegate=yes: the unit's cgroup subtree is the agent's to divide, one cgroup per
+    # process (lotc/agent/cgroup_layout.py), with the memory, pids and cpu controllers.
     return f"""[Unit]
 Description=LOTC agent (installed by lotc deploy)
 After=network-online.target
@@ -151,6 +153,7 @@ ExecStart={directory}/run
 Restart=always
 RestartSec=2
 KillMode=process
+Delegate=yes
 
 [Install]
 WantedBy=multi-user.target

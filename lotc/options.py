@@ -16,11 +16,12 @@ from typing import Any
 
 from lotc.errors import InvalidRequest
 
-__all__ = ["IDENTITY_CAPABILITY", "OPTIONS", "START_OPTIONS_CAPABILITY", "Option",
+__all__ = ["IDENTITY_CAPABILITY", "LIMITS_CAPABILITY", "OPTIONS", "START_OPTIONS_CAPABILITY", "Option",
            "agent_options", "canonical_options", "parse_size", "refused_options"]
 
 START_OPTIONS_CAPABILITY = "start-options"  # lotc.agent.connection.CAPABILITIES
 IDENTITY_CAPABILITY = "process-identity"  # --user, --nofile, --env-file (issue 16)
+LIMITS_CAPABILITY = "cgroup-limits"  # --memory, --cpus, --max-pids (lotc/agent/cgroup.py)
 
 MIN_LOG_SIZE = 4096  # a smaller file would rotate on nearly every line
 MAX_LOG_SIZE = 2**40
@@ -82,6 +83,36 @@ def _bundle_file(text: str) -> str:
     if normal == ".." or normal.startswith("../"):
         raise InvalidRequest(f"{text[:40]!r} leaves the bundle")
     return normal
+
+
+MIN_MEMORY = 2**20  # below a MiB the program cannot even be loaded
+MAX_PIDS = 4194304  # the kernel's PID_MAX_LIMIT
+_CPUS = re.compile(r"(\d{1,4})(?:\.(\d{1,3}))?")
+
+
+def _memory(text: str) -> int:
+    size = parse_size(text)
+    if not MIN_MEMORY <= size <= MAX_LOG_SIZE:
+        raise InvalidRequest(f"{text[:40]!r} is out of range: from 1M to 1T")
+    return size
+
+
+def _cpus(text: str) -> str:
+    """'0.5' -> '0.5', '2' -> '2': CPUs with at most 3 decimals (see cpu_milli)."""
+    match = _CPUS.fullmatch(text.strip())
+    milli = 0 if match is None else int(match[1]) * 1000 + int((match[2] or "").ljust(3, "0"))
+    if not 1 <= milli <= 1024 * 1000:
+        raise InvalidRequest(f"{text[:40]!r} is not a number of CPUs from 0.001 to 1024 "
+                             "(0.5 is half of one CPU)")
+    return f"{milli // 1000}.{milli % 1000:03d}".rstrip("0").rstrip(".")
+
+
+def cpu_milli(text: str) -> int:
+    """Thousandths of a CPU of a canonical --cpus value; 0 for none."""
+    if not text:
+        return 0
+    whole, _, decimals = text.partition(".")
+    return int(whole) * 1000 + int(decimals.ljust(3, "0"))
 # ---- end of issue 16's parsers ----
 
 
@@ -104,6 +135,10 @@ OPTIONS: dict[str, Option] = {option.key: option for option in (
     Option("user", "user", _user, IDENTITY_CAPABILITY, False),
     Option("env-file", "env_file", _bundle_file, IDENTITY_CAPABILITY, False),
     Option("instances", "", _count("instances", MAX_INSTANCES)),  # the server expands it
+    # issue 16: limits, written to the process's cgroup (agent/cgroup.py)
+    Option("memory", "memory", _memory, LIMITS_CAPABILITY, False),
+    Option("cpus", "cpus", _cpus, LIMITS_CAPABILITY, False),
+    Option("max-pids", "max_pids", _count("processes", MAX_PIDS), LIMITS_CAPABILITY, False),
 )}
 
 

@@ -22,6 +22,7 @@ from protocol.enums import (
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frame import Frame
 from protocol.messages import (
+    AgentDetail,
     AgentEntry,
     AgentLabels,
     AgentList,
@@ -72,6 +73,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    QueryAgent,
     QueryDisk,
     QueryEvents,
     QueryLogs,
@@ -179,7 +181,7 @@ _D_Action = {1: Action.START, 2: Action.STOP, 3: Action.RESUME, 4: Action.TERMIN
 _D_ScheduleKind = {1: ScheduleKind.CRON, 2: ScheduleKind.AT}
 _D_ProcessState = {0: ProcessState.NONE, 1: ProcessState.STARTING, 2: ProcessState.RUNNING, 3: ProcessState.STOPPED, 4: ProcessState.EXITED, 5: ProcessState.FAILED, 6: ProcessState.BACKOFF}
 _D_DesiredState = {1: DesiredState.RUNNING, 2: DesiredState.STOPPED, 3: DesiredState.EXITED}
-_D_EventKind = {1: EventKind.PROCESS_STATE, 2: EventKind.LIVENESS_MISSED, 3: EventKind.SCHEDULE_FIRED, 4: EventKind.SCHEDULE_MISSED, 5: EventKind.AGENT_ONLINE, 6: EventKind.AGENT_OFFLINE, 7: EventKind.BUNDLE_STORED, 8: EventKind.BUNDLE_REMOVED, 9: EventKind.CLOCK_SYNC, 10: EventKind.ERROR}
+_D_EventKind = {1: EventKind.PROCESS_STATE, 2: EventKind.LIVENESS_MISSED, 3: EventKind.SCHEDULE_FIRED, 4: EventKind.SCHEDULE_MISSED, 5: EventKind.AGENT_ONLINE, 6: EventKind.AGENT_OFFLINE, 7: EventKind.BUNDLE_STORED, 8: EventKind.BUNDLE_REMOVED, 9: EventKind.CLOCK_SYNC, 10: EventKind.ERROR, 11: EventKind.OUT_OF_MEMORY}
 _D_StreamKind = {1: StreamKind.STDOUT, 2: StreamKind.STDERR}
 _E_Role = {1: 1, 2: 2}
 _E_ErrorCode = {0: 0, 100: 100, 101: 101, 102: 102, 103: 103, 104: 104, 105: 105, 106: 106, 200: 200, 201: 201, 202: 202, 300: 300, 301: 301, 302: 302, 303: 303, 304: 304, 305: 305, 306: 306, 307: 307, 308: 308, 309: 309, 310: 310, 311: 311, 312: 312, 313: 313, 314: 314, 500: 500}
@@ -189,7 +191,7 @@ _E_Action = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 _E_ScheduleKind = {1: 1, 2: 2}
 _E_ProcessState = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 _E_DesiredState = {1: 1, 2: 2, 3: 3}
-_E_EventKind = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 10: 10}
+_E_EventKind = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 10: 10, 11: 11}
 _E_StreamKind = {1: 1, 2: 2}
 
 
@@ -572,6 +574,10 @@ class _W_QueryDisk(Message):
     __slots__ = QueryDisk.__slots__
 
 
+class _W_QueryAgent(Message):
+    __slots__ = QueryAgent.__slots__
+
+
 class _W_AgentList(Message):
     __slots__ = AgentList.__slots__
 
@@ -598,6 +604,10 @@ class _W_RunVersions(Message):
 
 class _W_DiskUsage(Message):
     __slots__ = DiskUsage.__slots__
+
+
+class _W_AgentDetail(Message):
+    __slots__ = AgentDetail.__slots__
 
 
 class _W_TokenCreate(Message):
@@ -2395,6 +2405,29 @@ def _dec_QueryDisk(b: bytes, p: int, n: int) -> QueryDisk:
     return querydisk_4
 
 
+def _enc_QueryAgent(m: QueryAgent, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    blen = 2 + len(agent_1)
+    return b"".join((_S10.pack(_MAGIC, 1, 79, flags, rid, blen, len(agent_1)), agent_1))
+
+
+def _dec_QueryAgent(b: bytes, p: int, n: int) -> QueryAgent:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    queryagent_4 = _W_QueryAgent()
+    queryagent_4.agent = agent_2
+    queryagent_4.__class__ = QueryAgent
+    if p != n: raise _trailing(n - p)
+    return queryagent_4
+
+
 def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
@@ -2905,6 +2938,65 @@ def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
     return diskusage_22
 
 
+def _enc_AgentDetail(m: AgentDetail, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    agent_1 = m.agent.encode()
+    ap(_S1.pack(len(agent_1)))
+    ap(agent_1)
+    fields_2 = m.fields
+    ap(_S1.pack(len(fields_2)))
+    for x_3 in fields_2:
+        key_4 = x_3.key.encode()
+        ap(_S1.pack(len(key_4)))
+        ap(key_4)
+        value_5 = x_3.value.encode()
+        ap(_S22.pack(len(value_5)))
+        ap(value_5)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 87, flags, rid, len(body)) + body
+
+
+def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 6 > n - p: raise _short(count_4 * 6, n - p)
+    fields_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S22.unpack_from(b, p)
+        p += 4
+        end_11 = p + len_9
+        if end_11 > n: raise _short(len_9, n - p)
+        value_10 = b[p:end_11].decode()
+        p = end_11
+        keyvalue_12 = _W_KeyValue()
+        keyvalue_12.key = key_7
+        keyvalue_12.value = value_10
+        keyvalue_12.__class__ = KeyValue
+        fields_5.append(keyvalue_12)
+    agentdetail_13 = _W_AgentDetail()
+    agentdetail_13.agent = agent_2
+    agentdetail_13.fields = tuple(fields_5)
+    agentdetail_13.__class__ = AgentDetail
+    if p != n: raise _trailing(n - p)
+    return agentdetail_13
+
+
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 3 + len(name_1)
@@ -3410,6 +3502,7 @@ ENCODERS = {
     QueryLogs: _enc_QueryLogs,
     ListRunVersions: _enc_ListRunVersions,
     QueryDisk: _enc_QueryDisk,
+    QueryAgent: _enc_QueryAgent,
     AgentList: _enc_AgentList,
     ProcessList: _enc_ProcessList,
     BundleList: _enc_BundleList,
@@ -3417,6 +3510,7 @@ ENCODERS = {
     StatsHistory: _enc_StatsHistory,
     RunVersions: _enc_RunVersions,
     DiskUsage: _enc_DiskUsage,
+    AgentDetail: _enc_AgentDetail,
     TokenCreate: _enc_TokenCreate,
     TokenRevoke: _enc_TokenRevoke,
     QueryProcess: _enc_QueryProcess,
@@ -3469,6 +3563,7 @@ DECODERS = {
     76: _dec_QueryLogs,
     77: _dec_ListRunVersions,
     78: _dec_QueryDisk,
+    79: _dec_QueryAgent,
     80: _dec_AgentList,
     81: _dec_ProcessList,
     82: _dec_BundleList,
@@ -3476,6 +3571,7 @@ DECODERS = {
     84: _dec_StatsHistory,
     85: _dec_RunVersions,
     86: _dec_DiskUsage,
+    87: _dec_AgentDetail,
     90: _dec_TokenCreate,
     91: _dec_TokenRevoke,
     100: _dec_QueryProcess,

@@ -77,3 +77,4 @@ class EventKind(IntEnum):
     BUNDLE_REMOVED = 8
     CLOCK_SYNC = 9
     ERROR = 10
+    OUT_OF_MEMORY = 11  # the kernel killed a process for its --memory limit (issue 16)

@@ -69,6 +69,7 @@ class MessageType(IntEnum):
     QUERY_LOGS = 76
     LIST_RUN_VERSIONS = 77
     QUERY_DISK = 78
+    QUERY_AGENT = 79  # one agent in detail (issue 16: its cgroups)
     AGENT_LIST = 80
     PROCESS_LIST = 81
     BUNDLE_LIST = 82
@@ -76,6 +77,7 @@ class MessageType(IntEnum):
     STATS_HISTORY = 84
     RUN_VERSIONS = 85
     DISK_USAGE = 86
+    AGENT_DETAIL = 87
     # token administration
     TOKEN_CREATE = 90
     TOKEN_REVOKE = 91

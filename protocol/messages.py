@@ -729,6 +729,15 @@ class QueryDisk(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class QueryAgent(Message):
+    """QUERY_AGENT = 79; sent by: admin."""
+
+    TYPE: ClassVar[MessageType] = MessageType.QUERY_AGENT
+    #: one agent's name
+    agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentList(Message):
     """AGENT_LIST = 80; sent by: server."""
 
@@ -787,6 +796,16 @@ class DiskUsage(Message):
     TYPE: ClassVar[MessageType] = MessageType.DISK_USAGE
     #: one per agent asked (an agent answers one, its own, agent empty)
     disks: tuple[DiskEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDetail(Message):
+    """AGENT_DETAIL = 87; sent by: server."""
+
+    TYPE: ClassVar[MessageType] = MessageType.AGENT_DETAIL
+    agent: str = ""
+    #: label and text, in display order: state, address, version, clock, then what its node's cgroups give it (from the capabilities it announced)
+    fields: tuple[KeyValue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -932,6 +951,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.QUERY_LOGS: QueryLogs,
     MessageType.LIST_RUN_VERSIONS: ListRunVersions,
     MessageType.QUERY_DISK: QueryDisk,
+    MessageType.QUERY_AGENT: QueryAgent,
     MessageType.AGENT_LIST: AgentList,
     MessageType.PROCESS_LIST: ProcessList,
     MessageType.BUNDLE_LIST: BundleList,
@@ -939,6 +959,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.STATS_HISTORY: StatsHistory,
     MessageType.RUN_VERSIONS: RunVersions,
     MessageType.DISK_USAGE: DiskUsage,
+    MessageType.AGENT_DETAIL: AgentDetail,
     MessageType.TOKEN_CREATE: TokenCreate,
     MessageType.TOKEN_REVOKE: TokenRevoke,
     MessageType.QUERY_PROCESS: QueryProcess,
@@ -953,6 +974,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
 
 __all__ = [
     "MESSAGE_CLASSES",
+    "AgentDetail",
     "AgentEntry",
     "AgentLabels",
     "AgentList",
@@ -1003,6 +1025,7 @@ __all__ = [
     "ProcessEntry",
     "ProcessList",
     "ProcessStats",
+    "QueryAgent",
     "QueryDisk",
     "QueryEvents",
     "QueryLogs",

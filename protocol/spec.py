@@ -419,6 +419,13 @@ BODIES: dict[MessageType, Struct] = {
         * "label and text, in display order: state, pid, version, restarts, then every "
           "start option the process was started with; env values hidden unless asked",
     ),
+    MessageType.QUERY_AGENT: Struct("agent" / Str * "one agent's name"),
+    MessageType.AGENT_DETAIL: Struct(
+        "agent" / Str,
+        "fields" / array_of(KeyValue)
+        * "label and text, in display order: state, address, version, clock, then what "
+          "its node's cgroups give it (from the capabilities it announced)",
+    ),
     MessageType.SCALE_PROCESS: Struct(
         Target,
         "name" / Str * "the set's name P: its instances are P-0 ... P-(N-1)",
@@ -468,7 +475,8 @@ SENDERS: dict[MessageType, str] = {
     MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
     MessageType.QUERY_DISK: "admin, server", MessageType.DISK_USAGE: "agent, server",
     MessageType.QUERY_PROCESS: "admin", MessageType.PROCESS_DETAIL: "server",
-    MessageType.SCALE_PROCESS: "admin", **LABEL_SENDERS,
+    MessageType.SCALE_PROCESS: "admin",
+    MessageType.QUERY_AGENT: "admin", MessageType.AGENT_DETAIL: "server", **LABEL_SENDERS,
 }
 
 assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"

@@ -5,10 +5,12 @@ Import the fixtures into a test module with
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import trio
 
+from lotc.agent.cgroup_layout import UNIFIED, own_cgroups, parent_name
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.logs import LogConfig
 from lotc.agent.supervisor import Supervisor
@@ -46,6 +49,19 @@ def proc_state(pid: int) -> str | None:
         return None
 
 
+def suspended(pid: int) -> bool:
+    """Stopped by SIGSTOP (state T), or frozen with its cgroup (cgroup.events says
+    "frozen 1"; a frozen task shows no T state). False when gone."""
+    if proc_state(pid) == "T":
+        return True
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            directory = own_cgroups(proc_cgroup=f.read()).get(UNIFIED)
+        return directory is not None and "frozen 1" in (directory / "cgroup.events").read_text()
+    except OSError:
+        return False
+
+
 def alive(pid: int) -> bool:
     return proc_state(pid) not in (None, "Z", "X")
 
@@ -71,6 +87,33 @@ class Harness:
 
     def events_of(self, name: str) -> list[tuple[ProcessState, ProcessState]]:
         return [(e.old_state, e.new_state) for e in self.events if e.process == name]
+
+
+def remove_agent_cgroups(state_dir: Path) -> None:
+    """Kill what is left in the cgroups of the agent over `state_dir` and remove them
+    (an agent killed by a test cannot; the processes it left were killed by then)."""
+    parents = [own / parent_name(state_dir) for own in own_cgroups().values()]
+    parents = [parent for parent in parents if parent.is_dir()]
+    for parent in parents:
+        for child in parent.glob("proc-*"):
+            if (child / "cgroup.kill").exists():
+                (child / "cgroup.kill").write_text("1")
+            for pid in (child / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    for parent in parents:
+        for directory in [*parent.glob("proc-*"), parent]:
+            while True:
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # EBUSY: its last members are still dying
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
 
 
 def kill_leftovers(sup: Supervisor) -> None:

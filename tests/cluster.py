@@ -22,6 +22,8 @@ from typing import Any
 
 import psutil
 
+from tests.agent_helpers import remove_agent_cgroups
+
 LOTC = [sys.executable, "-m", "lotc.cli"]
 CONSOLE_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 15.0
@@ -199,6 +201,9 @@ class Cluster:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 proc.kill()
+        for state_dir in self.root.iterdir():  # what the killed agents left (any state dir)
+            if state_dir.is_dir():
+                remove_agent_cgroups(state_dir)
 
 
 def cluster_fixture(tmp_path: Path) -> Iterator[Cluster]:

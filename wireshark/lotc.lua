@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -27,7 +27,7 @@ VS.Action = {[1] = "START", [2] = "STOP", [3] = "RESUME", [4] = "TERMINATE", [5]
 VS.ScheduleKind = {[1] = "CRON", [2] = "AT"}
 VS.ProcessState = {[0] = "NONE", [1] = "STARTING", [2] = "RUNNING", [3] = "STOPPED", [4] = "EXITED", [5] = "FAILED", [6] = "BACKOFF"}
 VS.DesiredState = {[1] = "RUNNING", [2] = "STOPPED", [3] = "EXITED"}
-VS.EventKind = {[1] = "PROCESS_STATE", [2] = "LIVENESS_MISSED", [3] = "SCHEDULE_FIRED", [4] = "SCHEDULE_MISSED", [5] = "AGENT_ONLINE", [6] = "AGENT_OFFLINE", [7] = "BUNDLE_STORED", [8] = "BUNDLE_REMOVED", [9] = "CLOCK_SYNC", [10] = "ERROR"}
+VS.EventKind = {[1] = "PROCESS_STATE", [2] = "LIVENESS_MISSED", [3] = "SCHEDULE_FIRED", [4] = "SCHEDULE_MISSED", [5] = "AGENT_ONLINE", [6] = "AGENT_OFFLINE", [7] = "BUNDLE_STORED", [8] = "BUNDLE_REMOVED", [9] = "CLOCK_SYNC", [10] = "ERROR", [11] = "OUT_OF_MEMORY"}
 VS.StreamKind = {[1] = "STDOUT", [2] = "STDERR"}
 
 local F = {}
@@ -301,6 +301,8 @@ F["lotc.list_run_versions"] = ProtoField.none("lotc.list_run_versions", "LIST_RU
 F["lotc.list_run_versions.pattern"] = ProtoField.string("lotc.list_run_versions.pattern", "pattern", base.UNICODE, "agent name, glob or 'all'; empty means all (server -> agent: empty)")
 F["lotc.query_disk"] = ProtoField.none("lotc.query_disk", "QUERY_DISK", "")
 F["lotc.query_disk.pattern"] = ProtoField.string("lotc.query_disk.pattern", "pattern", base.UNICODE, "agent name, glob or 'all' (server -> agent: empty, its own disk)")
+F["lotc.query_agent"] = ProtoField.none("lotc.query_agent", "QUERY_AGENT", "")
+F["lotc.query_agent.agent"] = ProtoField.string("lotc.query_agent.agent", "agent", base.UNICODE, "one agent's name")
 F["lotc.agent_list"] = ProtoField.none("lotc.agent_list", "AGENT_LIST", "")
 F["lotc.agent_list.agents"] = ProtoField.uint32("lotc.agent_list.agents", "agents", base.DEC, nil, nil, "")
 F["lotc.agent_list.agents.agent"] = ProtoField.none("lotc.agent_list.agents.agent", "agent", "")
@@ -404,6 +406,12 @@ F["lotc.disk_usage.disks.disk.inodes_used"] = ProtoField.uint64("lotc.disk_usage
 F["lotc.disk_usage.disks.disk.inodes_free"] = ProtoField.uint64("lotc.disk_usage.disks.disk.inodes_free", "inodes_free", base.DEC, nil, nil, "f_ffree: df -i's IFree")
 F["lotc.disk_usage.disks.disk.inodes_total"] = ProtoField.uint64("lotc.disk_usage.disks.disk.inodes_total", "inodes_total", base.DEC, nil, nil, "f_files: df -i's Inodes")
 F["lotc.disk_usage.disks.disk.unknown"] = ProtoField.string("lotc.disk_usage.disks.disk.unknown", "unknown", base.UNICODE, "why the figures are unknown (agent too old, offline, ...); empty if known")
+F["lotc.agent_detail"] = ProtoField.none("lotc.agent_detail", "AGENT_DETAIL", "")
+F["lotc.agent_detail.agent"] = ProtoField.string("lotc.agent_detail.agent", "agent", base.UNICODE, "")
+F["lotc.agent_detail.fields"] = ProtoField.uint32("lotc.agent_detail.fields", "fields", base.DEC, nil, nil, "label and text, in display order: state, address, version, clock, then what its node's cgroups give it (from the capabilities it announced)")
+F["lotc.agent_detail.fields.field"] = ProtoField.none("lotc.agent_detail.fields.field", "field", "")
+F["lotc.agent_detail.fields.field.key"] = ProtoField.string("lotc.agent_detail.fields.field.key", "key", base.UNICODE, "")
+F["lotc.agent_detail.fields.field.value"] = ProtoField.string("lotc.agent_detail.fields.field.value", "value", base.UNICODE, "")
 F["lotc.token_create"] = ProtoField.none("lotc.token_create", "TOKEN_CREATE", "")
 F["lotc.token_create.role"] = ProtoField.uint8("lotc.token_create.role", "role", base.DEC, VS.Role, nil, "")
 F["lotc.token_create.name"] = ProtoField.string("lotc.token_create.name", "name", base.UNICODE, "")
@@ -760,6 +768,9 @@ BODIES[77] = {n="body", k="struct", f=F["lotc.list_run_versions"], m=2, c={
 BODIES[78] = {n="body", k="struct", f=F["lotc.query_disk"], m=2, c={
     {n="pattern", k="string", f=F["lotc.query_disk.pattern"], w=2, m=2, s=true}
   }}
+BODIES[79] = {n="body", k="struct", f=F["lotc.query_agent"], m=2, c={
+    {n="agent", k="string", f=F["lotc.query_agent.agent"], w=2, m=2, s=true}
+  }}
 BODIES[80] = {n="body", k="struct", f=F["lotc.agent_list"], m=4, c={
     {n="agents", k="array", f=F["lotc.agent_list.agents"], w=4, m=4, s=true, e={n="agent", k="struct", f=F["lotc.agent_list.agents.agent"], m=53, c={
           {n="name", k="string", f=F["lotc.agent_list.agents.agent.name"], w=2, m=2},
@@ -869,6 +880,13 @@ BODIES[86] = {n="body", k="struct", f=F["lotc.disk_usage"], m=4, c={
           {n="inodes_free", k="uint", f=F["lotc.disk_usage.disks.disk.inodes_free"], w=8, m=8},
           {n="inodes_total", k="uint", f=F["lotc.disk_usage.disks.disk.inodes_total"], w=8, m=8},
           {n="unknown", k="string", f=F["lotc.disk_usage.disks.disk.unknown"], w=2, m=2}
+        }}}
+  }}
+BODIES[87] = {n="body", k="struct", f=F["lotc.agent_detail"], m=4, c={
+    {n="agent", k="string", f=F["lotc.agent_detail.agent"], w=2, m=2, s=true},
+    {n="fields", k="array", f=F["lotc.agent_detail.fields"], w=2, m=2, s=true, e={n="field", k="struct", f=F["lotc.agent_detail.fields.field"], m=6, c={
+          {n="key", k="string", f=F["lotc.agent_detail.fields.field.key"], w=2, m=2},
+          {n="value", k="string", f=F["lotc.agent_detail.fields.field.value"], w=4, m=4}
         }}}
   }}
 BODIES[90] = {n="body", k="struct", f=F["lotc.token_create"], m=3, c={

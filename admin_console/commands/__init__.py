@@ -17,6 +17,7 @@ def build_registry() -> Registry:
     # imported here, not at module level: registry.py imports commands.base, and
     # importing this package must not pull the whole table in behind it
     from admin_console.commands import (
+        agent_detail,
         labels,
         listing,
         meta,
@@ -31,8 +32,8 @@ def build_registry() -> Registry:
     from admin_console.registry import Registry
 
     return Registry([
-        listing.AgentsCommand(), listing.PsCommand(), listing.BundlesCommand(),
-        labels.LabelCommand(), labels.UnlabelCommand(),
+        listing.AgentsCommand(), agent_detail.AgentCommand(), listing.PsCommand(),
+        listing.BundlesCommand(), labels.LabelCommand(), labels.UnlabelCommand(),
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),

@@ -8,6 +8,7 @@ rules) and shows P on each one that has it.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,10 @@ from admin_console.parsing import check_name
 from admin_console.render import dumps
 from lotc.errors import InvalidRequest, UnknownProcess
 from lotc.names import validate_name
-from protocol.messages import AgentList, ListAgents, ProcessDetail, QueryProcess
+from protocol.messages import AgentList, KeyValue, ListAgents, ProcessDetail, QueryProcess
 
-__all__ = ["DetailFor", "detail_request", "fetch_detail", "fetch_details", "render_detail"]
+__all__ = ["DetailFor", "detail_request", "fetch_detail", "fetch_details", "render_detail",
+           "render_rows"]
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,29 @@ async def fetch_details(ctx: Context, request: DetailFor) -> tuple[ProcessDetail
     return tuple(found)
 
 
-def _detail_json(detail: ProcessDetail) -> dict[str, Any]:
-    return {"agent": detail.agent, "name": detail.name,
-            "fields": {kv.key: kv.value for kv in detail.fields}}
+def _identity(detail: ProcessDetail) -> dict[str, str]:
+    return {"agent": detail.agent, "name": detail.name}
 
 
 def render_detail(detail: ProcessDetail | tuple[ProcessDetail, ...], json: bool) -> str:
     """One process (`ps AGENT P`), or a section per agent (`ps SELECTOR P`, JSON: a list)."""
     if isinstance(detail, tuple):
         if json:
-            return dumps({"processes": [_detail_json(d) for d in detail]})
+            return dumps({"processes": [_fields_json(d.fields, _identity(d)) for d in detail]})
         return "\n\n".join(render_detail(d, False) for d in detail)
+    return render_rows(f"{detail.agent}/{detail.name}", detail.fields, json, _identity(detail))
+
+
+def _fields_json(fields: Sequence[KeyValue], identity: dict[str, str]) -> dict[str, Any]:
+    return {**identity, "fields": {kv.key: kv.value for kv in fields}}
+
+
+def render_rows(title: str, fields: Sequence[KeyValue], json: bool,
+                identity: dict[str, str]) -> str:
+    """Label/text rows under a title, aligned; with --json, {identity..., fields}."""
     if json:
-        return dumps(_detail_json(detail))
-    width = max((len(kv.key) for kv in detail.fields), default=0) + 1
-    lines = [f"{detail.agent}/{detail.name}"]
-    lines += [f"  {kv.key + ':':<{width}} {kv.value}" for kv in detail.fields]
+        return dumps(_fields_json(fields, identity))
+    width = max((len(kv.key) for kv in fields), default=0) + 1
+    lines = [title]
+    lines += [f"  {kv.key + ':':<{width}} {kv.value}" for kv in fields]
     return "\n".join(lines)

@@ -77,6 +77,11 @@ class StartCommand(ResultsCommand):
     Environment values are never shown in ps, events or logs (only with
     `ps AGENT P --show-env`). --instances N starts P-0 ... P-(N-1), each with
     LOTC_INSTANCE set; `scale AGENT P N` changes N later.
+    --memory SIZE (e.g. 256M), --cpus N (0.5 is half a CPU) and --max-pids N
+    are enforced by the process's own cgroup, which also holds every child it
+    forks (terminate, kill and restart end them all; stop freezes them all).
+    An agent whose node cannot enforce a limit refuses the start and names
+    the missing controller (`agent AGENT` shows the node's cgroups).
     Offline agents start it when they reconnect.
 
     Examples:
@@ -84,13 +89,14 @@ class StartCommand(ResultsCommand):
       start node-1 tool --name nightly --restart never -- python3 tool.py --full
       start web-* web --liveness 10 --env MODE=prod -- ./web
       start node-1 web --user www-data --env-file prod.env --instances 2 -- ./web
+      start node-1 web --memory 256M --cpus 0.5 --max-pids 64 -- ./web
     """
 
     name = "start"
     usage = ("start AGENT BUNDLE [--name P] [--restart always|on-failure|never] "
              "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] [--log-size 10M] "
              "[--log-keep 5] [--user U[:G]] [--nofile N] [--env-file FILE] [--instances N] "
-             "-- ARGS...")
+             "[--memory SIZE] [--cpus N] [--max-pids N] -- ARGS...")
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -160,10 +166,13 @@ class ControlCommand(ResultsCommand):
 
 
 class StopCommand(ControlCommand):
-    """Suspend process P (SIGSTOP to its whole process group); its watchdog pauses.
+    """Suspend process P and every process it started; its watchdog pauses.
 
-    The process stays in memory, frozen, until resume. To end it, use
-    terminate (SIGTERM, then SIGKILL) or kill.
+    The whole tree is frozen at once through its cgroup (cgroup.freeze or the
+    v1 freezer), children that left its process group too; on a node without
+    a freezer it gets SIGSTOP to its process group. The reply says which. It
+    stays in memory, frozen, until resume. To end it, use terminate
+    (SIGTERM, then SIGKILL) or kill.
 
     Examples:
       stop node-1 web
@@ -176,7 +185,7 @@ class StopCommand(ControlCommand):
 
 
 class ResumeCommand(ControlCommand):
-    """Resume a suspended process P (SIGCONT to its process group).
+    """Resume a suspended process P: thaw its cgroup (or SIGCONT its group).
 
     Examples:
       resume node-1 web
@@ -212,10 +221,11 @@ class TerminateCommand(ControlCommand):
 
 
 class KillCommand(ControlCommand):
-    """Send SIGKILL (or --signal SIG) to process P's process group.
+    """Send SIGKILL (or --signal SIG) to process P and every process it started.
 
-    The group is the process and the children it started (each process runs in
-    a group of its own), so the signal reaches them all. SIGKILL ends the
+    They are the members of its cgroup (children that left its process group
+    too; SIGKILL goes through cgroup.kill), or its process group on a node
+    without cgroups; the reply says which. SIGKILL ends the
     process and it stays down; any other signal (HUP to reload, USR1...) is
     only delivered and needs the agent online. To end a process gently, use
     terminate; stop only suspends it.

@@ -44,10 +44,12 @@ logger = logging.getLogger(__name__)
 # "start-options": takes PROC_START_OPTIONS (lotc.options.OPTIONS: log-size, log-keep).
 # "disk-free": answers QUERY_DISK (df's figures for the state dir: lotc.agent.disk).
 # "process-identity": applies the options --user, --nofile, --env-file (agent/identity.py).
+# "cgroup-limits": takes --memory, --cpus, --max-pids (agent/cgroup.py); whether this node
+# can enforce each is announced beside, with the layout: "cgroup:hybrid", "limit:memory"...
 # "labels": sends AGENT_LABELS before its AGENT_STATE when it has --labels; an AGENT_STATE
 #   without one before it means "no labels" (lotc/server/controller.py, agent_labels).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options", "disk-free", "process-identity", "labels")
+                "start-options", "disk-free", "process-identity", "cgroup-limits", "labels")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ async def run_link(
                 welcome = await client_handshake(
                     framed, role=Role.AGENT, name=config.name, token=config.token,
                     hostname=socket.gethostname(), addresses=local_addresses(),
-                    capabilities=CAPABILITIES, timeout=config.handshake_timeout_s,
+                    capabilities=CAPABILITIES + core.cgroups.capabilities(),
+                    timeout=config.handshake_timeout_s,
                 )
                 backoff.reset()
                 logger.info("connected to %s as %s", config.server, config.name)

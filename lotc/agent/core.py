@@ -15,6 +15,8 @@ from pathlib import Path
 import trio
 
 from lotc.actions import Verb, for_action
+from lotc.agent.cgroup_layout import Layout, remove_parents
+from lotc.agent.cgroup_layout import detect as detect_cgroups
 from lotc.agent.clock import CorrectedClock
 from lotc.agent.outbox import EventOutbox
 from lotc.agent.process import ProcessInfo, ProcessSpec
@@ -89,9 +91,11 @@ class AgentCore:
         self.store = BundleStore(state_dir / "bundles", prune_on_open=False)
         self.outbox = EventOutbox(state_dir / "outbox")
         self.sampler = StatsSampler(state_dir)
+        self.cgroups = detect_cgroups(state_dir)  # blocking, once: cgroupfs is in memory
+        _announce(self.cgroups)
         self.supervisor = Supervisor(state_dir / "processes", self.store.acquire,
                                      self.on_process_event, clock=clock.now_us,
-                                     versions=self.store)
+                                     versions=self.store, layout=self.cgroups)
         self.scheduler = Scheduler(state_dir / "schedules", clock, self.fire_schedule,
                                    self.on_schedule_event, sync_wait_s=sync_wait_s)
         self.clock_synced = trio.Event()  # replaced after each sync: the link reports it
@@ -168,6 +172,7 @@ class AgentCore:
             {p.name: p.pid for p in infos if p.pid},
             {p.name: p.restarts for p in infos},
             {p.name: p.last_liveness for p in infos},
+            self.supervisor.cgroups(),
         )
         return m.StatsReport(
             agent="", time_us=self.clock.now_us(),
@@ -217,18 +222,16 @@ class AgentCore:
                 info = await sup.start(info.spec)
                 return f"started pid {info.pid}"
             case Verb.STOP:
-                await sup.stop(name)
-                return "stopped (SIGSTOP to its process group)"
+                return f"stopped ({await sup.stop(name)})"
             case Verb.RESUME:
-                await sup.resume(name)
-                return "resumed (SIGCONT)"
+                return f"resumed ({await sup.resume(name)})"
             case Verb.TERMINATE:
                 before = sup.get(name).state
                 info = await sup.terminate(name, grace)
                 return _terminated(before, info)
             case Verb.KILL:
-                await sup.kill(name, signal)
-                return f"sent {signal.upper()} to its process group"
+                whom = await sup.kill(name, signal)
+                return f"sent {signal.upper()} to {whom}"
             case Verb.RESTART:
                 info = await sup.restart(name)
                 return f"restarted pid {info.pid}"
@@ -280,6 +283,14 @@ class AgentCore:
 
     def close(self) -> None:
         self.outbox.close()
+        remove_parents(self.cgroups)  # only the empty ones: running processes keep theirs
+
+
+def _announce(layout: Layout) -> None:
+    if layout.missing:
+        logger.warning("cgroups %s; missing: %s", layout.describe(), "; ".join(layout.missing))
+    else:
+        logger.info("cgroups %s", layout.describe())
 
 
 def _terminated(before: ProcessState, info: ProcessInfo) -> str:

@@ -32,12 +32,14 @@ from typing import Any
 
 import trio
 
+from lotc.agent.cgroup import Limits, ProcessCgroup
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.logs import LogConfig
 from lotc.agent.pipe import PipeRecord
 from lotc.agent.restart import RestartBudget
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
+from lotc.options import cpu_milli
 from protocol.enums import DesiredState, ProcessState, RestartPolicy, StreamKind
 
 __all__ = ["ProcessInfo", "ProcessRecord", "ProcessSpec", "budget_for"]
@@ -81,6 +83,10 @@ class ProcessSpec:
     nofile: int = 0  # RLIMIT_NOFILE of the child; 0: the agent's own
     user: str = ""  # "NAME" or "NAME:GROUP" to run as; "": the agent's user
     env_file: str = ""  # KEY=VALUE file inside the bundle, under `env`; "": none
+    # issue 16 limits, written to the process's cgroup (lotc/agent/cgroup.py); 0/"": none
+    memory: int = 0  # bytes
+    cpus: str = ""  # canonical CPUs ("0.5"), see lotc.options.cpu_milli
+    max_pids: int = 0
 
     def __post_init__(self) -> None:
         validate_name("process", self.name)
@@ -106,8 +112,13 @@ class ProcessSpec:
             raise InvalidRequest(f"log_size must be a number of bytes >= 0, not {self.log_size!r}")
         if not isinstance(self.log_keep, int) or self.log_keep < -1:
             raise InvalidRequest(f"log_keep must be a count >= 0, not {self.log_keep!r}")
-        if not isinstance(self.nofile, int) or self.nofile < 0:
-            raise InvalidRequest(f"nofile must be a count >= 0, not {self.nofile!r}")
+        for label in ("nofile", "memory", "max_pids"):
+            if not isinstance(getattr(self, label), int) or getattr(self, label) < 0:
+                raise InvalidRequest(f"{label} must be a count >= 0, "
+                                     f"not {getattr(self, label)!r}")
+
+    def limits(self) -> Limits:
+        return Limits(self.memory, cpu_milli(self.cpus), self.max_pids)
 
     def log_config(self, default: LogConfig) -> LogConfig:
         """The agent's log settings with this spec's own on top."""
@@ -124,6 +135,7 @@ class ProcessSpec:
             "stable_after": self.stable_after, "revision": self.revision,
             "log_size": self.log_size, "log_keep": self.log_keep,
             "nofile": self.nofile, "user": self.user, "env_file": self.env_file,
+            "memory": self.memory, "cpus": self.cpus, "max_pids": self.max_pids,
         }
 
     @classmethod
@@ -155,6 +167,7 @@ class ProcessInfo:
     ready: bool  # READY=1 seen during the current run
     spec: ProcessSpec
     bundle_path: str = ""  # the bundle version's directory the current (or last) run uses
+    oom_kills: int = 0  # runs the kernel ended for the memory limit
 
 
 @dataclass(eq=False)
@@ -194,6 +207,9 @@ class ProcessRecord:
     runner_done: trio.Event | None = None  # set when the record's runner task has ended
     bundle_path: str = ""  # the version directory of the current (or last) run
     holds_bundle: bool = False  # the current run holds that version (store.acquire/hold)
+    cgroup: ProcessCgroup | None = None  # None: the node has none (see cgroup_layout.py)
+    oom_kills: int = 0  # runs the kernel ended for the memory limit, over all runs
+    oom_base: int = 0  # the cgroup's oom_kill count when the current run started
 
     def notify_changed(self) -> None:
         self.changed.set()
@@ -228,7 +244,7 @@ class ProcessRecord:
             "exit_code": self.exit_code,
             "exit_signal": self.exit_signal, "restarts": self.restarts,
             "started_at": self.started_at, "status": self.status,
-            "bundle_path": self.bundle_path,
+            "bundle_path": self.bundle_path, "oom_kills": self.oom_kills,
             "log_pipes": {stream.name: list(saved) for stream, saved in self.log_pipes.items()},
         }
 
@@ -249,6 +265,7 @@ class ProcessRecord:
         rec.started_at = int(data.get("started_at") or 0)
         rec.status = str(data.get("status") or "")
         rec.bundle_path = str(data.get("bundle_path") or "")
+        rec.oom_kills = int(data.get("oom_kills") or 0)
         rec.log_pipes = {StreamKind[stream]: (int(saved[0]), int(saved[1]))
                          for stream, saved in (data.get("log_pipes") or {}).items()}
         return rec, ProcessState[data["state"]]
@@ -259,7 +276,7 @@ class ProcessRecord:
             desired=self.desired, pid=self.pid, exit_code=self.exit_code,
             exit_signal=self.exit_signal, restarts=self.restarts, started_at=self.started_at,
             last_liveness=self.last_liveness, status=self.status, ready=self.ready,
-            spec=self.spec, bundle_path=self.bundle_path,
+            spec=self.spec, bundle_path=self.bundle_path, oom_kills=self.oom_kills,
         )
 
     def event(self, old: ProcessState, reason: str, *, time_us: int,

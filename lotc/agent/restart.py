@@ -36,14 +36,18 @@ class RunOutcome:
     signal: int | None
     requested: bool = False  # the admin asked for the end (terminate/kill/remove)
     liveness_missed: bool = False
+    out_of_memory: int = 0  # > 0: the kernel killed it for this memory limit (bytes)
 
     @property
     def clean(self) -> bool:
-        return self.exit_code == 0 and not self.liveness_missed
+        return self.exit_code == 0 and not self.liveness_missed and not self.out_of_memory
 
     def describe(self) -> str:
         if self.liveness_missed:
             return "killed after a missed liveness deadline"
+        if self.out_of_memory:
+            return (f"killed by the kernel: out of memory "
+                    f"(limit {self.out_of_memory / 2**20:g} MiB)")
         if self.signal is not None:
             return f"killed by signal {self.signal}"
         if self.exit_code is not None:

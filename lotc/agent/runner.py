@@ -30,6 +30,7 @@ step as the change (persist.py), so a cancellation never finds one half-done.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -40,6 +41,8 @@ from typing import Protocol
 
 import trio
 
+from lotc.agent.cgroup import ProcessCgroup, marked_members, refuse_unenforced
+from lotc.agent.cgroup_layout import Layout
 from lotc.agent.identity import Identity, identity_for, read_env_file
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.logs import LogConfig, LogWriter, log_path
@@ -95,6 +98,7 @@ class NoVersions:
 # reach EOF: short, as only a writer that left the group can hold them open, and the
 # restart waits for it.
 DRAIN_TIMEOUT = 0.5
+KILL_WAIT = 5.0  # after the cgroup is killed, how long its members may take to go
 
 
 class Runner:
@@ -102,8 +106,10 @@ class Runner:
                  transition: Callable[..., None], save: Callable[[ProcessRecord], None],
                  emit: Callable[[ProcessEvent], None], clock: Callable[[], int],
                  snapshot: Callable[[ProcessRecord], Callable[[], None]],
-                 versions: BundleVersions | None = None) -> None:
+                 versions: BundleVersions | None = None, layout: Layout | None = None,
+                 ) -> None:
         self.log_root = log_root
+        self.layout = layout or Layout("none")  # the node's cgroups (cgroup_layout.py)
         self.logs = logs  # the agent's defaults; a spec may set its own
         self.resolve_bundle = resolve_bundle  # name -> the version's directory, held
         self.versions = versions or NoVersions()
@@ -197,12 +203,22 @@ class Runner:
             cwd, env, identity = await self._prepare(rec)
             write_record = self.snapshot(rec)
 
+            cgroup = ProcessCgroup.of(self.layout, rec.spec.name, rec.spec.limits())
+
             def record_then_spawn() -> ChildHandle:
                 # A first record creates a file (slow on ext4): do it here, off the loop;
                 # the save after the spawn is then a quick rewrite in place.
                 write_record()
-                return spawn(rec.spec.argv, cwd, env, identity)
+                refuse_unenforced(self.layout, rec.spec.limits())
+                if cgroup is None:
+                    return spawn(rec.spec.argv, cwd, env, identity)
+                cgroup.create(rec.spec.limits())
+                rec.oom_base = cgroup.oom_kills()
+                child = spawn(rec.spec.argv, cwd, env, identity, cgroup.procs_files())
+                child.cgroup = cgroup
+                return child
 
+            rec.cgroup = cgroup
             handle = await trio.to_thread.run_sync(record_then_spawn)
         except (LotcError, OSError) as exc:
             message = str(exc) if isinstance(exc, LotcError) else f"cannot start: {exc}"
@@ -247,8 +263,33 @@ class Runner:
                 for done in drained:
                     await done.wait()
             pumps.cancel_scope.cancel()
-        return RunOutcome(code, sig, requested=rec.desired == DesiredState.EXITED,
-                          liveness_missed=rec.liveness_missed)
+        out_of_memory = await trio.to_thread.run_sync(self._empty, rec, handle)
+        outcome = RunOutcome(code, sig, requested=rec.desired == DesiredState.EXITED,
+                             liveness_missed=rec.liveness_missed,
+                             out_of_memory=rec.spec.memory if out_of_memory else 0)
+        if out_of_memory:
+            rec.oom_kills += 1
+            self.emit(ProcessEvent(self.clock(), rec.spec.name, rec.state, rec.state,
+                                   outcome.describe(), kind=EventKind.OUT_OF_MEMORY))
+        return outcome
+
+    @staticmethod
+    def _empty(rec: ProcessRecord, handle: ChildHandle) -> bool:
+        """Leave nothing of the run behind (blocking): kill what is left of its cgroup
+        and remove it; without cgroups, kill what carries its marker. True when the
+        kernel killed a member for the memory limit during the run."""
+        cgroup = handle.cgroup
+        if cgroup is None:
+            for pid in marked_members(rec.notify_address):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            return False
+        out_of_memory = cgroup.oom_kills() > rec.oom_base
+        if not cgroup.kill_and_wait(KILL_WAIT):
+            logger.warning("%s: members of its cgroup outlived SIGKILL for %g s: %s",
+                           rec.spec.name, KILL_WAIT, cgroup.members())
+        cgroup.remove()
+        return out_of_memory
 
     def _start_pumps(self, nursery: trio.Nursery, rec: ProcessRecord,
                      handle: ChildHandle) -> list[trio.Event]:

@@ -31,6 +31,7 @@ import psutil
 import trio
 
 from lotc.agent import identity as child_identity
+from lotc.agent.cgroup import ProcessCgroup
 from lotc.agent.pipe import PipeRecord, attach, make_pipe, record_of
 from lotc.errors import SpawnFailed
 from protocol.enums import StreamKind
@@ -65,12 +66,15 @@ class ChildHandle:
     popen: subprocess.Popen[bytes] | None = None  # None: re-adopted, not our child
     pipes: dict[StreamKind, int] = field(default_factory=dict)  # our read ends, to pump
     start_ticks: int | None = None  # see start_ticks()
+    cgroup: ProcessCgroup | None = None  # the run's cgroups (cgroup.py), None without
     _closed: bool = field(default=False, repr=False)
 
     async def wait(self) -> tuple[int | None, int | None]:
         """Wait for the leader to end; (exit code, signal), both None when unknown."""
         await trio.lowlevel.wait_readable(self.pidfd)
         signal_group(self.pid, signal.SIGKILL)  # leftovers of the group, see module doc
+        if self.cgroup is not None:  # and those that left the group (the runner waits)
+            self.cgroup.kill()
         status = self._reap()
         if status is None:
             return None, None
@@ -118,34 +122,95 @@ def _create_time(pid: int) -> float:
 _STD_FD = {StreamKind.STDOUT: 1, StreamKind.STDERR: 2}
 
 
-def _preexec(identity: child_identity.Identity) -> Callable[[], None] | None:
-    """What the child does between fork and exec; None when nothing (Popen may vfork)."""
-    if not identity.changes_child:
+def _preexec(identity: child_identity.Identity,
+             join: Sequence[int]) -> Callable[[], None] | None:
+    """What the child does between fork and exec; None when nothing (Popen may vfork).
+    It joins its cgroups first (writing "0", itself, to each cgroup.procs): after the
+    setuid below it might not be allowed to."""
+    if not identity.changes_child and not join:
         return None
 
     def preexec() -> None:
+        for fd in join:
+            os.write(fd, b"0")
         child_identity.apply(identity)
     return preexec
 
 
+# Joining cgroups between fork and exec has a price: a preexec function makes Popen fork
+# (not vfork) and run Python in the child, about 3 ms more per start here, which alone
+# made a start twice bare Popen's (docs/performance.md). A child that needs nothing else
+# before exec goes through /bin/sh instead: vfork, then sh writes "0" (itself) to each
+# cgroup.procs and execs the program, which so starts inside, as with the preexec. sh
+# looks the program up on the same PATH from the same directory and keeps argv[0]; the
+# agent looks first, so a missing program is still refused at once. One difference: a
+# file with no #! line and no ELF header is run by sh as a script, where exec refuses it.
+JOIN_SHELL = "/bin/sh"
+_JOIN_SCRIPT = ('while [ "$1" != -- ]; do echo 0 >"$1" || exit 126; shift; done; '
+                'shift; exec "$@"')
+
+
+def _check_program(program: str, cwd: Path, env: Mapping[str, str]) -> None:
+    """SpawnFailed, in exec's words, when `program` would not be found or run."""
+    places = [cwd / program] if "/" in program else \
+        [Path(directory) / program for directory in os.get_exec_path(dict(env))]
+    found = [place for place in places if place.is_file()]
+    if not found:
+        raise SpawnFailed(f"cannot start {program!r}: {program}: No such file or directory")
+    if not any(os.access(place, os.X_OK) for place in found):
+        raise SpawnFailed(f"cannot start {program!r}: {program}: Permission denied")
+
+
+def _open_all(paths: Sequence[Path]) -> list[int]:
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise SpawnFailed(f"cannot join the cgroup {exc.filename}: {exc.strerror}") from None
+    return fds
+
+
 def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
-          identity: child_identity.Identity | None = None) -> ChildHandle:
+          identity: child_identity.Identity | None = None,
+          cgroup_procs: Sequence[Path] = ()) -> ChildHandle:
     """Start `argv` in a new session with its output on pipes (see pipe.py). Blocking.
 
-    `identity` (identity.py) is who the child becomes before exec. Raises SpawnFailed
-    (missing program, not executable, bad cwd, a user or limit refused...).
+    `identity` (identity.py) is who the child becomes before exec; it enters the
+    cgroups of `cgroup_procs` (their cgroup.procs files, cgroup.py) before exec too.
+    Raises SpawnFailed (missing program, not executable, bad cwd, a user or limit
+    refused...).
     """
+    identity = identity or child_identity.Identity()
+    command, join = list(argv), []
+    if cgroup_procs and identity.changes_child:
+        join = _open_all(cgroup_procs)  # written by the preexec, before it drops root
+    elif cgroup_procs:
+        _check_program(argv[0], cwd, env)
+        command = [JOIN_SHELL, "-c", _JOIN_SCRIPT, "lotc-join", *map(str, cgroup_procs),
+                   "--", *argv]
+    try:
+        return _popen(argv, command, cwd, env, _preexec(identity, join))
+    finally:
+        for fd in join:
+            os.close(fd)
+
+
+def _popen(argv: Sequence[str], command: list[str], cwd: Path, env: Mapping[str, str],
+           preexec: Callable[[], None] | None) -> ChildHandle:
     ends = {stream: make_pipe() for stream in _STD_FD}
     reads = {stream: read for stream, (read, _write) in ends.items()}
     try:
         popen = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+            command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
             stdout=ends[StreamKind.STDOUT][1], stderr=ends[StreamKind.STDERR][1],
             pass_fds=tuple(reads.values()),  # the holders: see pipe.py
             start_new_session=True, close_fds=True,
             # Safe with threads here: the preexec makes system calls on values worked
             # out before the fork, takes no lock and allocates nothing (identity.py).
-            preexec_fn=_preexec(identity or child_identity.Identity()),  # noqa: PLW1509
+            preexec_fn=preexec,  # noqa: PLW1509
         )
     except subprocess.SubprocessError as exc:  # the preexec failed: its words
         for fd in reads.values():

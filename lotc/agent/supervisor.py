@@ -39,6 +39,8 @@ from pathlib import Path
 
 import trio
 
+from lotc.agent.cgroup import ProcessCgroup
+from lotc.agent.cgroup_layout import Layout
 from lotc.agent.lifecycle import ProcessEvent, check_command, check_transition
 from lotc.agent.logs import (
     LogConfig,
@@ -64,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 S = ProcessState
 KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the end before giving up waiting
+FREEZE_WAIT = 2.0  # how long stop waits for cgroup.events to say "frozen 1"
+FREEZE_POLL = 0.002
 
 
 def _utc_us() -> int:
@@ -74,7 +78,8 @@ class Supervisor:
     def __init__(self, state_dir: Path, resolve_bundle: Callable[[str], Path],
                  on_event: Callable[[ProcessEvent], None], *,
                  clock: Callable[[], int] = _utc_us, logs: LogConfig | None = None,
-                 versions: BundleVersions | None = None) -> None:
+                 versions: BundleVersions | None = None, layout: Layout | None = None,
+                 ) -> None:
         """`resolve_bundle(name)` gives the directory a new run uses; with `versions` (the
         bundle store) it also holds that version until `versions.release(path)`."""
         self.state_dir = Path(state_dir)
@@ -89,9 +94,11 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._dirty = trio.Event()  # set when a record changed and is not flushed yet
         self._versions = versions or NoVersions()
+        self.layout = layout or Layout("none")  # the node's cgroups (cgroup_layout.py)
         self._runner = Runner(log_root=self.log_root, logs=self.logs, resolve_bundle=resolve_bundle,
                               transition=self._transition, save=self._save, emit=self._emit,
-                              clock=clock, snapshot=self._snapshot, versions=self._versions)
+                              clock=clock, snapshot=self._snapshot, versions=self._versions,
+                              layout=self.layout)
 
     # ---- lifetime --------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -125,6 +132,11 @@ class Supervisor:
 
     def get(self, name: str) -> ProcessInfo:
         return self._get(name).info()
+
+    def cgroups(self) -> dict[str, ProcessCgroup]:
+        """The cgroup of each process with a live run (for the stats sampler)."""
+        return {name: rec.cgroup for name, rec in self._records.items()
+                if rec.cgroup is not None and rec.pid is not None}
 
     def uses_bundle(self, bundle: str) -> builtins.list[str]:
         """Names of live processes (including ones waiting to restart) that run `bundle`."""
@@ -165,26 +177,47 @@ class Supervisor:
                     del self._records[spec.name]
             return rec.info()
 
-    async def stop(self, name: str) -> None:
-        """Suspend the whole process group (SIGSTOP); its watchdog is paused."""
+    async def stop(self, name: str) -> str:
+        """Suspend the whole tree: freeze its cgroup (escaped children too) and wait until
+        the kernel says it is frozen, or SIGSTOP the group without a freezer. Its
+        watchdog is paused. Returns how, in words."""
         rec = self._get(name)
         check_command(Action.STOP, name, rec.state)
         rec.desired = DesiredState.STOPPED
-        if self._send(rec, signal.SIGSTOP):
-            self._transition(rec, S.STOPPED, "stopped on request (SIGSTOP)")
+        how = "SIGSTOP to its process group"
+        if rec.pid is not None and rec.cgroup is not None and rec.cgroup.freeze(True):
+            how = await self._frozen(rec)
+            self._transition(rec, S.STOPPED, f"stopped on request ({how})")
+        elif self._send(rec, signal.SIGSTOP):
+            self._transition(rec, S.STOPPED, f"stopped on request ({how})")
         self._save(rec)
+        return how
 
-    async def resume(self, name: str) -> None:
-        """Continue a stopped process group (SIGCONT); its watchdog restarts afresh."""
+    @staticmethod
+    async def _frozen(rec: ProcessRecord) -> str:
+        """Wait (bounded) for the freeze to complete; how it went, for the event."""
+        assert rec.cgroup is not None
+        what = rec.cgroup.layout.freezer()
+        with trio.move_on_after(FREEZE_WAIT):
+            while not rec.cgroup.frozen():
+                await trio.sleep(FREEZE_POLL)
+            return f"{what}: frozen, {len(rec.cgroup.members())} processes"
+        return f"{what}: not frozen after {FREEZE_WAIT:g} s, still freezing"
+
+    async def resume(self, name: str) -> str:
+        """Thaw (or SIGCONT) the whole tree; its watchdog restarts afresh. Returns how."""
         rec = self._get(name)
         check_command(Action.RESUME, name, rec.state)
         rec.desired = DesiredState.RUNNING
-        self._send(rec, signal.SIGCONT)
+        self._continue(rec)
         if rec.liveness_timeout > 0:
             rec.deadline = trio.current_time() + rec.liveness_timeout
-        self._transition(rec, S.RUNNING, "resumed on request (SIGCONT)")
+        how = "SIGCONT" if rec.cgroup is None or rec.cgroup.layout.freezer() == "SIGSTOP" \
+            else "thawed"
+        self._transition(rec, S.RUNNING, f"resumed on request ({how})")
         rec.fire_resumed()
         self._save(rec)
+        return how
 
     async def terminate(self, name: str, grace: float | None = None) -> ProcessInfo:
         """SIGTERM to the group, SIGKILL after `grace` (default: the spec's). Returns once
@@ -195,16 +228,20 @@ class Supervisor:
         await self._terminate(rec, grace)
         return rec.info()
 
-    async def kill(self, name: str, signal_name: str | int = "SIGKILL") -> None:
-        """Send any signal to the group. SIGKILL also means "stay down" (desired EXITED);
-        other signals are only delivered, and if one ends the process its policy decides."""
+    async def kill(self, name: str, signal_name: str | int = "SIGKILL") -> str:
+        """Send any signal to the whole tree. SIGKILL also means "stay down" (desired
+        EXITED); other signals are only delivered, and if one ends the process its policy
+        decides. Returns whom it reached, in words."""
         sig = parse_signal(signal_name)
         rec = self._get(name)
         check_command(Action.KILL, name, rec.state)
         if sig == signal.SIGKILL:
             rec.desired = DesiredState.EXITED
+        whom = "its process group" if rec.cgroup is None else \
+            f"every process of its cgroup ({len(rec.cgroup.members())})"
         self._send(rec, sig)
         self._save(rec)
+        return whom
 
     async def restart(self, name: str) -> ProcessInfo:
         """Terminate if alive, forget the crash history, start again. Returns once spawned."""
@@ -322,10 +359,17 @@ class Supervisor:
             logger.error("cannot flush process records: %s", exc)
 
     def _send(self, rec: ProcessRecord, sig: int) -> bool:
-        """Signal the group now, or queue it if the pid does not exist yet. False if the
-        process has no live group (ended, or in backoff)."""
+        """Signal the tree now (every member of its cgroup, or its process group without
+        one), or queue it if the pid does not exist yet. False if the process has no
+        live tree (ended, or in backoff). SIGKILL goes through cgroup.kill where there
+        is one: it also reaches members forking meanwhile."""
         if rec.pid is not None:
-            signal_group(rec.pid, sig)
+            if rec.cgroup is None:
+                signal_group(rec.pid, sig)
+            elif sig == signal.SIGKILL:
+                rec.cgroup.kill()
+            else:
+                rec.cgroup.signal(sig)
             return True
         if rec.state == S.STARTING:
             rec.pending_signals.append(sig)
@@ -337,13 +381,20 @@ class Supervisor:
         if rec.state == S.BACKOFF:
             rec.wake_backoff()
         self._send(rec, signal.SIGTERM)
-        self._send(rec, signal.SIGCONT)  # a suspended process must run to act on SIGTERM
+        self._continue(rec)  # a suspended process must run to act on SIGTERM
         with trio.move_on_after(rec.spec.grace if grace is None else grace):
             await self._until_ended(rec)
         if rec.state in ALIVE:
             self._send(rec, signal.SIGKILL)
             with trio.move_on_after(KILL_WAIT):
                 await self._until_ended(rec)
+
+    def _continue(self, rec: ProcessRecord) -> None:
+        """Let a suspended tree run again: thaw its cgroup, and SIGCONT (a member may
+        have been stopped by a signal, or the node has no freezer)."""
+        if rec.pid is not None and rec.cgroup is not None:
+            rec.cgroup.freeze(False)
+        self._send(rec, signal.SIGCONT)
 
     @staticmethod
     async def _until_ended(rec: ProcessRecord) -> None:
@@ -380,6 +431,7 @@ class Supervisor:
     async def _revive(self, rec: ProcessRecord) -> None:
         """Re-adopt the saved pid if it is still the same process, else start again."""
         adopted = None
+        rec.cgroup = ProcessCgroup.of(self.layout, rec.spec.name)  # same name, same path
         if not rec.pid:  # the agent died between the spawn and recording the pid
             orphan = await trio.to_thread.run_sync(find_orphan, rec.notify_address)
             if orphan is not None:
@@ -403,6 +455,10 @@ class Supervisor:
                 logger.error("process %s could not be started again: %s", rec.spec.name, exc)
             return
         handle, suspended = adopted
+        handle.cgroup = rec.cgroup
+        if rec.cgroup is not None:  # a frozen tree shows no T state: ask its cgroup
+            suspended = suspended or rec.cgroup.wants_frozen()
+            rec.oom_base = await trio.to_thread.run_sync(rec.cgroup.oom_kills)
         if rec.bundle_path:  # keep the version it runs in on disk until it ends
             rec.holds_bundle = await trio.to_thread.run_sync(
                 self._versions.hold, Path(rec.bundle_path))

@@ -21,6 +21,7 @@ from lotc.errors import Conflict, LotcError, error_reply
 from lotc.net.auth import server_handshake
 from lotc.net.framed import FramedStream
 from lotc.server import queries
+from lotc.server.agent_detail import agent_detail
 from lotc.server.agent_server import ping
 from lotc.server.bundles import (
     IncomingUpload,
@@ -73,6 +74,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    QueryAgent,
     QueryDisk,
     QueryEvents,
     QueryLogs,
@@ -304,6 +306,10 @@ async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: 
     await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
+async def _query_agent(conn: AdminConnection, body: QueryAgent, request_id: int) -> None:
+    await conn.reply(request_id, await agent_detail(conn.ctl, body))
+
+
 async def _control(conn: AdminConnection, body: ControlMessage, request_id: int) -> None:
     await conn.reply_results(request_id, await control_process(conn.ctl, body))
 
@@ -367,6 +373,7 @@ HANDLERS: dict[type[Message], Handler] = {
     ProcRemove: _control,
     ScaleProcess: _scale,
     QueryProcess: _query_process,
+    QueryAgent: _query_agent,
     BundleRemove: _remove_bundle,
     ListSchedules: _list_schedules,
     ScheduleSet: _schedule_set,

@@ -19,6 +19,7 @@ from lotc.names import validate_name
 from lotc.server import queries
 from lotc.server.command_context import CommandContext
 from lotc.server.records import ProcessSpecRecord
+from protocol.enums import EventKind
 from protocol.messages import KeyValue, ProcessDetail, ProcessEntry, QueryProcess
 
 __all__ = ["process_detail"]
@@ -59,6 +60,20 @@ def option_rows(spec: ProcessSpecRecord, show_env: bool) -> list[tuple[str, str]
     return rows
 
 
+OOM_EVENTS_READ = 1000  # the newest events of the agent looked at for the count
+
+
+def _oom_text(ctl: CommandContext, agent: str, name: str) -> str:
+    """How many runs the kernel ended for the memory limit, from the agent's events
+    (OUT_OF_MEMORY), and the last one's words."""
+    events = [e for e in ctl.store.events(agent, limit=OOM_EVENTS_READ, newest=True)
+              if e.kind == EventKind.OUT_OF_MEMORY and e.process == name]
+    if not events:
+        return "0"
+    last = max(events, key=lambda e: e.time_us)
+    return f"{len(events)} (last: {last.message})"
+
+
 async def process_detail(ctl: CommandContext, msg: QueryProcess) -> ProcessDetail:
     validate_name("agent", msg.agent)
     validate_name("process", msg.name)
@@ -70,6 +85,7 @@ async def process_detail(ctl: CommandContext, msg: QueryProcess) -> ProcessDetai
     versions = {r.process: r.sha256 for r in queries.run_versions(ctl, msg.agent)
                 if r.agent == msg.agent}
     rows = _run_rows(entry, versions.get(msg.name))
+    rows.append(("out of memory", _oom_text(ctl, msg.agent, msg.name)))
     if spec is not None:
         rows += option_rows(spec, msg.show_env)
     return ProcessDetail(agent=msg.agent, name=msg.name,

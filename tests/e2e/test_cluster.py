@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psutil
 
+from tests.agent_helpers import suspended
 from tests.cluster import Cluster, wait_until
 
 PY = sys.executable
@@ -46,11 +47,11 @@ def test_process_lifecycle_reaches_the_whole_tree(cluster: Cluster, app_bundle: 
     assert "node4/web | tick 3" in bare, bare
 
     cluster.console("stop node4 web")
-    wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in tree), what="tree stopped")
+    wait_until(lambda: all(suspended(p.pid) for p in tree), what="tree stopped")
     assert cluster.processes()[("node4", "web")]["state"] == "STOPPED"
     assert cluster.processes()[("node4", "web")]["desired"] == "STOPPED"
     cluster.console("resume node4 web")
-    wait_until(lambda: all(p.status() != psutil.STATUS_STOPPED for p in tree), what="resumed")
+    wait_until(lambda: not any(suspended(p.pid) for p in tree), what="resumed")
 
     cluster.console("terminate node4 web")
     wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE

@@ -23,8 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from tests.agent_helpers import suspended
 from tests.cluster import Cluster, wait_until
 
 PY = sys.executable
@@ -100,7 +99,7 @@ def view(cluster: Cluster) -> View:
 
 
 def stopped(pid: int) -> bool:
-    return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    return suspended(pid)
 
 
 def test_a_schedule_fires_on_time_and_a_server_restart_keeps_its_effect(

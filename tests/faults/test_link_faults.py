@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from protocol.enums import EventKind, ProcessState
 from tests import fault_db
+from tests.agent_helpers import suspended
 from tests.cluster import Cluster, wait_until
 from tests.fault_proxy import FaultProxy
 from tests.faults.test_agent_killed import background_console, copies
@@ -127,7 +126,7 @@ def test_a_deaf_link_and_a_stalled_link_are_noticed_and_healed(cluster: Cluster)
 
     # The processes ran (suspended now) throughout: same pids, one copy each.
     for agent, pid in pids.items():
-        assert psutil.Process(pid).status() == psutil.STATUS_STOPPED, agent
+        assert suspended(pid), agent
     assert sorted(p.pid for p in copies(cluster, "idle.py")) == sorted(pids.values())
     offline_events = {a: len(fault_db.events(cluster.db, a, EventKind.AGENT_OFFLINE))
                       for a in pids}

@@ -42,7 +42,7 @@ def test_sizes_and_canonical_text() -> None:
 
 
 @pytest.mark.parametrize("pairs, said", [
-    ([("memory", "1G")], "unknown process option 'memory'"),
+    ([("swap", "1G")], "unknown process option 'swap'"),
     ([("log-size", "10Q")], "process option log-size: '10Q' is not a size"),
     ([("log-size", "100")], "out of range"),
     ([("log-keep", "x")], "not a whole number"),
