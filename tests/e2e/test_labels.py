@@ -101,6 +101,10 @@ def test_console_labels_override_until_unlabel_and_survive_a_restart(cluster: Cl
     assert sorted(a["name"] for a in cluster.console_json("agents role=web")["agents"]) == \
         ["db1", "web1", "web2"]
     assert "role=web* tier=back* zone=a" in cluster.console("agents db1").stdout
+    details = cluster.console_json("agent role=web")["agents"]  # a section per agent
+    assert [d["agent"] for d in details] == ["db1", "web1", "web2"]
+    assert details[0]["fields"]["labels"] == \
+        "role=web tier=back zone=a (console: role=web tier=back; agent: role=db zone=a)"
 
     # the agent's --label cannot be removed from the console: said plainly, as a failure
     refused = cluster.console("unlabel web1 role", check=False)
