@@ -29,18 +29,19 @@ from contextlib import asynccontextmanager
 import trio
 
 from admin_console.errors import ConnectionLost
+from lotc import timing
 from lotc.errors import RequestTimeout, error_for_code
 from lotc.exc_groups import lone_error
 from lotc.net.address import Address
 from lotc.net.auth import client_handshake
 from lotc.net.framed import FramedStream, PeerClosed
 from lotc.net.transport import connect as open_framed
-from lotc.timing import CONSOLE_SERVER_SILENCE_S
+from protocol import contract
 from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ProtocolError
-from protocol.message_types import DEFAULT_MAX_BODY
-from protocol.messages import Cancel, Error, Heartbeat, Message, Welcome
+from protocol.message_types import DEFAULT_MAX_BODY, Leg, Phase
+from protocol.messages import Cancel, Error, Heartbeat, Message, Timing, Welcome
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ SEND_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 # After CANCEL, the server ends a follow stream with OK at once; this is generous.
 CANCEL_TIMEOUT_S = 10.0
-# The server pings every 5 s; this much silence means it (or the path) is gone.
-SERVER_SILENCE_LIMIT_S = CONSOLE_SERVER_SILENCE_S
+# How long the server may be silent before the console says the connection is lost:
+# derived from the server's TIMING (lotc/timing.py); this until it comes (an older
+# server sends none).
+SERVER_SILENCE_LIMIT_S = timing.LEGACY_CONSOLE_SERVER_SILENCE_S
 DEFAULT_HEARTBEAT_S = 5.0  # used when WELCOME gives no interval
 REPLY_BUFFER = 64  # frames buffered per request before the receive loop waits
 MAX_REQUEST_ID = 2**32 - 1
@@ -174,6 +177,7 @@ class AdminClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, trio.MemorySendChannel[Frame]] = {}
         self._server_error: str | None = None
+        self.server_silence_limit_s = SERVER_SILENCE_LIMIT_S
         self._lost = trio.Event()  # the REPL waits on it to start reconnecting
 
     @classmethod
@@ -193,7 +197,7 @@ class AdminClient:
             welcome = await client_handshake(
                 framed, role=Role.ADMIN, name=name, token=token,
                 hostname=hostname if hostname is not None else socket.gethostname(),
-                timeout=HANDSHAKE_TIMEOUT_S,
+                capabilities=(timing.CAPABILITY,), timeout=HANDSHAKE_TIMEOUT_S,
             )
             client = cls(framed, welcome, address, on_unsolicited)
             try:
@@ -289,10 +293,13 @@ class AdminClient:
         reason = "connection closed"
         try:
             while True:
-                frame = await self.framed.receive_within(SERVER_SILENCE_LIMIT_S)
+                frame = await self.framed.receive_within(self.server_silence_limit_s)
+                # The CONTRACT, as every receiver checks it: a frame the server may not
+                # send a console ends the connection ("the server sent bad data").
+                contract.check(Leg.SERVER_TO_ADMIN, Phase.AUTHENTICATED, frame.body.TYPE)
                 await self._dispatch(frame)
         except trio.TooSlowError:
-            reason = f"the server has been silent for {SERVER_SILENCE_LIMIT_S:g} s"
+            reason = f"the server has been silent for {self.server_silence_limit_s:g} s"
         except PeerClosed:
             reason = "the server closed the connection"
         except trio.BrokenResourceError:
@@ -331,12 +338,26 @@ class AdminClient:
     def _unsolicited(self, frame: Frame) -> None:
         if isinstance(frame.body, Heartbeat):
             return
+        if isinstance(frame.body, Timing):
+            self._take_timing(frame.body)
+            return
         if isinstance(frame.body, Error):
             # the server says why before it closes (token revoked, protocol error...)
             self._server_error = frame.body.message
             return
         if self.on_unsolicited is not None:
             self.on_unsolicited(frame)
+
+    def _take_timing(self, message: Timing) -> None:
+        """The server's numbers: its silence limit is derived from them from now on."""
+        try:
+            numbers = timing.LinkTiming.from_message(message)
+        except ValueError as exc:
+            logger.warning("ignoring the server's TIMING (%s)", exc)
+            return
+        self.server_silence_limit_s = numbers.server_silence_limit_s
+        logger.debug("server silence limit %g s (ping %g s, %d missed)",
+                     self.server_silence_limit_s, numbers.ping_s, numbers.missed)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.welcome.heartbeat_ms / 1000 or DEFAULT_HEARTBEAT_S

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from lotc.errors import InvalidRequest
+from lotc.health_checks import parse_check
+from lotc.parse.durations import parse_duration
 
-__all__ = ["IDENTITY_CAPABILITY", "LIMITS_CAPABILITY", "OPTIONS", "START_OPTIONS_CAPABILITY", "Option",
+__all__ = ["HEALTH_CAPABILITY", "IDENTITY_CAPABILITY", "LIMITS_CAPABILITY", "OPTIONS", "START_OPTIONS_CAPABILITY", "Option",
            "agent_options", "canonical_options", "parse_size", "refused_options"]
 
 START_OPTIONS_CAPABILITY = "start-options"  # lotc.agent.connection.CAPABILITIES
 IDENTITY_CAPABILITY = "process-identity"  # --user, --nofile, --env-file (issue 16)
 LIMITS_CAPABILITY = "cgroup-limits"  # --memory, --cpus, --max-pids (lotc/agent/cgroup.py)
+HEALTH_CAPABILITY = "health-checks"  # --check and its settings (lotc/agent/health.py)
 
 MIN_LOG_SIZE = 4096  # a smaller file would rotate on nearly every line
 MAX_LOG_SIZE = 2**40
@@ -116,11 +119,25 @@ def cpu_milli(text: str) -> int:
 # ---- end of issue 16's parsers ----
 
 
+def _check(text: str) -> str:
+    return parse_check(text).text()
+
+
+def _seconds(label: str, minimum: float, maximum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        seconds = parse_duration(text)
+        if not minimum <= seconds <= maximum:
+            raise InvalidRequest(f"{text[:40]!r} is out of range: {label} is from "
+                                 f"{minimum:g} s to {maximum:g} s")
+        return seconds
+    return parse
+
+
 @dataclass(frozen=True)
 class Option:
     key: str  # on the wire and in the model
     field: str  # lotc.agent.process.ProcessSpec field it sets; "": the server's alone
-    parse: Callable[[str], int | str]  # text -> value; InvalidRequest in plain words
+    parse: Callable[[str], int | float | str]  # text -> value; InvalidRequest in plain words
     capability: str = START_OPTIONS_CAPABILITY  # what an agent announces to apply it
     # True: an agent without the capability runs the process without it (log sizes);
     # False: it must not run at all (running as root what asked for --user is worse).
@@ -139,6 +156,16 @@ OPTIONS: dict[str, Option] = {option.key: option for option in (
     Option("memory", "memory", _memory, LIMITS_CAPABILITY, False),
     Option("cpus", "cpus", _cpus, LIMITS_CAPABILITY, False),
     Option("max-pids", "max_pids", _count("processes", MAX_PIDS), LIMITS_CAPABILITY, False),
+    # issue 17: health checks, run by the agent (agent/health.py)
+    Option("check", "check", _check, HEALTH_CAPABILITY, False),
+    Option("check-interval", "check_interval", _seconds("the interval", 0.1, 86400),
+           HEALTH_CAPABILITY, False),
+    Option("check-timeout", "check_timeout", _seconds("the timeout", 0.01, 3600),
+           HEALTH_CAPABILITY, False),
+    Option("check-failures", "check_failures", _count("failures", 100), HEALTH_CAPABILITY,
+           False),
+    Option("check-grace", "check_grace", _seconds("the grace", 0, 86400), HEALTH_CAPABILITY,
+           False),
 )}
 
 

@@ -43,6 +43,9 @@ from protocol.messages import (
     Error,
     Event,
     EventAck,
+    ExecCommand,
+    ExecResult,
+    ExecRun,
     Heartbeat,
     Hello,
     KeyValue,
@@ -55,6 +58,7 @@ from protocol.messages import (
     ListBundles,
     ListLabels,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     ListSchedules,
     LogLines,
@@ -63,6 +67,8 @@ from protocol.messages import (
     Ok,
     ProcessDetail,
     ProcessEntry,
+    ProcessFacts,
+    ProcessFactsEntry,
     ProcessList,
     ProcessStats,
     ProcKill,
@@ -80,6 +86,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    RollingRestart,
     RunVersion,
     RunVersions,
     ScaleProcess,
@@ -91,6 +98,7 @@ from protocol.messages import (
     StatsHistorySample,
     StatsReport,
     TimeInfo,
+    Timing,
     Token,
     TokenCreate,
     TokenRevoke,
@@ -135,44 +143,51 @@ _S8 = Struct('>32s')
 _S9 = Struct('>3sBHII32s')
 _S10 = Struct('>2sBBHIIH')
 _S11 = Struct('>IIQ')
-_S12 = Struct('>2sBBHIIIqH')
-_S13 = Struct('>IqH')
-_S14 = Struct('>3sBHIIIqH')
-_S15 = Struct('>qqBq')
-_S16 = Struct('>2sBBHIIHH')
-_S17 = Struct('>HH')
-_S18 = Struct('>2sBBHIIQ')
-_S19 = Struct('>Q')
-_S20 = Struct('>3sBHIIQ')
-_S21 = Struct('>2sBBHIII')
-_S22 = Struct('>I')
-_S23 = Struct('>3sBHIII')
-_S24 = Struct('>BQ32s')
-_S25 = Struct('>2sBBHIIQI')
-_S26 = Struct('>QI')
-_S27 = Struct('>QH')
-_S28 = Struct('>BIIIIHI')
-_S29 = Struct('>BIIIIHIH')
-_S30 = Struct('>qqq')
-_S31 = Struct('>32sBQq')
-_S32 = Struct('>QBBIhBIqqH')
-_S33 = Struct('>qffffQQQQQQQQQIH')
-_S34 = Struct('>IfQHHIq')
-_S35 = Struct('>2sBBHIIQH')
-_S36 = Struct('>qBH')
-_S37 = Struct('>BBhBH')
-_S38 = Struct('>qI')
-_S39 = Struct('>qI?')
-_S40 = Struct('>qIB')
-_S41 = Struct('>I?')
-_S42 = Struct('>IB')
-_S43 = Struct('>?H')
-_S44 = Struct('>qqqqH')
-_S45 = Struct('>qH')
-_S46 = Struct('>qffffQQQQQQQQQI')
-_S47 = Struct('>QQQQQQH')
-_S48 = Struct('>2sBBHIIBH')
-_S49 = Struct('>?')
+_S12 = Struct('>2sBBHIIIIBI')
+_S13 = Struct('>IIBI')
+_S14 = Struct('>3sBHIIIIBI')
+_S15 = Struct('>2sBBHIIIqH')
+_S16 = Struct('>IqH')
+_S17 = Struct('>3sBHIIIqH')
+_S18 = Struct('>qqBq')
+_S19 = Struct('>2sBBHIIHH')
+_S20 = Struct('>HH')
+_S21 = Struct('>2sBBHIIQ')
+_S22 = Struct('>Q')
+_S23 = Struct('>3sBHIIQ')
+_S24 = Struct('>2sBBHIII')
+_S25 = Struct('>I')
+_S26 = Struct('>3sBHIII')
+_S27 = Struct('>BQ32s')
+_S28 = Struct('>2sBBHIIQI')
+_S29 = Struct('>QI')
+_S30 = Struct('>QH')
+_S31 = Struct('>BIIIIHI')
+_S32 = Struct('>BIIIIHIH')
+_S33 = Struct('>qqq')
+_S34 = Struct('>32sBQq')
+_S35 = Struct('>QBBIhBIqqH')
+_S36 = Struct('>qffffQQQQQQQQQIH')
+_S37 = Struct('>IfQHHIq')
+_S38 = Struct('>2sBBHIIQH')
+_S39 = Struct('>qBH')
+_S40 = Struct('>BBhBH')
+_S41 = Struct('>qI')
+_S42 = Struct('>qI?')
+_S43 = Struct('>qIB')
+_S44 = Struct('>I?')
+_S45 = Struct('>IB')
+_S46 = Struct('>?H')
+_S47 = Struct('>qqqqH')
+_S48 = Struct('>qH')
+_S49 = Struct('>qffffQQQQQQQQQI')
+_S50 = Struct('>QQQQQQH')
+_S51 = Struct('>2sBBHIIBH')
+_S52 = Struct('>?')
+_S53 = Struct('>HI')
+_S54 = Struct('>IHH')
+_S55 = Struct('>IH')
+_S56 = Struct('>hBQI')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -181,7 +196,7 @@ _D_Action = {1: Action.START, 2: Action.STOP, 3: Action.RESUME, 4: Action.TERMIN
 _D_ScheduleKind = {1: ScheduleKind.CRON, 2: ScheduleKind.AT}
 _D_ProcessState = {0: ProcessState.NONE, 1: ProcessState.STARTING, 2: ProcessState.RUNNING, 3: ProcessState.STOPPED, 4: ProcessState.EXITED, 5: ProcessState.FAILED, 6: ProcessState.BACKOFF}
 _D_DesiredState = {1: DesiredState.RUNNING, 2: DesiredState.STOPPED, 3: DesiredState.EXITED}
-_D_EventKind = {1: EventKind.PROCESS_STATE, 2: EventKind.LIVENESS_MISSED, 3: EventKind.SCHEDULE_FIRED, 4: EventKind.SCHEDULE_MISSED, 5: EventKind.AGENT_ONLINE, 6: EventKind.AGENT_OFFLINE, 7: EventKind.BUNDLE_STORED, 8: EventKind.BUNDLE_REMOVED, 9: EventKind.CLOCK_SYNC, 10: EventKind.ERROR, 11: EventKind.OUT_OF_MEMORY}
+_D_EventKind = {1: EventKind.PROCESS_STATE, 2: EventKind.LIVENESS_MISSED, 3: EventKind.SCHEDULE_FIRED, 4: EventKind.SCHEDULE_MISSED, 5: EventKind.AGENT_ONLINE, 6: EventKind.AGENT_OFFLINE, 7: EventKind.BUNDLE_STORED, 8: EventKind.BUNDLE_REMOVED, 9: EventKind.CLOCK_SYNC, 10: EventKind.ERROR, 11: EventKind.OUT_OF_MEMORY, 12: EventKind.HEALTH}
 _D_StreamKind = {1: StreamKind.STDOUT, 2: StreamKind.STDERR}
 _E_Role = {1: 1, 2: 2}
 _E_ErrorCode = {0: 0, 100: 100, 101: 101, 102: 102, 103: 103, 104: 104, 105: 105, 106: 106, 200: 200, 201: 201, 202: 202, 300: 300, 301: 301, 302: 302, 303: 303, 304: 304, 305: 305, 306: 306, 307: 307, 308: 308, 309: 309, 310: 310, 311: 311, 312: 312, 313: 313, 314: 314, 500: 500}
@@ -191,7 +206,7 @@ _E_Action = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 _E_ScheduleKind = {1: 1, 2: 2}
 _E_ProcessState = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}
 _E_DesiredState = {1: 1, 2: 2, 3: 3}
-_E_EventKind = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 10: 10, 11: 11}
+_E_EventKind = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 10: 10, 11: 11, 12: 12}
 _E_StreamKind = {1: 1, 2: 2}
 
 
@@ -389,6 +404,19 @@ def _make_DiskEntry(agent, path, mount, used, avail, total, inodes_used, inodes_
     return obj
 
 
+class _W_ProcessFactsEntry:
+    __slots__ = ProcessFactsEntry.__slots__
+
+
+def _make_ProcessFactsEntry(agent, process, facts) -> ProcessFactsEntry:
+    obj = _W_ProcessFactsEntry()
+    obj.agent = agent
+    obj.process = process
+    obj.facts = facts
+    obj.__class__ = ProcessFactsEntry
+    return obj
+
+
 class _W_Label:
     __slots__ = Label.__slots__
 
@@ -428,6 +456,10 @@ class _W_Auth(Message):
 
 class _W_Welcome(Message):
     __slots__ = Welcome.__slots__
+
+
+class _W_Timing(Message):
+    __slots__ = Timing.__slots__
 
 
 class _W_Heartbeat(Message):
@@ -630,6 +662,30 @@ class _W_ScaleProcess(Message):
     __slots__ = ScaleProcess.__slots__
 
 
+class _W_ListProcessFacts(Message):
+    __slots__ = ListProcessFacts.__slots__
+
+
+class _W_ProcessFacts(Message):
+    __slots__ = ProcessFacts.__slots__
+
+
+class _W_RollingRestart(Message):
+    __slots__ = RollingRestart.__slots__
+
+
+class _W_ExecRun(Message):
+    __slots__ = ExecRun.__slots__
+
+
+class _W_ExecCommand(Message):
+    __slots__ = ExecCommand.__slots__
+
+
+class _W_ExecResult(Message):
+    __slots__ = ExecResult.__slots__
+
+
 class _W_AgentLabels(Message):
     __slots__ = AgentLabels.__slots__
 
@@ -816,13 +872,44 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
     return welcome_7
 
 
+def _enc_Timing(m: Timing, rid: int, flags: int) -> bytes:
+    return _S12.pack(_MAGIC, 1, 5, flags, rid, 13, m.heartbeat_ms, m.ping_ms, m.missed, m.silence_limit_ms)
+
+
+def _dec_Timing(b: bytes, p: int, n: int) -> Timing:
+    if n - p != 13: raise _size(n - p, 13)
+    heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S13.unpack_from(b, p)
+    timing_5 = _W_Timing()
+    timing_5.heartbeat_ms = heartbeat_ms_1
+    timing_5.ping_ms = ping_ms_2
+    timing_5.missed = missed_3
+    timing_5.silence_limit_ms = silence_limit_ms_4
+    timing_5.__class__ = Timing
+    return timing_5
+
+
+def _frame_Timing(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+    end = p + 27
+    if end > size: return -1
+    prefix, _type, flags, rid, length, heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S14.unpack_from(b, p)
+    if prefix != _PREFIX or length != 13: return -1
+    timing_5 = _W_Timing()
+    timing_5.heartbeat_ms = heartbeat_ms_1
+    timing_5.ping_ms = ping_ms_2
+    timing_5.missed = missed_3
+    timing_5.silence_limit_ms = silence_limit_ms_4
+    timing_5.__class__ = Timing
+    frames.append(_tuple_new(Frame, (timing_5, rid, flags & 1 != 0)))
+    return end
+
+
 def _enc_Heartbeat(m: Heartbeat, rid: int, flags: int) -> bytes:
-    return _S12.pack(_MAGIC, 1, 10, flags, rid, 14, m.seq, m.time_us, m.running)
+    return _S15.pack(_MAGIC, 1, 10, flags, rid, 14, m.seq, m.time_us, m.running)
 
 
 def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     if n - p != 14: raise _size(n - p, 14)
-    seq_1, time_us_2, running_3, = _S13.unpack_from(b, p)
+    seq_1, time_us_2, running_3, = _S16.unpack_from(b, p)
     heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
@@ -834,7 +921,7 @@ def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
 def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     end = p + 28
     if end > size: return -1
-    prefix, _type, flags, rid, length, seq_1, time_us_2, running_3, = _S14.unpack_from(b, p)
+    prefix, _type, flags, rid, length, seq_1, time_us_2, running_3, = _S17.unpack_from(b, p)
     if prefix != _PREFIX or length != 14: return -1
     heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
@@ -848,7 +935,7 @@ def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 def _enc_TimeInfo(m: TimeInfo, rid: int, flags: int) -> bytes:
     source_1 = m.source.encode()
     blen = 27 + len(source_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S15.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
+    return b"".join((_S10.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S18.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
 
 
 def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
@@ -861,7 +948,7 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
     if end_3 > n: raise _short(len_1, n - p)
     source_2 = b[p:end_3].decode()
     p = end_3
-    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S15.unpack_from(b, p)
+    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S18.unpack_from(b, p)
     p += 25
     timeinfo_8 = _W_TimeInfo()
     timeinfo_8.source = source_2
@@ -900,14 +987,14 @@ def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
 def _enc_Error(m: Error, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
     blen = 4 + len(message_1)
-    return b"".join((_S16.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
+    return b"".join((_S19.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
 
 
 def _dec_Error(b: bytes, p: int, n: int) -> Error:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    code_1, len_2, = _S17.unpack_from(b, p)
+    code_1, len_2, = _S20.unpack_from(b, p)
     p += 4
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -931,7 +1018,7 @@ def _enc_Results(m: Results, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(agent_3)))
         ap(agent_3)
         message_4 = x_2.message.encode()
-        ap(_S17.pack(_E_ErrorCode[x_2.code], len(message_4)))
+        ap(_S20.pack(_E_ErrorCode[x_2.code], len(message_4)))
         ap(message_4)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 22, flags, rid, len(body)) + body
@@ -952,7 +1039,7 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
         if end_5 > n: raise _short(len_3, n - p)
         agent_4 = b[p:end_5].decode()
         p = end_5
-        code_6, len_7, = _S17.unpack_from(b, p)
+        code_6, len_7, = _S20.unpack_from(b, p)
         p += 4
         end_9 = p + len_7
         if end_9 > n: raise _short(len_7, n - p)
@@ -972,12 +1059,12 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
 
 
 def _enc_BundleReady(m: BundleReady, rid: int, flags: int) -> bytes:
-    return _S18.pack(_MAGIC, 1, 23, flags, rid, 8, m.offset)
+    return _S21.pack(_MAGIC, 1, 23, flags, rid, 8, m.offset)
 
 
 def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
     if n - p != 8: raise _size(n - p, 8)
-    offset_1, = _S19.unpack_from(b, p)
+    offset_1, = _S22.unpack_from(b, p)
     bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
@@ -987,7 +1074,7 @@ def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
 def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, offset_1, = _S20.unpack_from(b, p)
+    prefix, _type, flags, rid, length, offset_1, = _S23.unpack_from(b, p)
     if prefix != _PREFIX or length != 8: return -1
     bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
@@ -1020,12 +1107,12 @@ def _dec_Token(b: bytes, p: int, n: int) -> Token:
 
 
 def _enc_Cancel(m: Cancel, rid: int, flags: int) -> bytes:
-    return _S21.pack(_MAGIC, 1, 25, flags, rid, 4, m.cancel_request_id)
+    return _S24.pack(_MAGIC, 1, 25, flags, rid, 4, m.cancel_request_id)
 
 
 def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
     if n - p != 4: raise _size(n - p, 4)
-    cancel_request_id_1, = _S22.unpack_from(b, p)
+    cancel_request_id_1, = _S25.unpack_from(b, p)
     cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
@@ -1035,7 +1122,7 @@ def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
 def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     end = p + 18
     if end > size: return -1
-    prefix, _type, flags, rid, length, cancel_request_id_1, = _S23.unpack_from(b, p)
+    prefix, _type, flags, rid, length, cancel_request_id_1, = _S26.unpack_from(b, p)
     if prefix != _PREFIX or length != 4: return -1
     cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
@@ -1048,7 +1135,7 @@ def _enc_BundleBegin(m: BundleBegin, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     blen = 45 + len(target_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S24.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
+    return b"".join((_S10.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S27.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
 
 
 def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
@@ -1067,7 +1154,7 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
     if end_6 > n: raise _short(len_4, n - p)
     name_5 = b[p:end_6].decode()
     p = end_6
-    kind_7, size_8, sha256_9, = _S24.unpack_from(b, p)
+    kind_7, size_8, sha256_9, = _S27.unpack_from(b, p)
     p += 41
     bundlebegin_10 = _W_BundleBegin()
     bundlebegin_10.target = target_2
@@ -1083,14 +1170,14 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
 def _enc_BundleChunk(m: BundleChunk, rid: int, flags: int) -> bytes:
     data_1 = m.data
     blen = 12 + len(data_1)
-    return b"".join((_S25.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
+    return b"".join((_S28.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
 
 
 def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    offset_1, len_2, = _S26.unpack_from(b, p)
+    offset_1, len_2, = _S29.unpack_from(b, p)
     p += 12
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -1105,12 +1192,12 @@ def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
 
 
 def _enc_BundleEnd(m: BundleEnd, rid: int, flags: int) -> bytes:
-    return _S18.pack(_MAGIC, 1, 32, flags, rid, 8, m.size)
+    return _S21.pack(_MAGIC, 1, 32, flags, rid, 8, m.size)
 
 
 def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
     if n - p != 8: raise _size(n - p, 8)
-    size_1, = _S19.unpack_from(b, p)
+    size_1, = _S22.unpack_from(b, p)
     bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
@@ -1120,7 +1207,7 @@ def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
 def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, size_1, = _S20.unpack_from(b, p)
+    prefix, _type, flags, rid, length, size_1, = _S23.unpack_from(b, p)
     if prefix != _PREFIX or length != 8: return -1
     bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
@@ -1173,10 +1260,10 @@ def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
     ap(_S1.pack(len(bundle_3)))
     ap(bundle_3)
     argv_4 = m.argv
-    ap(_S27.pack(m.revision, len(argv_4)))
+    ap(_S30.pack(m.revision, len(argv_4)))
     for x_5 in argv_4:
         argv_6 = x_5.encode()
-        ap(_S22.pack(len(argv_6)))
+        ap(_S25.pack(len(argv_6)))
         ap(argv_6)
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
@@ -1185,12 +1272,12 @@ def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_9)))
         ap(key_9)
         value_10 = x_8.value.encode()
-        ap(_S22.pack(len(value_10)))
+        ap(_S25.pack(len(value_10)))
         ap(value_10)
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
-    ap(_S28.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
+    ap(_S31.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 40, flags, rid, len(body)) + body
 
@@ -1217,12 +1304,12 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     if end_9 > n: raise _short(len_7, n - p)
     bundle_8 = b[p:end_9].decode()
     p = end_9
-    revision_10, count_11, = _S27.unpack_from(b, p)
+    revision_10, count_11, = _S30.unpack_from(b, p)
     p += 10
     if count_11 * 4 > n - p: raise _short(count_11 * 4, n - p)
     argv_12 = []
     for _ in range(count_11):
-        len_13, = _S22.unpack_from(b, p)
+        len_13, = _S25.unpack_from(b, p)
         p += 4
         end_15 = p + len_13
         if end_15 > n: raise _short(len_13, n - p)
@@ -1240,7 +1327,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
         if end_20 > n: raise _short(len_18, n - p)
         key_19 = b[p:end_20].decode()
         p = end_20
-        len_21, = _S22.unpack_from(b, p)
+        len_21, = _S25.unpack_from(b, p)
         p += 4
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -1257,7 +1344,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     if end_27 > n: raise _short(len_25, n - p)
     cwd_26 = b[p:end_27].decode()
     p = end_27
-    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S28.unpack_from(b, p)
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S31.unpack_from(b, p)
     p += 23
     procstart_35 = _W_ProcStart()
     procstart_35.target = target_2
@@ -1284,7 +1371,7 @@ def _enc_ProcStop(m: ProcStop, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
 
 
 def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
@@ -1309,7 +1396,7 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S22.unpack_from(b, p)
+    grace_ms_10, = _S25.unpack_from(b, p)
     p += 4
     procstop_11 = _W_ProcStop()
     procstop_11.target = target_2
@@ -1326,7 +1413,7 @@ def _enc_ProcResume(m: ProcResume, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
 
 
 def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
@@ -1351,7 +1438,7 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S22.unpack_from(b, p)
+    grace_ms_10, = _S25.unpack_from(b, p)
     p += 4
     procresume_11 = _W_ProcResume()
     procresume_11.target = target_2
@@ -1368,7 +1455,7 @@ def _enc_ProcTerminate(m: ProcTerminate, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
 
 
 def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
@@ -1393,7 +1480,7 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S22.unpack_from(b, p)
+    grace_ms_10, = _S25.unpack_from(b, p)
     p += 4
     procterminate_11 = _W_ProcTerminate()
     procterminate_11.target = target_2
@@ -1410,7 +1497,7 @@ def _enc_ProcKill(m: ProcKill, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
 
 
 def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
@@ -1435,7 +1522,7 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S22.unpack_from(b, p)
+    grace_ms_10, = _S25.unpack_from(b, p)
     p += 4
     prockill_11 = _W_ProcKill()
     prockill_11.target = target_2
@@ -1452,7 +1539,7 @@ def _enc_ProcRestart(m: ProcRestart, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
 
 
 def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
@@ -1477,7 +1564,7 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S22.unpack_from(b, p)
+    grace_ms_10, = _S25.unpack_from(b, p)
     p += 4
     procrestart_11 = _W_ProcRestart()
     procrestart_11.target = target_2
@@ -1494,7 +1581,7 @@ def _enc_ProcRemove(m: ProcRemove, rid: int, flags: int) -> bytes:
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
     blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S22.pack(m.grace_ms)))
+    return b"".join((_S10.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
 
 
 def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
@@ -1519,7 +1606,7 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S22.unpack_from(b, p)
+    grace_ms_10, = _S25.unpack_from(b, p)
     p += 4
     procremove_11 = _W_ProcRemove()
     procremove_11.target = target_2
@@ -1544,10 +1631,10 @@ def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
     ap(_S1.pack(len(bundle_3)))
     ap(bundle_3)
     argv_4 = m.argv
-    ap(_S27.pack(m.revision, len(argv_4)))
+    ap(_S30.pack(m.revision, len(argv_4)))
     for x_5 in argv_4:
         argv_6 = x_5.encode()
-        ap(_S22.pack(len(argv_6)))
+        ap(_S25.pack(len(argv_6)))
         ap(argv_6)
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
@@ -1556,19 +1643,19 @@ def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_9)))
         ap(key_9)
         value_10 = x_8.value.encode()
-        ap(_S22.pack(len(value_10)))
+        ap(_S25.pack(len(value_10)))
         ap(value_10)
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
     options_12 = m.options
-    ap(_S29.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s, len(options_12)))
+    ap(_S32.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s, len(options_12)))
     for x_13 in options_12:
         key_14 = x_13.key.encode()
         ap(_S1.pack(len(key_14)))
         ap(key_14)
         value_15 = x_13.value.encode()
-        ap(_S22.pack(len(value_15)))
+        ap(_S25.pack(len(value_15)))
         ap(value_15)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 47, flags, rid, len(body)) + body
@@ -1596,12 +1683,12 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
     if end_9 > n: raise _short(len_7, n - p)
     bundle_8 = b[p:end_9].decode()
     p = end_9
-    revision_10, count_11, = _S27.unpack_from(b, p)
+    revision_10, count_11, = _S30.unpack_from(b, p)
     p += 10
     if count_11 * 4 > n - p: raise _short(count_11 * 4, n - p)
     argv_12 = []
     for _ in range(count_11):
-        len_13, = _S22.unpack_from(b, p)
+        len_13, = _S25.unpack_from(b, p)
         p += 4
         end_15 = p + len_13
         if end_15 > n: raise _short(len_13, n - p)
@@ -1619,7 +1706,7 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
         if end_20 > n: raise _short(len_18, n - p)
         key_19 = b[p:end_20].decode()
         p = end_20
-        len_21, = _S22.unpack_from(b, p)
+        len_21, = _S25.unpack_from(b, p)
         p += 4
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -1636,7 +1723,7 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
     if end_27 > n: raise _short(len_25, n - p)
     cwd_26 = b[p:end_27].decode()
     p = end_27
-    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, count_35, = _S29.unpack_from(b, p)
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, count_35, = _S32.unpack_from(b, p)
     p += 25
     if count_35 * 6 > n - p: raise _short(count_35 * 6, n - p)
     options_36 = []
@@ -1647,7 +1734,7 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
         if end_39 > n: raise _short(len_37, n - p)
         key_38 = b[p:end_39].decode()
         p = end_39
-        len_40, = _S22.unpack_from(b, p)
+        len_40, = _S25.unpack_from(b, p)
         p += 4
         end_42 = p + len_40
         if end_42 > n: raise _short(len_40, n - p)
@@ -1688,7 +1775,7 @@ def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     cron_6 = schedule_2.cron.encode()
     tz_7 = schedule_2.tz.encode()
     blen = 46 + len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7)
-    return b"".join((_S10.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S27.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S30.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
+    return b"".join((_S10.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S30.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S33.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
 
 
 def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
@@ -1701,7 +1788,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_3 > n: raise _short(len_1, n - p)
     target_2 = b[p:end_3].decode()
     p = end_3
-    id_4, len_5, = _S27.unpack_from(b, p)
+    id_4, len_5, = _S30.unpack_from(b, p)
     p += 10
     end_7 = p + len_5
     if end_7 > n: raise _short(len_5, n - p)
@@ -1731,7 +1818,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_21 > n: raise _short(len_19, n - p)
     tz_20 = b[p:end_21].decode()
     p = end_21
-    at_us_22, next_fire_us_23, last_fire_us_24, = _S30.unpack_from(b, p)
+    at_us_22, next_fire_us_23, last_fire_us_24, = _S33.unpack_from(b, p)
     p += 24
     scheduleentry_25 = _W_ScheduleEntry()
     scheduleentry_25.id = id_4
@@ -1757,7 +1844,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
 def _enc_ScheduleClear(m: ScheduleClear, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     blen = 10 + len(target_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S19.pack(m.id)))
+    return b"".join((_S10.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S22.pack(m.id)))
 
 
 def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
@@ -1770,7 +1857,7 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
     if end_3 > n: raise _short(len_1, n - p)
     target_2 = b[p:end_3].decode()
     p = end_3
-    id_4, = _S19.unpack_from(b, p)
+    id_4, = _S22.unpack_from(b, p)
     p += 8
     scheduleclear_5 = _W_ScheduleClear()
     scheduleclear_5.target = target_2
@@ -1792,7 +1879,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S31.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S34.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
@@ -1806,13 +1893,13 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_9)))
         ap(bundle_9)
         status_10 = x_6.status.encode()
-        ap(_S32.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
+        ap(_S35.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
         ap(status_10)
     schedules_11 = m.schedules
     ap(_S1.pack(len(schedules_11)))
     for x_12 in schedules_11:
         agent_13 = x_12.agent.encode()
-        ap(_S27.pack(x_12.id, len(agent_13)))
+        ap(_S30.pack(x_12.id, len(agent_13)))
         ap(agent_13)
         process_14 = x_12.process.encode()
         ap(_S1.pack(len(process_14)))
@@ -1826,7 +1913,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         tz_17 = x_12.tz.encode()
         ap(_S1.pack(len(tz_17)))
         ap(tz_17)
-        ap(_S30.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
+        ap(_S33.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 60, flags, rid, len(body)) + body
 
@@ -1852,7 +1939,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S31.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S34.unpack_from(b, p)
         p += 49
         bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
@@ -1886,7 +1973,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_24 > n: raise _short(len_22, n - p)
         bundle_23 = b[p:end_24].decode()
         p = end_24
-        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S32.unpack_from(b, p)
+        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S35.unpack_from(b, p)
         p += 39
         end_36 = p + len_34
         if end_36 > n: raise _short(len_34, n - p)
@@ -1913,7 +2000,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
     if count_38 * 44 > n - p: raise _short(count_38 * 44, n - p)
     schedules_39 = []
     for _ in range(count_38):
-        id_40, len_41, = _S27.unpack_from(b, p)
+        id_40, len_41, = _S30.unpack_from(b, p)
         p += 10
         end_43 = p + len_41
         if end_43 > n: raise _short(len_41, n - p)
@@ -1943,7 +2030,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_57 > n: raise _short(len_55, n - p)
         tz_56 = b[p:end_57].decode()
         p = end_57
-        at_us_58, next_fire_us_59, last_fire_us_60, = _S30.unpack_from(b, p)
+        at_us_58, next_fire_us_59, last_fire_us_60, = _S33.unpack_from(b, p)
         p += 24
         scheduleentry_61 = _W_ScheduleEntry()
         scheduleentry_61.id = id_40
@@ -1976,12 +2063,12 @@ def _enc_StatsReport(m: StatsReport, rid: int, flags: int) -> bytes:
     ap(agent_1)
     node_2 = m.node
     processes_3 = m.processes
-    ap(_S33.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
+    ap(_S36.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
     for x_4 in processes_3:
         name_5 = x_4.name.encode()
         ap(_S1.pack(len(name_5)))
         ap(name_5)
-        ap(_S34.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
+        ap(_S37.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 61, flags, rid, len(body)) + body
 
@@ -1996,7 +2083,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S33.unpack_from(b, p)
+    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S36.unpack_from(b, p)
     p += 102
     nodestats_19 = _W_NodeStats()
     nodestats_19.cpu_percent = cpu_percent_5
@@ -2023,7 +2110,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
         if end_24 > n: raise _short(len_22, n - p)
         name_23 = b[p:end_24].decode()
         p = end_24
-        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S34.unpack_from(b, p)
+        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S37.unpack_from(b, p)
         p += 32
         processstats_32 = _W_ProcessStats()
         processstats_32.name = name_23
@@ -2051,32 +2138,32 @@ def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
     process_2 = m.process.encode()
     message_3 = m.message.encode()
     blen = 36 + len(agent_1) + len(process_2) + len(message_3)
-    return b"".join((_S35.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S36.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S37.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S19.pack(m.schedule_id)))
+    return b"".join((_S38.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S39.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S40.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S22.pack(m.schedule_id)))
 
 
 def _dec_Event(b: bytes, p: int, n: int) -> Event:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    seq_1, len_2, = _S27.unpack_from(b, p)
+    seq_1, len_2, = _S30.unpack_from(b, p)
     p += 10
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
     agent_3 = b[p:end_4].decode()
     p = end_4
-    time_us_5, kind_6, len_7, = _S36.unpack_from(b, p)
+    time_us_5, kind_6, len_7, = _S39.unpack_from(b, p)
     p += 11
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
     process_8 = b[p:end_9].decode()
     p = end_9
-    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S37.unpack_from(b, p)
+    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S40.unpack_from(b, p)
     p += 7
     end_16 = p + len_14
     if end_16 > n: raise _short(len_14, n - p)
     message_15 = b[p:end_16].decode()
     p = end_16
-    schedule_id_17, = _S19.unpack_from(b, p)
+    schedule_id_17, = _S22.unpack_from(b, p)
     p += 8
     event_18 = _W_Event()
     event_18.seq = seq_1
@@ -2096,12 +2183,12 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
 
 
 def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:
-    return _S18.pack(_MAGIC, 1, 63, flags, rid, 8, m.seq)
+    return _S21.pack(_MAGIC, 1, 63, flags, rid, 8, m.seq)
 
 
 def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
     if n - p != 8: raise _size(n - p, 8)
-    seq_1, = _S19.unpack_from(b, p)
+    seq_1, = _S22.unpack_from(b, p)
     eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
@@ -2111,7 +2198,7 @@ def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
 def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, seq_1, = _S20.unpack_from(b, p)
+    prefix, _type, flags, rid, length, seq_1, = _S23.unpack_from(b, p)
     if prefix != _PREFIX or length != 8: return -1
     eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
@@ -2133,7 +2220,7 @@ def _enc_LogLines(m: LogLines, rid: int, flags: int) -> bytes:
     ap(_S0.pack(_E_StreamKind[m.stream], len(lines_3)))
     for x_4 in lines_3:
         line_5 = x_4.encode()
-        ap(_S22.pack(len(line_5)))
+        ap(_S25.pack(len(line_5)))
         ap(line_5)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 64, flags, rid, len(body)) + body
@@ -2160,7 +2247,7 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
     if count_8 * 4 > n - p: raise _short(count_8 * 4, n - p)
     lines_9 = []
     for _ in range(count_8):
-        len_10, = _S22.unpack_from(b, p)
+        len_10, = _S25.unpack_from(b, p)
         p += 4
         end_12 = p + len_10
         if end_12 > n: raise _short(len_10, n - p)
@@ -2272,7 +2359,7 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
 def _enc_QueryStats(m: QueryStats, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     blen = 14 + len(agent_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S38.pack(m.since_us, m.limit)))
+    return b"".join((_S10.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S41.pack(m.since_us, m.limit)))
 
 
 def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
@@ -2285,7 +2372,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, = _S38.unpack_from(b, p)
+    since_us_4, limit_5, = _S41.unpack_from(b, p)
     p += 12
     querystats_6 = _W_QueryStats()
     querystats_6.agent = agent_2
@@ -2299,7 +2386,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
 def _enc_QueryEvents(m: QueryEvents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
     blen = 15 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S39.pack(m.since_us, m.limit, m.follow)))
+    return b"".join((_S10.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S42.pack(m.since_us, m.limit, m.follow)))
 
 
 def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
@@ -2312,7 +2399,7 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, follow_6, = _S40.unpack_from(b, p)
+    since_us_4, limit_5, follow_6, = _S43.unpack_from(b, p)
     p += 13
     queryevents_7 = _W_QueryEvents()
     queryevents_7.pattern = pattern_2
@@ -2328,7 +2415,7 @@ def _enc_QueryLogs(m: QueryLogs, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     process_2 = m.process.encode()
     blen = 9 + len(target_1) + len(process_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S41.pack(m.lines, m.follow)))
+    return b"".join((_S10.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S44.pack(m.lines, m.follow)))
 
 
 def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
@@ -2347,7 +2434,7 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     if end_6 > n: raise _short(len_4, n - p)
     process_5 = b[p:end_6].decode()
     p = end_6
-    lines_7, follow_8, = _S42.unpack_from(b, p)
+    lines_7, follow_8, = _S45.unpack_from(b, p)
     p += 5
     querylogs_9 = _W_QueryLogs()
     querylogs_9.target = target_2
@@ -2432,13 +2519,13 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     agents_1 = m.agents
-    ap(_S22.pack(len(agents_1)))
+    ap(_S25.pack(len(agents_1)))
     for x_2 in agents_1:
         name_3 = x_2.name.encode()
         ap(_S1.pack(len(name_3)))
         ap(name_3)
         hostname_4 = x_2.hostname.encode()
-        ap(_S43.pack(x_2.online, len(hostname_4)))
+        ap(_S46.pack(x_2.online, len(hostname_4)))
         ap(hostname_4)
         address_5 = x_2.address.encode()
         ap(_S1.pack(len(address_5)))
@@ -2447,9 +2534,9 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(version_6)))
         ap(version_6)
         clock_source_7 = x_2.clock_source.encode()
-        ap(_S44.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
+        ap(_S47.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
         ap(clock_source_7)
-        ap(_S45.pack(x_2.clock_measured_us, x_2.processes))
+        ap(_S48.pack(x_2.clock_measured_us, x_2.processes))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 80, flags, rid, len(body)) + body
 
@@ -2458,7 +2545,7 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 53 > n - p: raise _short(count_1 * 53, n - p)
     agents_2 = []
@@ -2487,13 +2574,13 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         if end_15 > n: raise _short(len_13, n - p)
         version_14 = b[p:end_15].decode()
         p = end_15
-        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S44.unpack_from(b, p)
+        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S47.unpack_from(b, p)
         p += 34
         end_22 = p + len_20
         if end_22 > n: raise _short(len_20, n - p)
         clock_source_21 = b[p:end_22].decode()
         p = end_22
-        clock_measured_us_23, processes_24, = _S45.unpack_from(b, p)
+        clock_measured_us_23, processes_24, = _S48.unpack_from(b, p)
         p += 10
         agententry_25 = _W_AgentEntry()
         agententry_25.name = name_4
@@ -2521,7 +2608,7 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     processes_1 = m.processes
-    ap(_S22.pack(len(processes_1)))
+    ap(_S25.pack(len(processes_1)))
     for x_2 in processes_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2533,7 +2620,7 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_5)))
         ap(bundle_5)
         status_6 = x_2.status.encode()
-        ap(_S32.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
+        ap(_S35.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
         ap(status_6)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 81, flags, rid, len(body)) + body
@@ -2543,7 +2630,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 45 > n - p: raise _short(count_1 * 45, n - p)
     processes_2 = []
@@ -2566,7 +2653,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         if end_11 > n: raise _short(len_9, n - p)
         bundle_10 = b[p:end_11].decode()
         p = end_11
-        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S32.unpack_from(b, p)
+        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S35.unpack_from(b, p)
         p += 39
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -2599,7 +2686,7 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     bundles_1 = m.bundles
-    ap(_S22.pack(len(bundles_1)))
+    ap(_S25.pack(len(bundles_1)))
     for x_2 in bundles_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2607,7 +2694,7 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S31.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S34.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 82, flags, rid, len(body)) + body
 
@@ -2616,7 +2703,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 53 > n - p: raise _short(count_1 * 53, n - p)
     bundles_2 = []
@@ -2633,7 +2720,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S31.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S34.unpack_from(b, p)
         p += 49
         bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
@@ -2655,10 +2742,10 @@ def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     schedules_1 = m.schedules
-    ap(_S22.pack(len(schedules_1)))
+    ap(_S25.pack(len(schedules_1)))
     for x_2 in schedules_1:
         agent_3 = x_2.agent.encode()
-        ap(_S27.pack(x_2.id, len(agent_3)))
+        ap(_S30.pack(x_2.id, len(agent_3)))
         ap(agent_3)
         process_4 = x_2.process.encode()
         ap(_S1.pack(len(process_4)))
@@ -2672,7 +2759,7 @@ def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
         tz_7 = x_2.tz.encode()
         ap(_S1.pack(len(tz_7)))
         ap(tz_7)
-        ap(_S30.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
+        ap(_S33.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 83, flags, rid, len(body)) + body
 
@@ -2681,12 +2768,12 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 44 > n - p: raise _short(count_1 * 44, n - p)
     schedules_2 = []
     for _ in range(count_1):
-        id_3, len_4, = _S27.unpack_from(b, p)
+        id_3, len_4, = _S30.unpack_from(b, p)
         p += 10
         end_6 = p + len_4
         if end_6 > n: raise _short(len_4, n - p)
@@ -2716,7 +2803,7 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         if end_20 > n: raise _short(len_18, n - p)
         tz_19 = b[p:end_20].decode()
         p = end_20
-        at_us_21, next_fire_us_22, last_fire_us_23, = _S30.unpack_from(b, p)
+        at_us_21, next_fire_us_22, last_fire_us_23, = _S33.unpack_from(b, p)
         p += 24
         scheduleentry_24 = _W_ScheduleEntry()
         scheduleentry_24.id = id_3
@@ -2746,17 +2833,17 @@ def _enc_StatsHistory(m: StatsHistory, rid: int, flags: int) -> bytes:
     ap(_S1.pack(len(agent_1)))
     ap(agent_1)
     samples_2 = m.samples
-    ap(_S22.pack(len(samples_2)))
+    ap(_S25.pack(len(samples_2)))
     for x_3 in samples_2:
         node_4 = x_3.node
-        ap(_S46.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
+        ap(_S49.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
         name_7 = x_6.name.encode()
         ap(_S1.pack(len(name_7)))
         ap(name_7)
-        ap(_S34.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
+        ap(_S37.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 84, flags, rid, len(body)) + body
 
@@ -2771,11 +2858,11 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    count_4, = _S22.unpack_from(b, p)
+    count_4, = _S25.unpack_from(b, p)
     p += 4
     if count_4 * 100 > n - p: raise _short(count_4 * 100, n - p)
     end_21 = p + count_4 * 100
-    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S46.iter_unpack(b[p:end_21])])
+    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S49.iter_unpack(b[p:end_21])])
     p = end_21
     count_22, = _S1.unpack_from(b, p)
     p += 2
@@ -2788,7 +2875,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         if end_26 > n: raise _short(len_24, n - p)
         name_25 = b[p:end_26].decode()
         p = end_26
-        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S34.unpack_from(b, p)
+        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S37.unpack_from(b, p)
         p += 32
         processstats_34 = _W_ProcessStats()
         processstats_34.name = name_25
@@ -2814,7 +2901,7 @@ def _enc_RunVersions(m: RunVersions, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     runs_1 = m.runs
-    ap(_S22.pack(len(runs_1)))
+    ap(_S25.pack(len(runs_1)))
     for x_2 in runs_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2831,7 +2918,7 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 36 > n - p: raise _short(count_1 * 36, n - p)
     runs_2 = []
@@ -2867,7 +2954,7 @@ def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     disks_1 = m.disks
-    ap(_S22.pack(len(disks_1)))
+    ap(_S25.pack(len(disks_1)))
     for x_2 in disks_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2879,7 +2966,7 @@ def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(mount_5)))
         ap(mount_5)
         unknown_6 = x_2.unknown.encode()
-        ap(_S47.pack(x_2.used, x_2.avail, x_2.total, x_2.inodes_used, x_2.inodes_free, x_2.inodes_total, len(unknown_6)))
+        ap(_S50.pack(x_2.used, x_2.avail, x_2.total, x_2.inodes_used, x_2.inodes_free, x_2.inodes_total, len(unknown_6)))
         ap(unknown_6)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 86, flags, rid, len(body)) + body
@@ -2889,7 +2976,7 @@ def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 56 > n - p: raise _short(count_1 * 56, n - p)
     disks_2 = []
@@ -2912,7 +2999,7 @@ def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
         if end_11 > n: raise _short(len_9, n - p)
         mount_10 = b[p:end_11].decode()
         p = end_11
-        used_12, avail_13, total_14, inodes_used_15, inodes_free_16, inodes_total_17, len_18, = _S47.unpack_from(b, p)
+        used_12, avail_13, total_14, inodes_used_15, inodes_free_16, inodes_total_17, len_18, = _S50.unpack_from(b, p)
         p += 50
         end_20 = p + len_18
         if end_20 > n: raise _short(len_18, n - p)
@@ -2951,7 +3038,7 @@ def _enc_AgentDetail(m: AgentDetail, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_4)))
         ap(key_4)
         value_5 = x_3.value.encode()
-        ap(_S22.pack(len(value_5)))
+        ap(_S25.pack(len(value_5)))
         ap(value_5)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 87, flags, rid, len(body)) + body
@@ -2978,7 +3065,7 @@ def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
         if end_8 > n: raise _short(len_6, n - p)
         key_7 = b[p:end_8].decode()
         p = end_8
-        len_9, = _S22.unpack_from(b, p)
+        len_9, = _S25.unpack_from(b, p)
         p += 4
         end_11 = p + len_9
         if end_11 > n: raise _short(len_9, n - p)
@@ -3000,7 +3087,7 @@ def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     blen = 3 + len(name_1)
-    return b"".join((_S48.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
+    return b"".join((_S51.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
 
 
 def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
@@ -3048,7 +3135,7 @@ def _enc_QueryProcess(m: QueryProcess, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     name_2 = m.name.encode()
     blen = 5 + len(agent_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 100, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S49.pack(m.show_env)))
+    return b"".join((_S10.pack(_MAGIC, 1, 100, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S52.pack(m.show_env)))
 
 
 def _dec_QueryProcess(b: bytes, p: int, n: int) -> QueryProcess:
@@ -3094,7 +3181,7 @@ def _enc_ProcessDetail(m: ProcessDetail, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_5)))
         ap(key_5)
         value_6 = x_4.value.encode()
-        ap(_S22.pack(len(value_6)))
+        ap(_S25.pack(len(value_6)))
         ap(value_6)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 101, flags, rid, len(body)) + body
@@ -3127,7 +3214,7 @@ def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
         if end_11 > n: raise _short(len_9, n - p)
         key_10 = b[p:end_11].decode()
         p = end_11
-        len_12, = _S22.unpack_from(b, p)
+        len_12, = _S25.unpack_from(b, p)
         p += 4
         end_14 = p + len_12
         if end_14 > n: raise _short(len_12, n - p)
@@ -3179,6 +3266,313 @@ def _dec_ScaleProcess(b: bytes, p: int, n: int) -> ScaleProcess:
     scaleprocess_8.__class__ = ScaleProcess
     if p != n: raise _trailing(n - p)
     return scaleprocess_8
+
+
+def _enc_ListProcessFacts(m: ListProcessFacts, rid: int, flags: int) -> bytes:
+    pattern_1 = m.pattern.encode()
+    blen = 2 + len(pattern_1)
+    return b"".join((_S10.pack(_MAGIC, 1, 103, flags, rid, blen, len(pattern_1)), pattern_1))
+
+
+def _dec_ListProcessFacts(b: bytes, p: int, n: int) -> ListProcessFacts:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listprocessfacts_4 = _W_ListProcessFacts()
+    listprocessfacts_4.pattern = pattern_2
+    listprocessfacts_4.__class__ = ListProcessFacts
+    if p != n: raise _trailing(n - p)
+    return listprocessfacts_4
+
+
+def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    processes_1 = m.processes
+    ap(_S25.pack(len(processes_1)))
+    for x_2 in processes_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        process_4 = x_2.process.encode()
+        ap(_S1.pack(len(process_4)))
+        ap(process_4)
+        facts_5 = x_2.facts
+        ap(_S1.pack(len(facts_5)))
+        for x_6 in facts_5:
+            key_7 = x_6.key.encode()
+            ap(_S1.pack(len(key_7)))
+            ap(key_7)
+            value_8 = x_6.value.encode()
+            ap(_S25.pack(len(value_8)))
+            ap(value_8)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 104, flags, rid, len(body)) + body
+
+
+def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S25.unpack_from(b, p)
+    p += 4
+    if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
+    processes_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        process_7 = b[p:end_8].decode()
+        p = end_8
+        count_9, = _S1.unpack_from(b, p)
+        p += 2
+        if count_9 * 6 > n - p: raise _short(count_9 * 6, n - p)
+        facts_10 = []
+        for _ in range(count_9):
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            if end_13 > n: raise _short(len_11, n - p)
+            key_12 = b[p:end_13].decode()
+            p = end_13
+            len_14, = _S25.unpack_from(b, p)
+            p += 4
+            end_16 = p + len_14
+            if end_16 > n: raise _short(len_14, n - p)
+            value_15 = b[p:end_16].decode()
+            p = end_16
+            keyvalue_17 = _W_KeyValue()
+            keyvalue_17.key = key_12
+            keyvalue_17.value = value_15
+            keyvalue_17.__class__ = KeyValue
+            facts_10.append(keyvalue_17)
+        processfactsentry_18 = _W_ProcessFactsEntry()
+        processfactsentry_18.agent = agent_4
+        processfactsentry_18.process = process_7
+        processfactsentry_18.facts = tuple(facts_10)
+        processfactsentry_18.__class__ = ProcessFactsEntry
+        processes_2.append(processfactsentry_18)
+    processfacts_19 = _W_ProcessFacts()
+    processfacts_19.processes = tuple(processes_2)
+    processfacts_19.__class__ = ProcessFacts
+    if p != n: raise _trailing(n - p)
+    return processfacts_19
+
+
+def _enc_RollingRestart(m: RollingRestart, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    blen = 10 + len(target_1) + len(name_2)
+    return b"".join((_S10.pack(_MAGIC, 1, 115, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S53.pack(m.max_unavailable, m.healthy_deadline_ms)))
+
+
+def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    max_unavailable_7, healthy_deadline_ms_8, = _S53.unpack_from(b, p)
+    p += 6
+    rollingrestart_9 = _W_RollingRestart()
+    rollingrestart_9.target = target_2
+    rollingrestart_9.name = name_5
+    rollingrestart_9.max_unavailable = max_unavailable_7
+    rollingrestart_9.healthy_deadline_ms = healthy_deadline_ms_8
+    rollingrestart_9.__class__ = RollingRestart
+    if p != n: raise _trailing(n - p)
+    return rollingrestart_9
+
+
+def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    target_1 = m.target.encode()
+    ap(_S1.pack(len(target_1)))
+    ap(target_1)
+    argv_2 = m.argv
+    ap(_S1.pack(len(argv_2)))
+    for x_3 in argv_2:
+        argv_4 = x_3.encode()
+        ap(_S25.pack(len(argv_4)))
+        ap(argv_4)
+    user_5 = m.user.encode()
+    ap(_S54.pack(m.timeout_ms, m.parallel, len(user_5)))
+    ap(user_5)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 120, flags, rid, len(body)) + body
+
+
+def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > n - p: raise _short(count_4 * 4, n - p)
+    argv_5 = []
+    for _ in range(count_4):
+        len_6, = _S25.unpack_from(b, p)
+        p += 4
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        argv_7 = b[p:end_8].decode()
+        p = end_8
+        argv_5.append(argv_7)
+    timeout_ms_9, parallel_10, len_11, = _S54.unpack_from(b, p)
+    p += 8
+    end_13 = p + len_11
+    if end_13 > n: raise _short(len_11, n - p)
+    user_12 = b[p:end_13].decode()
+    p = end_13
+    execrun_14 = _W_ExecRun()
+    execrun_14.target = target_2
+    execrun_14.argv = tuple(argv_5)
+    execrun_14.timeout_ms = timeout_ms_9
+    execrun_14.parallel = parallel_10
+    execrun_14.user = user_12
+    execrun_14.__class__ = ExecRun
+    if p != n: raise _trailing(n - p)
+    return execrun_14
+
+
+def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    argv_1 = m.argv
+    ap(_S1.pack(len(argv_1)))
+    for x_2 in argv_1:
+        argv_3 = x_2.encode()
+        ap(_S25.pack(len(argv_3)))
+        ap(argv_3)
+    user_4 = m.user.encode()
+    ap(_S55.pack(m.timeout_ms, len(user_4)))
+    ap(user_4)
+    ap(_S25.pack(m.max_output))
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 121, flags, rid, len(body)) + body
+
+
+def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S1.unpack_from(b, p)
+    p += 2
+    if count_1 * 4 > n - p: raise _short(count_1 * 4, n - p)
+    argv_2 = []
+    for _ in range(count_1):
+        len_3, = _S25.unpack_from(b, p)
+        p += 4
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        argv_4 = b[p:end_5].decode()
+        p = end_5
+        argv_2.append(argv_4)
+    timeout_ms_6, len_7, = _S55.unpack_from(b, p)
+    p += 6
+    end_9 = p + len_7
+    if end_9 > n: raise _short(len_7, n - p)
+    user_8 = b[p:end_9].decode()
+    p = end_9
+    max_output_10, = _S25.unpack_from(b, p)
+    p += 4
+    execcommand_11 = _W_ExecCommand()
+    execcommand_11.argv = tuple(argv_2)
+    execcommand_11.timeout_ms = timeout_ms_6
+    execcommand_11.user = user_8
+    execcommand_11.max_output = max_output_10
+    execcommand_11.__class__ = ExecCommand
+    if p != n: raise _trailing(n - p)
+    return execcommand_11
+
+
+def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    status_2 = m.status.encode()
+    stdout_3 = m.stdout
+    stderr_4 = m.stderr
+    message_5 = m.message.encode()
+    blen = 26 + len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5)
+    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S56.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
+
+
+def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    status_5 = b[p:end_6].decode()
+    p = end_6
+    exit_code_7, signal_8, duration_us_9, len_10, = _S56.unpack_from(b, p)
+    p += 15
+    end_12 = p + len_10
+    if end_12 > n: raise _short(len_10, n - p)
+    stdout_11 = b[p:end_12]
+    p = end_12
+    len_13, = _S25.unpack_from(b, p)
+    p += 4
+    end_15 = p + len_13
+    if end_15 > n: raise _short(len_13, n - p)
+    stderr_14 = b[p:end_15]
+    p = end_15
+    truncated_16, len_17, = _S0.unpack_from(b, p)
+    p += 3
+    end_19 = p + len_17
+    if end_19 > n: raise _short(len_17, n - p)
+    message_18 = b[p:end_19].decode()
+    p = end_19
+    execresult_20 = _W_ExecResult()
+    execresult_20.agent = agent_2
+    execresult_20.status = status_5
+    execresult_20.exit_code = exit_code_7
+    execresult_20.signal = signal_8
+    execresult_20.duration_us = duration_us_9
+    execresult_20.stdout = stdout_11
+    execresult_20.stderr = stderr_14
+    execresult_20.truncated = _BOOL[truncated_16]
+    execresult_20.message = message_18
+    execresult_20.__class__ = ExecResult
+    if p != n: raise _trailing(n - p)
+    return execresult_20
 
 
 def _enc_AgentLabels(m: AgentLabels, rid: int, flags: int) -> bytes:
@@ -3362,7 +3756,7 @@ def _enc_LabelList(m: LabelList, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
     agents_1 = m.agents
-    ap(_S22.pack(len(agents_1)))
+    ap(_S25.pack(len(agents_1)))
     for x_2 in agents_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3393,7 +3787,7 @@ def _dec_LabelList(b: bytes, p: int, n: int) -> LabelList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S22.unpack_from(b, p)
+    count_1, = _S25.unpack_from(b, p)
     p += 4
     if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
     agents_2 = []
@@ -3466,6 +3860,7 @@ ENCODERS = {
     Challenge: _enc_Challenge,
     Auth: _enc_Auth,
     Welcome: _enc_Welcome,
+    Timing: _enc_Timing,
     Heartbeat: _enc_Heartbeat,
     TimeInfo: _enc_TimeInfo,
     Ok: _enc_Ok,
@@ -3516,6 +3911,12 @@ ENCODERS = {
     QueryProcess: _enc_QueryProcess,
     ProcessDetail: _enc_ProcessDetail,
     ScaleProcess: _enc_ScaleProcess,
+    ListProcessFacts: _enc_ListProcessFacts,
+    ProcessFacts: _enc_ProcessFacts,
+    RollingRestart: _enc_RollingRestart,
+    ExecRun: _enc_ExecRun,
+    ExecCommand: _enc_ExecCommand,
+    ExecResult: _enc_ExecResult,
     AgentLabels: _enc_AgentLabels,
     LabelSet: _enc_LabelSet,
     LabelUnset: _enc_LabelUnset,
@@ -3527,6 +3928,7 @@ DECODERS = {
     2: _dec_Challenge,
     3: _dec_Auth,
     4: _dec_Welcome,
+    5: _dec_Timing,
     10: _dec_Heartbeat,
     11: _dec_TimeInfo,
     20: _dec_Ok,
@@ -3577,6 +3979,12 @@ DECODERS = {
     100: _dec_QueryProcess,
     101: _dec_ProcessDetail,
     102: _dec_ScaleProcess,
+    103: _dec_ListProcessFacts,
+    104: _dec_ProcessFacts,
+    115: _dec_RollingRestart,
+    120: _dec_ExecRun,
+    121: _dec_ExecCommand,
+    122: _dec_ExecResult,
     110: _dec_AgentLabels,
     111: _dec_LabelSet,
     112: _dec_LabelUnset,
@@ -3587,6 +3995,7 @@ DECODERS = {
 FIXED_FRAMES = {
     2: (_frame_Challenge, 40),
     3: (_frame_Auth, 32),
+    5: (_frame_Timing, 13),
     10: (_frame_Heartbeat, 14),
     23: (_frame_BundleReady, 8),
     25: (_frame_Cancel, 4),

@@ -16,7 +16,9 @@ from enum import IntEnum
 from pathlib import Path
 
 from protocol import spec, walk
+from protocol.contract import describe
 from protocol.errors import ErrorCode
+from protocol.message_types import CONTRACT, Leg, Phase
 from protocol.walk import Kind, Node
 
 TARGET = walk.REPO_ROOT / "docs" / "protocol.md"
@@ -95,14 +97,40 @@ def _size_text(node: Node) -> str:
     return f"{node.size} bytes" if node.fixed else f"variable, at least {node.min_size} bytes"
 
 
+def _senders(mt: spec.MessageType) -> str:
+    """The legs that may carry `mt` in any phase, shortest first (the messages' index)."""
+    rule = CONTRACT[mt]
+    return ", ".join(leg.value for leg in Leg if leg in rule.handshake | rule.authenticated)
+
+
+PHASE_MARKS = {Phase.HANDSHAKE: "H", Phase.AUTHENTICATED: "A"}
+
+
+def _contract_section() -> list[str]:
+    """CONTRACT (protocol/message_types.py) as a table: the rule every receiver enforces."""
+    out = ["## Who may send what, and when", "",
+           ("Every receiver checks each frame against this table (`CONTRACT` in "
+            "`protocol/message_types.py`, checked by `protocol/contract.py`). A frame it does "
+            "not allow gets ERROR `UNEXPECTED_MESSAGE` and the connection closes. **H**: during "
+            "the handshake (from connect until WELCOME); **A**: after WELCOME (authenticated)."),
+           "", "| Type | Message | " + " | ".join(leg.value for leg in Leg) + " |",
+           "|---|---|" + "---|" * len(Leg)]
+    for mt in spec.MessageType:
+        rule = CONTRACT[mt]
+        cells = [", ".join(mark for phase, mark in PHASE_MARKS.items() if leg in rule.legs(phase))
+                 for leg in Leg]
+        out.append(f"| {int(mt)} | {mt.name} | " + " | ".join(cells) + " |")
+    return out
+
+
 def _message_sections() -> list[str]:
-    out = ["## Messages", "", "| Type | Message | Class | Sent by | Body |", "|---|---|---|---|---|"]
+    out = ["## Messages", "", "| Type | Message | Class | Sent on | Body |", "|---|---|---|---|---|"]
     for mt, node in walk.messages():
         out.append(f"| {int(mt)} | [{mt.name}](#{mt.name.lower()}-{int(mt)}) | `{node.struct_name}` "
-                   f"| {spec.SENDERS[mt]} | {_size_text(node)} |")
+                   f"| {_senders(mt)} | {_size_text(node)} |")
     for mt, node in walk.messages():
         out += ["", f"### {mt.name} ({int(mt)})", "",
-                (f"Sent by: {spec.SENDERS[mt]}. Python class: `protocol.messages.{node.struct_name}`."
+                (f"Sent on: {describe(mt)}. Python class: `protocol.messages.{node.struct_name}`."
                 f" Body: {_size_text(node)}."), ""]
         out += field_table(node)
     return out
@@ -205,7 +233,7 @@ def render() -> str:
          ("Generated from `protocol/spec.py`, the single source of truth; the codec and the "
          "Wireshark dissector are generated from the same spec."), "", *limits, "",
          "## Overview", "", _conventions(), "", "### Wire types", "", NOTATION.rstrip()],
-        _header_section(), _message_sections(), _struct_sections(), _enum_sections(),
+        _header_section(), _contract_section(), _message_sections(), _struct_sections(), _enum_sections(),
         _errors_section(),
     ]
     return "\n\n".join("\n".join(p) for p in parts) + "\n"

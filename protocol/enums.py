@@ -78,3 +78,4 @@ class EventKind(IntEnum):
     CLOCK_SYNC = 9
     ERROR = 10
     OUT_OF_MEMORY = 11  # the kernel killed a process for its --memory limit (issue 16)
+    HEALTH = 12  # a process's health check verdict changed (issue 17)

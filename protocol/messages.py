@@ -218,6 +218,17 @@ class DiskEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessFactsEntry:
+    """Shared struct ProcessFactsEntry (no message type of its own)."""
+
+    #: agent running it (empty in an agent's own answer)
+    agent: str = ""
+    process: str = ""
+    #: label and text: health, health-why, ready, oom-kills...
+    facts: tuple[KeyValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Label:
     """Shared struct Label (no message type of its own)."""
 
@@ -240,7 +251,7 @@ class LabelsEntry:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """HELLO = 1; sent by: client."""
+    """HELLO = 1; sent on: agent → server, console → server (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
     role: Role = Role.AGENT
@@ -255,7 +266,7 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Challenge(Message):
-    """CHALLENGE = 2; sent by: server."""
+    """CHALLENGE = 2; sent on: server → agent, server → console (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.CHALLENGE
     #: random, fresh for every connection
@@ -265,7 +276,7 @@ class Challenge(Message):
 
 @dataclass(frozen=True, slots=True)
 class Auth(Message):
-    """AUTH = 3; sent by: client."""
+    """AUTH = 3; sent on: agent → server, console → server (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AUTH
     #: HMAC-SHA256(key=SHA-256(token), nonce || role || name)
@@ -274,7 +285,7 @@ class Auth(Message):
 
 @dataclass(frozen=True, slots=True)
 class Welcome(Message):
-    """WELCOME = 4; sent by: server."""
+    """WELCOME = 4; sent on: server → agent, server → console (during the handshake)."""
 
     TYPE: ClassVar[MessageType] = MessageType.WELCOME
     #: server software version
@@ -287,8 +298,23 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Timing(Message):
+    """TIMING = 5; sent on: server → agent, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.TIMING
+    #: you beat this often (as WELCOME.heartbeat_ms)
+    heartbeat_ms: int = 0
+    #: the server beats you this often (on your own beats, to agents: one may come a heartbeat late)
+    ping_ms: int = 0
+    #: beats missed before either side presumes the link dead
+    missed: int = 0
+    #: the server closes your link after this much silence
+    silence_limit_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
-    """HEARTBEAT = 10; sent by: any."""
+    """HEARTBEAT = 10; sent on: every leg (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
     seq: int = 0
@@ -300,7 +326,7 @@ class Heartbeat(Message):
 
 @dataclass(frozen=True, slots=True)
 class TimeInfo(Message):
-    """TIME_INFO = 11; sent by: agent."""
+    """TIME_INFO = 11; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TIME_INFO
     #: NTP server, empty when none answered
@@ -313,7 +339,7 @@ class TimeInfo(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ok(Message):
-    """OK = 20; sent by: any."""
+    """OK = 20; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.OK
     message: str = ""
@@ -321,7 +347,7 @@ class Ok(Message):
 
 @dataclass(frozen=True, slots=True)
 class Error(Message):
-    """ERROR = 21; sent by: any."""
+    """ERROR = 21; sent on: server → agent, server → console (during the handshake); agent → server, server → agent, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ERROR
     code: ErrorCode = ErrorCode.OK
@@ -331,7 +357,7 @@ class Error(Message):
 
 @dataclass(frozen=True, slots=True)
 class Results(Message):
-    """RESULTS = 22; sent by: server."""
+    """RESULTS = 22; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.RESULTS
     results: tuple[AgentResult, ...] = ()
@@ -339,7 +365,7 @@ class Results(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleReady(Message):
-    """BUNDLE_READY = 23; sent by: any."""
+    """BUNDLE_READY = 23; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_READY
     #: bytes already held: continue from here
@@ -348,7 +374,7 @@ class BundleReady(Message):
 
 @dataclass(frozen=True, slots=True)
 class Token(Message):
-    """TOKEN = 24; sent by: server."""
+    """TOKEN = 24; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN
     token: str = ""
@@ -356,7 +382,7 @@ class Token(Message):
 
 @dataclass(frozen=True, slots=True)
 class Cancel(Message):
-    """CANCEL = 25; sent by: admin."""
+    """CANCEL = 25; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.CANCEL
     #: follow request (events -f, logs -f) to end
@@ -365,7 +391,7 @@ class Cancel(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleBegin(Message):
-    """BUNDLE_BEGIN = 30; sent by: admin, server."""
+    """BUNDLE_BEGIN = 30; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_BEGIN
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -378,7 +404,7 @@ class BundleBegin(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleChunk(Message):
-    """BUNDLE_CHUNK = 31; sent by: admin, server."""
+    """BUNDLE_CHUNK = 31; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_CHUNK
     #: position of data in the bundle
@@ -388,7 +414,7 @@ class BundleChunk(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleEnd(Message):
-    """BUNDLE_END = 32; sent by: admin, server."""
+    """BUNDLE_END = 32; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_END
     #: total bytes sent
@@ -397,7 +423,7 @@ class BundleEnd(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleRemove(Message):
-    """BUNDLE_REMOVE = 33; sent by: admin, server."""
+    """BUNDLE_REMOVE = 33; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_REMOVE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -407,7 +433,7 @@ class BundleRemove(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStart(Message):
-    """PROC_START = 40; sent by: admin, server."""
+    """PROC_START = 40; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_START
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -435,7 +461,7 @@ class ProcStart(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStop(Message):
-    """PROC_STOP = 41; sent by: admin, server."""
+    """PROC_STOP = 41; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_STOP
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -450,7 +476,7 @@ class ProcStop(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcResume(Message):
-    """PROC_RESUME = 42; sent by: admin, server."""
+    """PROC_RESUME = 42; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_RESUME
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -465,7 +491,7 @@ class ProcResume(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcTerminate(Message):
-    """PROC_TERMINATE = 43; sent by: admin, server."""
+    """PROC_TERMINATE = 43; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_TERMINATE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -480,7 +506,7 @@ class ProcTerminate(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcKill(Message):
-    """PROC_KILL = 44; sent by: admin, server."""
+    """PROC_KILL = 44; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_KILL
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -495,7 +521,7 @@ class ProcKill(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcRestart(Message):
-    """PROC_RESTART = 45; sent by: admin, server."""
+    """PROC_RESTART = 45; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_RESTART
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -510,7 +536,7 @@ class ProcRestart(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcRemove(Message):
-    """PROC_REMOVE = 46; sent by: admin, server."""
+    """PROC_REMOVE = 46; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_REMOVE
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -525,7 +551,7 @@ class ProcRemove(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcStartOptions(Message):
-    """PROC_START_OPTIONS = 47; sent by: admin, server."""
+    """PROC_START_OPTIONS = 47; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROC_START_OPTIONS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -555,7 +581,7 @@ class ProcStartOptions(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleSet(Message):
-    """SCHEDULE_SET = 50; sent by: admin, server."""
+    """SCHEDULE_SET = 50; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_SET
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -565,7 +591,7 @@ class ScheduleSet(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleClear(Message):
-    """SCHEDULE_CLEAR = 51; sent by: admin, server."""
+    """SCHEDULE_CLEAR = 51; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_CLEAR
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -575,7 +601,7 @@ class ScheduleClear(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentState(Message):
-    """AGENT_STATE = 60; sent by: agent."""
+    """AGENT_STATE = 60; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_STATE
     bundles: tuple[BundleEntry, ...] = ()
@@ -585,7 +611,7 @@ class AgentState(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatsReport(Message):
-    """STATS_REPORT = 61; sent by: agent, server."""
+    """STATS_REPORT = 61; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.STATS_REPORT
     #: empty from the agent; set by the server when relaying
@@ -597,7 +623,7 @@ class StatsReport(Message):
 
 @dataclass(frozen=True, slots=True)
 class Event(Message):
-    """EVENT = 62; sent by: agent, server."""
+    """EVENT = 62; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.EVENT
     #: per agent, increasing; the server acknowledges and de-duplicates
@@ -619,7 +645,7 @@ class Event(Message):
 
 @dataclass(frozen=True, slots=True)
 class EventAck(Message):
-    """EVENT_ACK = 63; sent by: server."""
+    """EVENT_ACK = 63; sent on: server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.EVENT_ACK
     #: every event up to seq is stored
@@ -628,7 +654,7 @@ class EventAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class LogLines(Message):
-    """LOG_LINES = 64; sent by: agent, server."""
+    """LOG_LINES = 64; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LOG_LINES
     agent: str = ""
@@ -639,7 +665,7 @@ class LogLines(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListAgents(Message):
-    """LIST_AGENTS = 70; sent by: admin."""
+    """LIST_AGENTS = 70; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_AGENTS
     #: agent name, glob or 'all'; empty means all
@@ -648,7 +674,7 @@ class ListAgents(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListProcesses(Message):
-    """LIST_PROCESSES = 71; sent by: admin."""
+    """LIST_PROCESSES = 71; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_PROCESSES
     #: agent name, glob or 'all'; empty means all
@@ -657,7 +683,7 @@ class ListProcesses(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListBundles(Message):
-    """LIST_BUNDLES = 72; sent by: admin."""
+    """LIST_BUNDLES = 72; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_BUNDLES
     #: agent name, glob or 'all'; empty means all
@@ -666,7 +692,7 @@ class ListBundles(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListSchedules(Message):
-    """LIST_SCHEDULES = 73; sent by: admin."""
+    """LIST_SCHEDULES = 73; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_SCHEDULES
     #: agent name, glob or 'all'; empty means all
@@ -675,7 +701,7 @@ class ListSchedules(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryStats(Message):
-    """QUERY_STATS = 74; sent by: admin."""
+    """QUERY_STATS = 74; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_STATS
     agent: str = ""
@@ -686,7 +712,7 @@ class QueryStats(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryEvents(Message):
-    """QUERY_EVENTS = 75; sent by: admin."""
+    """QUERY_EVENTS = 75; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_EVENTS
     pattern: str = ""
@@ -698,7 +724,7 @@ class QueryEvents(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryLogs(Message):
-    """QUERY_LOGS = 76; sent by: admin, server."""
+    """QUERY_LOGS = 76; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_LOGS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -712,7 +738,7 @@ class QueryLogs(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListRunVersions(Message):
-    """LIST_RUN_VERSIONS = 77; sent by: admin, server."""
+    """LIST_RUN_VERSIONS = 77; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_RUN_VERSIONS
     #: agent name, glob or 'all'; empty means all (server -> agent: empty)
@@ -721,7 +747,7 @@ class ListRunVersions(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryDisk(Message):
-    """QUERY_DISK = 78; sent by: admin, server."""
+    """QUERY_DISK = 78; sent on: console → server, server → agent (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_DISK
     #: agent name, glob or 'all' (server -> agent: empty, its own disk)
@@ -730,7 +756,7 @@ class QueryDisk(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryAgent(Message):
-    """QUERY_AGENT = 79; sent by: admin."""
+    """QUERY_AGENT = 79; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_AGENT
     #: one agent's name
@@ -739,7 +765,7 @@ class QueryAgent(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentList(Message):
-    """AGENT_LIST = 80; sent by: server."""
+    """AGENT_LIST = 80; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_LIST
     agents: tuple[AgentEntry, ...] = ()
@@ -747,7 +773,7 @@ class AgentList(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessList(Message):
-    """PROCESS_LIST = 81; sent by: server."""
+    """PROCESS_LIST = 81; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_LIST
     processes: tuple[ProcessEntry, ...] = ()
@@ -755,7 +781,7 @@ class ProcessList(Message):
 
 @dataclass(frozen=True, slots=True)
 class BundleList(Message):
-    """BUNDLE_LIST = 82; sent by: server."""
+    """BUNDLE_LIST = 82; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.BUNDLE_LIST
     bundles: tuple[BundleEntry, ...] = ()
@@ -763,7 +789,7 @@ class BundleList(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleList(Message):
-    """SCHEDULE_LIST = 83; sent by: server."""
+    """SCHEDULE_LIST = 83; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCHEDULE_LIST
     schedules: tuple[ScheduleEntry, ...] = ()
@@ -771,7 +797,7 @@ class ScheduleList(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatsHistory(Message):
-    """STATS_HISTORY = 84; sent by: server."""
+    """STATS_HISTORY = 84; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.STATS_HISTORY
     agent: str = ""
@@ -782,7 +808,7 @@ class StatsHistory(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunVersions(Message):
-    """RUN_VERSIONS = 85; sent by: agent, server."""
+    """RUN_VERSIONS = 85; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.RUN_VERSIONS
     #: processes whose bundle version is known; agents of release 1 send none
@@ -791,7 +817,7 @@ class RunVersions(Message):
 
 @dataclass(frozen=True, slots=True)
 class DiskUsage(Message):
-    """DISK_USAGE = 86; sent by: agent, server."""
+    """DISK_USAGE = 86; sent on: agent → server, server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.DISK_USAGE
     #: one per agent asked (an agent answers one, its own, agent empty)
@@ -800,17 +826,17 @@ class DiskUsage(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentDetail(Message):
-    """AGENT_DETAIL = 87; sent by: server."""
+    """AGENT_DETAIL = 87; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_DETAIL
     agent: str = ""
-    #: label and text, in display order: state, address, version, clock, then what its node's cgroups give it (from the capabilities it announced)
+    #: label and text, in display order; its cgroups too
     fields: tuple[KeyValue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class TokenCreate(Message):
-    """TOKEN_CREATE = 90; sent by: admin."""
+    """TOKEN_CREATE = 90; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN_CREATE
     role: Role = Role.AGENT
@@ -819,7 +845,7 @@ class TokenCreate(Message):
 
 @dataclass(frozen=True, slots=True)
 class TokenRevoke(Message):
-    """TOKEN_REVOKE = 91; sent by: admin."""
+    """TOKEN_REVOKE = 91; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TOKEN_REVOKE
     name: str = ""
@@ -827,7 +853,7 @@ class TokenRevoke(Message):
 
 @dataclass(frozen=True, slots=True)
 class QueryProcess(Message):
-    """QUERY_PROCESS = 100; sent by: admin."""
+    """QUERY_PROCESS = 100; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.QUERY_PROCESS
     #: one agent's name
@@ -840,7 +866,7 @@ class QueryProcess(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProcessDetail(Message):
-    """PROCESS_DETAIL = 101; sent by: server."""
+    """PROCESS_DETAIL = 101; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.PROCESS_DETAIL
     agent: str = ""
@@ -851,7 +877,7 @@ class ProcessDetail(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScaleProcess(Message):
-    """SCALE_PROCESS = 102; sent by: admin."""
+    """SCALE_PROCESS = 102; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SCALE_PROCESS
     #: agent name, glob or 'all' (empty on the server -> agent leg)
@@ -863,8 +889,86 @@ class ScaleProcess(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ListProcessFacts(Message):
+    """LIST_PROCESS_FACTS = 103; sent on: console → server, server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_PROCESS_FACTS
+    #: agent name or glob
+    pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFacts(Message):
+    """PROCESS_FACTS = 104; sent on: agent → server, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PROCESS_FACTS
+    processes: tuple[ProcessFactsEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RollingRestart(Message):
+    """ROLLING_RESTART = 115; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ROLLING_RESTART
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    #: process name
+    name: str = ""
+    #: agents restarted at once (a batch); 0 means 1
+    max_unavailable: int = 0
+    #: a batch must be ready within this
+    healthy_deadline_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRun(Message):
+    """EXEC_RUN = 120; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_RUN
+    #: agent name, glob or 'all' (empty on the server -> agent leg)
+    target: str = ""
+    argv: tuple[str, ...] = ()
+    timeout_ms: int = 0
+    #: agents running it at once; 0: all
+    parallel: int = 0
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecCommand(Message):
+    """EXEC_COMMAND = 121; sent on: server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_COMMAND
+    argv: tuple[str, ...] = ()
+    timeout_ms: int = 0
+    user: str = ""
+    #: bytes kept of stdout, and of stderr
+    max_output: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult(Message):
+    """EXEC_RESULT = 122; sent on: agent → server, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.EXEC_RESULT
+    agent: str = ""
+    #: exited, killed, timed out, offline, refused...
+    status: str = ""
+    #: -1 when none
+    exit_code: int = 0
+    signal: int = 0
+    duration_us: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    #: output past max_output cut
+    truncated: bool = False
+    #: why it did not run, in words
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentLabels(Message):
-    """AGENT_LABELS = 110; sent by: agent."""
+    """AGENT_LABELS = 110; sent on: agent → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.AGENT_LABELS
     #: the agent's --label options; replaces what it said before
@@ -873,7 +977,7 @@ class AgentLabels(Message):
 
 @dataclass(frozen=True, slots=True)
 class LabelSet(Message):
-    """LABEL_SET = 111; sent by: admin."""
+    """LABEL_SET = 111; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LABEL_SET
     #: a selector: name, glob, 'all', comma list or label terms
@@ -884,7 +988,7 @@ class LabelSet(Message):
 
 @dataclass(frozen=True, slots=True)
 class LabelUnset(Message):
-    """LABEL_UNSET = 112; sent by: admin."""
+    """LABEL_UNSET = 112; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LABEL_UNSET
     #: a selector: name, glob, 'all', comma list or label terms
@@ -895,7 +999,7 @@ class LabelUnset(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListLabels(Message):
-    """LIST_LABELS = 113; sent by: admin."""
+    """LIST_LABELS = 113; sent on: console → server (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LIST_LABELS
     #: a selector: name, glob, 'all', comma list or label terms; empty means all
@@ -904,7 +1008,7 @@ class ListLabels(Message):
 
 @dataclass(frozen=True, slots=True)
 class LabelList(Message):
-    """LABEL_LIST = 114; sent by: server."""
+    """LABEL_LIST = 114; sent on: server → console (after WELCOME)."""
 
     TYPE: ClassVar[MessageType] = MessageType.LABEL_LIST
     agents: tuple[LabelsEntry, ...] = ()
@@ -915,6 +1019,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.CHALLENGE: Challenge,
     MessageType.AUTH: Auth,
     MessageType.WELCOME: Welcome,
+    MessageType.TIMING: Timing,
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.TIME_INFO: TimeInfo,
     MessageType.OK: Ok,
@@ -965,6 +1070,12 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.QUERY_PROCESS: QueryProcess,
     MessageType.PROCESS_DETAIL: ProcessDetail,
     MessageType.SCALE_PROCESS: ScaleProcess,
+    MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
+    MessageType.PROCESS_FACTS: ProcessFacts,
+    MessageType.ROLLING_RESTART: RollingRestart,
+    MessageType.EXEC_RUN: ExecRun,
+    MessageType.EXEC_COMMAND: ExecCommand,
+    MessageType.EXEC_RESULT: ExecResult,
     MessageType.AGENT_LABELS: AgentLabels,
     MessageType.LABEL_SET: LabelSet,
     MessageType.LABEL_UNSET: LabelUnset,
@@ -995,6 +1106,9 @@ __all__ = [
     "Error",
     "Event",
     "EventAck",
+    "ExecCommand",
+    "ExecResult",
+    "ExecRun",
     "Heartbeat",
     "Hello",
     "KeyValue",
@@ -1006,6 +1120,7 @@ __all__ = [
     "ListAgents",
     "ListBundles",
     "ListLabels",
+    "ListProcessFacts",
     "ListProcesses",
     "ListRunVersions",
     "ListSchedules",
@@ -1023,6 +1138,8 @@ __all__ = [
     "ProcTerminate",
     "ProcessDetail",
     "ProcessEntry",
+    "ProcessFacts",
+    "ProcessFactsEntry",
     "ProcessList",
     "ProcessStats",
     "QueryAgent",
@@ -1032,6 +1149,7 @@ __all__ = [
     "QueryProcess",
     "QueryStats",
     "Results",
+    "RollingRestart",
     "RunVersion",
     "RunVersions",
     "ScaleProcess",
@@ -1043,6 +1161,7 @@ __all__ = [
     "StatsHistorySample",
     "StatsReport",
     "TimeInfo",
+    "Timing",
     "Token",
     "TokenCreate",
     "TokenRevoke",

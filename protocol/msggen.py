@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from protocol import spec, walk
+from protocol import walk
+from protocol.contract import describe
 from protocol.walk import Kind, Node
 
 TARGET = walk.REPO_ROOT / "protocol" / "messages.py"
@@ -102,7 +103,7 @@ def render() -> str:
     names = []
     for message_type, node in walk.messages():
         doc = (f"{message_type.name} = {int(message_type)}; "
-               f"sent by: {spec.SENDERS[message_type]}.")
+               f"sent on: {describe(message_type)}.")
         out += _class(node, doc, "(Message)", message_type.name)
         names.append((message_type.name, node.struct_name))
     out += ["", "", "MESSAGE_CLASSES: dict[MessageType, type[Message]] = {"]

@@ -35,7 +35,9 @@ Conventions
   The server sends a newer message only to an agent that announced it:
   LIST_RUN_VERSIONS to agents with "run-versions", PROC_START_OPTIONS to agents
   with "start-options", QUERY_DISK to agents with "disk-free" (for the others the
-  server answers DISK_USAGE itself, figures unknown: "agent too old").
+  server answers DISK_USAGE itself, figures unknown: "agent too old"), and TIMING
+  right after WELCOME to clients with "timing" (its numbers give the client's
+  silence limit for the server: lotc/timing.py).
 - Labels (110-114): protocol/spec_labels.py, merged below.
 
 Wire values of message types and enums are fixed once released: only add.
@@ -70,6 +72,7 @@ from protocol.enums import (
 )
 from protocol.errors import ErrorCode
 from protocol.message_types import (  # noqa: F401  (re-exported: the spec names them)
+    CONTRACT,
     DEFAULT_ADMIN_PORT,
     DEFAULT_AGENT_PORT,
     DEFAULT_CHUNK_SIZE,
@@ -82,7 +85,7 @@ from protocol.message_types import (  # noqa: F401  (re-exported: the spec names
     FrameFlag,
     MessageType,
 )
-from protocol.spec_labels import LABEL_BODIES, LABEL_SENDERS, LABEL_STRUCTS
+from protocol.spec_labels import LABEL_BODIES, LABEL_STRUCTS
 from protocol.vocabulary import (
     Blob,
     DurationMs,
@@ -135,6 +138,12 @@ ProcessEntry = Struct(
     "started_us" / TimeUs,
     "last_liveness_us" / TimeUs,
     "status" / Str * "last STATUS= text sent by the process",
+)
+
+ProcessFactsEntry = Struct(
+    "agent" / Str * "agent running it (empty in an agent's own answer)",
+    "process" / Str,
+    "facts" / array_of(KeyValue) * "label and text: health, health-why, ready, oom-kills...",
 )
 
 RunVersion = Struct(
@@ -231,7 +240,6 @@ ProcTarget = Struct(
 
 Pattern = Struct("pattern" / Str * "agent name, glob or 'all'; empty means all")
 
-
 # ---------------------------------------------------------------- bodies
 
 # PROC_START's fields, shared with PROC_START_OPTIONS (which appends its options).
@@ -274,6 +282,13 @@ BODIES: dict[MessageType, Struct] = {
         "heartbeat_ms" / DurationMs * "interval the client must send heartbeats at",
         "max_body" / Int32ub,
         "last_event_seq" / Int64ub * "agents: highest event seq the server has stored",
+    ),
+    MessageType.TIMING: Struct(
+        "heartbeat_ms" / DurationMs * "you beat this often (as WELCOME.heartbeat_ms)",
+        "ping_ms" / DurationMs * "the server beats you this often (on your own beats, "
+        "to agents: one may come a heartbeat late)",
+        "missed" / Int8ub * "beats missed before either side presumes the link dead",
+        "silence_limit_ms" / DurationMs * "the server closes your link after this much silence",
     ),
     MessageType.HEARTBEAT: Struct(
         "seq" / Int32ub,
@@ -422,9 +437,28 @@ BODIES: dict[MessageType, Struct] = {
     MessageType.QUERY_AGENT: Struct("agent" / Str * "one agent's name"),
     MessageType.AGENT_DETAIL: Struct(
         "agent" / Str,
-        "fields" / array_of(KeyValue)
-        * "label and text, in display order: state, address, version, clock, then what "
-          "its node's cgroups give it (from the capabilities it announced)",
+        "fields" / array_of(KeyValue) * "label and text, in display order; its cgroups too",
+    ),
+    MessageType.LIST_PROCESS_FACTS: Struct("pattern" / Str * "agent name or glob"),
+    MessageType.PROCESS_FACTS: Struct("processes" / array_of(ProcessFactsEntry, Int32ub)),
+    MessageType.ROLLING_RESTART: Struct(
+        Target, "name" / Str * "process name",
+        "max_unavailable" / Int16ub * "agents restarted at once (a batch); 0 means 1",
+        "healthy_deadline_ms" / DurationMs * "a batch must be ready within this",
+    ),
+    MessageType.EXEC_RUN: Struct(
+        Target, "argv" / array_of(Text), "timeout_ms" / DurationMs,
+        "parallel" / Int16ub * "agents running it at once; 0: all", "user" / Str,
+    ),
+    MessageType.EXEC_COMMAND: Struct(
+        "argv" / array_of(Text), "timeout_ms" / DurationMs, "user" / Str,
+        "max_output" / Int32ub * "bytes kept of stdout, and of stderr",
+    ),
+    MessageType.EXEC_RESULT: Struct(
+        "agent" / Str, "status" / Str * "exited, killed, timed out, offline, refused...",
+        "exit_code" / Int16sb * "-1 when none", "signal" / Int8ub, "duration_us" / Int64ub,
+        "stdout" / Blob, "stderr" / Blob, "truncated" / Flag * "output past max_output cut",
+        "message" / Str * "why it did not run, in words",
     ),
     MessageType.SCALE_PROCESS: Struct(
         Target,
@@ -445,39 +479,11 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "NodeStats": NodeStats,
     "ProcessStats": ProcessStats,
     "AgentEntry": AgentEntry,
+    "ProcessFactsEntry": ProcessFactsEntry,
     "AgentResult": AgentResult,
     **LABEL_STRUCTS,
 }
 
-# Which side may send each message (documentation, and role checks in the servers).
-SENDERS: dict[MessageType, str] = {
-    MessageType.HELLO: "client", MessageType.CHALLENGE: "server", MessageType.AUTH: "client",
-    MessageType.WELCOME: "server", MessageType.HEARTBEAT: "any", MessageType.TIME_INFO: "agent",
-    MessageType.OK: "any", MessageType.ERROR: "any", MessageType.RESULTS: "server",
-    MessageType.BUNDLE_READY: "any", MessageType.TOKEN: "server", MessageType.CANCEL: "admin",
-    MessageType.BUNDLE_BEGIN: "admin, server", MessageType.BUNDLE_CHUNK: "admin, server",
-    MessageType.BUNDLE_END: "admin, server", MessageType.BUNDLE_REMOVE: "admin, server",
-    MessageType.PROC_START: "admin, server", MessageType.PROC_STOP: "admin, server",
-    MessageType.PROC_RESUME: "admin, server", MessageType.PROC_TERMINATE: "admin, server",
-    MessageType.PROC_KILL: "admin, server", MessageType.PROC_RESTART: "admin, server",
-    MessageType.PROC_REMOVE: "admin, server",
-    MessageType.PROC_START_OPTIONS: "admin, server", MessageType.SCHEDULE_SET: "admin, server",
-    MessageType.SCHEDULE_CLEAR: "admin, server", MessageType.AGENT_STATE: "agent",
-    MessageType.STATS_REPORT: "agent, server", MessageType.EVENT: "agent, server",
-    MessageType.EVENT_ACK: "server", MessageType.LOG_LINES: "agent, server",
-    MessageType.LIST_AGENTS: "admin", MessageType.LIST_PROCESSES: "admin",
-    MessageType.LIST_BUNDLES: "admin", MessageType.LIST_SCHEDULES: "admin",
-    MessageType.QUERY_STATS: "admin", MessageType.QUERY_EVENTS: "admin",
-    MessageType.QUERY_LOGS: "admin, server", MessageType.AGENT_LIST: "server",
-    MessageType.PROCESS_LIST: "server", MessageType.BUNDLE_LIST: "server",
-    MessageType.SCHEDULE_LIST: "server", MessageType.STATS_HISTORY: "server",
-    MessageType.TOKEN_CREATE: "admin", MessageType.TOKEN_REVOKE: "admin",
-    MessageType.LIST_RUN_VERSIONS: "admin, server", MessageType.RUN_VERSIONS: "agent, server",
-    MessageType.QUERY_DISK: "admin, server", MessageType.DISK_USAGE: "agent, server",
-    MessageType.QUERY_PROCESS: "admin", MessageType.PROCESS_DETAIL: "server",
-    MessageType.SCALE_PROCESS: "admin",
-    MessageType.QUERY_AGENT: "admin", MessageType.AGENT_DETAIL: "server", **LABEL_SENDERS,
-}
-
-assert set(BODIES) == set(MessageType) == set(SENDERS), "every message type needs a body"
+# Who may send each message, and when: CONTRACT, beside MessageType (no construct needed).
+assert set(BODIES) == set(MessageType) == set(CONTRACT), "every message type needs a body and a rule"
 assert HEADER.sizeof() == HEADER_SIZE

@@ -1,13 +1,14 @@
 """Agent labels on the wire (issue 17, message numbers 110-114): part of the spec.
 
-protocol/spec.py merges these into BODIES, SHARED_STRUCTS and SENDERS, so the
-generators and the codec see them like any other message. An agent announcing
-the "labels" capability sends AGENT_LABELS (its `--label`s) before its first
-AGENT_STATE when it has any; an AGENT_STATE with no AGENT_LABELS before it means
-it has none now (so a new agent without labels sends nothing an older server
-does not know). An agent of release 1 announces nothing and has only the labels
-set from the console (LABEL_SET, LABEL_UNSET). A console label overrides the agent's own for the
-same key until LABEL_UNSET removes it. Key and value syntax: lotc/selectors.py.
+protocol/spec.py merges these into BODIES and SHARED_STRUCTS (who may send them:
+protocol/message_types.py's CONTRACT), so the generators and the codec see them
+like any other message. An agent announcing the "labels" capability sends
+AGENT_LABELS (its `--label`s) before its first AGENT_STATE when it has any; an
+AGENT_STATE with no AGENT_LABELS before it means it has none now (so a new agent
+without labels sends nothing an older server does not know). An agent of release
+1 announces nothing and has only the labels set from the console (LABEL_SET,
+LABEL_UNSET). A console label overrides the agent's own for the same key until
+LABEL_UNSET removes it. Key and value syntax: lotc/selectors.py.
 """
 from __future__ import annotations
 
@@ -46,9 +47,3 @@ LABEL_BODIES: dict[MessageType, Struct] = {
 }
 
 LABEL_STRUCTS: dict[str, Struct] = {"Label": Label, "LabelsEntry": LabelsEntry}
-
-LABEL_SENDERS: dict[MessageType, str] = {
-    MessageType.AGENT_LABELS: "agent", MessageType.LABEL_SET: "admin",
-    MessageType.LABEL_UNSET: "admin", MessageType.LIST_LABELS: "admin",
-    MessageType.LABEL_LIST: "server",
-}

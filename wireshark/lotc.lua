@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -27,7 +27,7 @@ VS.Action = {[1] = "START", [2] = "STOP", [3] = "RESUME", [4] = "TERMINATE", [5]
 VS.ScheduleKind = {[1] = "CRON", [2] = "AT"}
 VS.ProcessState = {[0] = "NONE", [1] = "STARTING", [2] = "RUNNING", [3] = "STOPPED", [4] = "EXITED", [5] = "FAILED", [6] = "BACKOFF"}
 VS.DesiredState = {[1] = "RUNNING", [2] = "STOPPED", [3] = "EXITED"}
-VS.EventKind = {[1] = "PROCESS_STATE", [2] = "LIVENESS_MISSED", [3] = "SCHEDULE_FIRED", [4] = "SCHEDULE_MISSED", [5] = "AGENT_ONLINE", [6] = "AGENT_OFFLINE", [7] = "BUNDLE_STORED", [8] = "BUNDLE_REMOVED", [9] = "CLOCK_SYNC", [10] = "ERROR", [11] = "OUT_OF_MEMORY"}
+VS.EventKind = {[1] = "PROCESS_STATE", [2] = "LIVENESS_MISSED", [3] = "SCHEDULE_FIRED", [4] = "SCHEDULE_MISSED", [5] = "AGENT_ONLINE", [6] = "AGENT_OFFLINE", [7] = "BUNDLE_STORED", [8] = "BUNDLE_REMOVED", [9] = "CLOCK_SYNC", [10] = "ERROR", [11] = "OUT_OF_MEMORY", [12] = "HEALTH"}
 VS.StreamKind = {[1] = "STDOUT", [2] = "STDERR"}
 
 local F = {}
@@ -60,6 +60,11 @@ F["lotc.welcome.server"] = ProtoField.string("lotc.welcome.server", "server", ba
 F["lotc.welcome.heartbeat_ms"] = ProtoField.uint32("lotc.welcome.heartbeat_ms", "heartbeat_ms", base.DEC, nil, nil, "interval the client must send heartbeats at")
 F["lotc.welcome.max_body"] = ProtoField.uint32("lotc.welcome.max_body", "max_body", base.DEC, nil, nil, "")
 F["lotc.welcome.last_event_seq"] = ProtoField.uint64("lotc.welcome.last_event_seq", "last_event_seq", base.DEC, nil, nil, "agents: highest event seq the server has stored")
+F["lotc.timing"] = ProtoField.none("lotc.timing", "TIMING", "")
+F["lotc.timing.heartbeat_ms"] = ProtoField.uint32("lotc.timing.heartbeat_ms", "heartbeat_ms", base.DEC, nil, nil, "you beat this often (as WELCOME.heartbeat_ms)")
+F["lotc.timing.ping_ms"] = ProtoField.uint32("lotc.timing.ping_ms", "ping_ms", base.DEC, nil, nil, "the server beats you this often (on your own beats, to agents: one may come a heartbeat late)")
+F["lotc.timing.missed"] = ProtoField.uint8("lotc.timing.missed", "missed", base.DEC, nil, nil, "beats missed before either side presumes the link dead")
+F["lotc.timing.silence_limit_ms"] = ProtoField.uint32("lotc.timing.silence_limit_ms", "silence_limit_ms", base.DEC, nil, nil, "the server closes your link after this much silence")
 F["lotc.heartbeat"] = ProtoField.none("lotc.heartbeat", "HEARTBEAT", "")
 F["lotc.heartbeat.seq"] = ProtoField.uint32("lotc.heartbeat.seq", "seq", base.DEC, nil, nil, "")
 F["lotc.heartbeat.time_us"] = ProtoField.int64("lotc.heartbeat.time_us", "time_us", base.DEC, nil, nil, "sender's corrected clock")
@@ -408,7 +413,7 @@ F["lotc.disk_usage.disks.disk.inodes_total"] = ProtoField.uint64("lotc.disk_usag
 F["lotc.disk_usage.disks.disk.unknown"] = ProtoField.string("lotc.disk_usage.disks.disk.unknown", "unknown", base.UNICODE, "why the figures are unknown (agent too old, offline, ...); empty if known")
 F["lotc.agent_detail"] = ProtoField.none("lotc.agent_detail", "AGENT_DETAIL", "")
 F["lotc.agent_detail.agent"] = ProtoField.string("lotc.agent_detail.agent", "agent", base.UNICODE, "")
-F["lotc.agent_detail.fields"] = ProtoField.uint32("lotc.agent_detail.fields", "fields", base.DEC, nil, nil, "label and text, in display order: state, address, version, clock, then what its node's cgroups give it (from the capabilities it announced)")
+F["lotc.agent_detail.fields"] = ProtoField.uint32("lotc.agent_detail.fields", "fields", base.DEC, nil, nil, "label and text, in display order; its cgroups too")
 F["lotc.agent_detail.fields.field"] = ProtoField.none("lotc.agent_detail.fields.field", "field", "")
 F["lotc.agent_detail.fields.field.key"] = ProtoField.string("lotc.agent_detail.fields.field.key", "key", base.UNICODE, "")
 F["lotc.agent_detail.fields.field.value"] = ProtoField.string("lotc.agent_detail.fields.field.value", "value", base.UNICODE, "")
@@ -432,6 +437,45 @@ F["lotc.scale_process"] = ProtoField.none("lotc.scale_process", "SCALE_PROCESS",
 F["lotc.scale_process.target"] = ProtoField.string("lotc.scale_process.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
 F["lotc.scale_process.name"] = ProtoField.string("lotc.scale_process.name", "name", base.UNICODE, "the set's name P: its instances are P-0 ... P-(N-1)")
 F["lotc.scale_process.instances"] = ProtoField.uint16("lotc.scale_process.instances", "instances", base.DEC, nil, nil, "how many instances the set must have (highest go first)")
+F["lotc.list_process_facts"] = ProtoField.none("lotc.list_process_facts", "LIST_PROCESS_FACTS", "")
+F["lotc.list_process_facts.pattern"] = ProtoField.string("lotc.list_process_facts.pattern", "pattern", base.UNICODE, "agent name or glob")
+F["lotc.process_facts"] = ProtoField.none("lotc.process_facts", "PROCESS_FACTS", "")
+F["lotc.process_facts.processes"] = ProtoField.uint32("lotc.process_facts.processes", "processes", base.DEC, nil, nil, "")
+F["lotc.process_facts.processes.process"] = ProtoField.none("lotc.process_facts.processes.process", "process", "")
+F["lotc.process_facts.processes.process.agent"] = ProtoField.string("lotc.process_facts.processes.process.agent", "agent", base.UNICODE, "agent running it (empty in an agent's own answer)")
+F["lotc.process_facts.processes.process.process"] = ProtoField.string("lotc.process_facts.processes.process.process", "process", base.UNICODE, "")
+F["lotc.process_facts.processes.process.facts"] = ProtoField.uint32("lotc.process_facts.processes.process.facts", "facts", base.DEC, nil, nil, "label and text: health, health-why, ready, oom-kills...")
+F["lotc.process_facts.processes.process.facts.fact"] = ProtoField.none("lotc.process_facts.processes.process.facts.fact", "fact", "")
+F["lotc.process_facts.processes.process.facts.fact.key"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.key", "key", base.UNICODE, "")
+F["lotc.process_facts.processes.process.facts.fact.value"] = ProtoField.string("lotc.process_facts.processes.process.facts.fact.value", "value", base.UNICODE, "")
+F["lotc.rolling_restart"] = ProtoField.none("lotc.rolling_restart", "ROLLING_RESTART", "")
+F["lotc.rolling_restart.target"] = ProtoField.string("lotc.rolling_restart.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.rolling_restart.name"] = ProtoField.string("lotc.rolling_restart.name", "name", base.UNICODE, "process name")
+F["lotc.rolling_restart.max_unavailable"] = ProtoField.uint16("lotc.rolling_restart.max_unavailable", "max_unavailable", base.DEC, nil, nil, "agents restarted at once (a batch); 0 means 1")
+F["lotc.rolling_restart.healthy_deadline_ms"] = ProtoField.uint32("lotc.rolling_restart.healthy_deadline_ms", "healthy_deadline_ms", base.DEC, nil, nil, "a batch must be ready within this")
+F["lotc.exec_run"] = ProtoField.none("lotc.exec_run", "EXEC_RUN", "")
+F["lotc.exec_run.target"] = ProtoField.string("lotc.exec_run.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
+F["lotc.exec_run.argv"] = ProtoField.uint32("lotc.exec_run.argv", "argv", base.DEC, nil, nil, "")
+F["lotc.exec_run.argv.argv"] = ProtoField.string("lotc.exec_run.argv.argv", "argv", base.UNICODE, "")
+F["lotc.exec_run.timeout_ms"] = ProtoField.uint32("lotc.exec_run.timeout_ms", "timeout_ms", base.DEC, nil, nil, "")
+F["lotc.exec_run.parallel"] = ProtoField.uint16("lotc.exec_run.parallel", "parallel", base.DEC, nil, nil, "agents running it at once; 0: all")
+F["lotc.exec_run.user"] = ProtoField.string("lotc.exec_run.user", "user", base.UNICODE, "")
+F["lotc.exec_command"] = ProtoField.none("lotc.exec_command", "EXEC_COMMAND", "")
+F["lotc.exec_command.argv"] = ProtoField.uint32("lotc.exec_command.argv", "argv", base.DEC, nil, nil, "")
+F["lotc.exec_command.argv.argv"] = ProtoField.string("lotc.exec_command.argv.argv", "argv", base.UNICODE, "")
+F["lotc.exec_command.timeout_ms"] = ProtoField.uint32("lotc.exec_command.timeout_ms", "timeout_ms", base.DEC, nil, nil, "")
+F["lotc.exec_command.user"] = ProtoField.string("lotc.exec_command.user", "user", base.UNICODE, "")
+F["lotc.exec_command.max_output"] = ProtoField.uint32("lotc.exec_command.max_output", "max_output", base.DEC, nil, nil, "bytes kept of stdout, and of stderr")
+F["lotc.exec_result"] = ProtoField.none("lotc.exec_result", "EXEC_RESULT", "")
+F["lotc.exec_result.agent"] = ProtoField.string("lotc.exec_result.agent", "agent", base.UNICODE, "")
+F["lotc.exec_result.status"] = ProtoField.string("lotc.exec_result.status", "status", base.UNICODE, "exited, killed, timed out, offline, refused...")
+F["lotc.exec_result.exit_code"] = ProtoField.int16("lotc.exec_result.exit_code", "exit_code", base.DEC, nil, nil, "-1 when none")
+F["lotc.exec_result.signal"] = ProtoField.uint8("lotc.exec_result.signal", "signal", base.DEC, nil, nil, "")
+F["lotc.exec_result.duration_us"] = ProtoField.uint64("lotc.exec_result.duration_us", "duration_us", base.DEC, nil, nil, "")
+F["lotc.exec_result.stdout"] = ProtoField.bytes("lotc.exec_result.stdout", "stdout", base.NONE, "")
+F["lotc.exec_result.stderr"] = ProtoField.bytes("lotc.exec_result.stderr", "stderr", base.NONE, "")
+F["lotc.exec_result.truncated"] = ProtoField.bool("lotc.exec_result.truncated", "truncated", base.NONE, nil, nil, "output past max_output cut")
+F["lotc.exec_result.message"] = ProtoField.string("lotc.exec_result.message", "message", base.UNICODE, "why it did not run, in words")
 F["lotc.agent_labels"] = ProtoField.none("lotc.agent_labels", "AGENT_LABELS", "")
 F["lotc.agent_labels.labels"] = ProtoField.uint32("lotc.agent_labels.labels", "labels", base.DEC, nil, nil, "the agent's --label options; replaces what it said before")
 F["lotc.agent_labels.labels.label"] = ProtoField.none("lotc.agent_labels.labels.label", "label", "")
@@ -491,6 +535,12 @@ BODIES[4] = {n="body", k="struct", f=F["lotc.welcome"], m=18, c={
     {n="heartbeat_ms", k="uint", f=F["lotc.welcome.heartbeat_ms"], w=4, m=4, s=true},
     {n="max_body", k="uint", f=F["lotc.welcome.max_body"], w=4, m=4},
     {n="last_event_seq", k="uint", f=F["lotc.welcome.last_event_seq"], w=8, m=8}
+  }}
+BODIES[5] = {n="body", k="struct", f=F["lotc.timing"], w=13, m=13, c={
+    {n="heartbeat_ms", k="uint", f=F["lotc.timing.heartbeat_ms"], w=4, m=4, s=true},
+    {n="ping_ms", k="uint", f=F["lotc.timing.ping_ms"], w=4, m=4},
+    {n="missed", k="uint", f=F["lotc.timing.missed"], w=1, m=1},
+    {n="silence_limit_ms", k="uint", f=F["lotc.timing.silence_limit_ms"], w=4, m=4}
   }}
 BODIES[10] = {n="body", k="struct", f=F["lotc.heartbeat"], w=14, m=14, c={
     {n="seq", k="uint", f=F["lotc.heartbeat.seq"], w=4, m=4, s=true},
@@ -913,6 +963,49 @@ BODIES[102] = {n="body", k="struct", f=F["lotc.scale_process"], m=6, c={
     {n="target", k="string", f=F["lotc.scale_process.target"], w=2, m=2, s=true},
     {n="name", k="string", f=F["lotc.scale_process.name"], w=2, m=2, s=true},
     {n="instances", k="uint", f=F["lotc.scale_process.instances"], w=2, m=2}
+  }}
+BODIES[103] = {n="body", k="struct", f=F["lotc.list_process_facts"], m=2, c={
+    {n="pattern", k="string", f=F["lotc.list_process_facts.pattern"], w=2, m=2, s=true}
+  }}
+BODIES[104] = {n="body", k="struct", f=F["lotc.process_facts"], m=4, c={
+    {n="processes", k="array", f=F["lotc.process_facts.processes"], w=4, m=4, s=true, e={n="process", k="struct", f=F["lotc.process_facts.processes.process"], m=6, c={
+          {n="agent", k="string", f=F["lotc.process_facts.processes.process.agent"], w=2, m=2},
+          {n="process", k="string", f=F["lotc.process_facts.processes.process.process"], w=2, m=2},
+          {n="facts", k="array", f=F["lotc.process_facts.processes.process.facts"], w=2, m=2, e={n="fact", k="struct", f=F["lotc.process_facts.processes.process.facts.fact"], m=6, c={
+                {n="key", k="string", f=F["lotc.process_facts.processes.process.facts.fact.key"], w=2, m=2},
+                {n="value", k="string", f=F["lotc.process_facts.processes.process.facts.fact.value"], w=4, m=4}
+              }}}
+        }}}
+  }}
+BODIES[115] = {n="body", k="struct", f=F["lotc.rolling_restart"], m=10, c={
+    {n="target", k="string", f=F["lotc.rolling_restart.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.rolling_restart.name"], w=2, m=2, s=true},
+    {n="max_unavailable", k="uint", f=F["lotc.rolling_restart.max_unavailable"], w=2, m=2},
+    {n="healthy_deadline_ms", k="uint", f=F["lotc.rolling_restart.healthy_deadline_ms"], w=4, m=4}
+  }}
+BODIES[120] = {n="body", k="struct", f=F["lotc.exec_run"], m=12, c={
+    {n="target", k="string", f=F["lotc.exec_run.target"], w=2, m=2, s=true},
+    {n="argv", k="array", f=F["lotc.exec_run.argv"], w=2, m=2, s=true, e={n="argv", k="string", f=F["lotc.exec_run.argv.argv"], w=4, m=4}},
+    {n="timeout_ms", k="uint", f=F["lotc.exec_run.timeout_ms"], w=4, m=4},
+    {n="parallel", k="uint", f=F["lotc.exec_run.parallel"], w=2, m=2},
+    {n="user", k="string", f=F["lotc.exec_run.user"], w=2, m=2, s=true}
+  }}
+BODIES[121] = {n="body", k="struct", f=F["lotc.exec_command"], m=12, c={
+    {n="argv", k="array", f=F["lotc.exec_command.argv"], w=2, m=2, s=true, e={n="argv", k="string", f=F["lotc.exec_command.argv.argv"], w=4, m=4}},
+    {n="timeout_ms", k="uint", f=F["lotc.exec_command.timeout_ms"], w=4, m=4, s=true},
+    {n="user", k="string", f=F["lotc.exec_command.user"], w=2, m=2, s=true},
+    {n="max_output", k="uint", f=F["lotc.exec_command.max_output"], w=4, m=4}
+  }}
+BODIES[122] = {n="body", k="struct", f=F["lotc.exec_result"], m=26, c={
+    {n="agent", k="string", f=F["lotc.exec_result.agent"], w=2, m=2, s=true},
+    {n="status", k="string", f=F["lotc.exec_result.status"], w=2, m=2, s=true},
+    {n="exit_code", k="sint", f=F["lotc.exec_result.exit_code"], w=2, m=2},
+    {n="signal", k="uint", f=F["lotc.exec_result.signal"], w=1, m=1},
+    {n="duration_us", k="uint", f=F["lotc.exec_result.duration_us"], w=8, m=8},
+    {n="stdout", k="blob", f=F["lotc.exec_result.stdout"], w=4, m=4, s=true},
+    {n="stderr", k="blob", f=F["lotc.exec_result.stderr"], w=4, m=4},
+    {n="truncated", k="bool", f=F["lotc.exec_result.truncated"], w=1, m=1},
+    {n="message", k="string", f=F["lotc.exec_result.message"], w=2, m=2}
   }}
 BODIES[110] = {n="body", k="struct", f=F["lotc.agent_labels"], m=2, c={
     {n="labels", k="array", f=F["lotc.agent_labels.labels"], w=2, m=2, s=true, e={n="label", k="struct", f=F["lotc.agent_labels.labels.label"], m=4, c={

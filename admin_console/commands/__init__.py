@@ -18,6 +18,7 @@ def build_registry() -> Registry:
     # importing this package must not pull the whole table in behind it
     from admin_console.commands import (
         agent_detail,
+        chores,
         labels,
         listing,
         meta,
@@ -37,7 +38,7 @@ def build_registry() -> Registry:
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),
-        process.ScaleCommand(),
+        process.ScaleCommand(), chores.ExecConsoleCommand(),
         schedules.ScheduleCommand(), schedules.SchedulesCommand(), schedules.UnscheduleCommand(),
         stats.StatsCommand(), streams.LogsCommand(), streams.EventsCommand(),
         waiting.WaitCommand(), tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),

@@ -41,9 +41,11 @@ from protocol.messages import (
     ListBundles,
     ListLabels,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     ProcessDetail,
     ProcessEntry,
+    ProcessFacts,
     ProcessList,
     QueryProcess,
     RunVersions,
@@ -186,6 +188,7 @@ class PsListing(Listing):
     """A process listing, and the bundle version (SHA-256) each process's run uses."""
 
     versions: Mapping[tuple[str, str], bytes] = field(default_factory=dict)
+    facts: Mapping[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # health...
 
 
 class PsCommand(ListCommand):
@@ -196,12 +199,15 @@ class PsCommand(ListCommand):
     it was asked to be. VERSION is the bundle version (start of its SHA-256,
     as `bundles` shows it) the process's current or last run uses: after an
     upload, processes already running keep theirs until they are restarted.
-    '-' when unknown (an agent of an older release cannot tell).
+    '-' when unknown (an agent of an older release cannot tell). HEALTH is
+    starting, healthy or unhealthy for a process started with --check, '-'
+    without one.
 
-    `ps AGENT P` shows one process: state, pid, version, restarts and every
-    option it was started with (with a selector for AGENT, P on each agent
-    it matches that has it). Environment values are hidden (only their
-    keys show) unless --show-env is given.
+    `ps AGENT P` shows one process: state, pid, version, restarts, every
+    option it was started with, and what its agent reports of it: health and
+    the last check's words, ready, oom-kills (ends by its --memory limit); with
+    a selector for AGENT, P on each agent it matches that has it. Environment
+    values are hidden (only their keys show) unless --show-env is given.
 
     Examples:
       ps
@@ -241,36 +247,51 @@ class PsCommand(ListCommand):
         for frame in await ctx.require_client().request(ListRunVersions(pattern=parsed.pattern)):
             if isinstance(frame.body, RunVersions):
                 versions.update({(r.agent, r.process): r.sha256 for r in frame.body.runs})
-        return PsListing(listing.entries, listing.now_us, versions)
+        facts: dict[tuple[str, str], dict[str, str]] = {}
+        for frame in await ctx.require_client().request(ListProcessFacts(pattern=parsed.pattern)):
+            if isinstance(frame.body, ProcessFacts):
+                facts.update({(f.agent, f.process): {kv.key: kv.value for kv in f.facts}
+                              for f in frame.body.processes})
+        return PsListing(listing.entries, listing.now_us, versions, facts)
 
     def render(self, result: Any, json: bool) -> str:
         if isinstance(result, (ProcessDetail, tuple)):
             return render_detail(result, json)
         if not json:
             return super().render(result, json)
-        versions = _versions_of(result)
+        versions, facts = _versions_of(result), _facts_of(result)
         return dumps({"processes": [
             {**to_json(p), "bundle_sha256": versions[(p.agent, p.name)].hex()
-             if (p.agent, p.name) in versions else None}
+             if (p.agent, p.name) in versions else None,
+             "facts": facts.get((p.agent, p.name), {})}
             for p in result.entries]})
 
     def table(self, result: Listing) -> str:
-        versions = _versions_of(result)
-        rows = [_process_row(p, result.now_us, versions.get((p.agent, p.name)))
+        versions, facts = _versions_of(result), _facts_of(result)
+        rows = [_process_row(p, result.now_us, versions.get((p.agent, p.name)),
+                             facts.get((p.agent, p.name), {}))
                 for p in result.entries]
-        return table(("AGENT", "PROCESS", "BUNDLE", "VERSION", "DESIRED", "STATE", "PID",
-                      "UPTIME", "RESTARTS", "LIVENESS", "EXIT", "STATUS"), rows, right=(6, 8))
+        return table(("AGENT", "PROCESS", "BUNDLE", "VERSION", "DESIRED", "STATE", "HEALTH",
+                      "PID", "UPTIME", "RESTARTS", "LIVENESS", "EXIT", "STATUS"), rows,
+                     right=(7, 9))
 
 
 def _versions_of(result: Listing) -> Mapping[tuple[str, str], bytes]:
     return result.versions if isinstance(result, PsListing) else {}
 
 
-def _process_row(p: ProcessEntry, now: int, version: bytes | None) -> tuple[object, ...]:
+def _facts_of(result: Listing) -> Mapping[tuple[str, str], dict[str, str]]:
+    return result.facts if isinstance(result, PsListing) else {}
+
+
+def _process_row(p: ProcessEntry, now: int, version: bytes | None,
+                 facts: Mapping[str, str]) -> tuple[object, ...]:
     state = enum_word(p.state) + ("" if _where_asked(p) else "*")
     running = p.state in LIVE_STATES and p.started_us > 0
     shown = version.hex()[:SHA_SHOWN] if version else "-"
-    return (p.agent, p.name, p.bundle, shown, enum_word(p.desired), state, p.pid or "-",
+    health = facts.get("health", "-") if running else "-"
+    return (p.agent, p.name, p.bundle, shown, enum_word(p.desired), state, health,
+            p.pid or "-",
             human_duration((now - p.started_us) / 1e6) if running else "-", p.restarts,
             ago(p.last_liveness_us, now) if p.last_liveness_us else "-", exit_text(p),
             p.status or "")

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from admin_console.bounds import agent_selector, milliseconds, utf8_text, wire_max
-from admin_console.commands.results import ResultsCommand
+from admin_console.commands.base import Context
+from admin_console.commands.results import ResultsCommand, request_results
 from admin_console.errors import UsageError
 from admin_console.parsing import (
     CommandParser,
@@ -24,6 +25,7 @@ from lotc.options import OPTIONS
 from protocol.enums import RestartPolicy
 from protocol.message_types import MessageType
 from protocol.messages import (
+    AgentResult,
     KeyValue,
     ProcKill,
     ProcRestart,
@@ -32,6 +34,7 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
+    RollingRestart,
     ScaleProcess,
 )
 
@@ -42,6 +45,10 @@ RESTART_LIMIT = 5
 RESTART_WINDOW_S = 60
 MAX_ARGUMENTS = wire_max(MessageType.PROC_START, "argv")
 RESTART_CHOICES = {enum.name.lower().replace("_", "-"): enum for enum in RestartPolicy}
+
+
+DEFAULT_HEALTHY_DEADLINE_MS = 30_000
+ROLL_WAIT_S = 24 * 3600.0  # a roll takes as long as its batches do: the server bounds each
 
 
 def process_option(key: str) -> Callable[[str], str]:
@@ -82,6 +89,12 @@ class StartCommand(ResultsCommand):
     forks (terminate, kill and restart end them all; stop freezes them all).
     An agent whose node cannot enforce a limit refuses the start and names
     the missing controller (`agent AGENT` shows the node's cgroups).
+    --check http://HOST:PORT/PATH (2xx/3xx healthy), tcp:PORT (connects) or
+    exec:"CMD ARGS" (exits 0) is probed every --check-interval (5s) within
+    --check-timeout (1s); ps shows starting, healthy or unhealthy; the first
+    pass makes it ready; --check-failures (3) in a row make it unhealthy and
+    restart it by its policy (never: it stays, unhealthy); before its first
+    pass, failures count only after --check-grace (10s) since its start.
     Offline agents start it when they reconnect.
 
     Examples:
@@ -90,13 +103,15 @@ class StartCommand(ResultsCommand):
       start web-* web --liveness 10 --env MODE=prod -- ./web
       start node-1 web --user www-data --env-file prod.env --instances 2 -- ./web
       start node-1 web --memory 256M --cpus 0.5 --max-pids 64 -- ./web
+      start node-1 web --check http://127.0.0.1:8080/healthz --check-interval 2s -- ./web
     """
 
     name = "start"
     usage = ("start AGENT BUNDLE [--name P] [--restart always|on-failure|never] "
              "[--liveness SECONDS] [--env K=V]... [--cwd DIR] [--grace S] [--log-size 10M] "
              "[--log-keep 5] [--user U[:G]] [--nofile N] [--env-file FILE] [--instances N] "
-             "[--memory SIZE] [--cpus N] [--max-pids N] -- ARGS...")
+             "[--memory SIZE] [--cpus N] [--max-pids N] [--check CHECK] [--check-interval 5s] "
+             "[--check-timeout 1s] [--check-failures 3] [--check-grace 10s] -- ARGS...")
     arguments = ("agent", "bundle")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -250,13 +265,49 @@ class KillCommand(ControlCommand):
 class RestartCommand(ControlCommand):
     """Restart process P: terminate it (with its grace period), then start it again.
 
+    With --rolling the agents AGENT names are restarted in batches of
+    --max-unavailable (default 1): the next batch starts only when every
+    process of the last one is ready (its first --check passed or it sent
+    READY=1; without a check, once it runs), and a batch not ready within
+    --healthy-deadline (default 30s) stops the roll. The report names the
+    agents done, the one that failed and those not touched.
+
     Examples:
       restart node-1 web
+      restart web-* web --rolling --max-unavailable 2 --healthy-deadline 1m
     """
 
     name = "restart"
-    usage = "restart AGENT P"
+    usage = ("restart AGENT P [--rolling [--max-unavailable N] [--healthy-deadline 30s]]")
     message = ProcRestart
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--rolling", action="store_true")
+        parser.add_argument("--max-unavailable", type=int)
+        parser.add_argument("--healthy-deadline", type=milliseconds(
+            "--healthy-deadline", MessageType.ROLLING_RESTART, "healthy_deadline_ms",
+            zero_means="is not allowed"))
+
+    def parse(self, argv: Sequence[str]) -> Any:
+        args: argparse.Namespace = self.parser.parse(argv)
+        name = check_name("process", args.process)
+        if not args.rolling:
+            if args.max_unavailable is not None or args.healthy_deadline is not None:
+                raise UsageError("--max-unavailable and --healthy-deadline go with --rolling",
+                                 self.usage)
+            return ProcRestart(target=args.agent, name=name)
+        unavailable = 1 if args.max_unavailable is None else args.max_unavailable
+        if not 1 <= unavailable <= 0xFFFF:
+            raise UsageError("--max-unavailable is a number of agents from 1", self.usage)
+        deadline = args.healthy_deadline or DEFAULT_HEALTHY_DEADLINE_MS
+        return RollingRestart(target=args.agent, name=name, max_unavailable=unavailable,
+                              healthy_deadline_ms=deadline)
+
+    async def execute(self, ctx: Context, parsed: Any) -> tuple[AgentResult, ...]:
+        if not isinstance(parsed, RollingRestart):
+            return await super().execute(ctx, parsed)
+        return await request_results(ctx.require_client(), parsed, ROLL_WAIT_S)
 
 
 class ScaleCommand(ResultsCommand):

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 NO_AGENTS = "no agent matched"
 
 
-async def request_results(client: AdminClient, body: Message) -> tuple[AgentResult, ...]:
+async def request_results(client: AdminClient, body: Message,
+                          timeout: float | None = None) -> tuple[AgentResult, ...]:
     """Send a request whose reply is RESULTS; collect the entries of every frame."""
     results: list[AgentResult] = []
-    for frame in await client.request(body):
+    frames = await (client.request(body) if timeout is None else client.request(body, timeout))
+    for frame in frames:
         results.extend(expect_results(frame.body))
     return tuple(results)
 

@@ -19,11 +19,14 @@ import logging
 import random
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import psutil
 import trio
 
+from lotc import timing
 from lotc.agent.core import AgentCore
 from lotc.agent.requests import RequestHandler
 from lotc.errors import LotcError, TokenRevoked, error_for_code
@@ -32,11 +35,12 @@ from lotc.net.auth import client_handshake
 from lotc.net.endings import CONNECTION_ENDED, principal
 from lotc.net.framed import FramedStream
 from lotc.net.transport import connect
-from lotc.timing import agent_server_silence_s
+from protocol import contract
+from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.message_types import DEFAULT_MAX_BODY
-from protocol.messages import AgentLabels, Error, EventAck, Heartbeat, Label, Welcome
+from protocol.message_types import DEFAULT_MAX_BODY, Leg, MessageType, Phase
+from protocol.messages import AgentLabels, Error, EventAck, Heartbeat, Label, Timing, Welcome
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +50,15 @@ logger = logging.getLogger(__name__)
 # "process-identity": applies the options --user, --nofile, --env-file (agent/identity.py).
 # "cgroup-limits": takes --memory, --cpus, --max-pids (agent/cgroup.py); whether this node
 # can enforce each is announced beside, with the layout: "cgroup:hybrid", "limit:memory"...
+# "health-checks": runs --check (agent/health.py). "process-facts": answers
+# LIST_PROCESS_FACTS (health, ready, oom-kills per process: core.process_facts).
+# "exec": runs EXEC_COMMAND, contained like a process (agent/exec_run.py).
+# "timing": reads TIMING after WELCOME, and derives its silence limit from it (lotc/timing.py).
 # "labels": sends AGENT_LABELS before its AGENT_STATE when it has --labels; an AGENT_STATE
 #   without one before it means "no labels" (lotc/server/controller.py, agent_labels).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
-                "start-options", "disk-free", "process-identity", "cgroup-limits", "labels")
+                "start-options", "disk-free", "process-identity", "cgroup-limits",
+                "health-checks", "process-facts", "exec", timing.CAPABILITY, "labels")
 
 
 @dataclass(frozen=True)
@@ -193,33 +202,82 @@ async def run_session(
             nursery.cancel_scope.cancel()
 
 
+@dataclass
+class _Link:
+    """What the read loop knows of the link: the core, and how long the server may be silent."""
+
+    core: AgentCore
+    silence_limit_s: float
+
+
 async def _read_loop(
     framed: FramedStream, core: AgentCore, handler: RequestHandler, nursery: trio.Nursery,
     heartbeat_s: float,
 ) -> None:
-    # The server heartbeats us every few seconds; silence this long means the link is dead.
-    silence_limit = agent_server_silence_s(heartbeat_s)
+    # Until the server's TIMING says otherwise (an older server sends none): the old rule.
+    link = _Link(core, timing.legacy_agent_server_silence_s(heartbeat_s))
     while True:
         try:
-            frame = await framed.receive_within(silence_limit)
+            frame = await framed.receive_within(link.silence_limit_s)
         except trio.TooSlowError:  # say why in the log, not just "TooSlowError"
             raise trio.TooSlowError(
-                f"nothing heard from the server for {silence_limit:g} s") from None
-        if isinstance(frame.body, EventAck):
-            core.outbox.ack(frame.body.seq)
-        elif isinstance(frame.body, Error) and frame.body.code == ErrorCode.TOKEN_REVOKED:
-            # The server's last word before it cuts us off: raised, so that run_link
-            # waits long before retrying (a revoked token stays revoked).
-            raise error_for_code(frame.body.code, frame.body.message)
-        elif isinstance(frame.body, Error) and frame.body.code == ErrorCode.UNKNOWN_MESSAGE_TYPE:
-            # Its last word too: a server older than us (AGENT_LABELS to a server of
-            # release 1). Said in plain words, not as a broken pipe.
-            raise ProtocolError(
-                f"the server is older than this agent and cut us off ({frame.body.message}): "
-                f"upgrade the server, or run this agent without --label",
-                ErrorCode.UNKNOWN_MESSAGE_TYPE)
-        elif not isinstance(frame.body, Heartbeat):
+                f"nothing heard from the server for {link.silence_limit_s:g} s") from None
+        kind = frame.body.TYPE
+        # The CONTRACT refuses what the server may not send an agent (a ProtocolError:
+        # run_session answers it with ERROR and the link closes).
+        contract.check(Leg.SERVER_TO_AGENT, Phase.AUTHENTICATED, kind)
+        on_link = LINK.get(kind)
+        if on_link is not None:
+            on_link(link, frame)
+        else:
             await handler.dispatch(frame, nursery)
+
+
+def _beat(link: _Link, frame: Frame) -> None:
+    """The server's ping: hearing it was the point (the silence limit)."""
+
+
+def _acked(link: _Link, frame: Frame) -> None:
+    link.core.outbox.ack(cast(EventAck, frame.body).seq)
+
+
+def _timing(link: _Link, frame: Frame) -> None:
+    """The server's numbers: from now on, its silence limit is derived from them."""
+    try:
+        numbers = timing.LinkTiming.from_message(cast(Timing, frame.body))
+    except ValueError as exc:
+        logger.warning("ignoring the server's TIMING (%s): the server may be silent for "
+                       "%g s", exc, link.silence_limit_s)
+        return
+    link.silence_limit_s = numbers.server_silence_limit_s
+    logger.info("server pings every %g s, %d missed mean gone: silence limit %g s",
+                numbers.ping_s, numbers.missed, link.silence_limit_s)
+
+
+def _server_error(link: _Link, frame: Frame) -> None:
+    error = cast(Error, frame.body)
+    if error.code == ErrorCode.TOKEN_REVOKED:
+        # The server's last word before it cuts us off: raised, so that run_link
+        # waits long before retrying (a revoked token stays revoked).
+        raise error_for_code(error.code, error.message)
+    if error.code == ErrorCode.UNKNOWN_MESSAGE_TYPE:
+        # Its last word too: a server older than us (AGENT_LABELS to a server of
+        # release 1). Said in plain words, not as a broken pipe.
+        raise ProtocolError(
+            f"the server is older than this agent and cut us off ({error.message}): "
+            f"upgrade the server, or run this agent without --label",
+            ErrorCode.UNKNOWN_MESSAGE_TYPE)
+    logger.error("server says: %s", error.message)
+
+
+# Frames about the link itself, handled by the read loop; the rest are requests
+# (RequestHandler.dispatch).
+LINK: dict[MessageType, Callable[[_Link, Frame], None]] = {
+    MessageType.HEARTBEAT: _beat,
+    MessageType.EVENT_ACK: _acked,
+    MessageType.TIMING: _timing,
+    MessageType.ERROR: _server_error,
+}
 
 
 async def _heartbeats(framed: FramedStream, core: AgentCore, interval: float) -> None:

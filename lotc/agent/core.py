@@ -152,6 +152,13 @@ class AgentCore:
             schedules=tuple(schedule_entry(s) for s in self.scheduler.list()),
         )
 
+    def process_facts(self) -> m.ProcessFacts:
+        """What `ps` shows beyond a ProcessEntry, per process (see process_facts)."""
+        return m.ProcessFacts(processes=tuple(
+            m.ProcessFactsEntry(agent="", process=info.name, facts=tuple(
+                m.KeyValue(key=key, value=value) for key, value in process_facts(info)))
+            for info in self.supervisor.list()))
+
     def run_versions(self) -> m.RunVersions:
         """The bundle version each process's current (or last) run uses, where still known
         (a version is forgotten once no run holds it and another replaced it)."""
@@ -291,6 +298,18 @@ def _announce(layout: Layout) -> None:
         logger.warning("cgroups %s; missing: %s", layout.describe(), "; ".join(layout.missing))
     else:
         logger.info("cgroups %s", layout.describe())
+
+
+def process_facts(info: ProcessInfo) -> list[tuple[str, str]]:
+    """Label/text facts of one process: its health (with a check), whether it is ready,
+    and how often the kernel ended it for its memory limit (with one, or once it did)."""
+    facts = []
+    if info.spec.check:
+        facts += [("health", info.health or "-"), ("health-why", info.health_why or "-")]
+    facts.append(("ready", "yes" if info.ready else "no"))
+    if info.spec.memory or info.oom_kills:
+        facts.append(("oom-kills", str(info.oom_kills)))
+    return facts
 
 
 def _terminated(before: ProcessState, info: ProcessInfo) -> str:

@@ -120,19 +120,22 @@ def check_readable(bundle: Path, user: str, uid: int, gids: frozenset[int]) -> N
                                  f"of the bundle (mode {stat.S_IMODE(info.st_mode):04o})")
 
 
-def _user_part(user: str, bundle: Path) -> tuple[int, int, tuple[int, ...], dict[str, str]]:
+def _user_part(user: str, bundle: Path | None,
+               ) -> tuple[int, int, tuple[int, ...], dict[str, str]]:
     if os.geteuid() != 0:
         raise SpawnFailed(f"--user {user}: this agent does not run as root "
                              f"(uid {os.geteuid()}), so it cannot run processes as another user")
     entry, gid = _lookup_user(user)
     groups = tuple(os.getgrouplist(entry.pw_name, gid))  # what initgroups() would set
-    check_readable(bundle, user, entry.pw_uid, frozenset(groups))
+    if bundle is not None:
+        check_readable(bundle, user, entry.pw_uid, frozenset(groups))
     env = {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}
     return entry.pw_uid, gid, groups, env
 
 
-def identity_for(nofile: int, user: str, bundle: Path) -> Identity:
-    """The child's identity for these options. Blocking; SpawnFailed in plain words."""
+def identity_for(nofile: int, user: str, bundle: Path | None) -> Identity:
+    """The child's identity for these options. Blocking; SpawnFailed in plain words.
+    `bundle` is what the user must be able to read (None: nothing, as for `exec`)."""
     if not user:
         return Identity(nofile=nofile)
     uid, gid, groups, env = _user_part(user, bundle)

@@ -87,6 +87,12 @@ class ProcessSpec:
     memory: int = 0  # bytes
     cpus: str = ""  # canonical CPUs ("0.5"), see lotc.options.cpu_milli
     max_pids: int = 0
+    # issue 17 health check, run by lotc/agent/health.py; "": none
+    check: str = ""  # canonical text (lotc.health_checks)
+    check_interval: float = 5.0
+    check_timeout: float = 1.0
+    check_failures: int = 3  # failures in a row that make it unhealthy (and restart it)
+    check_grace: float = 10.0  # after a start, failures do not count this long (start-up)
 
     def __post_init__(self) -> None:
         validate_name("process", self.name)
@@ -136,6 +142,9 @@ class ProcessSpec:
             "log_size": self.log_size, "log_keep": self.log_keep,
             "nofile": self.nofile, "user": self.user, "env_file": self.env_file,
             "memory": self.memory, "cpus": self.cpus, "max_pids": self.max_pids,
+            "check": self.check, "check_interval": self.check_interval,
+            "check_timeout": self.check_timeout, "check_failures": self.check_failures,
+            "check_grace": self.check_grace,
         }
 
     @classmethod
@@ -168,6 +177,8 @@ class ProcessInfo:
     spec: ProcessSpec
     bundle_path: str = ""  # the bundle version's directory the current (or last) run uses
     oom_kills: int = 0  # runs the kernel ended for the memory limit
+    health: str = ""  # starting, healthy, unhealthy; "": no check (agent/health.py)
+    health_why: str = ""  # the last probe's words
 
 
 @dataclass(eq=False)
@@ -210,6 +221,10 @@ class ProcessRecord:
     cgroup: ProcessCgroup | None = None  # None: the node has none (see cgroup_layout.py)
     oom_kills: int = 0  # runs the kernel ended for the memory limit, over all runs
     oom_base: int = 0  # the cgroup's oom_kill count when the current run started
+    health: str = ""  # of the current run with a check (agent/health.py); "": no check
+    health_why: str = ""  # the last probe's words
+    health_failed: bool = False  # the current run was killed for failing its checks
+    run_dir: str = ""  # the current run's working directory (exec checks run there)
 
     def notify_changed(self) -> None:
         self.changed.set()
@@ -277,6 +292,7 @@ class ProcessRecord:
             exit_signal=self.exit_signal, restarts=self.restarts, started_at=self.started_at,
             last_liveness=self.last_liveness, status=self.status, ready=self.ready,
             spec=self.spec, bundle_path=self.bundle_path, oom_kills=self.oom_kills,
+            health=self.health, health_why=self.health_why,
         )
 
     def event(self, old: ProcessState, reason: str, *, time_us: int,

@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import trio
 
 from lotc.actions import for_message
 from lotc.agent.core import AgentCore
 from lotc.agent.disk import state_dir_disk
+from lotc.agent.exec_run import run_command
 from lotc.agent.upload import Upload
 from lotc.errors import InvalidRequest, LotcError, error_reply, wire_text
 from lotc.net.framed import FramedStream
 from protocol.codec import Frame
 from protocol.enums import StreamKind
-from protocol.errors import ErrorCode, ProtocolError
+from protocol.message_types import MessageType
 from protocol.messages import (
     BundleBegin,
     BundleChunk,
-    BundleEnd,
     BundleReady,
     BundleRemove,
     Cancel,
     DiskUsage,
-    Error,
-    ListProcesses,
-    ListRunVersions,
+    ExecCommand,
     LogLines,
     Ok,
     ProcKill,
@@ -42,12 +41,10 @@ from protocol.messages import (
     ProcStartOptions,
     ProcStop,
     ProcTerminate,
-    QueryDisk,
     QueryLogs,
     ScheduleClear,
     ScheduleSet,
 )
-from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +59,37 @@ class RequestHandler:
         self.follows: dict[int, trio.CancelScope] = {}
 
     async def dispatch(self, frame: Frame, nursery: trio.Nursery) -> None:
-        body = frame.body
-        if isinstance(body, (BundleBegin, BundleChunk, BundleEnd)):
-            await self._upload_step(frame, nursery)
-        elif isinstance(body, Cancel):
-            self._cancel(body.cancel_request_id)
-        elif isinstance(body, Error):
-            logger.error("server says: %s", body.message)
-        elif type(body) in COMMANDS:
-            nursery.start_soon(self._answer, frame, COMMANDS[type(body)])
-        elif isinstance(body, QueryLogs):
-            nursery.start_soon(self._logs, frame)
-        elif isinstance(body, ListProcesses):  # the server refreshing its view (ps, bundles)
-            await self.framed.send(await self.core.agent_state(), frame.request_id)
-        elif isinstance(body, ListRunVersions):  # `ps` asking which version each one runs
-            await self.framed.send(self.core.run_versions(), frame.request_id)
-        elif isinstance(body, QueryDisk):  # `stats` asking what df shows for the state dir
-            nursery.start_soon(self._disk, frame.request_id)
+        """A server request, routed by its type. The read loop has checked it against
+        the CONTRACT, and COMMANDS and ROUTES together cover what it lets the server
+        send here (tests/unit/test_contract.py)."""
+        kind = frame.body.TYPE
+        command = COMMANDS.get(kind)
+        if command is not None:
+            nursery.start_soon(self._answer, frame, command)
         else:
-            check(Sender.SERVER, body.TYPE)  # the spec's SENDERS table names a wrong role
-            raise ProtocolError(f"the server may not send {type(body).__name__} to an agent",
-                                ErrorCode.UNEXPECTED_MESSAGE)
+            await ROUTES[kind](self, frame, nursery)
+
+    async def _cancel_request(self, frame: Frame, nursery: trio.Nursery) -> None:
+        self._cancel(cast(Cancel, frame.body).cancel_request_id)
+
+    async def _follow_logs(self, frame: Frame, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._logs, frame)
+
+    async def _refresh(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """The server refreshing its view (ps, bundles)."""
+        await self.framed.send(await self.core.agent_state(), frame.request_id)
+
+    async def _run_versions(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """`ps` asking which version each process runs."""
+        await self.framed.send(self.core.run_versions(), frame.request_id)
+
+    async def _process_facts(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """`ps` asking for health, readiness... of each process."""
+        await self.framed.send(self.core.process_facts(), frame.request_id)
+
+    async def _query_disk(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """`stats` asking what df shows for the state dir."""
+        nursery.start_soon(self._disk, frame.request_id)
 
     def _cancel(self, request_id: int) -> None:
         """The server stopped a follow stream, or a push (its console went away)."""
@@ -104,12 +111,21 @@ class RequestHandler:
         else:
             await self.framed.send(Ok(message=wire_text(message)), frame.request_id)
 
+    async def _exec(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """`exec` on this node: in its own task, as it may run for its whole timeout."""
+        nursery.start_soon(self._run_exec, frame)
+
+    async def _run_exec(self, frame: Frame) -> None:
+        result = await run_command(cast(ExecCommand, frame.body), self.core.cgroups)
+        await self.framed.send(result, frame.request_id)
+
     async def _disk(self, request_id: int) -> None:
         # statvfs can hang on a stuck network mount: a thread, so the link keeps reading.
         disk = await trio.to_thread.run_sync(state_dir_disk, self.core.state_dir)
         await self.framed.send(DiskUsage(disks=(disk,)), request_id)
 
     async def _upload_step(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """BUNDLE_BEGIN, _CHUNK and _END, in arrival order."""
         body, request_id = frame.body, frame.request_id
         upload: Upload | None
         try:
@@ -144,7 +160,7 @@ class RequestHandler:
                                request_id)
 
     async def _logs(self, frame: Frame) -> None:
-        query: QueryLogs = frame.body  # type: ignore[assignment]
+        query = cast(QueryLogs, frame.body)
         request_id = frame.request_id
 
         async def emit(stream: StreamKind, lines: list[str]) -> None:
@@ -165,7 +181,8 @@ class RequestHandler:
         await self.framed.send(Ok(message="end of logs"), request_id)
 
 
-Command = Callable[[AgentCore, object], Awaitable[str]]
+# Each command takes the body of its own message type (Any here: one table for all).
+Command = Callable[[AgentCore, Any], Awaitable[str]]
 ControlMessage = ProcStop | ProcResume | ProcTerminate | ProcKill | ProcRestart | ProcRemove
 
 
@@ -192,16 +209,33 @@ async def _schedule_clear(core: AgentCore, msg: ScheduleClear) -> str:
     return await core.clear_schedule(msg.id)
 
 
-COMMANDS: dict[type, Command] = {
-    ScheduleSet: _schedule_set,  # type: ignore[dict-item]
-    ScheduleClear: _schedule_clear,  # type: ignore[dict-item]
-    ProcStart: _start,  # type: ignore[dict-item]
-    ProcStartOptions: _start,  # type: ignore[dict-item]
-    ProcStop: _control,  # type: ignore[dict-item]
-    ProcResume: _control,  # type: ignore[dict-item]
-    ProcTerminate: _control,  # type: ignore[dict-item]
-    ProcKill: _control,  # type: ignore[dict-item]
-    ProcRestart: _control,  # type: ignore[dict-item]
-    ProcRemove: _control,  # type: ignore[dict-item]
-    BundleRemove: _remove_bundle,  # type: ignore[dict-item]
+# Commands answered with OK or the error, each in its own task.
+COMMANDS: dict[MessageType, Command] = {
+    MessageType.SCHEDULE_SET: _schedule_set,
+    MessageType.SCHEDULE_CLEAR: _schedule_clear,
+    MessageType.PROC_START: _start,
+    MessageType.PROC_START_OPTIONS: _start,
+    MessageType.PROC_STOP: _control,
+    MessageType.PROC_RESUME: _control,
+    MessageType.PROC_TERMINATE: _control,
+    MessageType.PROC_KILL: _control,
+    MessageType.PROC_RESTART: _control,
+    MessageType.PROC_REMOVE: _control,
+    MessageType.BUNDLE_REMOVE: _remove_bundle,
+}
+
+Route = Callable[[RequestHandler, Frame, trio.Nursery], Awaitable[None]]
+
+# The other requests, each with its own way of answering.
+ROUTES: dict[MessageType, Route] = {
+    MessageType.BUNDLE_BEGIN: RequestHandler._upload_step,
+    MessageType.BUNDLE_CHUNK: RequestHandler._upload_step,
+    MessageType.BUNDLE_END: RequestHandler._upload_step,
+    MessageType.CANCEL: RequestHandler._cancel_request,
+    MessageType.QUERY_LOGS: RequestHandler._follow_logs,
+    MessageType.LIST_PROCESSES: RequestHandler._refresh,
+    MessageType.LIST_RUN_VERSIONS: RequestHandler._run_versions,
+    MessageType.LIST_PROCESS_FACTS: RequestHandler._process_facts,
+    MessageType.EXEC_COMMAND: RequestHandler._exec,
+    MessageType.QUERY_DISK: RequestHandler._query_disk,
 }

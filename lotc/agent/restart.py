@@ -37,14 +37,18 @@ class RunOutcome:
     requested: bool = False  # the admin asked for the end (terminate/kill/remove)
     liveness_missed: bool = False
     out_of_memory: int = 0  # > 0: the kernel killed it for this memory limit (bytes)
+    unhealthy: int = 0  # > 0: killed after this many failed health checks in a row
 
     @property
     def clean(self) -> bool:
-        return self.exit_code == 0 and not self.liveness_missed and not self.out_of_memory
+        return (self.exit_code == 0 and not self.liveness_missed and not self.out_of_memory
+                and not self.unhealthy)
 
     def describe(self) -> str:
         if self.liveness_missed:
             return "killed after a missed liveness deadline"
+        if self.unhealthy:
+            return f"killed after {self.unhealthy} failed health checks in a row"
         if self.out_of_memory:
             return (f"killed by the kernel: out of memory "
                     f"(limit {self.out_of_memory / 2**20:g} MiB)")

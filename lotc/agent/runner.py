@@ -43,6 +43,8 @@ import trio
 
 from lotc.agent.cgroup import ProcessCgroup, marked_members, refuse_unenforced
 from lotc.agent.cgroup_layout import Layout
+from lotc.agent.health import LIMIT as HEALTH_LIMIT
+from lotc.agent.health import watch_health
 from lotc.agent.identity import Identity, identity_for, read_env_file
 from lotc.agent.lifecycle import ProcessEvent
 from lotc.agent.logs import LogConfig, LogWriter, log_path
@@ -110,6 +112,7 @@ class Runner:
                  ) -> None:
         self.log_root = log_root
         self.layout = layout or Layout("none")  # the node's cgroups (cgroup_layout.py)
+        self.check_limiter = trio.CapacityLimiter(HEALTH_LIMIT)  # health checks at once
         self.logs = logs  # the agent's defaults; a spec may set its own
         self.resolve_bundle = resolve_bundle  # name -> the version's directory, held
         self.versions = versions or NoVersions()
@@ -184,6 +187,7 @@ class Runner:
         rec.bundle_path, rec.holds_bundle = str(bundle), True
         base = bundle if bundle.is_dir() else bundle.parent
         cwd = base / rec.spec.cwd if rec.spec.cwd else base
+        rec.run_dir = str(cwd)
 
         def child_setup() -> tuple[dict[str, str], Identity]:
             identity = identity_for(rec.spec.nofile, rec.spec.user, bundle)
@@ -236,6 +240,8 @@ class Runner:
 
     def _started(self, rec: ProcessRecord, handle: ChildHandle) -> None:
         """Book-keeping of a fresh run, then the queued signals: no await in between."""
+        rec.health_failed = False
+        rec.health = "starting" if rec.spec.check else ""
         rec.pid, rec.create_time = handle.pid, handle.create_time
         rec.start_ticks = handle.start_ticks
         rec.log_pipes = handle.pipe_records()
@@ -257,6 +263,10 @@ class Runner:
             async with trio.open_nursery() as nursery:
                 if rec.liveness_timeout > 0:
                     nursery.start_soon(self._watchdog, rec, handle)
+                if rec.spec.check:
+                    nursery.start_soon(watch_health, rec, Path(rec.run_dir or rec.bundle_path or "."),
+                                       self._check_env(rec), self.check_limiter, self.emit,
+                                       self.clock, lambda: self._kill_run(rec, handle))
                 code, sig = await handle.wait()
                 nursery.cancel_scope.cancel()
             with trio.move_on_after(DRAIN_TIMEOUT):  # its last words reach the file
@@ -266,7 +276,10 @@ class Runner:
         out_of_memory = await trio.to_thread.run_sync(self._empty, rec, handle)
         outcome = RunOutcome(code, sig, requested=rec.desired == DesiredState.EXITED,
                              liveness_missed=rec.liveness_missed,
-                             out_of_memory=rec.spec.memory if out_of_memory else 0)
+                             out_of_memory=rec.spec.memory if out_of_memory else 0,
+                             unhealthy=rec.spec.check_failures if rec.health_failed else 0)
+        rec.health = rec.health_why = ""  # the next run starts its checks afresh
+        rec.health_failed = False
         if out_of_memory:
             rec.oom_kills += 1
             self.emit(ProcessEvent(self.clock(), rec.spec.name, rec.state, rec.state,
@@ -308,6 +321,19 @@ class Runner:
             nursery.start_soon(run)
             drained.append(done)
         return drained
+
+    @staticmethod
+    def _kill_run(rec: ProcessRecord, handle: ChildHandle) -> None:
+        """SIGKILL the whole run (its cgroup, or its group): its policy decides what next."""
+        if handle.cgroup is not None:
+            handle.cgroup.kill()
+        signal_group(handle.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _check_env(rec: ProcessRecord) -> dict[str, str]:
+        """An exec check runs with the program's environment: same PATH, same variables."""
+        return {**inherited_environment(os.environ), **rec.spec.env,
+                "LOTC_PROCESS": rec.spec.name}
 
     async def _watchdog(self, rec: ProcessRecord, handle: ChildHandle) -> None:
         while True:

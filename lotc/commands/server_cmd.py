@@ -37,11 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="interval agents heartbeat at (default 1)")
     p.add_argument("--missed-heartbeats", type=int, default=3, metavar="N",
                    help="silent intervals before a connection is presumed dead (default 3)")
+    p.add_argument("--ping-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="interval the server beats each agent and console at; they presume "
+                        "it gone after --missed-heartbeats of (ping + heartbeat) (default 5)")
     p.add_argument("--offline-grace", type=float, default=2.0, metavar="SECONDS",
                    help="further grace before an agent is declared offline (default 2)")
     p.add_argument("--ntp-listen", action="append", default=[], metavar="ADDR:PORT",
                    help="also answer SNTP here, so agents can use the server as their time "
                         "source (--ntp SERVER:PORT); repeatable")
+    p.add_argument("--no-exec", action="store_true",
+                   help="refuse the console's `exec` (commands run once on many agents)")
     p.add_argument("--ntp-local-stratum", type=int, metavar="N",
                    help="with --ntp-listen: serve this host's clock as stratum N (1-15) even "
                         "when the kernel says it is not synchronised, like chrony's `local "
@@ -65,8 +70,11 @@ def server_ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     from lotc.server.config import ServerConfig
 
-    if args.heartbeat <= 0 or args.missed_heartbeats < 1 or args.offline_grace < 0:
-        raise InvalidRequest("--heartbeat and --missed-heartbeats must be positive")
+    if args.heartbeat <= 0 or args.ping_interval <= 0 or args.offline_grace < 0:
+        raise InvalidRequest("--heartbeat and --ping-interval must be positive, "
+                             "--offline-grace not negative")
+    if not 1 <= args.missed_heartbeats <= 255:  # TIMING carries it in a byte
+        raise InvalidRequest("--missed-heartbeats must be 1 to 255")
     if args.ntp_local_stratum is not None and not 1 <= args.ntp_local_stratum <= 15:
         raise InvalidRequest("--ntp-local-stratum must be 1 to 15")
     return ServerConfig(
@@ -78,9 +86,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ssl_context=server_ssl_context(args.tls_cert, args.tls_key),
         heartbeat_interval_s=args.heartbeat,
         missed_heartbeats=args.missed_heartbeats,
+        server_ping_interval_s=args.ping_interval,
         offline_grace_s=args.offline_grace,
         ntp_listen=tuple(parse_address(a, 123) for a in args.ntp_listen),
         ntp_local_stratum=args.ntp_local_stratum,
+        no_exec=args.no_exec,
     )
 
 

@@ -31,9 +31,11 @@ import trio
 from lotc import __version__
 from lotc.errors import AuthFailed, NotAllowed, RequestTimeout, TokenRevoked, error_for_code
 from lotc.net.framed import FramedStream
+from protocol import contract
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.messages import Auth, Challenge, Error, Hello, Welcome
+from protocol.message_types import Leg, Phase
+from protocol.messages import Auth, Challenge, Error, Hello, Message, Timing, Welcome
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,11 @@ def compute_mac(key: bytes, nonce: bytes, role: Role, name: str) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def _expect(frame_body: object, cls: type, *, peer_errors: bool = True) -> None:
+def _expect(frame_body: Message, cls: type, leg: Leg, *, peer_errors: bool = True) -> None:
+    # The CONTRACT first: what may not travel this leg during a handshake at all (a
+    # server-only message from a client, a request before authenticating) is refused
+    # from the table; the order of the handshake's own messages is checked below.
+    contract.check(leg, Phase.HANDSHAKE, frame_body.TYPE)
     # Only the client believes an ERROR from its peer (the server's refusal). The server
     # treats a client's ERROR as any other wrong frame: otherwise a hostile client could
     # make it raise, log and echo an error class and text of the client's choosing.
@@ -85,13 +91,14 @@ async def client_handshake(
             capabilities=tuple(capabilities),
         )
         await framed.send(hello, request_id=1)
+        to_client = contract.LEGS_OF[role][1]
         challenge = (await framed.receive()).body
-        _expect(challenge, Challenge)
+        _expect(challenge, Challenge, to_client)
         assert isinstance(challenge, Challenge)
         mac = compute_mac(token_key(token), challenge.nonce, role, name)
         await framed.send(Auth(mac=mac), request_id=2)
         welcome = (await framed.receive()).body
-        _expect(welcome, Welcome)
+        _expect(welcome, Welcome, to_client)
         assert isinstance(welcome, Welcome)
         return welcome
 
@@ -115,8 +122,12 @@ async def server_handshake(
     allowed_role: Role,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT_S,
     revoked_key: KeyLookup | None = None,
+    make_timing: Callable[[Hello], Timing | None] | None = None,
 ) -> Hello:
     """Authenticate the peer; returns its HELLO, or raises AuthFailed / ProtocolError.
+
+    `make_timing` gives the TIMING sent right after WELCOME (None: none for this peer),
+    so that it is the first frame the peer reads once authenticated.
 
     `revoked_key` finds the key of a revoked token: a peer proving it holds one
     gets TokenRevoked instead of AuthFailed.
@@ -127,8 +138,12 @@ async def server_handshake(
     """
     try:
         with trio.fail_after(timeout):
-            return await _server_exchange(
+            hello = await _server_exchange(
                 framed, lookup_key, make_welcome, allowed_role, revoked_key)
+            timing = None if make_timing is None else make_timing(hello)
+            if timing is not None:
+                await framed.send(timing)
+            return hello
     except trio.TooSlowError:
         raise RequestTimeout(f"no complete handshake within {timeout:g} s") from None
 
@@ -140,9 +155,10 @@ async def _server_exchange(
     allowed_role: Role,
     revoked_key: KeyLookup | None,
 ) -> Hello:
+    from_client = contract.LEGS_OF[allowed_role][0]  # this port's clients
     frame = await framed.receive()
     hello = frame.body
-    _expect(hello, Hello, peer_errors=False)
+    _expect(hello, Hello, from_client, peer_errors=False)
     assert isinstance(hello, Hello)
     if hello.role != allowed_role:
         raise NotAllowed(
@@ -154,7 +170,7 @@ async def _server_exchange(
         Challenge(nonce=nonce, server_time_us=time.time_ns() // 1000), frame.request_id
     )
     frame = await framed.receive()
-    _expect(frame.body, Auth, peer_errors=False)
+    _expect(frame.body, Auth, from_client, peer_errors=False)
     assert isinstance(frame.body, Auth)
     key = lookup_key(hello.role, hello.name)
     expected = compute_mac(key or b"", nonce, hello.role, hello.name)

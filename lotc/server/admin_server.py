@@ -6,14 +6,14 @@ their chunks are written in arrival order by the read loop itself. A reply
 made of several frames flags all but the last with MORE; follow streams
 (`events -f`, `logs -f`) end with OK when the console sends CANCEL.
 A failed request answers ERROR and the connection stays; only a frame that
-is not LOTC, or not for consoles, closes it.
+is not LOTC, or that the CONTRACT does not let consoles send, closes it.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -33,16 +33,20 @@ from lotc.server.bundles import (
 from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
 from lotc.server.duties import carry_out
+from lotc.server.exec_run import exec_run
 from lotc.server.labels import label_entries, set_labels, unset_labels
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
+from lotc.server.rolling import rolling_restart
 from lotc.server.scaling import scale_process
 from lotc.server.schedules import clear_schedule, set_schedule
 from lotc.server.tokens import create_token, revoke_token
+from protocol import contract
 from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.message_types import Leg, MessageType, Phase
 from protocol.messages import (
     AgentList,
     AgentResult,
@@ -53,7 +57,7 @@ from protocol.messages import (
     BundleRemove,
     Cancel,
     DiskUsage,
-    Heartbeat,
+    ExecRun,
     LabelList,
     LabelSet,
     LabelUnset,
@@ -61,19 +65,15 @@ from protocol.messages import (
     ListBundles,
     ListLabels,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     ListSchedules,
     Message,
     Ok,
+    ProcessFacts,
     ProcessList,
-    ProcKill,
-    ProcRemove,
-    ProcRestart,
-    ProcResume,
     ProcStart,
     ProcStartOptions,
-    ProcStop,
-    ProcTerminate,
     QueryAgent,
     QueryDisk,
     QueryEvents,
@@ -81,6 +81,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    RollingRestart,
     RunVersions,
     ScaleProcess,
     ScheduleClear,
@@ -89,7 +90,6 @@ from protocol.messages import (
     TokenCreate,
     TokenRevoke,
 )
-from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +126,14 @@ async def handle_admin(ctl: Controller, framed: FramedStream) -> None:
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
         allowed_role=Role.ADMIN, timeout=ctl.config.handshake_timeout_s,
-        revoked_key=ctl.revoked_token_key,
+        revoked_key=ctl.revoked_token_key, make_timing=ctl.timing_for,
     )
     logger.info("console %s connected from %s", hello.name, framed.peer)
     conn = AdminConnection(ctl, framed, hello.name)
     ctl.admin_connected(hello.name, framed)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(ping, framed, ctl.config.server_ping_interval_s)
+            nursery.start_soon(ping, framed, ctl.config.timing.ping_s)
             await _read_loop(conn, nursery)
             nursery.cancel_scope.cancel()
     finally:
@@ -146,28 +146,30 @@ async def _read_loop(conn: AdminConnection, nursery: trio.Nursery) -> None:
     idle_limit = conn.ctl.config.timing.console_silence_limit_s
     while True:
         frame = await conn.framed.receive_within(idle_limit)
-        body = frame.body
-        check(Sender.ADMIN, body.TYPE)  # the spec's SENDERS table refuses a wrong role
-        if isinstance(body, Heartbeat):
-            continue
-        if isinstance(body, (BundleBegin, BundleChunk, BundleEnd)):
-            await _upload_step(conn, frame, nursery)
-        elif isinstance(body, Cancel):
-            scope = conn.follows.get(body.cancel_request_id)
-            if scope is not None:
-                scope.cancel()
-        elif type(body) in HANDLERS:
+        kind = frame.body.TYPE
+        # The CONTRACT refuses what consoles may not send; the tables below route the rest.
+        contract.check(Leg.ADMIN_TO_SERVER, Phase.AUTHENTICATED, kind)
+        inline = INLINE.get(kind)
+        if inline is not None:
+            await inline(conn, frame, nursery)
+        else:
             await conn.slots.acquire()
             nursery.start_soon(_run_request, conn, frame)
-        else:
-            raise ProtocolError(
-                f"consoles may not send {type(body).__name__}", ErrorCode.UNEXPECTED_MESSAGE
-            )
+
+
+async def _beat(conn: AdminConnection, frame: Frame, nursery: trio.Nursery) -> None:
+    """A console's heartbeat: receiving it was the point (the idle limit)."""
+
+
+async def _cancel(conn: AdminConnection, frame: Frame, nursery: trio.Nursery) -> None:
+    scope = conn.follows.get(cast(Cancel, frame.body).cancel_request_id)
+    if scope is not None:
+        scope.cancel()
 
 
 async def _run_request(conn: AdminConnection, frame: Frame) -> None:
     try:
-        await HANDLERS[type(frame.body)](conn, frame.body, frame.request_id)
+        await HANDLERS[frame.body.TYPE](conn, frame.body, frame.request_id)
     except LotcError as exc:
         await conn.framed.send(error_reply(exc), frame.request_id)
     finally:
@@ -226,6 +228,12 @@ async def _list_agents(conn: AdminConnection, body: ListAgents, request_id: int)
 async def _list_processes(conn: AdminConnection, body: ListProcesses, request_id: int) -> None:
     entries = await queries.processes(conn.ctl, body.pattern)
     await conn.reply_list(request_id, lambda batch: ProcessList(processes=batch), entries)
+
+
+async def _list_process_facts(conn: AdminConnection, body: ListProcessFacts,
+                              request_id: int) -> None:
+    entries = queries.process_facts(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: ProcessFacts(processes=batch), entries)
 
 
 async def _list_run_versions(conn: AdminConnection, body: ListRunVersions,
@@ -306,6 +314,17 @@ async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: 
     await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
+async def _rolling_restart(conn: AdminConnection, body: RollingRestart,
+                           request_id: int) -> None:
+    await conn.reply_results(request_id, await rolling_restart(conn.ctl, body))
+
+
+async def _exec_run(conn: AdminConnection, body: ExecRun, request_id: int) -> None:
+    results = await exec_run(conn.ctl, body)  # one frame each: output may be a MiB
+    for index, result in enumerate(results):
+        await conn.reply(request_id, result, more=index < len(results) - 1)
+
+
 async def _query_agent(conn: AdminConnection, body: QueryAgent, request_id: int) -> None:
     await conn.reply(request_id, await agent_detail(conn.ctl, body))
 
@@ -326,6 +345,10 @@ async def _schedule_clear(conn: AdminConnection, body: ScheduleClear, request_id
     await conn.reply_results(request_id, await clear_schedule(conn.ctl, body))
 
 
+async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: int) -> None:
+    await conn.reply(request_id, create_token(conn.ctl, body.role, body.name))
+
+
 async def _label_set(conn: AdminConnection, body: LabelSet, request_id: int) -> None:
     await conn.reply_results(request_id, await set_labels(conn.ctl, body))
 
@@ -339,10 +362,6 @@ async def _list_labels(conn: AdminConnection, body: ListLabels, request_id: int)
     await conn.reply_list(request_id, lambda batch: LabelList(agents=batch), entries)
 
 
-async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: int) -> None:
-    await conn.reply(request_id, create_token(conn.ctl, body.role, body.name))
-
-
 async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: int) -> None:
     reply, closes = revoke_token(conn.ctl, body.name, conn.framed, conn.admin)
     await carry_out(closes)
@@ -354,33 +373,48 @@ async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: in
 # Each handler takes the body of its own message type (Any here: one table for all).
 Handler = Callable[[AdminConnection, Any, int], Awaitable[None]]
 
-HANDLERS: dict[type[Message], Handler] = {
-    ListAgents: _list_agents,
-    ListProcesses: _list_processes,
-    ListRunVersions: _list_run_versions,
-    ListBundles: _list_bundles,
-    QueryStats: _query_stats,
-    QueryDisk: _query_disk,
-    QueryEvents: _query_events,
-    QueryLogs: _query_logs,
-    ProcStart: _start,
-    ProcStartOptions: _start,
-    ProcStop: _control,
-    ProcResume: _control,
-    ProcTerminate: _control,
-    ProcKill: _control,
-    ProcRestart: _control,
-    ProcRemove: _control,
-    ScaleProcess: _scale,
-    QueryProcess: _query_process,
-    QueryAgent: _query_agent,
-    BundleRemove: _remove_bundle,
-    ListSchedules: _list_schedules,
-    ScheduleSet: _schedule_set,
-    ScheduleClear: _schedule_clear,
-    TokenCreate: _token_create,
-    TokenRevoke: _token_revoke,
-    LabelSet: _label_set,
-    LabelUnset: _label_unset,
-    ListLabels: _list_labels,
+# Handled by the read loop itself, in arrival order (an upload's chunks must be).
+Inline = Callable[[AdminConnection, Frame, trio.Nursery], Awaitable[None]]
+INLINE: dict[MessageType, Inline] = {
+    MessageType.HEARTBEAT: _beat,
+    MessageType.CANCEL: _cancel,
+    MessageType.BUNDLE_BEGIN: _upload_step,
+    MessageType.BUNDLE_CHUNK: _upload_step,
+    MessageType.BUNDLE_END: _upload_step,
+}
+
+# Requests, each in its own task. INLINE and HANDLERS together route exactly what the
+# CONTRACT lets a console send (tests/unit/test_contract.py checks it).
+HANDLERS: dict[MessageType, Handler] = {
+    MessageType.LIST_AGENTS: _list_agents,
+    MessageType.LIST_PROCESSES: _list_processes,
+    MessageType.LIST_RUN_VERSIONS: _list_run_versions,
+    MessageType.LIST_PROCESS_FACTS: _list_process_facts,
+    MessageType.LIST_BUNDLES: _list_bundles,
+    MessageType.QUERY_STATS: _query_stats,
+    MessageType.QUERY_DISK: _query_disk,
+    MessageType.QUERY_EVENTS: _query_events,
+    MessageType.QUERY_LOGS: _query_logs,
+    MessageType.PROC_START: _start,
+    MessageType.PROC_START_OPTIONS: _start,
+    MessageType.PROC_STOP: _control,
+    MessageType.PROC_RESUME: _control,
+    MessageType.PROC_TERMINATE: _control,
+    MessageType.PROC_KILL: _control,
+    MessageType.PROC_RESTART: _control,
+    MessageType.PROC_REMOVE: _control,
+    MessageType.SCALE_PROCESS: _scale,
+    MessageType.QUERY_PROCESS: _query_process,
+    MessageType.QUERY_AGENT: _query_agent,
+    MessageType.EXEC_RUN: _exec_run,
+    MessageType.ROLLING_RESTART: _rolling_restart,
+    MessageType.BUNDLE_REMOVE: _remove_bundle,
+    MessageType.LIST_SCHEDULES: _list_schedules,
+    MessageType.SCHEDULE_SET: _schedule_set,
+    MessageType.SCHEDULE_CLEAR: _schedule_clear,
+    MessageType.TOKEN_CREATE: _token_create,
+    MessageType.TOKEN_REVOKE: _token_revoke,
+    MessageType.LABEL_SET: _label_set,
+    MessageType.LABEL_UNSET: _label_unset,
+    MessageType.LIST_LABELS: _list_labels,
 }

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import cast
 
 import trio
 
@@ -14,30 +16,22 @@ from lotc.server.controller import Controller
 from lotc.server.duties import carry_out
 from lotc.server.reconcile import reconcile
 from lotc.server.sessions import AgentSession
+from protocol import contract
 from protocol.codec import Frame, encode
 from protocol.enums import Role
-from protocol.errors import ErrorCode, ProtocolError
+from protocol.message_types import Leg, MessageType, Phase
 from protocol.messages import (
     AgentLabels,
     AgentState,
-    BundleReady,
-    DiskUsage,
     Error,
     Event,
     EventAck,
     Heartbeat,
-    LogLines,
-    Ok,
-    Results,
-    RunVersions,
     StatsReport,
     TimeInfo,
 )
-from protocol.senders import Sender, check
 
 logger = logging.getLogger(__name__)
-
-REPLY_TYPES = (Ok, Error, BundleReady, LogLines, Results, RunVersions, DiskUsage)
 
 
 async def handle_agent(
@@ -52,7 +46,7 @@ async def handle_agent(
     hello = await server_handshake(
         framed, ctl.token_key, ctl.welcome,
         allowed_role=Role.AGENT, timeout=config.handshake_timeout_s,
-        revoked_key=ctl.revoked_token_key,
+        revoked_key=ctl.revoked_token_key, make_timing=ctl.timing_for,
     )
     session = AgentSession(hello.name, framed, hello, ctl.now_us())
     dropped = ctl.agent_connected(session)
@@ -93,7 +87,7 @@ class _Pinger:
     def __init__(self, ctl: Controller, session: AgentSession) -> None:
         self.ctl = ctl
         self.session = session
-        self.interval = ctl.config.server_ping_interval_s
+        self.interval = ctl.config.timing.ping_s
         self.next_ping = trio.current_time() + self.interval
         self.seq = 0
 
@@ -116,8 +110,61 @@ def _quick(ctl: Controller, pinger: _Pinger, frame: Frame) -> bool:
     return _handled_now(ctl, pinger.session, frame)
 
 
+# What an authenticated agent may send (the CONTRACT); everything else is refused.
+AGENT_SENDS = contract.allowed(Leg.AGENT_TO_SERVER, Phase.AUTHENTICATED)
+
+
+def _stats(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    ctl.stats_report(session, cast(StatsReport, frame.body))  # QUICK is keyed by type
+    return True
+
+
+def _time(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    ctl.time_info(session, cast(TimeInfo, frame.body))
+    return True
+
+
+def _labels(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    ctl.agent_labels(session, cast(AgentLabels, frame.body))
+    return True
+
+
+def _reply(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    body = frame.body
+    if not session.deliver(frame) and isinstance(body, Error):
+        logger.warning("agent %s reported: %s", session.name, body.message)
+    return True
+
+
+def _state(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    # With a request id: the answer to a refresh (live ps). Without: a reconcile (slow).
+    return bool(frame.request_id) and session.deliver(frame)
+
+
+def _beat(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    return True  # heard from: the pinger has marked it
+
+
+Quick = Callable[[Controller, AgentSession, Frame], bool]
+
+# The work on a frame that needs no waiting; True when done. A type missing here, or
+# whose entry answers False, goes to the connection's task (SLOW).
+QUICK: dict[MessageType, Quick] = {
+    MessageType.HEARTBEAT: _beat,
+    MessageType.STATS_REPORT: _stats,
+    MessageType.TIME_INFO: _time,
+    MessageType.AGENT_LABELS: _labels,
+    MessageType.AGENT_STATE: _state,
+    **dict.fromkeys((MessageType.OK, MessageType.ERROR, MessageType.BUNDLE_READY,
+                     MessageType.LOG_LINES, MessageType.RUN_VERSIONS, MessageType.DISK_USAGE,
+                     MessageType.PROCESS_FACTS, MessageType.EXEC_RESULT),
+                    _reply),
+}
+
+
 def _handled_now(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
-    """Handle a frame that needs no waiting; False when it needs the connection's task.
+    """Check a frame against the CONTRACT, and handle it if it needs no waiting; False
+    when it needs the connection's task.
 
     Heartbeats, stats, time reports and replies are handled here, by the hub when
     it reads the connection: its task then wakes only for events and reconciles,
@@ -126,24 +173,11 @@ def _handled_now(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
     lived long enough to make the GC's full collections (half a second at 10,000
     agents) frequent.
     """
-    body = frame.body
-    cls = body.__class__
-    if cls is Heartbeat:
-        return True
-    if isinstance(body, StatsReport):
-        ctl.stats_report(session, body)
-    elif isinstance(body, TimeInfo):
-        ctl.time_info(session, body)
-    elif isinstance(body, AgentLabels):
-        ctl.agent_labels(session, body)
-    elif isinstance(body, REPLY_TYPES):
-        if not session.deliver(frame) and isinstance(body, Error):
-            logger.warning("agent %s reported: %s", session.name, body.message)
-    elif cls is AgentState and frame.request_id and session.deliver(frame):
-        pass  # the answer to a refresh (live ps)
-    else:
-        return False
-    return True
+    kind = frame.body.TYPE
+    if kind not in AGENT_SENDS:
+        raise contract.refusal(Leg.AGENT_TO_SERVER, Phase.AUTHENTICATED, kind)
+    quick = QUICK.get(kind)
+    return quick is not None and quick(ctl, session, frame)
 
 
 async def _read_loop(ctl: Controller, session: AgentSession, pinger: _Pinger,
@@ -190,20 +224,29 @@ async def _read_loop_alone(ctl: Controller, session: AgentSession, pinger: _Ping
     raise trio.TooSlowError(f"agent {session.name} silent for {backstop:g} s")
 
 
+async def _event(ctl: Controller, session: AgentSession, frame: Frame,
+                 nursery: trio.Nursery) -> None:
+    ack = ctl.agent_event(session, cast(Event, frame.body))  # SLOW is keyed by type
+    await session.send(EventAck(seq=ack.seq))
+
+
+async def _reconcile(ctl: Controller, session: AgentSession, frame: Frame,
+                     nursery: trio.Nursery) -> None:
+    ctl.agent_state_heard(session)  # before any selector can see the agent's new state
+    # In its own task: reconciling awaits replies that this loop must keep reading.
+    nursery.start_soon(reconcile, ctl, session, cast(AgentState, frame.body))
+
+
+Slow = Callable[[Controller, AgentSession, Frame, trio.Nursery], Awaitable[None]]
+
+# Frames that need awaiting (after QUICK declined them).
+SLOW: dict[MessageType, Slow] = {
+    MessageType.EVENT: _event,
+    MessageType.AGENT_STATE: _reconcile,
+}
+
+
 async def _dispatch(
     ctl: Controller, session: AgentSession, frame: Frame, nursery: trio.Nursery
 ) -> None:
-    """Frames that need awaiting (after `_handled_now` declined them)."""
-    body = frame.body
-    if isinstance(body, Event):
-        ack = ctl.agent_event(session, body)
-        await session.send(EventAck(seq=ack.seq))
-    elif isinstance(body, AgentState):
-        ctl.agent_state_heard(session)  # before any selector can see the agent's new state
-        # In its own task: reconciling awaits replies that this loop must keep reading.
-        nursery.start_soon(reconcile, ctl, session, body)
-    else:
-        check(Sender.AGENT, body.TYPE)  # the spec's SENDERS table names a wrong role
-        raise ProtocolError(
-            f"agents may not send {type(body).__name__} here", ErrorCode.UNEXPECTED_MESSAGE
-        )
+    await SLOW[frame.body.TYPE](ctl, session, frame, nursery)

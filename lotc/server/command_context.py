@@ -29,6 +29,7 @@ from lotc.server.records import (
 )
 from lotc.server.sessions import AgentSession
 from protocol.enums import BundleKind, DesiredState, EventKind, Role
+from protocol.messages import KeyValue
 
 Agents = str | Collection[str] | None  # one agent, some, or all (None)
 
@@ -91,6 +92,7 @@ class CommandContext(Protocol):
     config: ServerConfig
     # agent -> process -> SHA-256 of its run's bundle version (see Controller)
     run_versions: dict[str, dict[str, bytes]]
+    process_facts: dict[str, dict[str, tuple[KeyValue, ...]]]  # agent -> process -> facts
     last_seen_us: dict[str, int]  # fresher than the store's (batched writes)
 
     @property

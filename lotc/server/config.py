@@ -28,7 +28,8 @@ class ServerConfig:
     missed_heartbeats: int = 3  # silent this many intervals: the connection is presumed dead
     offline_grace_s: float = 2.0  # ...and only after this grace is the agent called offline
     # The server heartbeats each peer far less often than agents heartbeat it: enough for a
-    # peer to tell a dead server from a quiet one, cheap with 10,000 agents.
+    # peer to tell a dead server from a quiet one, cheap with 10,000 agents. Sent to them
+    # in TIMING (lotc/timing.py: the rule each side derives its silence limit from).
     server_ping_interval_s: float = 5.0
     handshake_timeout_s: float = 10.0
     send_timeout_s: float = 10.0  # a peer that does not read a frame in this time is cut off
@@ -40,11 +41,13 @@ class ServerConfig:
     verdict_tick_s: float = 0.25  # how often heartbeats are flushed and silences judged
     seen_write_interval_s: float = 5.0  # how often last-seen times reach the database
     revocation_poll_s: float = 0.25  # how often the DB is checked for tokens revoked by the CLI
+    no_exec: bool = False  # --no-exec: `exec` is refused (lotc/server/exec_run.py)
 
     @property
     def timing(self) -> ServerTiming:
         return ServerTiming(self.heartbeat_interval_s, self.missed_heartbeats,
-                            self.offline_grace_s, self.upload_idle_timeout_s)
+                            self.offline_grace_s, self.upload_idle_timeout_s,
+                            self.server_ping_interval_s)
 
     @property
     def silence_limit_s(self) -> float:

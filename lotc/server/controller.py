@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from lotc import __version__
+from lotc import __version__, timing
 from lotc.errors import (
     InvalidRequest,
     TokenRevoked,
@@ -53,8 +53,10 @@ from protocol.messages import (
     AgentLabels,
     Event,
     Hello,
+    KeyValue,
     StatsReport,
     TimeInfo,
+    Timing,
     Welcome,
 )
 
@@ -91,6 +93,7 @@ class Controller:
         # agent -> process -> SHA-256 of the bundle version its run uses, as the agent said
         # at the last `ps` refresh (memory only: the agent is asked again at the next one)
         self.run_versions: dict[str, dict[str, bytes]] = {}
+        self.process_facts: dict[str, dict[str, tuple[KeyValue, ...]]] = {}  # from refresh
 
     # ------------------------------------------------------------ what commands use
     # (lotc/server/command_context.py: the interface the command modules see)
@@ -123,6 +126,13 @@ class Controller:
             max_body=self.config.max_body,
             last_event_seq=last_seq,
         )
+
+    def timing_for(self, hello: Hello) -> Timing | None:
+        """The TIMING to send right after WELCOME: only to clients that announce "timing"
+        (an older client gets nothing it cannot read)."""
+        if timing.CAPABILITY not in hello.capabilities:
+            return None
+        return self.config.timing.message_for(hello.role)
 
     # ------------------------------------------------------------ consoles and revocation
 
@@ -196,6 +206,7 @@ class Controller:
         session.close()
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
+            self.process_facts.pop(session.name, None)  # health is not known while away
             self._disconnected_at[session.name] = trio.current_time() if now is None else now
             logger.info("agent %s disconnected; offline verdict in %.1f s unless it returns",
                         session.name, self.config.offline_grace_s)
@@ -213,7 +224,8 @@ class Controller:
     def judge(self, now: float) -> list[Close]:
         """The verdicts at monotonic time `now`: connections silent past the limit are to
         be closed; agents absent past the grace are declared offline (an event)."""
-        cutoff = now - self.config.silence_limit_s
+        rule = self.config.timing  # the one rule (lotc/timing.py)
+        cutoff = now - rule.agent_silence_limit_s
         # A comprehension: with 10,000 sessions this runs 40,000 times a second.
         silent = [s for s in self.sessions.values() if s.last_seen_monotonic < cutoff]
         for session in silent:
@@ -221,7 +233,7 @@ class Controller:
                            session.name, now - session.last_seen_monotonic)
             self.agent_disconnected(session, now)
         for name, since in list(self._disconnected_at.items()):
-            if now - since >= self.config.offline_grace_s:
+            if now - since >= rule.offline_grace_s:
                 del self._disconnected_at[name]
                 self._write_true_last_seen(name)
                 self.model.agent_offline(name, self.now_us())

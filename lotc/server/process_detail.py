@@ -4,7 +4,8 @@ The start options are rendered from the records themselves, never from a list
 kept here: every field of the spec record in turn, then every key of its
 options record (lotc.options: log-size, user, nofile... and whatever rows are
 added later), so a new option shows up without touching this module.
-Environment values may be secrets: only their keys are shown unless the
+Last come the facts the agent reported at the refresh (PROCESS_FACTS: health, ready,
+oom-kills), as it sent them. Environment values may be secrets: only their keys are shown unless the
 admin asks for them (`--show-env`). The variables of an --env-file are read
 by the agent and never reach the server: the row names the file.
 """
@@ -19,7 +20,6 @@ from lotc.names import validate_name
 from lotc.server import queries
 from lotc.server.command_context import CommandContext
 from lotc.server.records import ProcessSpecRecord
-from protocol.enums import EventKind
 from protocol.messages import KeyValue, ProcessDetail, ProcessEntry, QueryProcess
 
 __all__ = ["process_detail"]
@@ -60,20 +60,6 @@ def option_rows(spec: ProcessSpecRecord, show_env: bool) -> list[tuple[str, str]
     return rows
 
 
-OOM_EVENTS_READ = 1000  # the newest events of the agent looked at for the count
-
-
-def _oom_text(ctl: CommandContext, agent: str, name: str) -> str:
-    """How many runs the kernel ended for the memory limit, from the agent's events
-    (OUT_OF_MEMORY), and the last one's words."""
-    events = [e for e in ctl.store.events(agent, limit=OOM_EVENTS_READ, newest=True)
-              if e.kind == EventKind.OUT_OF_MEMORY and e.process == name]
-    if not events:
-        return "0"
-    last = max(events, key=lambda e: e.time_us)
-    return f"{len(events)} (last: {last.message})"
-
-
 async def process_detail(ctl: CommandContext, msg: QueryProcess) -> ProcessDetail:
     validate_name("agent", msg.agent)
     validate_name("process", msg.name)
@@ -85,7 +71,8 @@ async def process_detail(ctl: CommandContext, msg: QueryProcess) -> ProcessDetai
     versions = {r.process: r.sha256 for r in queries.run_versions(ctl, msg.agent)
                 if r.agent == msg.agent}
     rows = _run_rows(entry, versions.get(msg.name))
-    rows.append(("out of memory", _oom_text(ctl, msg.agent, msg.name)))
+    facts = {(f.agent, f.process): f.facts for f in queries.process_facts(ctl, msg.agent)}
+    rows += [(fact.key, fact.value) for fact in facts.get((msg.agent, msg.name), ())]
     if spec is not None:
         rows += option_rows(spec, msg.show_env)
     return ProcessDetail(agent=msg.agent, name=msg.name,

@@ -18,9 +18,12 @@ from protocol.messages import (
     BundleEntry,
     Event,
     ListProcesses,
+    ListProcessFacts,
     ListRunVersions,
     NodeStats,
     ProcessEntry,
+    ProcessFacts,
+    ProcessFactsEntry,
     ProcessStats,
     RunVersion,
     RunVersions,
@@ -31,6 +34,7 @@ from protocol.messages import (
 
 REFRESH_TIMEOUT_S = 2.0  # a listing waits this long for live answers, then shows what it has
 RUN_VERSIONS_CAPABILITY = "run-versions"  # lotc.agent.connection.CAPABILITIES
+PROCESS_FACTS_CAPABILITY = "process-facts"  # the same
 FEW_AGENTS = 100  # up to this many names, `agents` looks each up instead of listing all
 
 
@@ -91,6 +95,11 @@ async def refresh(ctl: CommandContext, agents: set[str] | None) -> None:
                 if isinstance(versions.body, RunVersions):
                     ctl.run_versions[session.name] = {
                         run.process: run.sha256 for run in versions.body.runs}
+            if PROCESS_FACTS_CAPABILITY in session.hello.capabilities:
+                facts = await session.request(ListProcessFacts(pattern=""), REFRESH_TIMEOUT_S)
+                if isinstance(facts.body, ProcessFacts):
+                    ctl.process_facts[session.name] = {
+                        entry.process: entry.facts for entry in facts.body.processes}
         except LotcError:
             return
 
@@ -121,6 +130,15 @@ def run_versions(ctl: CommandContext, pattern: str) -> list[RunVersion]:
             for agent, runs in sorted(ctl.run_versions.items())
             if wanted is None or agent in wanted
             for name, sha in sorted(runs.items())]
+
+
+def process_facts(ctl: CommandContext, pattern: str) -> list[ProcessFactsEntry]:
+    """What the last refresh learned of each run beyond its ProcessEntry (health...)."""
+    wanted = _wanted(ctl, pattern)
+    return [ProcessFactsEntry(agent=agent, process=name, facts=facts)
+            for agent, known in sorted(ctl.process_facts.items())
+            if wanted is None or agent in wanted
+            for name, facts in sorted(known.items())]
 
 
 def _process_entry(

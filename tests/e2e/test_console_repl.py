@@ -132,7 +132,7 @@ def test_repl_session(cluster: Cluster, app_bundle: Path, tmp_path: Path) -> Non
         t.type_line("help ps")
         t.wait_for("usage: ps [AGENT [P")
         t.type_line("agnets")
-        t.wait_for("error: unknown command 'agnets' (did you mean agents?)")
+        t.wait_for("error: unknown command 'agnets' (did you mean agents or agent?)")
         t.type_line("kill n1")
         t.wait_for("usage: kill AGENT P [--signal SIG]")
 

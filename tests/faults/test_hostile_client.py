@@ -31,23 +31,19 @@ from admin_console.client import AdminClient
 from lotc.net.address import Address
 from lotc.net.auth import compute_mac, token_key
 from lotc.net.refusals import MAX_LOGIN_DELAY_S
-from lotc.server.admin_server import HANDLERS
-from protocol import messages
+from protocol import contract, messages
 from protocol.codec import EncodeError, Frame, FrameDecoder, encode
 from protocol.enums import EventKind, Role
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.message_types import Leg, Phase
 from protocol.messages import (
     MESSAGE_CLASSES,
     AgentList,
     Auth,
     BundleBegin,
-    BundleChunk,
-    BundleEnd,
-    Cancel,
     Challenge,
     Error,
     Event,
-    Heartbeat,
     Hello,
     ListAgents,
     ListProcesses,
@@ -493,7 +489,8 @@ async def fuzz_both_ports(cluster: InProcessCluster) -> FuzzReport:
     return report
 
 
-ALLOWED_FROM_CONSOLES = set(HANDLERS) | {BundleBegin, BundleChunk, BundleEnd, Cancel, Heartbeat}
+ALLOWED_FROM_CONSOLES = {MESSAGE_CLASSES[t] for t in
+                         contract.allowed(Leg.ADMIN_TO_SERVER, Phase.AUTHENTICATED)}
 
 
 def _type_of(frame: bytes) -> type:

@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.enums import EventKind, ProcessState
+from lotc.timing import ServerTiming
+from protocol.enums import EventKind, ProcessState, Role
 from tests import fault_db
 from tests.agent_helpers import suspended
 from tests.cluster import Cluster, wait_until
@@ -27,6 +28,8 @@ from tests.fault_proxy import FaultProxy
 from tests.faults.test_agent_killed import background_console, copies
 
 PY = sys.executable
+# What the agents derive from the server's TIMING in the link test: 2 x (5 s + 0.5 s).
+AGENT_LIMIT_S = ServerTiming(0.5, 2, 1.5, 60.0, ping_s=5.0).link(Role.AGENT).server_silence_limit_s
 
 
 def crash_app(root: Path) -> Path:
@@ -109,7 +112,8 @@ def test_a_deaf_link_and_a_stalled_link_are_noticed_and_healed(cluster: Cluster)
         assert "offline" in offline, offline
         deaf_stop = background_console(cluster, "stop deaf web")
 
-        # Each agent notices the silence (limit: 15 s) and reconnects; the new
+        # Each agent notices the silence (its limit from the server's TIMING: 2 missed
+        # periods of 5 s ping + 0.5 s heartbeat = 11 s) and reconnects; the new
         # connections pass the proxy normally.
         wait_until(lambda: deaf_link.accepted >= 2 and stalled_link.accepted >= 2,
                    timeout=40, what="both agents reconnected")
@@ -121,7 +125,7 @@ def test_a_deaf_link_and_a_stalled_link_are_noticed_and_healed(cluster: Cluster)
         for agent in ("deaf", "stalled"):  # said once, in plain words (before the proxies go)
             log = cluster.agent_log(agent)
             assert log.count("lost the server") == 1, log[-2000:]
-            assert "nothing heard from the server for 15 s" in log, log[-2000:]
+            assert f"nothing heard from the server for {AGENT_LIMIT_S:g} s" in log, log[-2000:]
             assert "Traceback" not in log
 
     # The processes ran (suspended now) throughout: same pids, one copy each.

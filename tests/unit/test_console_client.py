@@ -38,6 +38,7 @@ from admin_console.script import (
     plan,
     run_script,
 )
+from lotc import timing
 from lotc.errors import AuthFailed, LotcError, RequestTimeout, UnknownAgent
 from lotc.net.address import Address
 from lotc.net.auth import server_handshake, token_key
@@ -56,6 +57,7 @@ from protocol.messages import (
     Cancel,
     Error,
     Event,
+    EventAck,
     Heartbeat,
     Label,
     LabelList,
@@ -69,9 +71,11 @@ from protocol.messages import (
     Ok,
     ProcStart,
     ProcStop,
+    QueryDisk,
     QueryEvents,
     QueryLogs,
     Results,
+    Timing,
     Token,
     TokenCreate,
     TokenRevoke,
@@ -81,6 +85,8 @@ from protocol.messages import (
 TOKEN = "s3cret-token"
 ADMIN = "alice"
 DEADLINE_S = 5.0  # every test wait; all of them finish in milliseconds
+# The fake server never pings: a silence limit far beyond any test, (10 s + 0.05 s) x 3.
+TIMING = Timing(heartbeat_ms=50, ping_ms=10_000, missed=3, silence_limit_ms=60_000)
 REGISTRY = build_registry()
 
 
@@ -101,7 +107,9 @@ class FakeServer:
             await server_handshake(
                 framed, lambda role, name: token_key(TOKEN) if name == ADMIN else None,
                 lambda hello: Welcome(server="fake", heartbeat_ms=50, max_body=1 << 22),
-                allowed_role=Role.ADMIN, timeout=DEADLINE_S)
+                allowed_role=Role.ADMIN, timeout=DEADLINE_S,
+                make_timing=lambda hello: TIMING if timing.CAPABILITY in hello.capabilities
+                else None)
             async with trio.open_nursery() as nursery:
                 await self.serve(framed, nursery)
         except LotcError as exc:
@@ -152,6 +160,8 @@ class FakeServer:
             return [(Results(results=(AgentResult(agent="node-1", message="stopped"),)), False)]
         if isinstance(body, TokenCreate):
             return [(Token(token="new-token"), False)]
+        if isinstance(body, QueryDisk):  # a frame the server sends only to agents
+            return [(EventAck(seq=1), False)]
         if isinstance(body, BundleBegin):
             self.begin = body
             return [(BundleReady(offset=0), False)]
@@ -248,6 +258,22 @@ async def test_heartbeats_are_sent_while_idle() -> None:
         with trio.fail_after(DEADLINE_S):
             while server.heartbeats < 2:
                 await trio.sleep(0.01)
+
+
+async def test_the_server_silence_limit_comes_from_timing() -> None:
+    async with connected() as (_, client):
+        with trio.fail_after(DEADLINE_S):
+            while client.server_silence_limit_s != pytest.approx(30.15):
+                await trio.sleep(0.01)  # TIMING is read by the receive loop, after WELCOME
+
+
+async def test_a_frame_the_server_may_not_send_a_console_ends_the_connection() -> None:
+    async with connected() as (_, client):
+        with trio.fail_after(DEADLINE_S), pytest.raises(
+                ConnectionLost, match=r"the server sent bad data: the server \(to a console\) "
+                                      "may not send EVENT_ACK after WELCOME"):
+            await client.request(QueryDisk(pattern="all"))
+        assert not client.connected
 
 
 async def test_request_deadline() -> None:

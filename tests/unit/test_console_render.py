@@ -152,8 +152,9 @@ PROCESSES = Listing((
 
 def test_ps_table_shows_desired_beside_actual() -> None:
     lines = render("ps", PROCESSES).splitlines()
-    assert lines[0].split()[:6] == ["AGENT", "PROCESS", "BUNDLE", "VERSION", "DESIRED", "STATE"]
-    assert lines[1].split()[3:8] == ["-", "running", "running", "4242", "2m5s"]
+    assert lines[0].split()[:7] == ["AGENT", "PROCESS", "BUNDLE", "VERSION", "DESIRED", "STATE",
+                                    "HEALTH"]
+    assert lines[1].split()[3:9] == ["-", "running", "running", "-", "4242", "2m5s"]
     assert "ready" in lines[1] and "1s ago" in lines[1]
     assert lines[2].split()[4:6] == ["running", "backoff*"] and "code 1" in lines[2]
     assert lines[3].split()[4:6] == ["exited", "exited"] and "SIGKILL" in lines[3]
@@ -167,6 +168,17 @@ def test_ps_shows_which_version_each_process_runs() -> None:
     document = json.loads(render("ps", versions, True))
     assert document["processes"][0]["bundle_sha256"] == bytes(range(32)).hex()
     assert document["processes"][1]["bundle_sha256"] is None
+
+
+def test_ps_shows_health_and_json_the_facts() -> None:
+    facts = {("node-1", "web"): {"health": "healthy", "ready": "yes"}}
+    listing = PsListing(PROCESSES.entries, NOW, {}, facts)
+    lines = render("ps", listing).splitlines()
+    assert lines[1].split()[6] == "healthy"
+    assert lines[2].split()[6] == "-"  # no check, or not running
+    document = json.loads(render("ps", listing, True))
+    assert document["processes"][0]["facts"] == {"health": "healthy", "ready": "yes"}
+    assert document["processes"][1]["facts"] == {}
 
 
 def test_ps_json() -> None:

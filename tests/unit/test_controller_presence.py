@@ -283,5 +283,5 @@ async def test_an_agent_sending_a_console_command_is_cut_off(
     with trio.fail_after(DEADLINE_S):
         await fake.closed.wait()
     [error] = fake.of_type(Error)
-    assert error.code == ErrorCode.UNEXPECTED_MESSAGE and "agents may not send" in error.message
+    assert error.code == ErrorCode.UNEXPECTED_MESSAGE and "an agent may not send PROC_START" in error.message
     assert "web-1" not in ctl.sessions and ctl.model.processes(None) == []
