@@ -24,6 +24,7 @@ from protocol.frame import Frame
 from protocol.messages import (
     AgentDetail,
     AgentEntry,
+    AgentLabels,
     AgentList,
     AgentResult,
     AgentState,
@@ -35,6 +36,9 @@ from protocol.messages import (
     BundleList,
     BundleReady,
     BundleRemove,
+    BundleSwitch,
+    BundleVersion,
+    BundleVersions,
     Cancel,
     Challenge,
     DiskEntry,
@@ -48,8 +52,15 @@ from protocol.messages import (
     Heartbeat,
     Hello,
     KeyValue,
+    Label,
+    LabelList,
+    LabelsEntry,
+    LabelSet,
+    LabelUnset,
     ListAgents,
     ListBundles,
+    ListBundleVersions,
+    ListLabels,
     ListProcesses,
     ListProcessFacts,
     ListRunVersions,
@@ -79,6 +90,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    Rollback,
     RollingRestart,
     RunVersion,
     RunVersions,
@@ -178,9 +190,11 @@ _S50 = Struct('>QQQQQQH')
 _S51 = Struct('>2sBBHIIBH')
 _S52 = Struct('>?')
 _S53 = Struct('>HI')
-_S54 = Struct('>IHH')
-_S55 = Struct('>IH')
-_S56 = Struct('>hBQI')
+_S54 = Struct('>32sBQq?')
+_S55 = Struct('>32sBQqB')
+_S56 = Struct('>IHH')
+_S57 = Struct('>IH')
+_S58 = Struct('>hBQI')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -407,6 +421,48 @@ def _make_ProcessFactsEntry(agent, process, facts) -> ProcessFactsEntry:
     obj.process = process
     obj.facts = facts
     obj.__class__ = ProcessFactsEntry
+    return obj
+
+
+class _W_BundleVersion:
+    __slots__ = BundleVersion.__slots__
+
+
+def _make_BundleVersion(agent, name, sha256, kind, size, stored_us, current) -> BundleVersion:
+    obj = _W_BundleVersion()
+    obj.agent = agent
+    obj.name = name
+    obj.sha256 = sha256
+    obj.kind = kind
+    obj.size = size
+    obj.stored_us = stored_us
+    obj.current = current
+    obj.__class__ = BundleVersion
+    return obj
+
+
+class _W_Label:
+    __slots__ = Label.__slots__
+
+
+def _make_Label(key, value) -> Label:
+    obj = _W_Label()
+    obj.key = key
+    obj.value = value
+    obj.__class__ = Label
+    return obj
+
+
+class _W_LabelsEntry:
+    __slots__ = LabelsEntry.__slots__
+
+
+def _make_LabelsEntry(agent, announced, console) -> LabelsEntry:
+    obj = _W_LabelsEntry()
+    obj.agent = agent
+    obj.announced = announced
+    obj.console = console
+    obj.__class__ = LabelsEntry
     return obj
 
 
@@ -642,6 +698,22 @@ class _W_RollingRestart(Message):
     __slots__ = RollingRestart.__slots__
 
 
+class _W_ListBundleVersions(Message):
+    __slots__ = ListBundleVersions.__slots__
+
+
+class _W_BundleVersions(Message):
+    __slots__ = BundleVersions.__slots__
+
+
+class _W_Rollback(Message):
+    __slots__ = Rollback.__slots__
+
+
+class _W_BundleSwitch(Message):
+    __slots__ = BundleSwitch.__slots__
+
+
 class _W_ExecRun(Message):
     __slots__ = ExecRun.__slots__
 
@@ -652,6 +724,26 @@ class _W_ExecCommand(Message):
 
 class _W_ExecResult(Message):
     __slots__ = ExecResult.__slots__
+
+
+class _W_AgentLabels(Message):
+    __slots__ = AgentLabels.__slots__
+
+
+class _W_LabelSet(Message):
+    __slots__ = LabelSet.__slots__
+
+
+class _W_LabelUnset(Message):
+    __slots__ = LabelUnset.__slots__
+
+
+class _W_ListLabels(Message):
+    __slots__ = ListLabels.__slots__
+
+
+class _W_LabelList(Message):
+    __slots__ = LabelList.__slots__
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
@@ -3355,6 +3447,168 @@ def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
     return rollingrestart_9
 
 
+def _enc_ListBundleVersions(m: ListBundleVersions, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    blen = 4 + len(target_1) + len(name_2)
+    return b"".join((_S10.pack(_MAGIC, 1, 116, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
+
+
+def _dec_ListBundleVersions(b: bytes, p: int, n: int) -> ListBundleVersions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    listbundleversions_7 = _W_ListBundleVersions()
+    listbundleversions_7.target = target_2
+    listbundleversions_7.name = name_5
+    listbundleversions_7.__class__ = ListBundleVersions
+    if p != n: raise _trailing(n - p)
+    return listbundleversions_7
+
+
+def _enc_BundleVersions(m: BundleVersions, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    versions_1 = m.versions
+    ap(_S25.pack(len(versions_1)))
+    for x_2 in versions_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        name_4 = x_2.name.encode()
+        ap(_S1.pack(len(name_4)))
+        ap(name_4)
+        ap(_S54.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us, x_2.current))
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 117, flags, rid, len(body)) + body
+
+
+def _dec_BundleVersions(b: bytes, p: int, n: int) -> BundleVersions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S25.unpack_from(b, p)
+    p += 4
+    if count_1 * 54 > n - p: raise _short(count_1 * 54, n - p)
+    versions_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, kind_10, size_11, stored_us_12, current_13, = _S55.unpack_from(b, p)
+        p += 50
+        bundleversion_14 = _W_BundleVersion()
+        bundleversion_14.agent = agent_4
+        bundleversion_14.name = name_7
+        bundleversion_14.sha256 = sha256_9
+        bundleversion_14.kind = _D_BundleKind[kind_10]
+        bundleversion_14.size = size_11
+        bundleversion_14.stored_us = stored_us_12
+        bundleversion_14.current = _BOOL[current_13]
+        bundleversion_14.__class__ = BundleVersion
+        versions_2.append(bundleversion_14)
+    bundleversions_15 = _W_BundleVersions()
+    bundleversions_15.versions = tuple(versions_2)
+    bundleversions_15.__class__ = BundleVersions
+    if p != n: raise _trailing(n - p)
+    return bundleversions_15
+
+
+def _enc_Rollback(m: Rollback, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    sha256_3 = m.sha256.encode()
+    blen = 12 + len(target_1) + len(name_2) + len(sha256_3)
+    return b"".join((_S10.pack(_MAGIC, 1, 118, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(sha256_3)), sha256_3, _S53.pack(m.max_unavailable, m.healthy_deadline_ms)))
+
+
+def _dec_Rollback(b: bytes, p: int, n: int) -> Rollback:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    if end_9 > n: raise _short(len_7, n - p)
+    sha256_8 = b[p:end_9].decode()
+    p = end_9
+    max_unavailable_10, healthy_deadline_ms_11, = _S53.unpack_from(b, p)
+    p += 6
+    rollback_12 = _W_Rollback()
+    rollback_12.target = target_2
+    rollback_12.name = name_5
+    rollback_12.sha256 = sha256_8
+    rollback_12.max_unavailable = max_unavailable_10
+    rollback_12.healthy_deadline_ms = healthy_deadline_ms_11
+    rollback_12.__class__ = Rollback
+    if p != n: raise _trailing(n - p)
+    return rollback_12
+
+
+def _enc_BundleSwitch(m: BundleSwitch, rid: int, flags: int) -> bytes:
+    name_1 = m.name.encode()
+    sha256_2 = m.sha256.encode()
+    blen = 4 + len(name_1) + len(sha256_2)
+    return b"".join((_S10.pack(_MAGIC, 1, 119, flags, rid, blen, len(name_1)), name_1, _S1.pack(len(sha256_2)), sha256_2))
+
+
+def _dec_BundleSwitch(b: bytes, p: int, n: int) -> BundleSwitch:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    name_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    sha256_5 = b[p:end_6].decode()
+    p = end_6
+    bundleswitch_7 = _W_BundleSwitch()
+    bundleswitch_7.name = name_2
+    bundleswitch_7.sha256 = sha256_5
+    bundleswitch_7.__class__ = BundleSwitch
+    if p != n: raise _trailing(n - p)
+    return bundleswitch_7
+
+
 def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
     parts: list[bytes] = []
     ap = parts.append
@@ -3368,7 +3622,7 @@ def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
         ap(_S25.pack(len(argv_4)))
         ap(argv_4)
     user_5 = m.user.encode()
-    ap(_S54.pack(m.timeout_ms, m.parallel, len(user_5)))
+    ap(_S56.pack(m.timeout_ms, m.parallel, len(user_5)))
     ap(user_5)
     body = b"".join(parts)
     return _S3.pack(_MAGIC, 1, 120, flags, rid, len(body)) + body
@@ -3396,7 +3650,7 @@ def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
         argv_7 = b[p:end_8].decode()
         p = end_8
         argv_5.append(argv_7)
-    timeout_ms_9, parallel_10, len_11, = _S54.unpack_from(b, p)
+    timeout_ms_9, parallel_10, len_11, = _S56.unpack_from(b, p)
     p += 8
     end_13 = p + len_11
     if end_13 > n: raise _short(len_11, n - p)
@@ -3423,7 +3677,7 @@ def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
         ap(_S25.pack(len(argv_3)))
         ap(argv_3)
     user_4 = m.user.encode()
-    ap(_S55.pack(m.timeout_ms, len(user_4)))
+    ap(_S57.pack(m.timeout_ms, len(user_4)))
     ap(user_4)
     ap(_S25.pack(m.max_output))
     body = b"".join(parts)
@@ -3446,7 +3700,7 @@ def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
         argv_4 = b[p:end_5].decode()
         p = end_5
         argv_2.append(argv_4)
-    timeout_ms_6, len_7, = _S55.unpack_from(b, p)
+    timeout_ms_6, len_7, = _S57.unpack_from(b, p)
     p += 6
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
@@ -3471,7 +3725,7 @@ def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
     stderr_4 = m.stderr
     message_5 = m.message.encode()
     blen = 26 + len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5)
-    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S56.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
+    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S58.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
 
 
 def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
@@ -3490,7 +3744,7 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
     if end_6 > n: raise _short(len_4, n - p)
     status_5 = b[p:end_6].decode()
     p = end_6
-    exit_code_7, signal_8, duration_us_9, len_10, = _S56.unpack_from(b, p)
+    exit_code_7, signal_8, duration_us_9, len_10, = _S58.unpack_from(b, p)
     p += 15
     end_12 = p + len_10
     if end_12 > n: raise _short(len_10, n - p)
@@ -3521,6 +3775,286 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
     execresult_20.__class__ = ExecResult
     if p != n: raise _trailing(n - p)
     return execresult_20
+
+
+def _enc_AgentLabels(m: AgentLabels, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    labels_1 = m.labels
+    ap(_S1.pack(len(labels_1)))
+    for x_2 in labels_1:
+        key_3 = x_2.key.encode()
+        ap(_S1.pack(len(key_3)))
+        ap(key_3)
+        value_4 = x_2.value.encode()
+        ap(_S1.pack(len(value_4)))
+        ap(value_4)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 110, flags, rid, len(body)) + body
+
+
+def _dec_AgentLabels(b: bytes, p: int, n: int) -> AgentLabels:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S1.unpack_from(b, p)
+    p += 2
+    if count_1 * 4 > n - p: raise _short(count_1 * 4, n - p)
+    labels_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        key_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        value_7 = b[p:end_8].decode()
+        p = end_8
+        label_9 = _W_Label()
+        label_9.key = key_4
+        label_9.value = value_7
+        label_9.__class__ = Label
+        labels_2.append(label_9)
+    agentlabels_10 = _W_AgentLabels()
+    agentlabels_10.labels = tuple(labels_2)
+    agentlabels_10.__class__ = AgentLabels
+    if p != n: raise _trailing(n - p)
+    return agentlabels_10
+
+
+def _enc_LabelSet(m: LabelSet, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    target_1 = m.target.encode()
+    ap(_S1.pack(len(target_1)))
+    ap(target_1)
+    labels_2 = m.labels
+    ap(_S1.pack(len(labels_2)))
+    for x_3 in labels_2:
+        key_4 = x_3.key.encode()
+        ap(_S1.pack(len(key_4)))
+        ap(key_4)
+        value_5 = x_3.value.encode()
+        ap(_S1.pack(len(value_5)))
+        ap(value_5)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 111, flags, rid, len(body)) + body
+
+
+def _dec_LabelSet(b: bytes, p: int, n: int) -> LabelSet:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > n - p: raise _short(count_4 * 4, n - p)
+    labels_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        if end_11 > n: raise _short(len_9, n - p)
+        value_10 = b[p:end_11].decode()
+        p = end_11
+        label_12 = _W_Label()
+        label_12.key = key_7
+        label_12.value = value_10
+        label_12.__class__ = Label
+        labels_5.append(label_12)
+    labelset_13 = _W_LabelSet()
+    labelset_13.target = target_2
+    labelset_13.labels = tuple(labels_5)
+    labelset_13.__class__ = LabelSet
+    if p != n: raise _trailing(n - p)
+    return labelset_13
+
+
+def _enc_LabelUnset(m: LabelUnset, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    target_1 = m.target.encode()
+    ap(_S1.pack(len(target_1)))
+    ap(target_1)
+    keys_2 = m.keys
+    ap(_S1.pack(len(keys_2)))
+    for x_3 in keys_2:
+        key_4 = x_3.encode()
+        ap(_S1.pack(len(key_4)))
+        ap(key_4)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 112, flags, rid, len(body)) + body
+
+
+def _dec_LabelUnset(b: bytes, p: int, n: int) -> LabelUnset:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 2 > n - p: raise _short(count_4 * 2, n - p)
+    keys_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        keys_5.append(key_7)
+    labelunset_9 = _W_LabelUnset()
+    labelunset_9.target = target_2
+    labelunset_9.keys = tuple(keys_5)
+    labelunset_9.__class__ = LabelUnset
+    if p != n: raise _trailing(n - p)
+    return labelunset_9
+
+
+def _enc_ListLabels(m: ListLabels, rid: int, flags: int) -> bytes:
+    pattern_1 = m.pattern.encode()
+    blen = 2 + len(pattern_1)
+    return b"".join((_S10.pack(_MAGIC, 1, 113, flags, rid, blen, len(pattern_1)), pattern_1))
+
+
+def _dec_ListLabels(b: bytes, p: int, n: int) -> ListLabels:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listlabels_4 = _W_ListLabels()
+    listlabels_4.pattern = pattern_2
+    listlabels_4.__class__ = ListLabels
+    if p != n: raise _trailing(n - p)
+    return listlabels_4
+
+
+def _enc_LabelList(m: LabelList, rid: int, flags: int) -> bytes:
+    parts: list[bytes] = []
+    ap = parts.append
+    agents_1 = m.agents
+    ap(_S25.pack(len(agents_1)))
+    for x_2 in agents_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        announced_4 = x_2.announced
+        ap(_S1.pack(len(announced_4)))
+        for x_5 in announced_4:
+            key_6 = x_5.key.encode()
+            ap(_S1.pack(len(key_6)))
+            ap(key_6)
+            value_7 = x_5.value.encode()
+            ap(_S1.pack(len(value_7)))
+            ap(value_7)
+        console_8 = x_2.console
+        ap(_S1.pack(len(console_8)))
+        for x_9 in console_8:
+            key_10 = x_9.key.encode()
+            ap(_S1.pack(len(key_10)))
+            ap(key_10)
+            value_11 = x_9.value.encode()
+            ap(_S1.pack(len(value_11)))
+            ap(value_11)
+    body = b"".join(parts)
+    return _S3.pack(_MAGIC, 1, 114, flags, rid, len(body)) + body
+
+
+def _dec_LabelList(b: bytes, p: int, n: int) -> LabelList:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S25.unpack_from(b, p)
+    p += 4
+    if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
+    agents_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        count_6, = _S1.unpack_from(b, p)
+        p += 2
+        if count_6 * 4 > n - p: raise _short(count_6 * 4, n - p)
+        announced_7 = []
+        for _ in range(count_6):
+            len_8, = _S1.unpack_from(b, p)
+            p += 2
+            end_10 = p + len_8
+            if end_10 > n: raise _short(len_8, n - p)
+            key_9 = b[p:end_10].decode()
+            p = end_10
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            if end_13 > n: raise _short(len_11, n - p)
+            value_12 = b[p:end_13].decode()
+            p = end_13
+            label_14 = _W_Label()
+            label_14.key = key_9
+            label_14.value = value_12
+            label_14.__class__ = Label
+            announced_7.append(label_14)
+        count_15, = _S1.unpack_from(b, p)
+        p += 2
+        if count_15 * 4 > n - p: raise _short(count_15 * 4, n - p)
+        console_16 = []
+        for _ in range(count_15):
+            len_17, = _S1.unpack_from(b, p)
+            p += 2
+            end_19 = p + len_17
+            if end_19 > n: raise _short(len_17, n - p)
+            key_18 = b[p:end_19].decode()
+            p = end_19
+            len_20, = _S1.unpack_from(b, p)
+            p += 2
+            end_22 = p + len_20
+            if end_22 > n: raise _short(len_20, n - p)
+            value_21 = b[p:end_22].decode()
+            p = end_22
+            label_23 = _W_Label()
+            label_23.key = key_18
+            label_23.value = value_21
+            label_23.__class__ = Label
+            console_16.append(label_23)
+        labelsentry_24 = _W_LabelsEntry()
+        labelsentry_24.agent = agent_4
+        labelsentry_24.announced = tuple(announced_7)
+        labelsentry_24.console = tuple(console_16)
+        labelsentry_24.__class__ = LabelsEntry
+        agents_2.append(labelsentry_24)
+    labellist_25 = _W_LabelList()
+    labellist_25.agents = tuple(agents_2)
+    labellist_25.__class__ = LabelList
+    if p != n: raise _trailing(n - p)
+    return labellist_25
 
 
 ENCODERS = {
@@ -3582,9 +4116,18 @@ ENCODERS = {
     ListProcessFacts: _enc_ListProcessFacts,
     ProcessFacts: _enc_ProcessFacts,
     RollingRestart: _enc_RollingRestart,
+    ListBundleVersions: _enc_ListBundleVersions,
+    BundleVersions: _enc_BundleVersions,
+    Rollback: _enc_Rollback,
+    BundleSwitch: _enc_BundleSwitch,
     ExecRun: _enc_ExecRun,
     ExecCommand: _enc_ExecCommand,
     ExecResult: _enc_ExecResult,
+    AgentLabels: _enc_AgentLabels,
+    LabelSet: _enc_LabelSet,
+    LabelUnset: _enc_LabelUnset,
+    ListLabels: _enc_ListLabels,
+    LabelList: _enc_LabelList,
 }
 DECODERS = {
     1: _dec_Hello,
@@ -3645,9 +4188,18 @@ DECODERS = {
     103: _dec_ListProcessFacts,
     104: _dec_ProcessFacts,
     115: _dec_RollingRestart,
+    116: _dec_ListBundleVersions,
+    117: _dec_BundleVersions,
+    118: _dec_Rollback,
+    119: _dec_BundleSwitch,
     120: _dec_ExecRun,
     121: _dec_ExecCommand,
     122: _dec_ExecResult,
+    110: _dec_AgentLabels,
+    111: _dec_LabelSet,
+    112: _dec_LabelUnset,
+    113: _dec_ListLabels,
+    114: _dec_LabelList,
 }
 # Fixed-size bodies: the hot path that decodes header and body in one unpack.
 FIXED_FRAMES = {

@@ -229,6 +229,42 @@ class ProcessFactsEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleVersion:
+    """Shared struct BundleVersion (no message type of its own)."""
+
+    #: agent holding it (empty in an agent's own answer)
+    agent: str = ""
+    name: str = ""
+    sha256: bytes = b""
+    kind: BundleKind = BundleKind.FILE
+    size: int = 0
+    stored_us: int = 0
+    #: the version new runs use
+    current: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """Shared struct Label (no message type of its own)."""
+
+    #: 1-63 of letters, digits, '.', '_', '-', '/' (lotc/selectors.py)
+    key: str = ""
+    #: 1-63 of letters, digits, '.', '_', '-'
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelsEntry:
+    """Shared struct LabelsEntry (no message type of its own)."""
+
+    agent: str = ""
+    #: what the agent said at connect (--label)
+    announced: tuple[Label, ...] = ()
+    #: set from the console: these win over the agent's
+    console: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Hello(Message):
     """HELLO = 1; sent on: agent → server, console → server (during the handshake)."""
 
@@ -900,6 +936,53 @@ class RollingRestart(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ListBundleVersions(Message):
+    """LIST_BUNDLE_VERSIONS = 116; sent on: console → server, server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_BUNDLE_VERSIONS
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: bundle; empty for every bundle
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleVersions(Message):
+    """BUNDLE_VERSIONS = 117; sent on: agent → server, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.BUNDLE_VERSIONS
+    versions: tuple[BundleVersion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback(Message):
+    """ROLLBACK = 118; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ROLLBACK
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: bundle
+    name: str = ""
+    #: hex prefix of the version; empty for the one before the current
+    sha256: str = ""
+    #: agents rolled back at once; 0 means 1
+    max_unavailable: int = 0
+    #: each batch must be ready within this
+    healthy_deadline_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSwitch(Message):
+    """BUNDLE_SWITCH = 119; sent on: server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.BUNDLE_SWITCH
+    #: bundle
+    name: str = ""
+    #: hex prefix; empty: the one before
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ExecRun(Message):
     """EXEC_RUN = 120; sent on: console → server (after WELCOME)."""
 
@@ -943,6 +1026,54 @@ class ExecResult(Message):
     truncated: bool = False
     #: why it did not run, in words
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLabels(Message):
+    """AGENT_LABELS = 110; sent on: agent → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.AGENT_LABELS
+    #: the agent's --label options; replaces what it said before
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSet(Message):
+    """LABEL_SET = 111; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LABEL_SET
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: set from the console (reply RESULTS)
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelUnset(Message):
+    """LABEL_UNSET = 112; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LABEL_UNSET
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: console labels to remove (reply RESULTS)
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListLabels(Message):
+    """LIST_LABELS = 113; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_LABELS
+    #: a selector: name, glob, 'all', comma list or label terms; empty means all
+    pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelList(Message):
+    """LABEL_LIST = 114; sent on: server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LABEL_LIST
+    agents: tuple[LabelsEntry, ...] = ()
 
 
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
@@ -1004,15 +1135,25 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
     MessageType.PROCESS_FACTS: ProcessFacts,
     MessageType.ROLLING_RESTART: RollingRestart,
+    MessageType.LIST_BUNDLE_VERSIONS: ListBundleVersions,
+    MessageType.BUNDLE_VERSIONS: BundleVersions,
+    MessageType.ROLLBACK: Rollback,
+    MessageType.BUNDLE_SWITCH: BundleSwitch,
     MessageType.EXEC_RUN: ExecRun,
     MessageType.EXEC_COMMAND: ExecCommand,
     MessageType.EXEC_RESULT: ExecResult,
+    MessageType.AGENT_LABELS: AgentLabels,
+    MessageType.LABEL_SET: LabelSet,
+    MessageType.LABEL_UNSET: LabelUnset,
+    MessageType.LIST_LABELS: ListLabels,
+    MessageType.LABEL_LIST: LabelList,
 }
 
 __all__ = [
     "MESSAGE_CLASSES",
     "AgentDetail",
     "AgentEntry",
+    "AgentLabels",
     "AgentList",
     "AgentResult",
     "AgentState",
@@ -1024,6 +1165,9 @@ __all__ = [
     "BundleList",
     "BundleReady",
     "BundleRemove",
+    "BundleSwitch",
+    "BundleVersion",
+    "BundleVersions",
     "Cancel",
     "Challenge",
     "DiskEntry",
@@ -1037,8 +1181,15 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "KeyValue",
+    "Label",
+    "LabelList",
+    "LabelSet",
+    "LabelUnset",
+    "LabelsEntry",
     "ListAgents",
+    "ListBundleVersions",
     "ListBundles",
+    "ListLabels",
     "ListProcessFacts",
     "ListProcesses",
     "ListRunVersions",
@@ -1068,6 +1219,7 @@ __all__ = [
     "QueryProcess",
     "QueryStats",
     "Results",
+    "Rollback",
     "RollingRestart",
     "RunVersion",
     "RunVersions",

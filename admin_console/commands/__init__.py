@@ -19,6 +19,7 @@ def build_registry() -> Registry:
     from admin_console.commands import (
         agent_detail,
         chores,
+        labels,
         listing,
         meta,
         process,
@@ -32,11 +33,13 @@ def build_registry() -> Registry:
     from admin_console.registry import Registry
 
     return Registry([
-        listing.AgentsCommand(), agent_detail.AgentCommand(), listing.PsCommand(), listing.BundlesCommand(),
+        listing.AgentsCommand(), agent_detail.AgentCommand(), listing.PsCommand(),
+        listing.BundlesCommand(), labels.LabelCommand(), labels.UnlabelCommand(),
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),
         process.ScaleCommand(), chores.ExecConsoleCommand(),
+        chores.RollbackCommand(),
         schedules.ScheduleCommand(), schedules.SchedulesCommand(), schedules.UnscheduleCommand(),
         stats.StatsCommand(), streams.LogsCommand(), streams.EventsCommand(),
         waiting.WaitCommand(), tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),

@@ -35,9 +35,11 @@ from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
 from lotc.server.duties import carry_out
 from lotc.server.exec_run import exec_run
+from lotc.server.labels import label_entries, set_labels, unset_labels
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
+from lotc.server.rollback import bundle_versions, rollback
 from lotc.server.rolling import rolling_restart
 from lotc.server.scaling import scale_process
 from lotc.server.schedules import clear_schedule, set_schedule
@@ -55,11 +57,17 @@ from protocol.messages import (
     BundleEnd,
     BundleList,
     BundleRemove,
+    BundleVersions,
     Cancel,
     DiskUsage,
     ExecRun,
+    LabelList,
+    LabelSet,
+    LabelUnset,
     ListAgents,
     ListBundles,
+    ListBundleVersions,
+    ListLabels,
     ListProcesses,
     ListProcessFacts,
     ListRunVersions,
@@ -77,6 +85,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    Rollback,
     RollingRestart,
     RunVersions,
     ScaleProcess,
@@ -318,6 +327,16 @@ async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: 
     await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
+async def _bundle_versions(conn: AdminConnection, body: ListBundleVersions,
+                           request_id: int) -> None:
+    entries = await bundle_versions(conn.ctl, body)
+    await conn.reply_list(request_id, lambda batch: BundleVersions(versions=batch), entries)
+
+
+async def _rollback(conn: AdminConnection, body: Rollback, request_id: int) -> None:
+    await conn.reply_results(request_id, await rollback(conn.ctl, body))
+
+
 async def _rolling_restart(conn: AdminConnection, body: RollingRestart,
                            request_id: int) -> None:
     await conn.reply_results(request_id, await rolling_restart(conn.ctl, body))
@@ -351,6 +370,19 @@ async def _schedule_clear(conn: AdminConnection, body: ScheduleClear, request_id
 
 async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: int) -> None:
     await conn.reply(request_id, create_token(conn.ctl, body.role, body.name))
+
+
+async def _label_set(conn: AdminConnection, body: LabelSet, request_id: int) -> None:
+    await conn.reply_results(request_id, await set_labels(conn.ctl, body))
+
+
+async def _label_unset(conn: AdminConnection, body: LabelUnset, request_id: int) -> None:
+    await conn.reply_results(request_id, await unset_labels(conn.ctl, body))
+
+
+async def _list_labels(conn: AdminConnection, body: ListLabels, request_id: int) -> None:
+    entries = label_entries(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: LabelList(agents=batch), entries)
 
 
 async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: int) -> None:
@@ -399,10 +431,15 @@ HANDLERS: dict[MessageType, Handler] = {
     MessageType.QUERY_AGENT: _query_agent,
     MessageType.EXEC_RUN: _exec_run,
     MessageType.ROLLING_RESTART: _rolling_restart,
+    MessageType.LIST_BUNDLE_VERSIONS: _bundle_versions,
+    MessageType.ROLLBACK: _rollback,
     MessageType.BUNDLE_REMOVE: _remove_bundle,
     MessageType.LIST_SCHEDULES: _list_schedules,
     MessageType.SCHEDULE_SET: _schedule_set,
     MessageType.SCHEDULE_CLEAR: _schedule_clear,
     MessageType.TOKEN_CREATE: _token_create,
     MessageType.TOKEN_REVOKE: _token_revoke,
+    MessageType.LABEL_SET: _label_set,
+    MessageType.LABEL_UNSET: _label_unset,
+    MessageType.LIST_LABELS: _list_labels,
 }
