@@ -78,8 +78,13 @@ def test_reupload_never_breaks_a_running_process(cluster: Cluster, tmp_path: Pat
     assert _entry(cluster, "old")["pid"] == old_pid and Path(old_tree, "VERSION").exists()
 
     cluster.console("terminate n1 old")
+    # unused now, it is kept for rollback among the 3 newest replaced versions...
+    assert old_sha[:12] in cluster.console("bundles n1 --versions").stdout
+    for version in ("v3", "v4", "v5"):  # ...until three newer ones have replaced it
+        _app(app, version)
+        cluster.console(f"upload n1 app {app}")
     wait_until(lambda: not Path(old_tree).exists(), what="old version dropped once unused")
-    assert Path(_cwd(new_pid), "VERSION").read_text() == "v2"
+    assert Path(_cwd(new_pid), "VERSION").read_text() == "v2"  # held by its run
 
 
 def test_agent_secrets_stay_in_the_agent(cluster: Cluster, tmp_path: Path) -> None:
