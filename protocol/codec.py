@@ -73,8 +73,8 @@ _Decoder = Callable[[bytes, int, int], Message]
 _ENCODERS = cast("dict[type, Callable[[Message, int, int], bytes]]", _fastcodec.ENCODERS)
 # Indexed by the header's type byte: a tuple lookup, with None for unknown types.
 _DECODERS: tuple[_Decoder | None, ...] = tuple(_fastcodec.DECODERS.get(value) for value in range(256))
-_Framer = Callable[[bytes, int, int, list[Frame]], int]
-_FIXED_FRAMES = cast("dict[int, tuple[_Framer, int]]", _fastcodec.FIXED_FRAMES)
+_Framer = Callable[[bytes, int, int, list[Frame], int], int]
+_FRAMERS = cast("dict[int, tuple[_Framer, int | None]]", _fastcodec.FRAMERS)
 # What a generated decoder can raise on bad input besides ProtocolError itself.
 _BODY_ERRORS = (struct.error, UnicodeDecodeError, LookupError, ValueError)
 _ENCODE_ERRORS = (struct.error, TypeError, AttributeError, LookupError, ValueError, OverflowError)
@@ -113,19 +113,21 @@ def _malformed(message_type: int, exc: Exception) -> ProtocolError:
 
 
 @functools.lru_cache(maxsize=8)
-def _fixed_framers(max_body: int) -> tuple[_Framer | None, ...]:
+def _framers(max_body: int) -> tuple[_Framer | None, ...]:
     # Built once per limit, not per decoder: a server makes one decoder per connection,
     # and building this 256-entry table was most of a decoder's cost (bench.server_load).
+    # A fixed body over the limit gets no framer (the general path refuses it); variable
+    # framers check the header's length against max_body themselves.
     return tuple(
-        entry[0] if entry is not None and entry[1] <= max_body else None
-        for entry in map(_FIXED_FRAMES.get, range(256))
+        entry[0] if entry is not None and (entry[1] is None or entry[1] <= max_body) else None
+        for entry in map(_FRAMERS.get, range(256))
     )
 
 
 class FrameDecoder:
     """Incremental frame decoder: `feed(bytes) -> [Frame]`; see the module docstring."""
 
-    __slots__ = ("_buf", "_failed", "_fixed", "max_body")
+    __slots__ = ("_buf", "_failed", "_framers", "max_body")
 
     def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
         if not 0 <= max_body <= 0xFFFFFFFF:
@@ -133,8 +135,8 @@ class FrameDecoder:
         self.max_body = max_body
         self._buf = bytearray()  # at most one partial frame, between feeds
         self._failed: ProtocolError | None = None
-        # By type byte: the generated fast path for fixed-size bodies this limit allows.
-        self._fixed: tuple[_Framer | None, ...] = _fixed_framers(max_body)
+        # By type byte: the generated fast path (header and body decoded in place).
+        self._framers: tuple[_Framer | None, ...] = _framers(max_body)
 
     @property
     def buffered(self) -> int:
@@ -148,22 +150,22 @@ class FrameDecoder:
         frames: list[Frame] = []
         size = len(data)
         pos = 0
-        fixed = self._fixed
+        framers = self._framers
+        max_body = self.max_body
         try:
             if size >= HEADER_SIZE:
-                # The usual read, one fixed-size frame (a heartbeat), returns before the
-                # loop's set-up: that was a tenth of a heartbeat's round trip (bench.codec).
-                framer = fixed[data[3]]
+                # The usual read, one whole frame, returns before the loop's set-up: that
+                # was a tenth of a heartbeat's round trip (bench.codec).
+                framer = framers[data[3]]
                 if framer is not None:
-                    pos = framer(data, 0, size, frames)
+                    pos = framer(data, 0, size, frames, max_body)
                     if pos == size:
                         return frames
                     pos = max(pos, 0)  # incomplete or bad: the general path below decides
-            max_body = self.max_body
             while size - pos >= HEADER_SIZE:
-                framer = fixed[data[pos + 3]]
+                framer = framers[data[pos + 3]]
                 if framer is not None:
-                    end = framer(data, pos, size, frames)
+                    end = framer(data, pos, size, frames, max_body)
                     if end >= 0:
                         pos = end
                         continue  # else: incomplete or bad; the general path below decides

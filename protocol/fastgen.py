@@ -140,7 +140,10 @@ class _Encoder(_Function):
 
     In "expression" mode (no arrays in the body) packed runs and payloads are
     collected as expressions for one final join; in "statement" mode they are
-    appended to a `parts` list, because loops need statements.
+    appended to a `parts` list, because loops need statements. In both modes the
+    header is packed with the first fields: in statement mode into `parts[0]`,
+    reserved up front and filled in last, once `blen` (summed as parts are
+    appended) is known, so the frame is one join with no second copy.
     """
 
     def __init__(self, names: _Names, statements: bool) -> None:
@@ -148,7 +151,10 @@ class _Encoder(_Function):
         self.statements = statements
         self.run: list[tuple[str, str]] = []
         self.parts: list[str] = []
-        self.lengths: list[str] = []  # expressions of variable lengths (expression mode)
+        self.lengths: list[str] = []  # expressions of lengths not yet added to `blen`
+        self.head: str | None = None  # statement mode: the header's pack, for parts[0]
+        self.counting = True  # False inside a fixed-size element's loop (counted before it)
+        self.blen_started = False
 
     def emit(self, expr: str) -> None:
         if self.statements:
@@ -159,8 +165,24 @@ class _Encoder(_Function):
     def flush(self) -> None:
         if self.run:
             fmt = "".join(f for f, _ in self.run)
-            self.emit(f"{self.names.struct(fmt)}.pack({', '.join(e for _, e in self.run)})")
+            pack = f"{self.names.struct(fmt)}.pack({', '.join(e for _, e in self.run)})"
+            size = struct.calcsize(">" + fmt)
+            if self.statements and self.head is None:
+                self.head, size = pack, size - spec.HEADER_SIZE  # goes to parts[0] at the end
+            else:
+                self.emit(pack)
+            if self.statements and self.counting:
+                self.lengths.append(str(size))
             self.run = []
+
+    def add_lengths(self) -> None:
+        """Statement mode: one `blen` update for the lengths collected so far."""
+        if self.lengths:
+            op = "+=" if self.blen_started else "="
+            constant = sum(int(t) for t in self.lengths if t.isdigit())  # folded: one add
+            terms = [t for t in self.lengths if not t.isdigit()] + ([str(constant)] if constant else [])
+            self.line(f"blen {op} {' + '.join(terms)}")
+            self.blen_started, self.lengths = True, []
 
     def struct(self, node: Node, expr: str) -> None:
         for child in node.fields:
@@ -179,24 +201,33 @@ class _Encoder(_Function):
             self.run.append((node.fmt, f"len({data})"))
             self.flush()
             self.emit(data)
-            self.lengths.append(f"len({data})")
+            if self.counting:
+                self.lengths.append(f"len({data})")
         else:
             self.array(node, expr)
 
     def array(self, node: Node, expr: str) -> None:
-        assert node.element is not None and self.statements
+        element = node.element
+        assert element is not None and self.statements
         items, item = self.local(node.name), self.local("x")
         self.line(f"{items} = {expr}")
         self.run.append((node.fmt, f"len({items})"))
         self.flush()
+        counting = self.counting
+        if counting and element.fixed:
+            self.lengths.append(f"{element.size} * len({items})")  # once, not per element
+            self.counting = False
+        self.add_lengths()
         self.line(f"for {item} in {items}:")
         self.indent += 1
-        if node.element.kind is Kind.STRUCT:
-            self.struct(node.element, item)
+        if element.kind is Kind.STRUCT:
+            self.struct(element, item)
         else:
-            self.field(node.element, item)
+            self.field(element, item)
         self.flush()
+        self.add_lengths()
         self.indent -= 1
+        self.counting = counting
 
 
 def _encode_fixed(node: Node, expr: str, names: _Names) -> tuple[str, str]:
@@ -226,14 +257,14 @@ def encoder(message_type: spec.MessageType, node: Node, names: _Names) -> list[s
     head = f"def {name}(m: {node.struct_name}, rid: int, flags: int) -> bytes:"
     if _has_array(node):
         gen = _Encoder(names, statements=True)
-        gen.line("parts: list[bytes] = []")
+        gen.line('parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last')
         gen.line("ap = parts.append")
+        gen.run = _header_run(int(message_type), "blen")
         gen.struct(node, "m")
         gen.flush()
-        gen.line('body = b"".join(parts)')
-        header = names.struct("".join(f for f, _ in _header_run(0, "")))
-        gen.line(f"return {header}.pack(_MAGIC, {spec.VERSION}, {int(message_type)}, flags, rid,"
-                 f" len(body)) + body")
+        gen.add_lengths()
+        gen.line(f"parts[0] = {gen.head}")
+        gen.line('return b"".join(parts)')
         return [head, *gen.lines]
     gen = _Encoder(names, statements=False)
     # The header joins the first run; its length is the fixed size plus the payloads.
@@ -261,6 +292,7 @@ class _Decoder(_Function):
         self.run: list[tuple[str, str]] = []  # (fmt, local) not yet unpacked
         self.pending: list[str] = []  # object constructions waiting for the next unpack
         self.expressions_only = False  # inside a comprehension: build objects in one call
+        self.framing = False  # in a framer: no raise, leave bad input to the general path
 
     def flush(self, advance: bool = True, buffer: str = "b", pending: bool = True) -> None:
         if self.run:
@@ -304,7 +336,8 @@ class _Decoder(_Function):
             return self.array(node, length)
         value, end = self.local(node.name), self.local("end")
         self.line(f"{end} = p + {length}")
-        self.line(f"if {end} > n: raise _short({length}, n - p)")
+        if not self.framing:
+            self.line(f"if {end} > n: raise _short({length}, n - p)")
         decode = ".decode()" if node.kind is Kind.STRING else ""
         self.line(f"{value} = b[p:{end}]{decode}")
         self.line(f"p = {end}")
@@ -315,7 +348,10 @@ class _Decoder(_Function):
         assert element is not None
         items = self.local(node.name)
         need = f"{count} * {element.min_size}" if element.min_size > 1 else count
-        self.line(f"if {need} > n - p: raise _short({need}, n - p)")
+        if self.framing:  # still checked: a forged count must not start a long loop
+            self.line(f"if {need} > e - p: return -1")
+        else:
+            self.line(f"if {need} > n - p: raise _short({need}, n - p)")
         if element.fixed and element.kind is Kind.STRUCT:
             return self._fixed_array(element, count, items)
         self.line(f"{items} = []")
@@ -381,7 +417,8 @@ def fixed_framer(node: Node, names: _Names) -> list[str]:
     frame, bad header, wrong length) to the general path in codec.FrameDecoder.
     """
     assert node.size is not None
-    head = f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame]) -> int:"
+    head = (f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame],"
+            " max_body: int) -> int:")
     gen = _Decoder(names)
     gen.line(f"end = p + {spec.HEADER_SIZE + node.size}")
     gen.line("if end > size: return -1")
@@ -392,6 +429,50 @@ def fixed_framer(node: Node, names: _Names) -> list[str]:
     gen.flush_pending()
     gen.line(f"frames.append(_tuple_new(Frame, ({value}, rid, flags & {int(spec.FrameFlag.MORE)} != 0)))")
     gen.line("return end")
+    return [head, *gen.lines]
+
+
+class _Framer(_Decoder):
+    """Emit the hot path of a variable-size body, decoded in place in the receive buffer.
+
+    The header is unpacked with the body's first fields (up to the first length
+    prefix). Strings are sliced without a bounds check each: the position only
+    grows, so a field that ran past the frame's end `e` leaves `p != e` at the
+    end, and the framer returns -1 for the general path (decoders with full
+    checks and exact errors) to decide. Reads past the buffer raise struct.error,
+    which FrameDecoder reports as a malformed body, as the general path would.
+    """
+
+    def __init__(self, names: _Names) -> None:
+        super().__init__(names)
+        self.framing = True
+        self.header_done = False
+
+    def flush(self, advance: bool = True, buffer: str = "b", pending: bool = True) -> None:
+        if self.header_done or not self.run:
+            super().flush(advance, buffer, pending)
+            return
+        size = struct.calcsize(">" + "".join(f for f, _ in self.run))
+        self.line(f"if p + {size} > size: return -1")
+        super().flush(advance, buffer, pending=False)
+        self.header_done = True
+        self.line(f"e = p + length - {size - spec.HEADER_SIZE}")
+        self.line("if prefix != _PREFIX or e > size or length > max_body: return -1")
+        if pending:
+            self.flush_pending()
+
+
+def variable_framer(node: Node, names: _Names) -> list[str]:
+    """`_frame_X` for a variable-size body: see _Framer; returns the frame's end or -1."""
+    head = (f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame],"
+            " max_body: int) -> int:")
+    gen = _Framer(names)
+    gen.run = [("3s", "prefix"), ("B", "_type"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+    value = gen.struct(node)
+    gen.flush()
+    gen.line("if p != e: return -1")
+    gen.line(f"frames.append(_tuple_new(Frame, ({value}, rid, flags & {int(spec.FrameFlag.MORE)} != 0)))")
+    gen.line("return e")
     return [head, *gen.lines]
 
 
@@ -442,16 +523,17 @@ def render() -> str:
     for message_type, node in messages:
         body += ["", "", *encoder(message_type, node, names)]
         body += ["", "", *decoder(node, names)]
-        if node.fixed:
-            body += ["", "", *fixed_framer(node, names)]
+        framer = fixed_framer if node.fixed else variable_framer
+        body += ["", "", *framer(node, names)]
     tables = ["", "", "ENCODERS = {"]
     tables += [f"    {node.struct_name}: _enc_{node.struct_name}," for _, node in messages]
     tables += ["}", "DECODERS = {"]
     tables += [f"    {int(mt)}: _dec_{node.struct_name}," for mt, node in messages]
-    tables += ["}", "# Fixed-size bodies: the hot path that decodes header and body in one unpack."]
-    tables += ["FIXED_FRAMES = {"]
+    tables += ["}", "# The hot path per type: header and first fields in one unpack, decoded in place;"]
+    tables += ["# the size is the body's when fixed (None: variable, checked against max_body)."]
+    tables += ["FRAMERS = {"]
     tables += [f"    {int(mt)}: (_frame_{node.struct_name}, {node.size}),"
-               for mt, node in messages if node.fixed]
+               for mt, node in messages]
     tables += ["}", ""]
     head = [PREAMBLE.format(magic=spec.MAGIC, prefix=spec.MAGIC + bytes([spec.VERSION]),
                              imports=_imports()), *names.render()]
