@@ -659,34 +659,25 @@ class _W_ExecResult(Message):
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     name_1 = m.name.encode()
-    ap(name_1)
     software_2 = m.software.encode()
-    ap(_S1.pack(len(software_2)))
-    ap(software_2)
     hostname_3 = m.hostname.encode()
-    ap(_S1.pack(len(hostname_3)))
-    ap(hostname_3)
     addresses_4 = m.addresses
-    ap(_S2.pack(len(addresses_4)))
-    blen = len(name_1) + len(software_2) + len(hostname_3) + 8
+    parts: list[bytes] = []
+    ap = parts.append
     for x_5 in addresses_4:
         address_6 = x_5.encode()
         ap(_S1.pack(len(address_6)))
         ap(address_6)
-        blen += len(address_6) + 2
     capabilities_7 = m.capabilities
     ap(_S2.pack(len(capabilities_7)))
-    blen += 1
     for x_8 in capabilities_7:
         capability_9 = x_8.encode()
         ap(_S1.pack(len(capability_9)))
         ap(capability_9)
-        blen += len(capability_9) + 2
-    parts[0] = _S0.pack(_MAGIC, 1, 1, flags, rid, blen, _E_Role[m.role], len(name_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(name_1) + len(software_2) + len(hostname_3) + len(body) + 8
+    return b"".join((_S0.pack(_MAGIC, 1, 1, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1, _S1.pack(len(software_2)), software_2, _S1.pack(len(hostname_3)), hostname_3, _S2.pack(len(addresses_4)), body))
 
 
 def _dec_Hello(b: bytes, p: int, n: int) -> Hello:
@@ -855,7 +846,7 @@ def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame], max_body: int)
 
 def _enc_Welcome(m: Welcome, rid: int, flags: int) -> bytes:
     server_1 = m.server.encode()
-    blen = 18 + len(server_1)
+    blen = len(server_1) + 18
     return b"".join((_S11.pack(_MAGIC, 1, 4, flags, rid, blen, len(server_1)), server_1, _S12.pack(m.heartbeat_ms, m.max_body, m.last_event_seq)))
 
 
@@ -965,7 +956,7 @@ def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame], max_body:
 
 def _enc_TimeInfo(m: TimeInfo, rid: int, flags: int) -> bytes:
     source_1 = m.source.encode()
-    blen = 27 + len(source_1)
+    blen = len(source_1) + 27
     return b"".join((_S11.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S20.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
 
 
@@ -1017,7 +1008,7 @@ def _frame_TimeInfo(b: bytes, p: int, size: int, frames: list[Frame], max_body: 
 
 def _enc_Ok(m: Ok, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
-    blen = 2 + len(message_1)
+    blen = len(message_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 20, flags, rid, blen, len(message_1)), message_1))
 
 
@@ -1057,7 +1048,7 @@ def _frame_Ok(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -
 
 def _enc_Error(m: Error, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
-    blen = 4 + len(message_1)
+    blen = len(message_1) + 4
     return b"".join((_S21.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
 
 
@@ -1098,10 +1089,9 @@ def _frame_Error(b: bytes, p: int, size: int, frames: list[Frame], max_body: int
 
 
 def _enc_Results(m: Results, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     results_1 = m.results
-    blen = 2
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in results_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -1109,9 +1099,9 @@ def _enc_Results(m: Results, rid: int, flags: int) -> bytes:
         message_4 = x_2.message.encode()
         ap(_S22.pack(_E_ErrorCode[x_2.code], len(message_4)))
         ap(message_4)
-        blen += len(agent_3) + len(message_4) + 6
-    parts[0] = _S11.pack(_MAGIC, 1, 22, flags, rid, blen, len(results_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 22, flags, rid, blen, len(results_1)), body))
 
 
 def _dec_Results(b: bytes, p: int, n: int) -> Results:
@@ -1208,7 +1198,7 @@ def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 def _enc_Token(m: Token, rid: int, flags: int) -> bytes:
     token_1 = m.token.encode()
-    blen = 2 + len(token_1)
+    blen = len(token_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 24, flags, rid, blen, len(token_1)), token_1))
 
 
@@ -1274,7 +1264,7 @@ def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame], max_body: in
 def _enc_BundleBegin(m: BundleBegin, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 45 + len(target_1) + len(name_2)
+    blen = len(target_1) + len(name_2) + 45
     return b"".join((_S11.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S30.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
 
 
@@ -1337,7 +1327,7 @@ def _frame_BundleBegin(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 def _enc_BundleChunk(m: BundleChunk, rid: int, flags: int) -> bytes:
     data_1 = m.data
-    blen = 12 + len(data_1)
+    blen = len(data_1) + 12
     return b"".join((_S31.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
 
 
@@ -1405,7 +1395,7 @@ def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame], max_body:
 def _enc_BundleRemove(m: BundleRemove, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 4 + len(target_1) + len(name_2)
+    blen = len(target_1) + len(name_2) + 4
     return b"".join((_S11.pack(_MAGIC, 1, 33, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
 
 
@@ -1457,27 +1447,18 @@ def _frame_BundleRemove(b: bytes, p: int, size: int, frames: list[Frame], max_bo
 
 
 def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     target_1 = m.target.encode()
-    ap(target_1)
     name_2 = m.name.encode()
-    ap(_S1.pack(len(name_2)))
-    ap(name_2)
     bundle_3 = m.bundle.encode()
-    ap(_S1.pack(len(bundle_3)))
-    ap(bundle_3)
     argv_4 = m.argv
-    ap(_S34.pack(m.revision, len(argv_4)))
-    blen = len(target_1) + len(name_2) + len(bundle_3) + 16
+    parts: list[bytes] = []
+    ap = parts.append
     for x_5 in argv_4:
         argv_6 = x_5.encode()
         ap(_S28.pack(len(argv_6)))
         ap(argv_6)
-        blen += len(argv_6) + 4
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
-    blen += 2
     for x_8 in env_7:
         key_9 = x_8.key.encode()
         ap(_S1.pack(len(key_9)))
@@ -1485,14 +1466,13 @@ def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
         value_10 = x_8.value.encode()
         ap(_S28.pack(len(value_10)))
         ap(value_10)
-        blen += len(key_9) + len(value_10) + 6
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
     ap(_S35.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
-    blen += len(cwd_11) + 25
-    parts[0] = _S11.pack(_MAGIC, 1, 40, flags, rid, blen, len(target_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(target_1) + len(name_2) + len(bundle_3) + len(body) + 16
+    return b"".join((_S11.pack(_MAGIC, 1, 40, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(bundle_3)), bundle_3, _S34.pack(m.revision, len(argv_4)), body))
 
 
 def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
@@ -1661,7 +1641,7 @@ def _enc_ProcStop(m: ProcStop, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
@@ -1735,7 +1715,7 @@ def _enc_ProcResume(m: ProcResume, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
@@ -1809,7 +1789,7 @@ def _enc_ProcTerminate(m: ProcTerminate, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
@@ -1883,7 +1863,7 @@ def _enc_ProcKill(m: ProcKill, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
@@ -1957,7 +1937,7 @@ def _enc_ProcRestart(m: ProcRestart, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
@@ -2031,7 +2011,7 @@ def _enc_ProcRemove(m: ProcRemove, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
@@ -2102,27 +2082,18 @@ def _frame_ProcRemove(b: bytes, p: int, size: int, frames: list[Frame], max_body
 
 
 def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     target_1 = m.target.encode()
-    ap(target_1)
     name_2 = m.name.encode()
-    ap(_S1.pack(len(name_2)))
-    ap(name_2)
     bundle_3 = m.bundle.encode()
-    ap(_S1.pack(len(bundle_3)))
-    ap(bundle_3)
     argv_4 = m.argv
-    ap(_S34.pack(m.revision, len(argv_4)))
-    blen = len(target_1) + len(name_2) + len(bundle_3) + 16
+    parts: list[bytes] = []
+    ap = parts.append
     for x_5 in argv_4:
         argv_6 = x_5.encode()
         ap(_S28.pack(len(argv_6)))
         ap(argv_6)
-        blen += len(argv_6) + 4
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
-    blen += 2
     for x_8 in env_7:
         key_9 = x_8.key.encode()
         ap(_S1.pack(len(key_9)))
@@ -2130,13 +2101,11 @@ def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
         value_10 = x_8.value.encode()
         ap(_S28.pack(len(value_10)))
         ap(value_10)
-        blen += len(key_9) + len(value_10) + 6
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
     options_12 = m.options
     ap(_S36.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s, len(options_12)))
-    blen += len(cwd_11) + 27
     for x_13 in options_12:
         key_14 = x_13.key.encode()
         ap(_S1.pack(len(key_14)))
@@ -2144,9 +2113,9 @@ def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
         value_15 = x_13.value.encode()
         ap(_S28.pack(len(value_15)))
         ap(value_15)
-        blen += len(key_14) + len(value_15) + 6
-    parts[0] = _S11.pack(_MAGIC, 1, 47, flags, rid, blen, len(target_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(target_1) + len(name_2) + len(bundle_3) + len(body) + 16
+    return b"".join((_S11.pack(_MAGIC, 1, 47, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(bundle_3)), bundle_3, _S34.pack(m.revision, len(argv_4)), body))
 
 
 def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
@@ -2359,7 +2328,7 @@ def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     signal_5 = schedule_2.signal.encode()
     cron_6 = schedule_2.cron.encode()
     tz_7 = schedule_2.tz.encode()
-    blen = 46 + len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7)
+    blen = len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7) + 46
     return b"".join((_S11.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S34.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S3.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S3.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S37.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
 
 
@@ -2486,7 +2455,7 @@ def _frame_ScheduleSet(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 def _enc_ScheduleClear(m: ScheduleClear, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
-    blen = 10 + len(target_1)
+    blen = len(target_1) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S25.pack(m.id)))
 
 
@@ -2531,10 +2500,9 @@ def _frame_ScheduleClear(b: bytes, p: int, size: int, frames: list[Frame], max_b
 
 
 def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     bundles_1 = m.bundles
-    blen = 2
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in bundles_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2543,10 +2511,8 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(name_4)))
         ap(name_4)
         ap(_S38.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
-        blen += len(agent_3) + len(name_4) + 53
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
-    blen += 2
     for x_6 in processes_5:
         agent_7 = x_6.agent.encode()
         ap(_S1.pack(len(agent_7)))
@@ -2560,10 +2526,8 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         status_10 = x_6.status.encode()
         ap(_S39.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
         ap(status_10)
-        blen += len(agent_7) + len(name_8) + len(bundle_9) + len(status_10) + 45
     schedules_11 = m.schedules
     ap(_S1.pack(len(schedules_11)))
-    blen += 2
     for x_12 in schedules_11:
         agent_13 = x_12.agent.encode()
         ap(_S34.pack(x_12.id, len(agent_13)))
@@ -2581,9 +2545,9 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(tz_17)))
         ap(tz_17)
         ap(_S37.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
-        blen += len(agent_13) + len(process_14) + len(signal_15) + len(cron_16) + len(tz_17) + 44
-    parts[0] = _S11.pack(_MAGIC, 1, 60, flags, rid, blen, len(bundles_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 60, flags, rid, blen, len(bundles_1)), body))
 
 
 def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
@@ -2851,22 +2815,19 @@ def _frame_AgentState(b: bytes, p: int, size: int, frames: list[Frame], max_body
 
 
 def _enc_StatsReport(m: StatsReport, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     agent_1 = m.agent.encode()
-    ap(agent_1)
     node_2 = m.node
     processes_3 = m.processes
-    ap(_S40.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
-    blen = len(agent_1) + 104
+    parts: list[bytes] = []
+    ap = parts.append
     for x_4 in processes_3:
         name_5 = x_4.name.encode()
         ap(_S1.pack(len(name_5)))
         ap(name_5)
         ap(_S41.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
-        blen += len(name_5) + 34
-    parts[0] = _S11.pack(_MAGIC, 1, 61, flags, rid, blen, len(agent_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(agent_1) + len(body) + 104
+    return b"".join((_S11.pack(_MAGIC, 1, 61, flags, rid, blen, len(agent_1)), agent_1, _S40.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)), body))
 
 
 def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
@@ -2992,7 +2953,7 @@ def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     process_2 = m.process.encode()
     message_3 = m.message.encode()
-    blen = 36 + len(agent_1) + len(process_2) + len(message_3)
+    blen = len(agent_1) + len(process_2) + len(message_3) + 36
     return b"".join((_S42.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S43.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S44.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S25.pack(m.schedule_id)))
 
 
@@ -3102,23 +3063,18 @@ def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame], max_body: 
 
 
 def _enc_LogLines(m: LogLines, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     agent_1 = m.agent.encode()
-    ap(agent_1)
     process_2 = m.process.encode()
-    ap(_S1.pack(len(process_2)))
-    ap(process_2)
     lines_3 = m.lines
-    ap(_S3.pack(_E_StreamKind[m.stream], len(lines_3)))
-    blen = len(agent_1) + len(process_2) + 7
+    parts: list[bytes] = []
+    ap = parts.append
     for x_4 in lines_3:
         line_5 = x_4.encode()
         ap(_S28.pack(len(line_5)))
         ap(line_5)
-        blen += len(line_5) + 4
-    parts[0] = _S11.pack(_MAGIC, 1, 64, flags, rid, blen, len(agent_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(agent_1) + len(process_2) + len(body) + 7
+    return b"".join((_S11.pack(_MAGIC, 1, 64, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(process_2)), process_2, _S3.pack(_E_StreamKind[m.stream], len(lines_3)), body))
 
 
 def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
@@ -3197,7 +3153,7 @@ def _frame_LogLines(b: bytes, p: int, size: int, frames: list[Frame], max_body: 
 
 def _enc_ListAgents(m: ListAgents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 70, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -3237,7 +3193,7 @@ def _frame_ListAgents(b: bytes, p: int, size: int, frames: list[Frame], max_body
 
 def _enc_ListProcesses(m: ListProcesses, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 71, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -3277,7 +3233,7 @@ def _frame_ListProcesses(b: bytes, p: int, size: int, frames: list[Frame], max_b
 
 def _enc_ListBundles(m: ListBundles, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 72, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -3317,7 +3273,7 @@ def _frame_ListBundles(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 def _enc_ListSchedules(m: ListSchedules, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 73, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -3357,7 +3313,7 @@ def _frame_ListSchedules(b: bytes, p: int, size: int, frames: list[Frame], max_b
 
 def _enc_QueryStats(m: QueryStats, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
-    blen = 14 + len(agent_1)
+    blen = len(agent_1) + 14
     return b"".join((_S11.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S46.pack(m.since_us, m.limit)))
 
 
@@ -3405,7 +3361,7 @@ def _frame_QueryStats(b: bytes, p: int, size: int, frames: list[Frame], max_body
 
 def _enc_QueryEvents(m: QueryEvents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 15 + len(pattern_1)
+    blen = len(pattern_1) + 15
     return b"".join((_S11.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S47.pack(m.since_us, m.limit, m.follow)))
 
 
@@ -3456,7 +3412,7 @@ def _frame_QueryEvents(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 def _enc_QueryLogs(m: QueryLogs, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     process_2 = m.process.encode()
-    blen = 9 + len(target_1) + len(process_2)
+    blen = len(target_1) + len(process_2) + 9
     return b"".join((_S11.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S49.pack(m.lines, m.follow)))
 
 
@@ -3517,7 +3473,7 @@ def _frame_QueryLogs(b: bytes, p: int, size: int, frames: list[Frame], max_body:
 
 def _enc_ListRunVersions(m: ListRunVersions, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 77, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -3557,7 +3513,7 @@ def _frame_ListRunVersions(b: bytes, p: int, size: int, frames: list[Frame], max
 
 def _enc_QueryDisk(m: QueryDisk, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 78, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -3597,7 +3553,7 @@ def _frame_QueryDisk(b: bytes, p: int, size: int, frames: list[Frame], max_body:
 
 def _enc_QueryAgent(m: QueryAgent, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
-    blen = 2 + len(agent_1)
+    blen = len(agent_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 79, flags, rid, blen, len(agent_1)), agent_1))
 
 
@@ -3636,10 +3592,9 @@ def _frame_QueryAgent(b: bytes, p: int, size: int, frames: list[Frame], max_body
 
 
 def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     agents_1 = m.agents
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in agents_1:
         name_3 = x_2.name.encode()
         ap(_S1.pack(len(name_3)))
@@ -3657,9 +3612,9 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
         ap(_S52.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
         ap(clock_source_7)
         ap(_S53.pack(x_2.clock_measured_us, x_2.processes))
-        blen += len(name_3) + len(hostname_4) + len(address_5) + len(version_6) + len(clock_source_7) + 53
-    parts[0] = _S27.pack(_MAGIC, 1, 80, flags, rid, blen, len(agents_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 80, flags, rid, blen, len(agents_1)), body))
 
 
 def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
@@ -3785,10 +3740,9 @@ def _frame_AgentList(b: bytes, p: int, size: int, frames: list[Frame], max_body:
 
 
 def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     processes_1 = m.processes
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in processes_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3802,9 +3756,9 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
         status_6 = x_2.status.encode()
         ap(_S39.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
         ap(status_6)
-        blen += len(agent_3) + len(name_4) + len(bundle_5) + len(status_6) + 45
-    parts[0] = _S27.pack(_MAGIC, 1, 81, flags, rid, blen, len(processes_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 81, flags, rid, blen, len(processes_1)), body))
 
 
 def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
@@ -3917,10 +3871,9 @@ def _frame_ProcessList(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 
 def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     bundles_1 = m.bundles
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in bundles_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3929,9 +3882,9 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(name_4)))
         ap(name_4)
         ap(_S38.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
-        blen += len(agent_3) + len(name_4) + 53
-    parts[0] = _S27.pack(_MAGIC, 1, 82, flags, rid, blen, len(bundles_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 82, flags, rid, blen, len(bundles_1)), body))
 
 
 def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
@@ -4012,10 +3965,9 @@ def _frame_BundleList(b: bytes, p: int, size: int, frames: list[Frame], max_body
 
 
 def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     schedules_1 = m.schedules
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in schedules_1:
         agent_3 = x_2.agent.encode()
         ap(_S34.pack(x_2.id, len(agent_3)))
@@ -4033,9 +3985,9 @@ def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(tz_7)))
         ap(tz_7)
         ap(_S37.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
-        blen += len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7) + 44
-    parts[0] = _S27.pack(_MAGIC, 1, 83, flags, rid, blen, len(schedules_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 83, flags, rid, blen, len(schedules_1)), body))
 
 
 def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
@@ -4159,27 +4111,23 @@ def _frame_ScheduleList(b: bytes, p: int, size: int, frames: list[Frame], max_bo
 
 
 def _enc_StatsHistory(m: StatsHistory, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     agent_1 = m.agent.encode()
-    ap(agent_1)
     samples_2 = m.samples
-    ap(_S28.pack(len(samples_2)))
-    blen = len(agent_1) + 100 * len(samples_2) + 6
+    parts: list[bytes] = []
+    ap = parts.append
     for x_3 in samples_2:
         node_4 = x_3.node
         ap(_S54.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
-    blen += 2
     for x_6 in processes_5:
         name_7 = x_6.name.encode()
         ap(_S1.pack(len(name_7)))
         ap(name_7)
         ap(_S41.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
-        blen += len(name_7) + 34
-    parts[0] = _S11.pack(_MAGIC, 1, 84, flags, rid, blen, len(agent_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(agent_1) + len(body) + 6
+    return b"".join((_S11.pack(_MAGIC, 1, 84, flags, rid, blen, len(agent_1)), agent_1, _S28.pack(len(samples_2)), body))
 
 
 def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
@@ -4280,10 +4228,9 @@ def _frame_StatsHistory(b: bytes, p: int, size: int, frames: list[Frame], max_bo
 
 
 def _enc_RunVersions(m: RunVersions, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     runs_1 = m.runs
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in runs_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -4292,9 +4239,9 @@ def _enc_RunVersions(m: RunVersions, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(process_4)))
         ap(process_4)
         ap(_S9.pack(_fixed(x_2.sha256, 32)))
-        blen += len(agent_3) + len(process_4) + 36
-    parts[0] = _S27.pack(_MAGIC, 1, 85, flags, rid, blen, len(runs_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 85, flags, rid, blen, len(runs_1)), body))
 
 
 def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
@@ -4369,10 +4316,9 @@ def _frame_RunVersions(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 
 def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     disks_1 = m.disks
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in disks_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -4386,9 +4332,9 @@ def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
         unknown_6 = x_2.unknown.encode()
         ap(_S55.pack(x_2.used, x_2.avail, x_2.total, x_2.inodes_used, x_2.inodes_free, x_2.inodes_total, len(unknown_6)))
         ap(unknown_6)
-        blen += len(agent_3) + len(path_4) + len(mount_5) + len(unknown_6) + 56
-    parts[0] = _S27.pack(_MAGIC, 1, 86, flags, rid, blen, len(disks_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 86, flags, rid, blen, len(disks_1)), body))
 
 
 def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
@@ -4495,13 +4441,10 @@ def _frame_DiskUsage(b: bytes, p: int, size: int, frames: list[Frame], max_body:
 
 
 def _enc_AgentDetail(m: AgentDetail, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     agent_1 = m.agent.encode()
-    ap(agent_1)
     fields_2 = m.fields
-    ap(_S1.pack(len(fields_2)))
-    blen = len(agent_1) + 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_3 in fields_2:
         key_4 = x_3.key.encode()
         ap(_S1.pack(len(key_4)))
@@ -4509,9 +4452,9 @@ def _enc_AgentDetail(m: AgentDetail, rid: int, flags: int) -> bytes:
         value_5 = x_3.value.encode()
         ap(_S28.pack(len(value_5)))
         ap(value_5)
-        blen += len(key_4) + len(value_5) + 6
-    parts[0] = _S11.pack(_MAGIC, 1, 87, flags, rid, blen, len(agent_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(agent_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 87, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(fields_2)), body))
 
 
 def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
@@ -4594,7 +4537,7 @@ def _frame_AgentDetail(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
-    blen = 3 + len(name_1)
+    blen = len(name_1) + 3
     return b"".join((_S0.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
 
 
@@ -4636,7 +4579,7 @@ def _frame_TokenCreate(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 
 def _enc_TokenRevoke(m: TokenRevoke, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
-    blen = 2 + len(name_1)
+    blen = len(name_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 91, flags, rid, blen, len(name_1)), name_1))
 
 
@@ -4677,7 +4620,7 @@ def _frame_TokenRevoke(b: bytes, p: int, size: int, frames: list[Frame], max_bod
 def _enc_QueryProcess(m: QueryProcess, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     name_2 = m.name.encode()
-    blen = 5 + len(agent_1) + len(name_2)
+    blen = len(agent_1) + len(name_2) + 5
     return b"".join((_S11.pack(_MAGIC, 1, 100, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S56.pack(m.show_env)))
 
 
@@ -4735,16 +4678,11 @@ def _frame_QueryProcess(b: bytes, p: int, size: int, frames: list[Frame], max_bo
 
 
 def _enc_ProcessDetail(m: ProcessDetail, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     agent_1 = m.agent.encode()
-    ap(agent_1)
     name_2 = m.name.encode()
-    ap(_S1.pack(len(name_2)))
-    ap(name_2)
     fields_3 = m.fields
-    ap(_S1.pack(len(fields_3)))
-    blen = len(agent_1) + len(name_2) + 6
+    parts: list[bytes] = []
+    ap = parts.append
     for x_4 in fields_3:
         key_5 = x_4.key.encode()
         ap(_S1.pack(len(key_5)))
@@ -4752,9 +4690,9 @@ def _enc_ProcessDetail(m: ProcessDetail, rid: int, flags: int) -> bytes:
         value_6 = x_4.value.encode()
         ap(_S28.pack(len(value_6)))
         ap(value_6)
-        blen += len(key_5) + len(value_6) + 6
-    parts[0] = _S11.pack(_MAGIC, 1, 101, flags, rid, blen, len(agent_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(agent_1) + len(name_2) + len(body) + 6
+    return b"".join((_S11.pack(_MAGIC, 1, 101, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(fields_3)), body))
 
 
 def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
@@ -4851,7 +4789,7 @@ def _frame_ProcessDetail(b: bytes, p: int, size: int, frames: list[Frame], max_b
 def _enc_ScaleProcess(m: ScaleProcess, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 6 + len(target_1) + len(name_2)
+    blen = len(target_1) + len(name_2) + 6
     return b"".join((_S11.pack(_MAGIC, 1, 102, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(m.instances)))
 
 
@@ -4910,7 +4848,7 @@ def _frame_ScaleProcess(b: bytes, p: int, size: int, frames: list[Frame], max_bo
 
 def _enc_ListProcessFacts(m: ListProcessFacts, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
+    blen = len(pattern_1) + 2
     return b"".join((_S11.pack(_MAGIC, 1, 103, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
@@ -4949,10 +4887,9 @@ def _frame_ListProcessFacts(b: bytes, p: int, size: int, frames: list[Frame], ma
 
 
 def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     processes_1 = m.processes
-    blen = 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in processes_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -4962,7 +4899,6 @@ def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
         ap(process_4)
         facts_5 = x_2.facts
         ap(_S1.pack(len(facts_5)))
-        blen += len(agent_3) + len(process_4) + 6
         for x_6 in facts_5:
             key_7 = x_6.key.encode()
             ap(_S1.pack(len(key_7)))
@@ -4970,9 +4906,9 @@ def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
             value_8 = x_6.value.encode()
             ap(_S28.pack(len(value_8)))
             ap(value_8)
-            blen += len(key_7) + len(value_8) + 6
-    parts[0] = _S27.pack(_MAGIC, 1, 104, flags, rid, blen, len(processes_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 104, flags, rid, blen, len(processes_1)), body))
 
 
 def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
@@ -5087,7 +5023,7 @@ def _frame_ProcessFacts(b: bytes, p: int, size: int, frames: list[Frame], max_bo
 def _enc_RollingRestart(m: RollingRestart, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 10 + len(target_1) + len(name_2)
+    blen = len(target_1) + len(name_2) + 10
     return b"".join((_S11.pack(_MAGIC, 1, 115, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S57.pack(m.max_unavailable, m.healthy_deadline_ms)))
 
 
@@ -5147,24 +5083,20 @@ def _frame_RollingRestart(b: bytes, p: int, size: int, frames: list[Frame], max_
 
 
 def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     target_1 = m.target.encode()
-    ap(target_1)
     argv_2 = m.argv
-    ap(_S1.pack(len(argv_2)))
-    blen = len(target_1) + 4
+    parts: list[bytes] = []
+    ap = parts.append
     for x_3 in argv_2:
         argv_4 = x_3.encode()
         ap(_S28.pack(len(argv_4)))
         ap(argv_4)
-        blen += len(argv_4) + 4
     user_5 = m.user.encode()
     ap(_S58.pack(m.timeout_ms, m.parallel, len(user_5)))
     ap(user_5)
-    blen += len(user_5) + 8
-    parts[0] = _S11.pack(_MAGIC, 1, 120, flags, rid, blen, len(target_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(target_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 120, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(argv_2)), body))
 
 
 def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
@@ -5244,22 +5176,20 @@ def _frame_ExecRun(b: bytes, p: int, size: int, frames: list[Frame], max_body: i
 
 
 def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = [b""]  # parts[0]: the header and first fields, packed last
-    ap = parts.append
     argv_1 = m.argv
-    blen = 2
+    parts: list[bytes] = []
+    ap = parts.append
     for x_2 in argv_1:
         argv_3 = x_2.encode()
         ap(_S28.pack(len(argv_3)))
         ap(argv_3)
-        blen += len(argv_3) + 4
     user_4 = m.user.encode()
     ap(_S59.pack(m.timeout_ms, len(user_4)))
     ap(user_4)
     ap(_S28.pack(m.max_output))
-    blen += len(user_4) + 10
-    parts[0] = _S11.pack(_MAGIC, 1, 121, flags, rid, blen, len(argv_1))
-    return b"".join(parts)
+    body = b"".join(parts)
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 121, flags, rid, blen, len(argv_1)), body))
 
 
 def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
@@ -5335,7 +5265,7 @@ def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
     stdout_3 = m.stdout
     stderr_4 = m.stderr
     message_5 = m.message.encode()
-    blen = 26 + len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5)
+    blen = len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5) + 26
     return b"".join((_S11.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S60.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S28.pack(len(stderr_4)), stderr_4, _S51.pack(m.truncated, len(message_5)), message_5))
 
 
