@@ -56,7 +56,7 @@ from protocol.messages import Message
 __all__ = [
     "EncodeError", "Frame", "FrameDecoder", "Message", "ProtocolError", "RemoteProtocolError",
     "decode_body",
-    "decode_reference", "encode", "encode_reference",
+    "decode_reference", "encode", "encode_reference", "wire_largest",
 ]
 
 
@@ -105,6 +105,14 @@ def decode_body(message_type: int, body: bytes | bytearray | memoryview) -> Mess
         return decoder(body, 0, len(body))
     except _BODY_ERRORS as exc:
         raise _malformed(message_type, exc) from exc
+
+
+def wire_largest(message_type: MessageType, field: str) -> int:
+    """Largest value (or length, for strings, blobs, arrays) a top-level body field carries."""
+    fields = _fastcodec.LARGEST.get(int(message_type), {})
+    if field not in fields:
+        raise KeyError(f"{MessageType(message_type).name} has no integer or prefixed field {field!r}")
+    return fields[field]
 
 
 def _malformed(message_type: int, exc: Exception) -> ProtocolError:

@@ -315,6 +315,15 @@ def _imports() -> str:
     ])
 
 
+def _largest(messages: list[tuple[spec.MessageType, Node]]) -> list[str]:
+    lines = []
+    for message_type, node in messages:
+        bounded = [(f.name, f.largest) for f in node.fields
+                   if f.kind in (Kind.UINT, Kind.SINT) or f.kind in walk.PREFIXED_KINDS]
+        lines.append(f"    {int(message_type)}: {{{', '.join(f'{n!r}: {v}' for n, v in bounded)}}},")
+    return lines
+
+
 def render() -> str:
     names = Names()
     body: list[str] = []
@@ -337,7 +346,9 @@ def render() -> str:
     tables += ["FRAMERS = {"]
     tables += [f"    {int(mt)}: (_frame_{node.struct_name}, {node.size}),"
                for mt, node in messages]
-    tables += ["}", ""]
+    tables += ["}", "# Per type, the largest value (or length) of each top-level integer or prefixed"]
+    tables += ["# field: the console's bounds, without walking the spec (construct) at run time."]
+    tables += ["LARGEST = {", *_largest(messages), "}", ""]
     head = [PREAMBLE.format(magic=spec.MAGIC, prefix=spec.MAGIC + bytes([spec.VERSION]),
                              imports=_imports()), *names.render()]
     return "\n".join(head + body + tables)
