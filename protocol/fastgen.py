@@ -10,21 +10,31 @@ which is about 10x too slow for 10,000 agents. This generator walks the spec
   length/count prefix of the variable field that follows them, are merged into
   one precompiled `struct.Struct` (a heartbeat frame is one `pack` of
   '>2sBBHIIIqH' and one `unpack_from` of '>IqH').
-- Bodies without arrays are encoded as one `b"".join` whose first item packs
-  the header together with the first fields; the body length is summed from
-  the string lengths.
-- Decoders slice the body out of the receive buffer, check every length and
-  count against the bytes left themselves, and require that the body is
-  consumed exactly. What they cannot see (struct.error on a short read,
-  UnicodeDecodeError, KeyError for an enum value outside its IntEnum, IndexError
-  for a bool byte other than 0/1) is turned into ProtocolError by the one
-  try-block per frame in protocol/codec.py.
+- Every body is encoded as one `b"".join` whose first item packs the header
+  together with the first fields; the body length is summed from the payload
+  lengths. From a body's first array on, the loop appends to a list that is
+  joined first and counted as one payload (protocol/fastgen_encode.py).
+- Decoders (`_dec_X`, the general path) slice the body out of the receive
+  buffer, check every length and count against the bytes left themselves,
+  and require that the body is consumed exactly. What they cannot see
+  (struct.error on a short read, UnicodeDecodeError, KeyError for an enum
+  value outside its IntEnum, IndexError for a bool byte other than 0/1) is
+  turned into ProtocolError by the one try-block per frame in protocol/codec.py.
+- Framers (`_frame_X`, the hot path FrameDecoder tries first) unpack the
+  header with the body's first fields and decode in place in the receive
+  buffer, with no copy of the body; one final check (the position is the
+  frame's end) stands for the per-field bounds checks. Anything unusual
+  (incomplete, bad header, a length that ran past the frame) returns -1 and
+  the general path decides, with its exact error.
 - Decoded objects are built through "twin" classes: a plain slotted class with
   the same slots as the frozen dataclass and no __init__: the decoder makes
   one (`_W_X()`), stores the fields and then switches `__class__` to the real
   class. A frozen dataclass's own
   __init__ goes through `object.__setattr__` per field, which made object
   construction alone cost more than the whole msgpack decode.
+
+The module also carries `LARGEST`, each field's largest value or length, so
+that the console's bounds do not walk the spec (construct) at run time.
 
 The output is checked in, not exec'd at import: reviewers see the exact wire
 code change when the spec changes, tracebacks and profilers show real lines,
