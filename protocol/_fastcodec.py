@@ -99,7 +99,6 @@ from protocol.messages import (
 )
 
 _MAGIC = b'LT'
-_PREFIX = b'LT\x01'  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
@@ -128,36 +127,36 @@ _S0 = Struct('>2sBBHIIBH')
 _S1 = Struct('>H')
 _S2 = Struct('>B')
 _S3 = Struct('>BH')
-_S4 = Struct('>3sBHIIBH')
+_S4 = Struct('>IHIIBH')
 _S5 = Struct('>2sBBHII32sq')
 _S6 = Struct('>32sq')
-_S7 = Struct('>3sBHII32sq')
+_S7 = Struct('>IHII32sq')
 _S8 = Struct('>2sBBHII32s')
 _S9 = Struct('>32s')
-_S10 = Struct('>3sBHII32s')
+_S10 = Struct('>IHII32s')
 _S11 = Struct('>2sBBHIIH')
 _S12 = Struct('>IIQ')
-_S13 = Struct('>3sBHIIH')
+_S13 = Struct('>IHIIH')
 _S14 = Struct('>2sBBHIIIIBI')
 _S15 = Struct('>IIBI')
-_S16 = Struct('>3sBHIIIIBI')
+_S16 = Struct('>IHIIIIBI')
 _S17 = Struct('>2sBBHIIIqH')
 _S18 = Struct('>IqH')
-_S19 = Struct('>3sBHIIIqH')
+_S19 = Struct('>IHIIIqH')
 _S20 = Struct('>qqBq')
 _S21 = Struct('>2sBBHIIHH')
 _S22 = Struct('>HH')
-_S23 = Struct('>3sBHIIHH')
+_S23 = Struct('>IHIIHH')
 _S24 = Struct('>2sBBHIIQ')
 _S25 = Struct('>Q')
-_S26 = Struct('>3sBHIIQ')
+_S26 = Struct('>IHIIQ')
 _S27 = Struct('>2sBBHIII')
 _S28 = Struct('>I')
-_S29 = Struct('>3sBHIII')
+_S29 = Struct('>IHIII')
 _S30 = Struct('>BQ32s')
 _S31 = Struct('>2sBBHIIQI')
 _S32 = Struct('>QI')
-_S33 = Struct('>3sBHIIQI')
+_S33 = Struct('>IHIIQI')
 _S34 = Struct('>QH')
 _S35 = Struct('>BIIIIHI')
 _S36 = Struct('>BIIIIHIH')
@@ -169,7 +168,7 @@ _S41 = Struct('>IfQHHIq')
 _S42 = Struct('>2sBBHIIQH')
 _S43 = Struct('>qBH')
 _S44 = Struct('>BBhBH')
-_S45 = Struct('>3sBHIIQH')
+_S45 = Struct('>IHIIQH')
 _S46 = Struct('>qI')
 _S47 = Struct('>qI?')
 _S48 = Struct('>qIB')
@@ -740,10 +739,10 @@ def _dec_Hello(b: bytes, p: int, n: int) -> Hello:
 
 def _frame_Hello(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 17 > size: return -1
-    prefix, _type, flags, rid, length, role_1, len_2, = _S4.unpack_from(b, p)
+    head, flags, rid, length, role_1, len_2, = _S4.unpack_from(b, p)
     p += 17
     e = p + length - 3
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540101 or e > size or length > max_body: return -1
     end_4 = p + len_2
     name_3 = b[p:end_4].decode()
     p = end_4
@@ -809,8 +808,8 @@ def _dec_Challenge(b: bytes, p: int, n: int) -> Challenge:
 def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 54
     if end > size: return -1
-    prefix, _type, flags, rid, length, nonce_1, server_time_us_2, = _S7.unpack_from(b, p)
-    if prefix != _PREFIX or length != 40: return -1
+    head, flags, rid, length, nonce_1, server_time_us_2, = _S7.unpack_from(b, p)
+    if head != 0x4c540102 or length != 40: return -1
     challenge_3 = _W_Challenge()
     challenge_3.nonce = nonce_1
     challenge_3.server_time_us = server_time_us_2
@@ -835,8 +834,8 @@ def _dec_Auth(b: bytes, p: int, n: int) -> Auth:
 def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 46
     if end > size: return -1
-    prefix, _type, flags, rid, length, mac_1, = _S10.unpack_from(b, p)
-    if prefix != _PREFIX or length != 32: return -1
+    head, flags, rid, length, mac_1, = _S10.unpack_from(b, p)
+    if head != 0x4c540103 or length != 32: return -1
     auth_2 = _W_Auth()
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
@@ -874,10 +873,10 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
 
 def _frame_Welcome(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540104 or e > size or length > max_body: return -1
     end_3 = p + len_1
     server_2 = b[p:end_3].decode()
     p = end_3
@@ -913,8 +912,8 @@ def _dec_Timing(b: bytes, p: int, n: int) -> Timing:
 def _frame_Timing(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 27
     if end > size: return -1
-    prefix, _type, flags, rid, length, heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S16.unpack_from(b, p)
-    if prefix != _PREFIX or length != 13: return -1
+    head, flags, rid, length, heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S16.unpack_from(b, p)
+    if head != 0x4c540105 or length != 13: return -1
     timing_5 = _W_Timing()
     timing_5.heartbeat_ms = heartbeat_ms_1
     timing_5.ping_ms = ping_ms_2
@@ -943,8 +942,8 @@ def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
 def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 28
     if end > size: return -1
-    prefix, _type, flags, rid, length, seq_1, time_us_2, running_3, = _S19.unpack_from(b, p)
-    if prefix != _PREFIX or length != 14: return -1
+    head, flags, rid, length, seq_1, time_us_2, running_3, = _S19.unpack_from(b, p)
+    if head != 0x4c54010a or length != 14: return -1
     heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
@@ -985,10 +984,10 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
 
 def _frame_TimeInfo(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54010b or e > size or length > max_body: return -1
     end_3 = p + len_1
     source_2 = b[p:end_3].decode()
     p = end_3
@@ -1031,10 +1030,10 @@ def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
 
 def _frame_Ok(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540114 or e > size or length > max_body: return -1
     end_3 = p + len_1
     message_2 = b[p:end_3].decode()
     p = end_3
@@ -1072,10 +1071,10 @@ def _dec_Error(b: bytes, p: int, n: int) -> Error:
 
 def _frame_Error(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, code_1, len_2, = _S23.unpack_from(b, p)
+    head, flags, rid, length, code_1, len_2, = _S23.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540115 or e > size or length > max_body: return -1
     end_4 = p + len_2
     message_3 = b[p:end_4].decode()
     p = end_4
@@ -1140,10 +1139,10 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
 
 def _frame_Results(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540116 or e > size or length > max_body: return -1
     if count_1 * 6 > e - p: return -1
     results_2 = []
     for _ in range(count_1):
@@ -1187,8 +1186,8 @@ def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
 def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, offset_1, = _S26.unpack_from(b, p)
-    if prefix != _PREFIX or length != 8: return -1
+    head, flags, rid, length, offset_1, = _S26.unpack_from(b, p)
+    if head != 0x4c540117 or length != 8: return -1
     bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
@@ -1221,10 +1220,10 @@ def _dec_Token(b: bytes, p: int, n: int) -> Token:
 
 def _frame_Token(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540118 or e > size or length > max_body: return -1
     end_3 = p + len_1
     token_2 = b[p:end_3].decode()
     p = end_3
@@ -1252,8 +1251,8 @@ def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
 def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 18
     if end > size: return -1
-    prefix, _type, flags, rid, length, cancel_request_id_1, = _S29.unpack_from(b, p)
-    if prefix != _PREFIX or length != 4: return -1
+    head, flags, rid, length, cancel_request_id_1, = _S29.unpack_from(b, p)
+    if head != 0x4c540119 or length != 4: return -1
     cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
@@ -1299,10 +1298,10 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
 
 def _frame_BundleBegin(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54011e or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1351,10 +1350,10 @@ def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
 
 def _frame_BundleChunk(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 26 > size: return -1
-    prefix, _type, flags, rid, length, offset_1, len_2, = _S33.unpack_from(b, p)
+    head, flags, rid, length, offset_1, len_2, = _S33.unpack_from(b, p)
     p += 26
     e = p + length - 12
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54011f or e > size or length > max_body: return -1
     end_4 = p + len_2
     data_3 = b[p:end_4]
     p = end_4
@@ -1383,8 +1382,8 @@ def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
 def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, size_1, = _S26.unpack_from(b, p)
-    if prefix != _PREFIX or length != 8: return -1
+    head, flags, rid, length, size_1, = _S26.unpack_from(b, p)
+    if head != 0x4c540120 or length != 8: return -1
     bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
@@ -1425,10 +1424,10 @@ def _dec_BundleRemove(b: bytes, p: int, n: int) -> BundleRemove:
 
 def _frame_BundleRemove(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540121 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1561,10 +1560,10 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
 
 def _frame_ProcStart(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540128 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1681,10 +1680,10 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
 
 def _frame_ProcStop(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540129 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1755,10 +1754,10 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
 
 def _frame_ProcResume(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54012a or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1829,10 +1828,10 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
 
 def _frame_ProcTerminate(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54012b or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1903,10 +1902,10 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
 
 def _frame_ProcKill(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54012c or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -1977,10 +1976,10 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
 
 def _frame_ProcRestart(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54012d or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -2051,10 +2050,10 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
 
 def _frame_ProcRemove(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54012e or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -2225,10 +2224,10 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
 
 def _frame_ProcStartOptions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54012f or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -2397,10 +2396,10 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
 
 def _frame_ScheduleSet(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540132 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -2481,10 +2480,10 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
 
 def _frame_ScheduleClear(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540133 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -2689,10 +2688,10 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
 
 def _frame_AgentState(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54013c or e > size or length > max_body: return -1
     if count_1 * 53 > e - p: return -1
     bundles_2 = []
     for _ in range(count_1):
@@ -2892,10 +2891,10 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
 
 def _frame_StatsReport(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54013d or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -3000,10 +2999,10 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
 
 def _frame_Event(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 24 > size: return -1
-    prefix, _type, flags, rid, length, seq_1, len_2, = _S45.unpack_from(b, p)
+    head, flags, rid, length, seq_1, len_2, = _S45.unpack_from(b, p)
     p += 24
     e = p + length - 10
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54013e or e > size or length > max_body: return -1
     end_4 = p + len_2
     agent_3 = b[p:end_4].decode()
     p = end_4
@@ -3053,8 +3052,8 @@ def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
 def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, seq_1, = _S26.unpack_from(b, p)
-    if prefix != _PREFIX or length != 8: return -1
+    head, flags, rid, length, seq_1, = _S26.unpack_from(b, p)
+    if head != 0x4c54013f or length != 8: return -1
     eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
@@ -3117,10 +3116,10 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
 
 def _frame_LogLines(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540140 or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -3176,10 +3175,10 @@ def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
 
 def _frame_ListAgents(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540146 or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3216,10 +3215,10 @@ def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
 
 def _frame_ListProcesses(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540147 or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3256,10 +3255,10 @@ def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
 
 def _frame_ListBundles(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540148 or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3296,10 +3295,10 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
 
 def _frame_ListSchedules(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540149 or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3340,10 +3339,10 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
 
 def _frame_QueryStats(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54014a or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -3389,10 +3388,10 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
 
 def _frame_QueryEvents(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54014b or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3446,10 +3445,10 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
 
 def _frame_QueryLogs(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54014c or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -3496,10 +3495,10 @@ def _dec_ListRunVersions(b: bytes, p: int, n: int) -> ListRunVersions:
 
 def _frame_ListRunVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54014d or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3536,10 +3535,10 @@ def _dec_QueryDisk(b: bytes, p: int, n: int) -> QueryDisk:
 
 def _frame_QueryDisk(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54014e or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -3576,10 +3575,10 @@ def _dec_QueryAgent(b: bytes, p: int, n: int) -> QueryAgent:
 
 def _frame_QueryAgent(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54014f or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -3682,10 +3681,10 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
 
 def _frame_AgentList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540150 or e > size or length > max_body: return -1
     if count_1 * 53 > e - p: return -1
     agents_2 = []
     for _ in range(count_1):
@@ -3819,10 +3818,10 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
 
 def _frame_ProcessList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540151 or e > size or length > max_body: return -1
     if count_1 * 45 > e - p: return -1
     processes_2 = []
     for _ in range(count_1):
@@ -3928,10 +3927,10 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
 
 def _frame_BundleList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540152 or e > size or length > max_body: return -1
     if count_1 * 53 > e - p: return -1
     bundles_2 = []
     for _ in range(count_1):
@@ -4054,10 +4053,10 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
 
 def _frame_ScheduleList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540153 or e > size or length > max_body: return -1
     if count_1 * 44 > e - p: return -1
     schedules_2 = []
     for _ in range(count_1):
@@ -4181,10 +4180,10 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
 
 def _frame_StatsHistory(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540154 or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -4282,10 +4281,10 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
 
 def _frame_RunVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540155 or e > size or length > max_body: return -1
     if count_1 * 36 > e - p: return -1
     runs_2 = []
     for _ in range(count_1):
@@ -4392,10 +4391,10 @@ def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
 
 def _frame_DiskUsage(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540156 or e > size or length > max_body: return -1
     if count_1 * 56 > e - p: return -1
     disks_2 = []
     for _ in range(count_1):
@@ -4499,10 +4498,10 @@ def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
 
 def _frame_AgentDetail(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540157 or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -4561,10 +4560,10 @@ def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
 
 def _frame_TokenCreate(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 17 > size: return -1
-    prefix, _type, flags, rid, length, role_1, len_2, = _S4.unpack_from(b, p)
+    head, flags, rid, length, role_1, len_2, = _S4.unpack_from(b, p)
     p += 17
     e = p + length - 3
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54015a or e > size or length > max_body: return -1
     end_4 = p + len_2
     name_3 = b[p:end_4].decode()
     p = end_4
@@ -4602,10 +4601,10 @@ def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
 
 def _frame_TokenRevoke(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54015b or e > size or length > max_body: return -1
     end_3 = p + len_1
     name_2 = b[p:end_3].decode()
     p = end_3
@@ -4653,10 +4652,10 @@ def _dec_QueryProcess(b: bytes, p: int, n: int) -> QueryProcess:
 
 def _frame_QueryProcess(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540164 or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -4744,10 +4743,10 @@ def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
 
 def _frame_ProcessDetail(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540165 or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3
@@ -4822,10 +4821,10 @@ def _dec_ScaleProcess(b: bytes, p: int, n: int) -> ScaleProcess:
 
 def _frame_ScaleProcess(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540166 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -4871,10 +4870,10 @@ def _dec_ListProcessFacts(b: bytes, p: int, n: int) -> ListProcessFacts:
 
 def _frame_ListProcessFacts(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540167 or e > size or length > max_body: return -1
     end_3 = p + len_1
     pattern_2 = b[p:end_3].decode()
     p = end_3
@@ -4969,10 +4968,10 @@ def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
 
 def _frame_ProcessFacts(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 18 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
     p += 18
     e = p + length - 4
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540168 or e > size or length > max_body: return -1
     if count_1 * 6 > e - p: return -1
     processes_2 = []
     for _ in range(count_1):
@@ -5057,10 +5056,10 @@ def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
 
 def _frame_RollingRestart(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540173 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -5140,10 +5139,10 @@ def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
 
 def _frame_ExecRun(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540178 or e > size or length > max_body: return -1
     end_3 = p + len_1
     target_2 = b[p:end_3].decode()
     p = end_3
@@ -5228,10 +5227,10 @@ def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
 
 def _frame_ExecCommand(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c540179 or e > size or length > max_body: return -1
     if count_1 * 4 > e - p: return -1
     argv_2 = []
     for _ in range(count_1):
@@ -5320,10 +5319,10 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
 
 def _frame_ExecResult(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     if p + 16 > size: return -1
-    prefix, _type, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
     p += 16
     e = p + length - 2
-    if prefix != _PREFIX or e > size or length > max_body: return -1
+    if head != 0x4c54017a or e > size or length > max_body: return -1
     end_3 = p + len_1
     agent_2 = b[p:end_3].decode()
     p = end_3

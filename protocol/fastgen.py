@@ -67,7 +67,6 @@ from struct import Struct
 {imports}
 
 _MAGIC = {magic!r}
-_PREFIX = {prefix!r}  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
@@ -223,7 +222,17 @@ def decoder(node: Node, names: Names) -> list[str]:
     return [head, *gen.lines]
 
 
-def fixed_framer(node: Node, names: Names) -> list[str]:
+def _framer_header() -> list[tuple[str, str]]:
+    # Magic, version and type read as one integer: a framer is chosen by the type byte,
+    # so one int comparison checks all three (a 3-byte string cost an allocation more).
+    return [("I", "head"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+
+
+def _head(message_type: spec.MessageType) -> str:
+    return hex(int.from_bytes(spec.MAGIC + bytes([spec.VERSION, int(message_type)]), "big"))
+
+
+def fixed_framer(message_type: spec.MessageType, node: Node, names: Names) -> list[str]:
     """Hot path for a fixed-size body: header and body in one unpack, Frame built inline.
 
     Returns the end of the frame, or -1 to leave anything unusual (incomplete
@@ -235,10 +244,10 @@ def fixed_framer(node: Node, names: Names) -> list[str]:
     gen = _Decoder(names)
     gen.line(f"end = p + {spec.HEADER_SIZE + node.size}")
     gen.line("if end > size: return -1")
-    gen.run = [("3s", "prefix"), ("B", "_type"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+    gen.run = _framer_header()
     value = gen.struct(node)
     gen.flush(advance=False, pending=False)
-    gen.line(f"if prefix != _PREFIX or length != {node.size}: return -1")
+    gen.line(f"if head != {_head(message_type)} or length != {node.size}: return -1")
     gen.flush_pending()
     gen.line(f"frames.append(_tuple_new(Frame, ({value}, rid, flags & {int(spec.FrameFlag.MORE)} != 0)))")
     gen.line("return end")
@@ -256,8 +265,9 @@ class _Framer(_Decoder):
     which FrameDecoder reports as a malformed body, as the general path would.
     """
 
-    def __init__(self, names: Names) -> None:
+    def __init__(self, names: Names, message_type: spec.MessageType) -> None:
         super().__init__(names)
+        self.head = _head(message_type)
         self.framing = True
         self.header_done = False
 
@@ -270,17 +280,17 @@ class _Framer(_Decoder):
         super().flush(advance, buffer, pending=False)
         self.header_done = True
         self.line(f"e = p + length - {size - spec.HEADER_SIZE}")
-        self.line("if prefix != _PREFIX or e > size or length > max_body: return -1")
+        self.line(f"if head != {self.head} or e > size or length > max_body: return -1")
         if pending:
             self.flush_pending()
 
 
-def variable_framer(node: Node, names: Names) -> list[str]:
+def variable_framer(message_type: spec.MessageType, node: Node, names: Names) -> list[str]:
     """`_frame_X` for a variable-size body: see _Framer; returns the frame's end or -1."""
     head = (f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame],"
             " max_body: int) -> int:")
-    gen = _Framer(names)
-    gen.run = [("3s", "prefix"), ("B", "_type"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+    gen = _Framer(names, message_type)
+    gen.run = _framer_header()
     value = gen.struct(node)
     gen.flush()
     gen.line("if p != e: return -1")
@@ -346,7 +356,7 @@ def render() -> str:
         body += ["", "", *encoder(message_type, node, names)]
         body += ["", "", *decoder(node, names)]
         framer = fixed_framer if node.fixed else variable_framer
-        body += ["", "", *framer(node, names)]
+        body += ["", "", *framer(message_type, node, names)]
     tables = ["", "", "ENCODERS = {"]
     tables += [f"    {node.struct_name}: _enc_{node.struct_name}," for _, node in messages]
     tables += ["}", "DECODERS = {"]
@@ -359,7 +369,7 @@ def render() -> str:
     tables += ["}", "# Per type, the largest value (or length) of each top-level integer or prefixed"]
     tables += ["# field: the console's bounds, without walking the spec (construct) at run time."]
     tables += ["LARGEST = {", *_largest(messages), "}", ""]
-    head = [PREAMBLE.format(magic=spec.MAGIC, prefix=spec.MAGIC + bytes([spec.VERSION]),
+    head = [PREAMBLE.format(magic=spec.MAGIC,
                              imports=_imports()), *names.render()]
     return "\n".join(head + body + tables)
 
