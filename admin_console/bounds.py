@@ -21,7 +21,7 @@ from admin_console.errors import UsageError
 from admin_console.parsing import parse_duration, shown
 from admin_console.render import human_duration
 from lotc.errors import InvalidRequest
-from lotc.names import validate_selector
+from lotc.selectors import parse_selector
 from protocol.codec import EncodeError, encode, wire_largest
 from protocol.message_types import DEFAULT_MAX_BODY, HEADER_SIZE, MessageType
 from protocol.messages import Message
@@ -106,11 +106,18 @@ def utf8_text(option: str, message_type: MessageType, field: str) -> Callable[[s
 
 
 def agent_selector(value: str) -> str:
-    """An argparse type for AGENT: a name, a glob or 'all', no longer than one can be."""
+    """An argparse type for AGENT: a selector (lotc/selectors.py), checked before it is sent.
+
+    Empty stays empty: a listing's "every agent" (the server refuses it where an agent
+    is required)."""
+    value = value.strip()
+    if not value:
+        return value
     try:
-        return validate_selector(value.strip())
+        parse_selector(value)
     except InvalidRequest as exc:
         raise UsageError(str(exc)) from None
+    return value
 
 
 def check_fits(parsed: Any) -> None:

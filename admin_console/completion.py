@@ -6,8 +6,8 @@ options take a value, their choices) and its `arguments` (the kind of each
 positional word: agent, bundle, process...) decide what may come next.
 Names come from the `ServerState` snapshot the session keeps fresh in the
 background, so completing never waits for the server. A process or bundle
-is completed among those on the agents the AGENT word (a name, glob or
-`all`) typed before it designates.
+is completed among those on the agents the AGENT word (a selector,
+lotc/selectors.py, matched against the snapshot's labels) typed before it designates.
 """
 from __future__ import annotations
 
@@ -31,9 +31,11 @@ from admin_console.live_state import ServerState
 from admin_console.parsing import last_command, scan
 from admin_console.registry import Registry
 from lotc.errors import InvalidRequest
-from lotc.names import ALL, glob_matcher
+from lotc.names import ALL
+from lotc.selectors import parse_selector
 
 ALL_AGENTS = ALL
+REPEATED_KINDS = ("label", "label-key")
 ACTIONS = ("start", "stop", "resume", "terminate", "kill", "restart")
 SIGNALS = tuple(sorted(s.name[3:] for s in signal.Signals if not s.name.startswith("SIG_")))
 
@@ -85,6 +87,8 @@ def suggest(registry: Registry, state: ServerState, text: str) -> list[Suggestio
                                 if o not in used or isinstance(action, argparse._AppendAction)))
     kinds = command.arguments
     kind = kinds[len(positionals)] if len(positionals) < len(kinds) else None
+    if kind is None and kinds and kinds[-1] in REPEATED_KINDS:
+        kind = kinds[-1]  # `label AGENT K=V K=V...`: the last kind repeats
     agent_word = positionals[kinds.index("agent")] if "agent" in kinds[:len(positionals)] \
         else None
     if kind == "path":
@@ -154,10 +158,18 @@ def _option_values(action: argparse.Action, state: ServerState) -> Iterator[tupl
 
 def _names(kind: str | None, state: ServerState, registry: Registry,
            agent_word: str | None) -> Iterator[tuple[str, str]]:
-    on_agent = _agent_filter(agent_word)
+    on_agent = _agent_filter(agent_word, state)
     if kind == "agent":
         yield from ((a.name, "online" if a.online else "offline") for a in state.agents)
         yield ALL_AGENTS, "every agent"
+        terms = sorted({f"{k}={v}" for entry in state.labels for k, v in entry.labels})
+        yield from ((term, "label") for term in terms)
+    elif kind == "label":  # keys the chosen agents have, to change their value
+        yield from ((f"{k}=", f"now {v}") for entry in state.labels if on_agent(entry.agent)
+                    for k, v in entry.labels)
+    elif kind == "label-key":  # what unlabel can remove: the console's labels
+        yield from ((k, "set from the console") for entry in state.labels
+                    if on_agent(entry.agent) for k in entry.console_keys)
     elif kind == "command":
         yield from ((c.name, c.summary) for c in registry)
     elif kind == "process":
@@ -176,13 +188,17 @@ def _names(kind: str | None, state: ServerState, registry: Registry,
         yield from ((name, "") for name in SIGNALS)
 
 
-def _agent_filter(agent_word: str | None) -> Callable[[str], bool]:
+def _agent_filter(agent_word: str | None, state: ServerState) -> Callable[[str], bool]:
+    """Whether an agent is among those the AGENT word typed designates (the same selector
+    rules as the server's, lotc/selectors.py, on the snapshot's labels)."""
     if agent_word is None or agent_word in ("", ALL_AGENTS):
         return lambda agent: True
     try:
-        return glob_matcher(agent_word)
-    except InvalidRequest:  # longer than any agent's name or glob: nothing matches
+        selector = parse_selector(agent_word)
+    except InvalidRequest:  # not a selector (yet): nothing matches
         return lambda agent: False
+    labels = {entry.agent: dict(entry.labels) for entry in state.labels}
+    return lambda agent: selector.matches(agent, labels.get(agent))
 
 
 def _paths(line: Typed) -> list[Suggestion]:

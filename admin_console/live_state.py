@@ -19,13 +19,17 @@ import trio
 from admin_console.errors import ConnectionLost
 from admin_console.render import enum_word
 from lotc.errors import LotcError
+from lotc.selectors import effective_labels
 from protocol.messages import (
     AgentEntry,
     AgentList,
     BundleEntry,
     BundleList,
+    LabelList,
+    LabelsEntry,
     ListAgents,
     ListBundles,
+    ListLabels,
     ListProcesses,
     ListSchedules,
     Message,
@@ -45,6 +49,13 @@ logger = logging.getLogger(__name__)
 class AgentInfo:
     name: str
     online: bool
+
+
+@dataclass(frozen=True)
+class LabelsInfo:
+    agent: str
+    labels: tuple[tuple[str, str], ...]  # in effect (lotc.selectors.effective_labels), sorted
+    console_keys: tuple[str, ...]  # those set from the console (what unlabel can remove)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class ServerState:
     processes: tuple[ProcessInfo, ...] = ()
     bundles: tuple[BundleInfo, ...] = ()
     schedules: tuple[ScheduleInfo, ...] = ()
+    labels: tuple[LabelsInfo, ...] = ()
     fetched_at: float | None = None  # time.monotonic() of the fetch; None: never fetched
 
     @property
@@ -82,18 +94,18 @@ class ServerState:
 
 
 async def fetch_state(client: AdminClient, previous: ServerState, *,
-                      schedules: bool) -> ServerState:
+                      schedules: bool, labels: bool = False) -> ServerState:
     """A fresh snapshot; a part the server could not give keeps its previous value.
 
     `schedules` says whether to ask for them: a server without schedule support
     would take LIST_SCHEDULES as a protocol violation and close the connection.
-    ConnectionLost propagates (the session reconnects); other errors are logged.
+    `labels` likewise for LIST_LABELS. ConnectionLost propagates (the session reconnects); other errors are logged.
     """
     parts: dict[str, tuple[Any, ...]] = {}
     lost: list[ConnectionLost] = []  # raised once, after the nursery, not as a group
 
-    async def one(key: str, request: Message, reply_type: type, convert: Callable[[Any], Any]
-                  ) -> None:
+    async def one(key: str, request: Message, reply_type: type, convert: Callable[[Any], Any],
+                  reply_field: str | None = None) -> None:
         try:
             frames = await client.request(request)
         except ConnectionLost as exc:
@@ -104,7 +116,7 @@ async def fetch_state(client: AdminClient, previous: ServerState, *,
             return
         parts[key] = tuple(convert(entry) for frame in frames
                            if isinstance(frame.body, reply_type)
-                           for entry in getattr(frame.body, key))
+                           for entry in getattr(frame.body, reply_field or key))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(one, "agents", ListAgents(pattern=""), AgentList, _agent)
@@ -113,6 +125,9 @@ async def fetch_state(client: AdminClient, previous: ServerState, *,
         if schedules:
             nursery.start_soon(one, "schedules", ListSchedules(pattern=""), ScheduleList,
                                _schedule)
+        if labels:
+            nursery.start_soon(one, "labels", ListLabels(pattern=""), LabelList, _labels,
+                               "agents")
     if lost:
         raise lost[0]
     return ServerState(
@@ -120,12 +135,20 @@ async def fetch_state(client: AdminClient, previous: ServerState, *,
         processes=parts.get("processes", previous.processes),
         bundles=parts.get("bundles", previous.bundles),
         schedules=parts.get("schedules", previous.schedules),
+        labels=parts.get("labels", previous.labels),
         fetched_at=time.monotonic(),
     )
 
 
 def _agent(entry: AgentEntry) -> AgentInfo:
     return AgentInfo(entry.name, entry.online)
+
+
+def _labels(entry: LabelsEntry) -> LabelsInfo:
+    effective = effective_labels({x.key: x.value for x in entry.announced},
+                                 {x.key: x.value for x in entry.console})
+    return LabelsInfo(entry.agent, tuple(sorted(effective.items())),
+                      tuple(x.key for x in entry.console))
 
 
 def _process(entry: ProcessEntry) -> ProcessInfo:

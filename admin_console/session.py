@@ -268,10 +268,12 @@ class Session:
 
     async def _refresh_loop(self, client: AdminClient) -> None:
         schedules = "schedules" in self.ctx.registry.names()
+        labels = "label" in self.ctx.registry.names()
         while True:
             self._refresh_wanted = trio.Event()
             try:
-                self.state = await fetch_state(client, self.state, schedules=schedules)
+                self.state = await fetch_state(client, self.state, schedules=schedules,
+                                               labels=labels)
             except ConnectionLost:
                 return  # the link loop reports it
             self.changed()

@@ -63,6 +63,7 @@ class Deployment:
     python: str = ""  # on the node; empty: python3 on the SSH user's PATH
     ntp: tuple[str, ...] = ()
     tls_ca: str | None = None
+    labels: tuple[str, ...] = ()  # agent --label KEY=VALUE
     admin: AdminAccess | None = None
     online_timeout_s: float = 30.0
     report: Report = field(default=print)
@@ -136,7 +137,7 @@ class Deployment:
         """Token, start script, config (and unit), then start: one SSH call."""
         directory = self.facts["dir"]
         settings = AgentSettings(self.name, self.server, self.facts["python"], self.ntp,
-                                 self.tls_ca)
+                                 self.tls_ca, self.labels)
         files: dict[str, tuple[int, str]] = {}
         if token is not None:
             self.report(f"writing the token to {directory}/token (mode 0600)")

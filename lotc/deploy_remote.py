@@ -113,6 +113,7 @@ class AgentSettings:
     python: str
     ntp: Sequence[str] = ()
     tls_ca: str | None = None  # path on the node
+    labels: Sequence[str] = ()  # agent --label KEY=VALUE, checked by lotc.selectors
 
 
 def run_script(settings: AgentSettings) -> str:
@@ -123,6 +124,8 @@ def run_script(settings: AgentSettings) -> str:
         argv += ["--ntp", host]
     if settings.tls_ca:
         argv += ["--tls-ca", settings.tls_ca]
+    for label in settings.labels:
+        argv += ["--label", label]
     command = " ".join(shlex.quote(a) for a in argv)
     return ("#!/bin/sh\n"
             "# Written by `lotc deploy`; re-run it to change this (an upgrade rewrites it).\n"

@@ -24,6 +24,7 @@ from protocol.frame import Frame
 from protocol.messages import (
     AgentDetail,
     AgentEntry,
+    AgentLabels,
     AgentList,
     AgentResult,
     AgentState,
@@ -48,8 +49,14 @@ from protocol.messages import (
     Heartbeat,
     Hello,
     KeyValue,
+    Label,
+    LabelList,
+    LabelsEntry,
+    LabelSet,
+    LabelUnset,
     ListAgents,
     ListBundles,
+    ListLabels,
     ListProcesses,
     ListProcessFacts,
     ListRunVersions,
@@ -413,6 +420,31 @@ def _make_ProcessFactsEntry(agent, process, facts) -> ProcessFactsEntry:
     return obj
 
 
+class _W_Label:
+    __slots__ = Label.__slots__
+
+
+def _make_Label(key, value) -> Label:
+    obj = _W_Label()
+    obj.key = key
+    obj.value = value
+    obj.__class__ = Label
+    return obj
+
+
+class _W_LabelsEntry:
+    __slots__ = LabelsEntry.__slots__
+
+
+def _make_LabelsEntry(agent, announced, console) -> LabelsEntry:
+    obj = _W_LabelsEntry()
+    obj.agent = agent
+    obj.announced = announced
+    obj.console = console
+    obj.__class__ = LabelsEntry
+    return obj
+
+
 class _W_Hello(Message):
     __slots__ = Hello.__slots__
 
@@ -655,6 +687,26 @@ class _W_ExecCommand(Message):
 
 class _W_ExecResult(Message):
     __slots__ = ExecResult.__slots__
+
+
+class _W_AgentLabels(Message):
+    __slots__ = AgentLabels.__slots__
+
+
+class _W_LabelSet(Message):
+    __slots__ = LabelSet.__slots__
+
+
+class _W_LabelUnset(Message):
+    __slots__ = LabelUnset.__slots__
+
+
+class _W_ListLabels(Message):
+    __slots__ = ListLabels.__slots__
+
+
+class _W_LabelList(Message):
+    __slots__ = LabelList.__slots__
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
@@ -5362,6 +5414,466 @@ def _frame_ExecResult(b: bytes, p: int, size: int, frames: list[Frame], max_body
     return e
 
 
+def _enc_AgentLabels(m: AgentLabels, rid: int, flags: int) -> bytes:
+    labels_1 = m.labels
+    parts: list[bytes] = []
+    ap = parts.append
+    for x_2 in labels_1:
+        key_3 = x_2.key.encode()
+        ap(_S1.pack(len(key_3)))
+        ap(key_3)
+        value_4 = x_2.value.encode()
+        ap(_S1.pack(len(value_4)))
+        ap(value_4)
+    body = b"".join(parts)
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 110, flags, rid, blen, len(labels_1)), body))
+
+
+def _dec_AgentLabels(b: bytes, p: int, n: int) -> AgentLabels:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S1.unpack_from(b, p)
+    p += 2
+    if count_1 * 4 > n - p: raise _short(count_1 * 4, n - p)
+    labels_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        key_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        value_7 = b[p:end_8].decode()
+        p = end_8
+        label_9 = _W_Label()
+        label_9.key = key_4
+        label_9.value = value_7
+        label_9.__class__ = Label
+        labels_2.append(label_9)
+    agentlabels_10 = _W_AgentLabels()
+    agentlabels_10.labels = tuple(labels_2)
+    agentlabels_10.__class__ = AgentLabels
+    if p != n: raise _trailing(n - p)
+    return agentlabels_10
+
+
+def _frame_AgentLabels(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54016e or e > size or length > max_body: return -1
+    if count_1 * 4 > e - p: return -1
+    labels_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        key_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        value_7 = b[p:end_8].decode()
+        p = end_8
+        label_9 = _W_Label()
+        label_9.key = key_4
+        label_9.value = value_7
+        label_9.__class__ = Label
+        labels_2.append(label_9)
+    agentlabels_10 = _W_AgentLabels()
+    agentlabels_10.labels = tuple(labels_2)
+    agentlabels_10.__class__ = AgentLabels
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (agentlabels_10, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_LabelSet(m: LabelSet, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    labels_2 = m.labels
+    parts: list[bytes] = []
+    ap = parts.append
+    for x_3 in labels_2:
+        key_4 = x_3.key.encode()
+        ap(_S1.pack(len(key_4)))
+        ap(key_4)
+        value_5 = x_3.value.encode()
+        ap(_S1.pack(len(value_5)))
+        ap(value_5)
+    body = b"".join(parts)
+    blen = len(target_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 111, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(labels_2)), body))
+
+
+def _dec_LabelSet(b: bytes, p: int, n: int) -> LabelSet:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > n - p: raise _short(count_4 * 4, n - p)
+    labels_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        if end_11 > n: raise _short(len_9, n - p)
+        value_10 = b[p:end_11].decode()
+        p = end_11
+        label_12 = _W_Label()
+        label_12.key = key_7
+        label_12.value = value_10
+        label_12.__class__ = Label
+        labels_5.append(label_12)
+    labelset_13 = _W_LabelSet()
+    labelset_13.target = target_2
+    labelset_13.labels = tuple(labels_5)
+    labelset_13.__class__ = LabelSet
+    if p != n: raise _trailing(n - p)
+    return labelset_13
+
+
+def _frame_LabelSet(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54016f or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > e - p: return -1
+    labels_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        value_10 = b[p:end_11].decode()
+        p = end_11
+        label_12 = _W_Label()
+        label_12.key = key_7
+        label_12.value = value_10
+        label_12.__class__ = Label
+        labels_5.append(label_12)
+    labelset_13 = _W_LabelSet()
+    labelset_13.target = target_2
+    labelset_13.labels = tuple(labels_5)
+    labelset_13.__class__ = LabelSet
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (labelset_13, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_LabelUnset(m: LabelUnset, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    keys_2 = m.keys
+    parts: list[bytes] = []
+    ap = parts.append
+    for x_3 in keys_2:
+        key_4 = x_3.encode()
+        ap(_S1.pack(len(key_4)))
+        ap(key_4)
+    body = b"".join(parts)
+    blen = len(target_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 112, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(keys_2)), body))
+
+
+def _dec_LabelUnset(b: bytes, p: int, n: int) -> LabelUnset:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 2 > n - p: raise _short(count_4 * 2, n - p)
+    keys_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        keys_5.append(key_7)
+    labelunset_9 = _W_LabelUnset()
+    labelunset_9.target = target_2
+    labelunset_9.keys = tuple(keys_5)
+    labelunset_9.__class__ = LabelUnset
+    if p != n: raise _trailing(n - p)
+    return labelunset_9
+
+
+def _frame_LabelUnset(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540170 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 2 > e - p: return -1
+    keys_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        keys_5.append(key_7)
+    labelunset_9 = _W_LabelUnset()
+    labelunset_9.target = target_2
+    labelunset_9.keys = tuple(keys_5)
+    labelunset_9.__class__ = LabelUnset
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (labelunset_9, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_ListLabels(m: ListLabels, rid: int, flags: int) -> bytes:
+    pattern_1 = m.pattern.encode()
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 113, flags, rid, blen, len(pattern_1)), pattern_1))
+
+
+def _dec_ListLabels(b: bytes, p: int, n: int) -> ListLabels:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listlabels_4 = _W_ListLabels()
+    listlabels_4.pattern = pattern_2
+    listlabels_4.__class__ = ListLabels
+    if p != n: raise _trailing(n - p)
+    return listlabels_4
+
+
+def _frame_ListLabels(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540171 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listlabels_4 = _W_ListLabels()
+    listlabels_4.pattern = pattern_2
+    listlabels_4.__class__ = ListLabels
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listlabels_4, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_LabelList(m: LabelList, rid: int, flags: int) -> bytes:
+    agents_1 = m.agents
+    parts: list[bytes] = []
+    ap = parts.append
+    for x_2 in agents_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        announced_4 = x_2.announced
+        ap(_S1.pack(len(announced_4)))
+        for x_5 in announced_4:
+            key_6 = x_5.key.encode()
+            ap(_S1.pack(len(key_6)))
+            ap(key_6)
+            value_7 = x_5.value.encode()
+            ap(_S1.pack(len(value_7)))
+            ap(value_7)
+        console_8 = x_2.console
+        ap(_S1.pack(len(console_8)))
+        for x_9 in console_8:
+            key_10 = x_9.key.encode()
+            ap(_S1.pack(len(key_10)))
+            ap(key_10)
+            value_11 = x_9.value.encode()
+            ap(_S1.pack(len(value_11)))
+            ap(value_11)
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 114, flags, rid, blen, len(agents_1)), body))
+
+
+def _dec_LabelList(b: bytes, p: int, n: int) -> LabelList:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S28.unpack_from(b, p)
+    p += 4
+    if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
+    agents_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        count_6, = _S1.unpack_from(b, p)
+        p += 2
+        if count_6 * 4 > n - p: raise _short(count_6 * 4, n - p)
+        announced_7 = []
+        for _ in range(count_6):
+            len_8, = _S1.unpack_from(b, p)
+            p += 2
+            end_10 = p + len_8
+            if end_10 > n: raise _short(len_8, n - p)
+            key_9 = b[p:end_10].decode()
+            p = end_10
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            if end_13 > n: raise _short(len_11, n - p)
+            value_12 = b[p:end_13].decode()
+            p = end_13
+            label_14 = _W_Label()
+            label_14.key = key_9
+            label_14.value = value_12
+            label_14.__class__ = Label
+            announced_7.append(label_14)
+        count_15, = _S1.unpack_from(b, p)
+        p += 2
+        if count_15 * 4 > n - p: raise _short(count_15 * 4, n - p)
+        console_16 = []
+        for _ in range(count_15):
+            len_17, = _S1.unpack_from(b, p)
+            p += 2
+            end_19 = p + len_17
+            if end_19 > n: raise _short(len_17, n - p)
+            key_18 = b[p:end_19].decode()
+            p = end_19
+            len_20, = _S1.unpack_from(b, p)
+            p += 2
+            end_22 = p + len_20
+            if end_22 > n: raise _short(len_20, n - p)
+            value_21 = b[p:end_22].decode()
+            p = end_22
+            label_23 = _W_Label()
+            label_23.key = key_18
+            label_23.value = value_21
+            label_23.__class__ = Label
+            console_16.append(label_23)
+        labelsentry_24 = _W_LabelsEntry()
+        labelsentry_24.agent = agent_4
+        labelsentry_24.announced = tuple(announced_7)
+        labelsentry_24.console = tuple(console_16)
+        labelsentry_24.__class__ = LabelsEntry
+        agents_2.append(labelsentry_24)
+    labellist_25 = _W_LabelList()
+    labellist_25.agents = tuple(agents_2)
+    labellist_25.__class__ = LabelList
+    if p != n: raise _trailing(n - p)
+    return labellist_25
+
+
+def _frame_LabelList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540172 or e > size or length > max_body: return -1
+    if count_1 * 6 > e - p: return -1
+    agents_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        count_6, = _S1.unpack_from(b, p)
+        p += 2
+        if count_6 * 4 > e - p: return -1
+        announced_7 = []
+        for _ in range(count_6):
+            len_8, = _S1.unpack_from(b, p)
+            p += 2
+            end_10 = p + len_8
+            key_9 = b[p:end_10].decode()
+            p = end_10
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            value_12 = b[p:end_13].decode()
+            p = end_13
+            label_14 = _W_Label()
+            label_14.key = key_9
+            label_14.value = value_12
+            label_14.__class__ = Label
+            announced_7.append(label_14)
+        count_15, = _S1.unpack_from(b, p)
+        p += 2
+        if count_15 * 4 > e - p: return -1
+        console_16 = []
+        for _ in range(count_15):
+            len_17, = _S1.unpack_from(b, p)
+            p += 2
+            end_19 = p + len_17
+            key_18 = b[p:end_19].decode()
+            p = end_19
+            len_20, = _S1.unpack_from(b, p)
+            p += 2
+            end_22 = p + len_20
+            value_21 = b[p:end_22].decode()
+            p = end_22
+            label_23 = _W_Label()
+            label_23.key = key_18
+            label_23.value = value_21
+            label_23.__class__ = Label
+            console_16.append(label_23)
+        labelsentry_24 = _W_LabelsEntry()
+        labelsentry_24.agent = agent_4
+        labelsentry_24.announced = tuple(announced_7)
+        labelsentry_24.console = tuple(console_16)
+        labelsentry_24.__class__ = LabelsEntry
+        agents_2.append(labelsentry_24)
+    labellist_25 = _W_LabelList()
+    labellist_25.agents = tuple(agents_2)
+    labellist_25.__class__ = LabelList
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (labellist_25, rid, flags & 1 != 0)))
+    return e
+
+
 ENCODERS = {
     Hello: _enc_Hello,
     Challenge: _enc_Challenge,
@@ -5424,6 +5936,11 @@ ENCODERS = {
     ExecRun: _enc_ExecRun,
     ExecCommand: _enc_ExecCommand,
     ExecResult: _enc_ExecResult,
+    AgentLabels: _enc_AgentLabels,
+    LabelSet: _enc_LabelSet,
+    LabelUnset: _enc_LabelUnset,
+    ListLabels: _enc_ListLabels,
+    LabelList: _enc_LabelList,
 }
 DECODERS = {
     1: _dec_Hello,
@@ -5487,6 +6004,11 @@ DECODERS = {
     120: _dec_ExecRun,
     121: _dec_ExecCommand,
     122: _dec_ExecResult,
+    110: _dec_AgentLabels,
+    111: _dec_LabelSet,
+    112: _dec_LabelUnset,
+    113: _dec_ListLabels,
+    114: _dec_LabelList,
 }
 # The hot path per type: header and first fields in one unpack, decoded in place;
 # the size is the body's when fixed (None: variable, checked against max_body).
@@ -5552,6 +6074,11 @@ FRAMERS = {
     120: (_frame_ExecRun, None),
     121: (_frame_ExecCommand, None),
     122: (_frame_ExecResult, None),
+    110: (_frame_AgentLabels, None),
+    111: (_frame_LabelSet, None),
+    112: (_frame_LabelUnset, None),
+    113: (_frame_ListLabels, None),
+    114: (_frame_LabelList, None),
 }
 # Per type, the largest value (or length) of each top-level integer or prefixed
 # field: the console's bounds, without walking the spec (construct) at run time.
@@ -5617,4 +6144,9 @@ LARGEST = {
     120: {'target': 65535, 'argv': 65535, 'timeout_ms': 4294967295, 'parallel': 65535, 'user': 65535},
     121: {'argv': 65535, 'timeout_ms': 4294967295, 'user': 65535, 'max_output': 4294967295},
     122: {'agent': 65535, 'status': 65535, 'exit_code': 32767, 'signal': 255, 'duration_us': 18446744073709551615, 'stdout': 4294967295, 'stderr': 4294967295, 'message': 65535},
+    110: {'labels': 65535},
+    111: {'target': 65535, 'labels': 65535},
+    112: {'target': 65535, 'keys': 65535},
+    113: {'pattern': 65535},
+    114: {'agents': 4294967295},
 }

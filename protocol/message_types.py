@@ -95,6 +95,12 @@ class MessageType(IntEnum):
     EXEC_RUN = 120
     EXEC_COMMAND = 121
     EXEC_RESULT = 122
+    # labels (issue 17: 110-114)
+    AGENT_LABELS = 110
+    LABEL_SET = 111
+    LABEL_UNSET = 112
+    LIST_LABELS = 113
+    LABEL_LIST = 114
 
 
 class FrameFlag(IntEnum):
@@ -219,4 +225,9 @@ CONTRACT: dict[MessageType, Rule] = {
     MessageType.EXEC_RUN: _QUERY,  # the server fans it out as EXEC_COMMAND
     MessageType.EXEC_COMMAND: _session(_TA),
     MessageType.EXEC_RESULT: _RELAYED,
+    MessageType.AGENT_LABELS: _session(_A),  # before its AGENT_STATE (spec_labels.py)
+    MessageType.LABEL_SET: _QUERY,  # labels live on the server: agents are never asked
+    MessageType.LABEL_UNSET: _QUERY,
+    MessageType.LIST_LABELS: _QUERY,
+    MessageType.LABEL_LIST: _ANSWER,
 }

@@ -229,6 +229,27 @@ class ProcessFactsEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Label:
+    """Shared struct Label (no message type of its own)."""
+
+    #: 1-63 of letters, digits, '.', '_', '-', '/' (lotc/selectors.py)
+    key: str = ""
+    #: 1-63 of letters, digits, '.', '_', '-'
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelsEntry:
+    """Shared struct LabelsEntry (no message type of its own)."""
+
+    agent: str = ""
+    #: what the agent said at connect (--label)
+    announced: tuple[Label, ...] = ()
+    #: set from the console: these win over the agent's
+    console: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Hello(Message):
     """HELLO = 1; sent on: agent → server, console → server (during the handshake)."""
 
@@ -945,6 +966,54 @@ class ExecResult(Message):
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AgentLabels(Message):
+    """AGENT_LABELS = 110; sent on: agent → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.AGENT_LABELS
+    #: the agent's --label options; replaces what it said before
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSet(Message):
+    """LABEL_SET = 111; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LABEL_SET
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: set from the console (reply RESULTS)
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelUnset(Message):
+    """LABEL_UNSET = 112; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LABEL_UNSET
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: console labels to remove (reply RESULTS)
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListLabels(Message):
+    """LIST_LABELS = 113; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_LABELS
+    #: a selector: name, glob, 'all', comma list or label terms; empty means all
+    pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelList(Message):
+    """LABEL_LIST = 114; sent on: server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LABEL_LIST
+    agents: tuple[LabelsEntry, ...] = ()
+
+
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.HELLO: Hello,
     MessageType.CHALLENGE: Challenge,
@@ -1007,12 +1076,18 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.EXEC_RUN: ExecRun,
     MessageType.EXEC_COMMAND: ExecCommand,
     MessageType.EXEC_RESULT: ExecResult,
+    MessageType.AGENT_LABELS: AgentLabels,
+    MessageType.LABEL_SET: LabelSet,
+    MessageType.LABEL_UNSET: LabelUnset,
+    MessageType.LIST_LABELS: ListLabels,
+    MessageType.LABEL_LIST: LabelList,
 }
 
 __all__ = [
     "MESSAGE_CLASSES",
     "AgentDetail",
     "AgentEntry",
+    "AgentLabels",
     "AgentList",
     "AgentResult",
     "AgentState",
@@ -1037,8 +1112,14 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "KeyValue",
+    "Label",
+    "LabelList",
+    "LabelSet",
+    "LabelUnset",
+    "LabelsEntry",
     "ListAgents",
     "ListBundles",
+    "ListLabels",
     "ListProcessFacts",
     "ListProcesses",
     "ListRunVersions",

@@ -16,9 +16,10 @@ Conventions
 - Times are UTC microseconds since the Unix epoch in a signed 64-bit field
   (`*_us`); 0 means "never / unknown". Durations are in milliseconds (`*_ms`).
 - Strings are UTF-8, prefixed with their byte length (16-bit `Str`, 32-bit `Text`).
-- `target` fields (admin -> server) name agents: a name, a glob (`web-*`) or
-  `all`. On the server -> agent leg the server sends the same message with an
-  empty target.
+- `target` and `pattern` fields (admin -> server) name agents with a selector: a
+  name, a glob (`web-*`), `all`, a comma list, or label terms (`role=web,zone!=b`);
+  lotc/selectors.py has the rules. On the server -> agent leg the server sends the
+  same message with an empty target.
 - Every request carries a request id in the header; its reply (OK, ERROR,
   RESULTS or a data message) echoes it. A reply too big for one frame is sent as
   several frames of the same type and request id, all but the last flagged MORE.
@@ -37,31 +38,24 @@ Conventions
   server answers DISK_USAGE itself, figures unknown: "agent too old"), and TIMING
   right after WELCOME to clients with "timing" (its numbers give the client's
   silence limit for the server: lotc/timing.py).
+- Labels (110-114): protocol/spec_labels.py, merged below.
 
 Wire values of message types and enums are fixed once released: only add.
 """
 from __future__ import annotations
 
-from enum import IntEnum
-
 from construct import (
     Bytes,
     Const,
-    Construct,
-    Enum,
     Flag,
     FlagsEnum,
     Float32b,
-    GreedyBytes,
     Int8ub,
     Int16sb,
     Int16ub,
     Int32ub,
     Int64sb,
     Int64ub,
-    PascalString,
-    Prefixed,
-    PrefixedArray,
     Struct,
 )
 
@@ -91,24 +85,20 @@ from protocol.message_types import (  # noqa: F401  (re-exported: the spec names
     FrameFlag,
     MessageType,
 )
+from protocol.spec_labels import LABEL_BODIES, LABEL_STRUCTS
+from protocol.vocabulary import (
+    Blob,
+    DurationMs,
+    Sha256,
+    Str,
+    Text,
+    TimeUs,
+    array_of,
+    enum_of,
+)
 
-# ---------------------------------------------------------------- vocabulary
-
-Str = PascalString(Int16ub, "utf8")
-Text = PascalString(Int32ub, "utf8")
-Blob = Prefixed(Int32ub, GreedyBytes)
-Sha256 = Bytes(32)
-TimeUs = Int64sb
-DurationMs = Int32ub
-
-
-def enum_of(values: type[IntEnum], width: Construct = Int8ub) -> Construct:
-    return Enum(width, values)
-
-
-def array_of(element: Construct, count: Construct = Int16ub) -> Construct:
-    return PrefixedArray(count, element)
-
+# The vocabulary (Str, Text, Blob, Sha256, TimeUs, DurationMs, enum_of, array_of) is
+# protocol/vocabulary.py's, imported above.
 
 # ---------------------------------------------------------------- header
 
@@ -475,6 +465,7 @@ BODIES: dict[MessageType, Struct] = {
         "name" / Str * "the set's name P: its instances are P-0 ... P-(N-1)",
         "instances" / Int16ub * "how many instances the set must have (highest go first)",
     ),
+    **LABEL_BODIES,
 }
 
 # Named shared structs, for generated documentation and dissector subtrees.
@@ -490,6 +481,7 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "AgentEntry": AgentEntry,
     "ProcessFactsEntry": ProcessFactsEntry,
     "AgentResult": AgentResult,
+    **LABEL_STRUCTS,
 }
 
 # Who may send each message, and when: CONTRACT, beside MessageType (no construct needed).

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -476,6 +476,35 @@ F["lotc.exec_result.stdout"] = ProtoField.bytes("lotc.exec_result.stdout", "stdo
 F["lotc.exec_result.stderr"] = ProtoField.bytes("lotc.exec_result.stderr", "stderr", base.NONE, "")
 F["lotc.exec_result.truncated"] = ProtoField.bool("lotc.exec_result.truncated", "truncated", base.NONE, nil, nil, "output past max_output cut")
 F["lotc.exec_result.message"] = ProtoField.string("lotc.exec_result.message", "message", base.UNICODE, "why it did not run, in words")
+F["lotc.agent_labels"] = ProtoField.none("lotc.agent_labels", "AGENT_LABELS", "")
+F["lotc.agent_labels.labels"] = ProtoField.uint32("lotc.agent_labels.labels", "labels", base.DEC, nil, nil, "the agent's --label options; replaces what it said before")
+F["lotc.agent_labels.labels.label"] = ProtoField.none("lotc.agent_labels.labels.label", "label", "")
+F["lotc.agent_labels.labels.label.key"] = ProtoField.string("lotc.agent_labels.labels.label.key", "key", base.UNICODE, "1-63 of letters, digits, '.', '_', '-', '/' (lotc/selectors.py)")
+F["lotc.agent_labels.labels.label.value"] = ProtoField.string("lotc.agent_labels.labels.label.value", "value", base.UNICODE, "1-63 of letters, digits, '.', '_', '-'")
+F["lotc.label_set"] = ProtoField.none("lotc.label_set", "LABEL_SET", "")
+F["lotc.label_set.target"] = ProtoField.string("lotc.label_set.target", "target", base.UNICODE, "a selector: name, glob, 'all', comma list or label terms")
+F["lotc.label_set.labels"] = ProtoField.uint32("lotc.label_set.labels", "labels", base.DEC, nil, nil, "set from the console (reply RESULTS)")
+F["lotc.label_set.labels.label"] = ProtoField.none("lotc.label_set.labels.label", "label", "")
+F["lotc.label_set.labels.label.key"] = ProtoField.string("lotc.label_set.labels.label.key", "key", base.UNICODE, "1-63 of letters, digits, '.', '_', '-', '/' (lotc/selectors.py)")
+F["lotc.label_set.labels.label.value"] = ProtoField.string("lotc.label_set.labels.label.value", "value", base.UNICODE, "1-63 of letters, digits, '.', '_', '-'")
+F["lotc.label_unset"] = ProtoField.none("lotc.label_unset", "LABEL_UNSET", "")
+F["lotc.label_unset.target"] = ProtoField.string("lotc.label_unset.target", "target", base.UNICODE, "a selector: name, glob, 'all', comma list or label terms")
+F["lotc.label_unset.keys"] = ProtoField.uint32("lotc.label_unset.keys", "keys", base.DEC, nil, nil, "console labels to remove (reply RESULTS)")
+F["lotc.label_unset.keys.key"] = ProtoField.string("lotc.label_unset.keys.key", "key", base.UNICODE, "")
+F["lotc.list_labels"] = ProtoField.none("lotc.list_labels", "LIST_LABELS", "")
+F["lotc.list_labels.pattern"] = ProtoField.string("lotc.list_labels.pattern", "pattern", base.UNICODE, "a selector: name, glob, 'all', comma list or label terms; empty means all")
+F["lotc.label_list"] = ProtoField.none("lotc.label_list", "LABEL_LIST", "")
+F["lotc.label_list.agents"] = ProtoField.uint32("lotc.label_list.agents", "agents", base.DEC, nil, nil, "")
+F["lotc.label_list.agents.agent"] = ProtoField.none("lotc.label_list.agents.agent", "agent", "")
+F["lotc.label_list.agents.agent.agent"] = ProtoField.string("lotc.label_list.agents.agent.agent", "agent", base.UNICODE, "")
+F["lotc.label_list.agents.agent.announced"] = ProtoField.uint32("lotc.label_list.agents.agent.announced", "announced", base.DEC, nil, nil, "what the agent said at connect (--label)")
+F["lotc.label_list.agents.agent.announced.announced"] = ProtoField.none("lotc.label_list.agents.agent.announced.announced", "announced", "")
+F["lotc.label_list.agents.agent.announced.announced.key"] = ProtoField.string("lotc.label_list.agents.agent.announced.announced.key", "key", base.UNICODE, "1-63 of letters, digits, '.', '_', '-', '/' (lotc/selectors.py)")
+F["lotc.label_list.agents.agent.announced.announced.value"] = ProtoField.string("lotc.label_list.agents.agent.announced.announced.value", "value", base.UNICODE, "1-63 of letters, digits, '.', '_', '-'")
+F["lotc.label_list.agents.agent.console"] = ProtoField.uint32("lotc.label_list.agents.agent.console", "console", base.DEC, nil, nil, "set from the console: these win over the agent's")
+F["lotc.label_list.agents.agent.console.console"] = ProtoField.none("lotc.label_list.agents.agent.console.console", "console", "")
+F["lotc.label_list.agents.agent.console.console.key"] = ProtoField.string("lotc.label_list.agents.agent.console.console.key", "key", base.UNICODE, "1-63 of letters, digits, '.', '_', '-', '/' (lotc/selectors.py)")
+F["lotc.label_list.agents.agent.console.console.value"] = ProtoField.string("lotc.label_list.agents.agent.console.console.value", "value", base.UNICODE, "1-63 of letters, digits, '.', '_', '-'")
 
 local HEADER = {n="header", k="struct", f=F["lotc.hdr"], w=14, m=14, c={
     {n="magic", k="const", f=F["lotc.hdr.magic"], w=2, m=2, v=0x4c54},
@@ -977,6 +1006,39 @@ BODIES[122] = {n="body", k="struct", f=F["lotc.exec_result"], m=26, c={
     {n="stderr", k="blob", f=F["lotc.exec_result.stderr"], w=4, m=4},
     {n="truncated", k="bool", f=F["lotc.exec_result.truncated"], w=1, m=1},
     {n="message", k="string", f=F["lotc.exec_result.message"], w=2, m=2}
+  }}
+BODIES[110] = {n="body", k="struct", f=F["lotc.agent_labels"], m=2, c={
+    {n="labels", k="array", f=F["lotc.agent_labels.labels"], w=2, m=2, s=true, e={n="label", k="struct", f=F["lotc.agent_labels.labels.label"], m=4, c={
+          {n="key", k="string", f=F["lotc.agent_labels.labels.label.key"], w=2, m=2},
+          {n="value", k="string", f=F["lotc.agent_labels.labels.label.value"], w=2, m=2}
+        }}}
+  }}
+BODIES[111] = {n="body", k="struct", f=F["lotc.label_set"], m=4, c={
+    {n="target", k="string", f=F["lotc.label_set.target"], w=2, m=2, s=true},
+    {n="labels", k="array", f=F["lotc.label_set.labels"], w=2, m=2, s=true, e={n="label", k="struct", f=F["lotc.label_set.labels.label"], m=4, c={
+          {n="key", k="string", f=F["lotc.label_set.labels.label.key"], w=2, m=2},
+          {n="value", k="string", f=F["lotc.label_set.labels.label.value"], w=2, m=2}
+        }}}
+  }}
+BODIES[112] = {n="body", k="struct", f=F["lotc.label_unset"], m=4, c={
+    {n="target", k="string", f=F["lotc.label_unset.target"], w=2, m=2, s=true},
+    {n="keys", k="array", f=F["lotc.label_unset.keys"], w=2, m=2, s=true, e={n="key", k="string", f=F["lotc.label_unset.keys.key"], w=2, m=2}}
+  }}
+BODIES[113] = {n="body", k="struct", f=F["lotc.list_labels"], m=2, c={
+    {n="pattern", k="string", f=F["lotc.list_labels.pattern"], w=2, m=2, s=true}
+  }}
+BODIES[114] = {n="body", k="struct", f=F["lotc.label_list"], m=4, c={
+    {n="agents", k="array", f=F["lotc.label_list.agents"], w=4, m=4, s=true, e={n="agent", k="struct", f=F["lotc.label_list.agents.agent"], m=6, c={
+          {n="agent", k="string", f=F["lotc.label_list.agents.agent.agent"], w=2, m=2},
+          {n="announced", k="array", f=F["lotc.label_list.agents.agent.announced"], w=2, m=2, e={n="announced", k="struct", f=F["lotc.label_list.agents.agent.announced.announced"], m=4, c={
+                {n="key", k="string", f=F["lotc.label_list.agents.agent.announced.announced.key"], w=2, m=2},
+                {n="value", k="string", f=F["lotc.label_list.agents.agent.announced.announced.value"], w=2, m=2}
+              }}},
+          {n="console", k="array", f=F["lotc.label_list.agents.agent.console"], w=2, m=2, e={n="console", k="struct", f=F["lotc.label_list.agents.agent.console.console"], m=4, c={
+                {n="key", k="string", f=F["lotc.label_list.agents.agent.console.console.key"], w=2, m=2},
+                {n="value", k="string", f=F["lotc.label_list.agents.agent.console.console.value"], w=2, m=2}
+              }}}
+        }}}
   }}
 
 -- ---------------------------------------------------------------- generic runtime

@@ -19,6 +19,7 @@ def build_registry() -> Registry:
     from admin_console.commands import (
         agent_detail,
         chores,
+        labels,
         listing,
         meta,
         process,
@@ -32,7 +33,8 @@ def build_registry() -> Registry:
     from admin_console.registry import Registry
 
     return Registry([
-        listing.AgentsCommand(), agent_detail.AgentCommand(), listing.PsCommand(), listing.BundlesCommand(),
+        listing.AgentsCommand(), agent_detail.AgentCommand(), listing.PsCommand(),
+        listing.BundlesCommand(), labels.LabelCommand(), labels.UnlabelCommand(),
         transfer.UploadCommand(), transfer.RemoveCommand(),
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),

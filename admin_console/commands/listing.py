@@ -9,7 +9,13 @@ from typing import Any, ClassVar
 
 from admin_console.bounds import agent_selector
 from admin_console.commands.base import Command, Context
-from admin_console.commands.detail import detail_request, fetch_detail, render_detail
+from admin_console.commands.detail import (
+    DetailFor,
+    detail_request,
+    fetch_detail,
+    fetch_details,
+    render_detail,
+)
 from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser
 from admin_console.render import (
@@ -22,14 +28,18 @@ from admin_console.render import (
     to_json,
 )
 from lotc.parse.signals import signal_word
+from lotc.selectors import effective_labels
 from protocol.enums import ProcessState
 from protocol.messages import (
     AgentEntry,
     AgentList,
     BundleEntry,
     BundleList,
+    LabelList,
+    LabelsEntry,
     ListAgents,
     ListBundles,
+    ListLabels,
     ListProcesses,
     ListProcessFacts,
     ListRunVersions,
@@ -91,14 +101,25 @@ class ListCommand(Command):
         raise NotImplementedError
 
 
-class AgentsCommand(ListCommand):
-    """List agents: online or not, where, version, clock and process count.
+@dataclass(frozen=True)
+class AgentsListing(Listing):
+    """An agent listing, and each agent's labels (LABEL_LIST)."""
 
-    AGENT is a name, a glob (web-*) or all; without it, every agent.
+    labels: Mapping[str, LabelsEntry] = field(default_factory=dict)
+
+
+class AgentsCommand(ListCommand):
+    """List agents: online or not, where, version, clock, process count and labels.
+
+    AGENT is a selector (see `help label`); without it, every agent. LABELS
+    are the labels selectors match: the agent's own (--label), and those set
+    with `label`, which win for the same key (marked '*'). --json gives
+    `labels` (in effect), `labels_announced` and `labels_console`.
 
     Examples:
       agents
       agents web-*
+      agents role=web
     """
 
     name = "agents"
@@ -107,10 +128,44 @@ class AgentsCommand(ListCommand):
     reply_type = AgentList
     reply_field = "agents"
 
+    async def execute(self, ctx: Context, parsed: Any) -> AgentsListing:
+        listing = await super().execute(ctx, parsed)
+        labels: dict[str, LabelsEntry] = {}
+        for frame in await ctx.require_client().request(ListLabels(pattern=parsed.pattern)):
+            if isinstance(frame.body, LabelList):
+                labels.update((entry.agent, entry) for entry in frame.body.agents)
+        return AgentsListing(listing.entries, listing.now_us, labels)
+
+    def render(self, result: Listing, json: bool) -> str:
+        if not json:
+            return super().render(result, json)
+        labels = result.labels if isinstance(result, AgentsListing) else {}
+        return dumps({"agents": [{**to_json(a), **_labels_json(labels.get(a.name))}
+                                 for a in result.entries]})
+
     def table(self, result: Listing) -> str:
-        rows = [_agent_row(a, result.now_us) for a in result.entries]
+        labels = result.labels if isinstance(result, AgentsListing) else {}
+        rows = [(*_agent_row(a, result.now_us), _labels_text(labels.get(a.name)))
+                for a in result.entries]
         return table(("AGENT", "STATE", "ADDRESS", "HOSTNAME", "VERSION", "LAST SEEN",
-                      "CLOCK", "PROCS"), rows, right=(7,))
+                      "CLOCK", "PROCS", "LABELS"), rows, right=(7,))
+
+
+def _labels_json(entry: LabelsEntry | None) -> dict[str, dict[str, str]]:
+    announced = {label.key: label.value for label in entry.announced} if entry else {}
+    console = {label.key: label.value for label in entry.console} if entry else {}
+    return {"labels": effective_labels(announced, console), "labels_announced": announced,
+            "labels_console": console}
+
+
+def _labels_text(entry: LabelsEntry | None) -> str:
+    """'role=web zone=a*': in effect, sorted; '*' marks those set from the console."""
+    if entry is None:
+        return "-"
+    doc = _labels_json(entry)
+    console = doc["labels_console"]
+    return " ".join(f"{k}={v}{'*' if k in console else ''}"
+                    for k, v in sorted(doc["labels"].items())) or "-"
 
 
 def _agent_row(agent: AgentEntry, now: int) -> tuple[object, ...]:
@@ -150,8 +205,9 @@ class PsCommand(ListCommand):
 
     `ps AGENT P` shows one process: state, pid, version, restarts, every
     option it was started with, and what its agent reports of it: health and
-    the last check's words, ready, oom-kills (ends by its --memory limit). Environment values are hidden (only their
-    keys show) unless --show-env is given.
+    the last check's words, ready, oom-kills (ends by its --memory limit); with
+    a selector for AGENT, P on each agent it matches that has it. Environment
+    values are hidden (only their keys show) unless --show-env is given.
 
     Examples:
       ps
@@ -183,6 +239,8 @@ class PsCommand(ListCommand):
     async def execute(self, ctx: Context, parsed: Any) -> Any:
         if isinstance(parsed, QueryProcess):
             return await fetch_detail(ctx, parsed)
+        if isinstance(parsed, DetailFor):
+            return await fetch_details(ctx, parsed)
         listing = await super().execute(ctx, parsed)
         versions: dict[tuple[str, str], bytes] = {}
         # Asked second: the server answers from what the process listing just refreshed.
@@ -197,7 +255,7 @@ class PsCommand(ListCommand):
         return PsListing(listing.entries, listing.now_us, versions, facts)
 
     def render(self, result: Any, json: bool) -> str:
-        if isinstance(result, ProcessDetail):
+        if isinstance(result, (ProcessDetail, tuple)):
             return render_detail(result, json)
         if not json:
             return super().render(result, json)

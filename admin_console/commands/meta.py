@@ -9,7 +9,9 @@ from admin_console.commands.base import Command, Context, QuitRequest
 from admin_console.parsing import CommandParser
 from admin_console.render import dumps, table
 
-AGENT_NOTE = "AGENT is an agent name, a glob such as web-*, or all."
+AGENT_NOTE = ("AGENT is a selector: an agent's name, a glob such as web-*, all, a comma list "
+              "(web-1,db-*),\nor label terms that must all hold (role=web,zone!=b); "
+              "see 'help label'.")
 
 
 @dataclass(frozen=True)

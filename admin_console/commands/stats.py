@@ -12,6 +12,7 @@ from admin_console.commands.base import Command, Context
 from admin_console.parsing import CommandParser, parse_duration
 from admin_console.render import ago, dumps, human_duration, human_size, table, to_json
 from lotc.errors import InternalError
+from lotc.selectors import parse_selector
 from protocol.messages import DiskEntry, DiskUsage, NodeStats, QueryDisk, QueryStats, StatsHistory
 
 DEFAULT_SINCE = "10m"
@@ -27,14 +28,14 @@ class StatsArgs:
 class StatsResult:
     histories: tuple[StatsHistory, ...]  # one per matching agent
     now_us: int
-    several: bool  # AGENT was a glob or 'all': JSON is a list even for one match
+    several: bool  # AGENT was more than one name: JSON is a list even for one match
     disks: Mapping[str, DiskEntry] = field(default_factory=dict)  # by agent (QUERY_DISK)
 
 
 class StatsCommand(Command):
     """Show AGENT's node statistics and its processes' CPU and memory.
 
-    AGENT may be a name, a glob or 'all': a section per agent. The node
+    AGENT is a selector (see `help label`): a section per agent. The node
     figures are those of the latest report; disk figures are those `df` shows
     for the filesystem holding the agent's state dir, asked live: used, free
     (df's Avail: what non-root users may still write), total and Use% (used
@@ -50,7 +51,7 @@ class StatsCommand(Command):
     """
 
     name = "stats"
-    usage = "stats AGENT [--since DURATION]"  # AGENT: a name, a glob or all
+    usage = "stats AGENT [--since DURATION]"  # AGENT: a selector
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -70,7 +71,7 @@ class StatsCommand(Command):
         for history in histories:
             if not isinstance(history, StatsHistory):
                 raise InternalError(f"the server answered {type(history).__name__} to stats")
-        several = parsed.agent == "all" or any(c in parsed.agent for c in "*?[")
+        several = parse_selector(parsed.agent).single_name is None
         disks = {}
         for frame in await ctx.require_client().request(QueryDisk(pattern=parsed.agent)):
             if isinstance(frame.body, DiskUsage):

@@ -164,8 +164,8 @@ class EventsArgs:
 class EventsCommand(Command):
     """Show recent events (state changes, missed liveness, agents on/offline...).
 
-    AGENT narrows them to agents matching a name or glob. --since limits how
-    far back (e.g. 10m, 2h), -n how many (default 20). With -f, new events
+    AGENT narrows them to the agents a selector matches (see `help label`).
+    --since limits how far back (e.g. 10m, 2h), -n how many (default 20). With -f, new events
     are printed as they happen until Ctrl-C.
 
     Examples:

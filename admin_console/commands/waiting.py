@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import trio
 
+from admin_console.bounds import agent_selector
 from admin_console.commands.base import Command, Context
 from admin_console.commands.listing import AgentsCommand, Listing, now_us
 from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser, parse_duration
 from admin_console.render import dumps
-from lotc.errors import RequestTimeout
+from lotc.errors import RequestTimeout, UnknownAgent
+from lotc.selectors import parse_selector
 from protocol.messages import AgentEntry, AgentList, ListAgents
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -31,14 +33,17 @@ class WaitFor:
 
 
 class WaitCommand(Command):
-    """Wait until AGENT is online: every agent it names, or at least one for a glob or all.
+    """Wait until AGENT is online: every agent it names, or at least one for a selector.
 
     For scripts that have just started an agent: the commands after it find
-    it connected. Fails after --timeout (default 30s), naming who is missing.
+    it connected. AGENT is a selector (see `help label`): with label terms,
+    it waits until at least one agent has the labels and every one that has
+    them is online. Fails after --timeout (default 30s), naming who is missing.
 
     Examples:
       wait node-1
       wait web-* --timeout 2m
+      wait role=web
     """
 
     name = "wait"
@@ -46,7 +51,7 @@ class WaitCommand(Command):
     arguments = ("agent",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent")
+        parser.add_argument("agent", type=agent_selector)
         parser.add_argument("--timeout", type=parse_duration, default=DEFAULT_TIMEOUT_S)
 
     def parse(self, argv: Sequence[str]) -> WaitFor:
@@ -58,9 +63,15 @@ class WaitCommand(Command):
     async def execute(self, ctx: Context, parsed: WaitFor) -> Listing:
         client = ctx.require_client()
         seen: list[AgentEntry] = []
+        labelled = parse_selector(parsed.pattern).uses_labels
         with trio.move_on_after(parsed.timeout_s):
             while True:
-                frames = await client.request(ListAgents(pattern=parsed.pattern))
+                try:
+                    frames = await client.request(ListAgents(pattern=parsed.pattern))
+                except UnknownAgent:
+                    if not labelled:
+                        raise  # a name no one enrolled: waiting would not help
+                    frames = []  # no agent has (announced) the labels yet
                 seen = [a for f in frames if isinstance(f.body, AgentList) for a in f.body.agents]
                 if seen and all(agent.online for agent in seen):
                     return Listing(tuple(seen), now_us())

@@ -40,7 +40,7 @@ from protocol.codec import Frame
 from protocol.enums import Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.message_types import DEFAULT_MAX_BODY, Leg, MessageType, Phase
-from protocol.messages import Error, EventAck, Heartbeat, Timing, Welcome
+from protocol.messages import AgentLabels, Error, EventAck, Heartbeat, Label, Timing, Welcome
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ logger = logging.getLogger(__name__)
 # LIST_PROCESS_FACTS (health, ready, oom-kills per process: core.process_facts).
 # "exec": runs EXEC_COMMAND, contained like a process (agent/exec_run.py).
 # "timing": reads TIMING after WELCOME, and derives its silence limit from it (lotc/timing.py).
+# "labels": sends AGENT_LABELS before its AGENT_STATE when it has --labels; an AGENT_STATE
+#   without one before it means "no labels" (lotc/server/controller.py, agent_labels).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
                 "start-options", "disk-free", "process-identity", "cgroup-limits",
-                "health-checks", "process-facts", "exec", timing.CAPABILITY)
+                "health-checks", "process-facts", "exec", timing.CAPABILITY, "labels")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class LinkConfig:
     token: str
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     stats_interval_s: float = 10.0
+    labels: tuple[tuple[str, str], ...] = ()  # --label KEY=VALUE, checked by lotc.selectors
     connect_timeout_s: float = 10.0
     handshake_timeout_s: float = 10.0
     send_timeout_s: float = 10.0
@@ -129,6 +132,12 @@ async def run_link(
                 if isinstance(ending, TokenRevoked):
                     await _wait_after_revocation(config)
                     continue
+                if isinstance(ending, ProtocolError) and \
+                        ending.code == ErrorCode.UNKNOWN_MESSAGE_TYPE:
+                    # An older server stays older until upgraded: retry at the slowest pace,
+                    # not every half second (the handshake succeeded, so backoff was reset).
+                    await trio.sleep(config.backoff_cap_s)
+                    continue
             finally:
                 await framed.aclose()
         delay = backoff.next_delay()
@@ -165,6 +174,10 @@ async def run_session(
 ) -> None:
     core.outbox.ack(welcome.last_event_seq)
     await framed.send(core.time_info())
+    if config.labels:  # none: our AGENT_STATE says so, and a server of release 1 is spared
+        # a message it does not know (it would cut us off)
+        await framed.send(AgentLabels(labels=tuple(Label(key=k, value=v)
+                                                   for k, v in config.labels)))
     # Events BEFORE the state (fix): the server plans its reconcile from the state as soon as
     # it arrives, and a schedule that fired while it was away moves the desired state only
     # through its SCHEDULE_FIRED event. Sent after the state, the reconcile undid the fire
@@ -247,6 +260,13 @@ def _server_error(link: _Link, frame: Frame) -> None:
         # The server's last word before it cuts us off: raised, so that run_link
         # waits long before retrying (a revoked token stays revoked).
         raise error_for_code(error.code, error.message)
+    if error.code == ErrorCode.UNKNOWN_MESSAGE_TYPE:
+        # Its last word too: a server older than us (AGENT_LABELS to a server of
+        # release 1). Said in plain words, not as a broken pipe.
+        raise ProtocolError(
+            f"the server is older than this agent and cut us off ({error.message}): "
+            f"upgrade the server, or run this agent without --label",
+            ErrorCode.UNKNOWN_MESSAGE_TYPE)
     logger.error("server says: %s", error.message)
 
 

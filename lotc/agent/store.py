@@ -22,8 +22,9 @@ BEGIN with the same name and SHA-256 continues from `Upload.received`).
 A replaced version stays on disk while a process runs in it: a run holds its
 version from spawn to end (`acquire`/`release`, counted in memory; the
 supervisor holds again what it re-adopts after an agent restart, `hold`).
-`prune` deletes every version that is neither current nor held; it runs after
-each commit, each release and each removal. So a re-upload never pulls the
+`prune` deletes every version that is neither current, held, nor among the
+newest KEEP_VERSIONS replaced versions of its bundle (bundle_versions.py: kept for
+`rollback`); it runs after each commit, each release and each removal. So a re-upload never pulls the
 tree from under a running process (its cwd, its imports, its data files), and
 new starts use the new version. An agent that keeps old versions on open
 passes `prune_on_open=False` and calls `prune()` once its processes are
@@ -50,6 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lotc.agent import archive
+from lotc.agent.bundle_versions import (
+    KEEP_VERSIONS,
+    BundleInfo,
+    kept_versions,
+    read_version,
+    versions_of,
+)
 from lotc.agent.upload import Upload, UploadSpec
 from lotc.bundle_source import pack
 from lotc.errors import BundleInUse, InvalidRequest, StorageFull, TooLarge, UnknownBundle
@@ -74,27 +82,6 @@ DEFAULT_STALE_AFTER_S = 24 * 3600.0  # a partial upload older than this is dropp
 def validate_bundle_name(name: str) -> str:
     """The shared rule of lotc.names (1-64 of [A-Za-z0-9._-], no leading '.' or '-')."""
     return validate_name("bundle", name)
-
-
-@dataclass(frozen=True)
-class BundleInfo:
-    """A stored bundle. `path` is the directory to run in; `entry` is the file of a FILE bundle."""
-
-    name: str
-    sha256: str  # lowercase hex
-    kind: BundleKind
-    size: int  # bytes as transferred
-    path: Path
-    entry: Path | None
-    stored_at: float  # Unix time, seconds
-
-    @property
-    def stored_us(self) -> int:
-        return int(self.stored_at * 1_000_000)
-
-    @property
-    def sha256_bytes(self) -> bytes:
-        return bytes.fromhex(self.sha256)
 
 
 @dataclass(frozen=True)
@@ -155,11 +142,12 @@ class BundleStore:
     def __init__(self, root: Path, max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES, *,
                  max_members: int = archive.DEFAULT_MAX_MEMBERS,
                  stale_after: float = DEFAULT_STALE_AFTER_S,
-                 prune_on_open: bool = True) -> None:
+                 prune_on_open: bool = True, keep_versions: int = KEEP_VERSIONS) -> None:
         self.root = Path(root)
         self.max_bundle_bytes = max_bundle_bytes
         self.limits = archive.ArchiveLimits(max_bundle_bytes, max_members)
         self.stale_after = stale_after
+        self.keep_versions = keep_versions  # replaced versions kept per bundle, for rollback
         self.bundles_dir = self.root / "bundles"
         self.versions_dir = self.root / "versions"
         self.incoming_dir = self.root / "incoming"
@@ -222,17 +210,50 @@ class BundleStore:
         return None if vid is None else self._read_version(vid)
 
     def prune(self) -> None:
-        """Delete the versions that are neither current nor held by a run."""
+        """Delete the versions that are neither current, held by a run, nor among the
+        newest replaced ones kept for rollback (bundle_versions.py)."""
         with self._lock:
-            keep = {vid for vid in self._holds} | {
-                v.name for entry in os.listdir(self.bundles_dir)
-                if (v := self._current_version_dir(entry)) is not None}
+            current = {entry: v.name for entry in os.listdir(self.bundles_dir)
+                       if not entry.startswith(".")
+                       and (v := self._current_version_dir(entry)) is not None}
+            keep = kept_versions(self.versions_dir, current, set(self._holds),
+                                 self.keep_versions)
             doomed = [self.versions_dir / v for v in os.listdir(self.versions_dir)
                       if v not in keep]
         for version in doomed:
-            logger.info("removing bundle version %s: replaced, and no process uses it",
-                        version.name)
+            logger.info("removing bundle version %s: replaced, not among the %d kept, and "
+                        "no process uses it", version.name, self.keep_versions)
             _drop_version(version)
+
+    def versions(self, name: str) -> list[BundleInfo]:
+        """The stored versions of `name`, newest first (the current one among them)."""
+        validate_bundle_name(name)
+        with self._lock:
+            return versions_of(self.versions_dir, name)
+
+    def switch(self, name: str, sha256: str) -> BundleInfo:
+        """Make the stored version of `name` whose SHA-256 starts with `sha256` current
+        ("" for the newest one before the current). New runs use it; running ones keep
+        theirs. UnknownBundle / InvalidRequest in plain words."""
+        current = self.get(name)
+        if sha256 and (len(sha256) > 64 or not re.fullmatch(r"[0-9a-fA-F]+", sha256)):
+            raise InvalidRequest(f"{sha256[:70]!r}: give the first hex digits of a SHA-256")
+        with self._lock:
+            versions = versions_of(self.versions_dir, name)
+            if sha256:
+                chosen = [v for v in versions if v.sha256.startswith(sha256.lower())]
+                if len(chosen) > 1:
+                    raise InvalidRequest(f"{sha256!r} matches {len(chosen)} versions of "
+                                         f"{name}: give more of its SHA-256")
+            else:
+                chosen = [v for v in versions if v.sha256 != current.sha256][:1]
+            if not chosen:
+                raise UnknownBundle(f"no stored version of {name} " + (
+                    f"has a SHA-256 starting {sha256!r}" if sha256 else
+                    "before the current one") + f" (kept: {len(versions)})")
+            _swap_link(self.bundles_dir, name, chosen[0].version_id)
+        logger.info("bundle %s: version %s made current again", name, chosen[0].sha256[:16])
+        return self.get(name)
 
     def _version_id(self, path: Path) -> str | None:
         """versions/<vid>/tree (or a file in it) -> <vid>."""
@@ -271,15 +292,7 @@ class BundleStore:
         return self._read_version(vid)
 
     def _read_version(self, vid: str) -> BundleInfo | None:
-        version = self.versions_dir / vid
-        try:
-            meta = json.loads((version / "meta.json").read_text())
-        except (OSError, ValueError):
-            return None
-        tree = version / "tree"
-        entry = tree / meta["entry"] if meta.get("entry") else None
-        return BundleInfo(meta["name"], meta["sha256"], BundleKind[meta["kind"]], meta["size"],
-                          tree, entry, meta["stored_at"])
+        return read_version(self.versions_dir, vid)
 
     # ---- uploads -------------------------------------------------------------------------
     def begin(self, name: str, kind: BundleKind | int, size: int,

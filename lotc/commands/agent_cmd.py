@@ -9,6 +9,7 @@ from pathlib import Path
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import parse_address
+from lotc.selectors import parse_labels
 from lotc.token_names import login_name
 from protocol.message_types import DEFAULT_AGENT_PORT
 
@@ -38,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stats-interval", type=float, default=STATS_INTERVAL_S, metavar="SECONDS",
                    help="how often to report node and process statistics "
                         f"(default {STATS_INTERVAL_S:g})")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="a label that selectors match (role=web), repeatable; announced at each "
+                        "connect. A label set from the console for the same key wins over it")
     p.set_defaults(handler=run)
 
 
@@ -73,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     token = read_token(args)
     name = validate_name("agent", login_name(token, args.name, kind="agent"))
+    labels = parse_labels(args.label)  # InvalidRequest in plain words before anything starts
     if args.ntp_interval <= 0:
         raise InvalidRequest("--ntp-interval must be positive")
     link = LinkConfig(
         server=parse_address(args.server, DEFAULT_AGENT_PORT), name=name, token=token,
         ssl_context=client_ssl_context(args.tls_ca),
-        stats_interval_s=args.stats_interval,
+        stats_interval_s=args.stats_interval, labels=tuple(sorted(labels.items())),
     )
     config = app.AgentConfig(link=link, state_dir=args.state_dir.resolve(),
                              ntp_servers=tuple(args.ntp), ntp_interval_s=args.ntp_interval)

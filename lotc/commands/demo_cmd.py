@@ -61,6 +61,7 @@ Try:
   start demo-ipv4 hello -- python3 hello.py
   logs demo-ipv4 hello -f                  (Ctrl-C stops following)
   start all hello --name flaky -- python3 hello.py --crash-after 3
+  ps net=ipv6                              (a label selector; 'help label' for more)
   start demo-ipv6 hello --name stuck --liveness 2 -- python3 hello.py --hang-after 4
   schedule demo-ipv4 hello restart cron "*/2 * * * *"
   events -f                                (Ctrl-C stops following)
@@ -234,7 +235,9 @@ class Demo:
             print(f"{name}: no IPv6 loopback here, connecting over {host}", flush=True)
         self._spawn(name, ["agent", "--server", server, "--name", name, "--token-file",
                            str(self.token_file(name)), "--state-dir",
-                           str(self.root / f"state-{name}")])
+                           str(self.root / f"state-{name}"),
+                           "--label", "role=demo",
+                           "--label", f"net={'ipv6' if ':' in host else 'ipv4'}"])
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with (self.root / f"{name}.log").open("ab") as log:

@@ -13,6 +13,7 @@ from lotc.deploy_ssh import Remote
 from lotc.errors import InvalidRequest
 from lotc.names import validate_name
 from lotc.net.address import Address, parse_address
+from lotc.selectors import parse_labels
 from lotc.token_names import login_name
 from protocol.message_types import DEFAULT_ADMIN_PORT, DEFAULT_AGENT_PORT
 
@@ -51,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(default ~/{DEFAULT_DIR})")
     p.add_argument("--python", default="", help="python3 on the node (default: from its PATH)")
     p.add_argument("--ntp", action="append", default=[], metavar="HOST", help="agent --ntp")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="agent --label, repeatable (role=web)")
     p.add_argument("--tls-ca", metavar="PATH",
                    help="CA file ON THE NODE for the agent's TLS (and here, for the admin port)")
     p.add_argument("--admin-server", metavar="HOST:PORT",
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         remote, args.dir, name=args.name or "", server=args.server or "",
         agent_file=args.agent_file, token=agent_token(args), db=args.db, python=args.python,
         ntp=tuple(args.ntp), tls_ca=args.tls_ca, admin=admin_access(args),
+        labels=tuple(f"{k}={v}" for k, v in parse_labels(args.label).items()),
         online_timeout_s=args.timeout, report=report)
     if args.uninstall:
         uninstall(deployment)

@@ -34,6 +34,7 @@ from lotc.server.controller import Controller
 from lotc.server.disk_usage import disk_usage
 from lotc.server.duties import carry_out
 from lotc.server.exec_run import exec_run
+from lotc.server.labels import label_entries, set_labels, unset_labels
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
@@ -57,8 +58,12 @@ from protocol.messages import (
     Cancel,
     DiskUsage,
     ExecRun,
+    LabelList,
+    LabelSet,
+    LabelUnset,
     ListAgents,
     ListBundles,
+    ListLabels,
     ListProcesses,
     ListProcessFacts,
     ListRunVersions,
@@ -344,6 +349,19 @@ async def _token_create(conn: AdminConnection, body: TokenCreate, request_id: in
     await conn.reply(request_id, create_token(conn.ctl, body.role, body.name))
 
 
+async def _label_set(conn: AdminConnection, body: LabelSet, request_id: int) -> None:
+    await conn.reply_results(request_id, await set_labels(conn.ctl, body))
+
+
+async def _label_unset(conn: AdminConnection, body: LabelUnset, request_id: int) -> None:
+    await conn.reply_results(request_id, await unset_labels(conn.ctl, body))
+
+
+async def _list_labels(conn: AdminConnection, body: ListLabels, request_id: int) -> None:
+    entries = label_entries(conn.ctl, body.pattern)
+    await conn.reply_list(request_id, lambda batch: LabelList(agents=batch), entries)
+
+
 async def _token_revoke(conn: AdminConnection, body: TokenRevoke, request_id: int) -> None:
     reply, closes = revoke_token(conn.ctl, body.name, conn.framed, conn.admin)
     await carry_out(closes)
@@ -396,4 +414,7 @@ HANDLERS: dict[MessageType, Handler] = {
     MessageType.SCHEDULE_CLEAR: _schedule_clear,
     MessageType.TOKEN_CREATE: _token_create,
     MessageType.TOKEN_REVOKE: _token_revoke,
+    MessageType.LABEL_SET: _label_set,
+    MessageType.LABEL_UNSET: _label_unset,
+    MessageType.LIST_LABELS: _list_labels,
 }

@@ -11,6 +11,7 @@ from lotc.containment import describe
 from lotc.errors import UnknownAgent
 from lotc.names import validate_name
 from lotc.parse.crontimes import format_us
+from lotc.selectors import effective_labels
 from lotc.server import queries
 from lotc.server.command_context import CommandContext
 from protocol.messages import AgentDetail, KeyValue, QueryAgent
@@ -20,6 +21,18 @@ __all__ = ["agent_detail"]
 
 def _when(time_us: int) -> str:
     return format_us(time_us) if time_us else "-"
+
+
+def _labels_text(ctl: CommandContext, agent: str) -> str:
+    """In effect, then where from: 'role=web zone=b (console: zone=b; agent: role=web zone=a)'."""
+    record = ctl.store.labels(agent).get(agent)
+    if record is None:
+        return "-"
+    def pairs(labels: dict[str, str]) -> str:
+        return " ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    sources = [f"{who}: {pairs(labels)}" for who, labels in
+               (("console", record.console), ("agent", record.announced)) if labels]
+    return f"{pairs(effective_labels(record.announced, record.console))} ({'; '.join(sources)})"
 
 
 async def agent_detail(ctl: CommandContext, msg: QueryAgent) -> AgentDetail:
@@ -35,7 +48,7 @@ async def agent_detail(ctl: CommandContext, msg: QueryAgent) -> AgentDetail:
         ("address", entry.address or "-"), ("hostname", entry.hostname or "-"),
         ("version", entry.version or "-"), ("connected", _when(entry.connected_us)),
         ("last seen", _when(entry.last_seen_us)), ("clock", clock),
-        ("running", str(entry.processes)),
+        ("running", str(entry.processes)), ("labels", _labels_text(ctl, msg.agent)),
     ]
     session = ctl.session(msg.agent)
     if session is None:

@@ -20,7 +20,16 @@ from protocol import contract
 from protocol.codec import Frame, encode
 from protocol.enums import Role
 from protocol.message_types import Leg, MessageType, Phase
-from protocol.messages import AgentState, Error, Event, EventAck, Heartbeat, StatsReport, TimeInfo
+from protocol.messages import (
+    AgentLabels,
+    AgentState,
+    Error,
+    Event,
+    EventAck,
+    Heartbeat,
+    StatsReport,
+    TimeInfo,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +124,11 @@ def _time(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
     return True
 
 
+def _labels(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
+    ctl.agent_labels(session, cast(AgentLabels, frame.body))
+    return True
+
+
 def _reply(ctl: Controller, session: AgentSession, frame: Frame) -> bool:
     body = frame.body
     if not session.deliver(frame) and isinstance(body, Error):
@@ -139,6 +153,7 @@ QUICK: dict[MessageType, Quick] = {
     MessageType.HEARTBEAT: _beat,
     MessageType.STATS_REPORT: _stats,
     MessageType.TIME_INFO: _time,
+    MessageType.AGENT_LABELS: _labels,
     MessageType.AGENT_STATE: _state,
     **dict.fromkeys((MessageType.OK, MessageType.ERROR, MessageType.BUNDLE_READY,
                      MessageType.LOG_LINES, MessageType.RUN_VERSIONS, MessageType.DISK_USAGE,
@@ -217,6 +232,7 @@ async def _event(ctl: Controller, session: AgentSession, frame: Frame,
 
 async def _reconcile(ctl: Controller, session: AgentSession, frame: Frame,
                      nursery: trio.Nursery) -> None:
+    ctl.agent_state_heard(session)  # before any selector can see the agent's new state
     # In its own task: reconciling awaits replies that this loop must keep reading.
     nursery.start_soon(reconcile, ctl, session, cast(AgentState, frame.body))
 

@@ -3,7 +3,7 @@
 The command modules (processes, bundles, schedules, queries, reconcile, logs,
 tokens) take a `CommandContext`, not the Controller: they see the agents online
 one at a time (`session`, `online`), the target rules, the clock, and the part
-of the model a command reads or records (`CommandStore`, 26 of the model's
+of the model a command reads or records (`CommandStore`, 29 of the model's
 methods: none of the presence, event-ingest, stats-ingest or authentication
 ones, which belong to the controller). The Controller is one (structurally:
 mypy checks it where the faces pass it). A command needing more adds it here,
@@ -11,7 +11,7 @@ where it shows.
 """
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from lotc.server.records import (
     AgentRecord,
     BundleRecord,
     EventRecord,
+    LabelRecord,
     ProcessSpecRecord,
     ProcessStatusRecord,
     ScheduleRecord,
@@ -74,6 +75,11 @@ class CommandStore(Protocol):
     def blob_path(self, sha256: bytes) -> Path: ...
     def commit_blob(self, temp_path: Path, sha256: bytes, verify: bool = True) -> Path: ...
     def drop_blob_if_unused(self, sha256: bytes) -> bool: ...
+
+    # -- labels (lotc/server/labels.py)
+    def labels(self, agent: Agents = None) -> dict[str, LabelRecord]: ...
+    def set_console_labels(self, agent: str, labels: Mapping[str, str]) -> None: ...
+    def unset_console_labels(self, agent: str, keys: Iterable[str]) -> list[str]: ...
 
     # -- tokens (enrol, revoke)
     def create_token(self, role: Role, name: str, now_us: int) -> str: ...

@@ -41,7 +41,7 @@ from lotc.errors import (
     UnknownAgent,
     UnknownSchedule,
 )
-from lotc.names import ALL, glob_matcher, is_glob, validate_selector
+from lotc.selectors import effective_labels, parse_labels, parse_selector, select
 from lotc.server.config import ServerConfig
 from lotc.server.decisions import Ack, Close, Link
 from lotc.server.desired import desired_after_fire
@@ -50,6 +50,7 @@ from lotc.server.records import EventRecord, StatsRecord
 from lotc.server.sessions import AgentSession
 from protocol.enums import DesiredState, EventKind, ProcessState, Role
 from protocol.messages import (
+    AgentLabels,
     Event,
     Hello,
     KeyValue,
@@ -63,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 SEEN_ROWS_PER_TICK = 500  # last-seen rows written per verdict tick (see _take_heard)
 ROWS_PER_STEP = 50  # rows written between two checkpoints (see flush_in_steps)
+LABELS_CAPABILITY = "labels"  # lotc.agent.connection.CAPABILITIES
 EVENT_SUBSCRIBER_BUFFER = 1024  # events a follower may lag behind before it is cut off
 
 
@@ -308,6 +310,30 @@ class Controller:
             session.name, info.source, info.offset_us, info.delay_us, info.measured_us
         )
 
+    def agent_labels(self, session: AgentSession, announced: AgentLabels) -> None:
+        """The agent's --labels replace those it announced before. The agent checked them;
+        a bad set (another client's) is refused whole, said in an event, never a crash.
+
+        An agent with the "labels" capability sends AGENT_LABELS, if it has labels, before
+        its first AGENT_STATE; that state arriving first means it has none now
+        (`agent_state_heard`). So a new agent without labels sends nothing a server of
+        release 1 does not know, and the server never holds a stale or half-known set.
+        """
+        session.labels_heard = True
+        try:
+            labels = parse_labels(f"{label.key}={label.value}" for label in announced.labels)
+        except InvalidRequest as exc:
+            logger.warning("agent %s announced bad labels: %s", session.name, exc)
+            self.server_event(session.name, EventKind.ERROR, f"labels refused: {exc}")
+            return
+        self.model.replace_announced_labels(session.name, labels)
+
+    def agent_state_heard(self, session: AgentSession) -> None:
+        """An AGENT_STATE: if no AGENT_LABELS came before it, the agent has no labels now."""
+        if not session.labels_heard and LABELS_CAPABILITY in session.hello.capabilities:
+            session.labels_heard = True
+            self.model.replace_announced_labels(session.name, {})
+
     def stats_report(self, session: AgentSession, report: StatsReport) -> None:
         node = {f.name: getattr(report.node, f.name) for f in dataclasses.fields(report.node)}
         processes = [
@@ -410,25 +436,21 @@ class Controller:
         return True
 
     def resolve_targets(self, pattern: str) -> list[str]:
-        pattern = validate_selector(pattern.strip())
-        if not pattern:
-            raise InvalidRequest("no agent given: name an agent, a glob such as 'web-*', or 'all'")
-        if pattern != ALL and not is_glob(pattern):
+        """The agents a selector (lotc/selectors.py) names; UnknownAgent, naming it, if none."""
+        selector = parse_selector(pattern)
+        single = selector.single_name
+        if single is not None:
             # One plain name (`ps web-1`, `stop web-1 p`, the common case): two indexed
             # lookups. Listing every known agent to find it cost ~5 ms per 1,000 agents,
             # on every command, holding up all connections meanwhile (bench.server_load).
-            if self.is_known_agent(pattern):
-                return [pattern]
-            raise UnknownAgent(f"unknown agent {pattern!r}")
-        known = self.known_agents()
-        if pattern in (ALL, "*"):
-            matched = known
-        else:
-            matched = list(filter(glob_matcher(pattern), known))
-        if not matched:
-            raise UnknownAgent(f"no agent matches {pattern!r}" if is_glob(pattern)
-                               else f"unknown agent {pattern!r}")
-        return matched
+            if self.is_known_agent(single):
+                return [single]
+            raise UnknownAgent(f"unknown agent {single!r}")
+        labels = None
+        if selector.uses_labels:
+            labels = {name: effective_labels(r.announced, r.console)
+                      for name, r in self.model.labels().items()}
+        return select(selector, self.known_agents(), labels)
 
     def match_agents(self, pattern: str) -> list[str] | None:
         """Like resolve_targets for listings: empty pattern = all (None)."""

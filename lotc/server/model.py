@@ -29,6 +29,7 @@ from lotc.names import validate_name
 from lotc.server.blobstore import BlobStore
 from lotc.server.model_desired import DesiredStore
 from lotc.server.model_history import HistoryStore, Retention
+from lotc.server.model_labels import LabelStore
 from lotc.server.records import AgentRecord, BundleRecord, TokenRecord
 from lotc.server.schema import SchemaError, agent_clause, connect, migrate
 from lotc.token_names import new_token
@@ -62,7 +63,7 @@ def _bundle(row: tuple[Any, ...]) -> BundleRecord:
 DEFAULT_RETENTION = Retention()
 
 
-class Model(DesiredStore, HistoryStore):
+class Model(DesiredStore, HistoryStore, LabelStore):
     def __init__(self, path: Path, retention: Retention = DEFAULT_RETENTION) -> None:
         self.path = Path(path)
         self.retention = retention

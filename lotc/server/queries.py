@@ -191,7 +191,7 @@ def events(ctl: CommandContext, pattern: str, since_us: int, limit: int) -> list
 
 def stats_histories(ctl: CommandContext, pattern: str, since_us: int,
                     limit: int) -> Iterator[StatsHistory]:
-    """One history per agent the name, glob or 'all' matches (UnknownAgent if none), read
+    """One history per agent the selector matches (UnknownAgent if none), read
     one agent at a time so 'all' never holds every agent's history at once."""
     agents = ctl.resolve_targets(pattern)  # a plain UnknownAgent for a typo
     ctl.flush()  # include what arrived since the last tick

@@ -24,6 +24,7 @@ __all__ = [
     "AgentRecord",
     "BundleRecord",
     "EventRecord",
+    "LabelRecord",
     "ProcessSpecRecord",
     "ProcessStatusRecord",
     "ScheduleRecord",
@@ -154,3 +155,13 @@ class StatsRecord:
     time_us: int
     node: dict[str, float | int] = field(hash=False)
     processes: list[dict[str, Any]] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One agent's labels: its own (`--label`, as it said at its last connect) and the
+    console's, which win for the same key (lotc.selectors.effective_labels)."""
+
+    agent: str
+    announced: dict[str, str] = field(default_factory=dict)
+    console: dict[str, str] = field(default_factory=dict)

@@ -1,22 +1,25 @@
-"""`restart SELECTOR P --rolling`: a restart in batches, each gated on readiness (issue 17
-item 3).
+"""Changes that roll through agents in batches, each gated on readiness (issue 17 items 3
+and 4): `restart SELECTOR P --rolling` and `rollback SELECTOR BUNDLE`.
 
-The agents SELECTOR names that have P are taken in order, `max_unavailable` at a
-time. A batch is restarted (the ordinary restart: desired state first, then the
-agent), then watched until every process of it is ready, for at most
-`healthy_deadline`: only then does the next batch start, so at no moment are more
-than `max_unavailable` instances not ready (tests/e2e/test_rolling.py polls that
-all the time). Ready is what the agent reports (PROCESS_FACTS "ready": READY=1
-from sd_notify, or the first passing --check); a process with no --check is ready
-once it runs, as there is nothing else to wait for.
-A batch that is not ready in time stops the roll: the report names the agents
-done, the one that failed (and why), and the ones not touched.
+The agents are taken in order, `max_unavailable` at a time. A batch is changed
+(`act`: for a restart, the ordinary restart; for a rollback, the switch of the
+bundle's current version and a restart of the processes that run it), then watched
+until every process the change touched is ready, for at most `healthy_deadline`:
+only then does the next batch start, so at no moment are more than
+`max_unavailable` instances not ready (tests/e2e/test_rolling.py polls that all the
+time). Ready is what the agent reports (PROCESS_FACTS "ready": READY=1 from
+sd_notify, or the first passing --check); a process with no --check is ready once it
+runs, as there is nothing else to wait for. A batch that is not ready in time stops
+the roll: the report names the agents done, the one that failed (and why), and the
+ones not touched.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 import trio
 
-from lotc.errors import InvalidRequest, UnknownProcess
+from lotc.errors import InvalidRequest, LotcError, UnknownProcess, error_for_code, wire_text
 from lotc.names import validate_name
 from lotc.server import queries
 from lotc.server.command_context import CommandContext
@@ -25,29 +28,29 @@ from protocol.enums import ProcessState
 from protocol.errors import ErrorCode
 from protocol.messages import AgentResult, ProcRestart, RollingRestart
 
-__all__ = ["rolling_restart"]
+__all__ = ["Act", "restart_now", "roll", "rolling_restart"]
 
 POLL_S = 0.2  # how often a batch's readiness is asked for
 NOT_TOUCHED = ErrorCode.CONFLICT  # the code of an agent the stopped roll did not reach
 
+# One agent's change: (what was done, the processes to wait for), or LotcError.
+Act = Callable[[str], Awaitable[tuple[str, Sequence[str]]]]
 
-async def rolling_restart(ctl: CommandContext, msg: RollingRestart) -> list[AgentResult]:
-    validate_name("process", msg.name)
-    if not 1 <= msg.healthy_deadline_ms:
+
+async def roll(ctl: CommandContext, agents: Sequence[str], max_unavailable: int,
+               healthy_deadline_ms: int, act: Act) -> list[AgentResult]:
+    """Apply `act` to `agents` batch after batch (see the module doc)."""
+    if healthy_deadline_ms < 1:
         raise InvalidRequest("--healthy-deadline must be longer than 0")
-    agents = [a for a in ctl.resolve_targets(msg.target)
-              if ctl.store.find_process(a, msg.name) is not None]
-    if not agents:
-        raise UnknownProcess(f"no process {msg.name!r} on the agents {msg.target!r} names")
-    size = max(1, msg.max_unavailable)
+    size = max(1, max_unavailable)
     results: dict[str, AgentResult] = {}
-    batches = [agents[i:i + size] for i in range(0, len(agents), size)]
-    for number, batch in enumerate(batches, 1):
-        outcomes = await _roll_batch(ctl, batch, msg)
+    for number, start in enumerate(range(0, len(agents), size), 1):
+        batch = agents[start:start + size]
+        outcomes = await _roll_batch(ctl, batch, healthy_deadline_ms / 1000, act)
         results.update(outcomes)
-        failed = [r for r in outcomes.values() if r.code != ErrorCode.OK]
+        failed = [agent for agent in batch if outcomes[agent].code != ErrorCode.OK]
         if failed:
-            why = f"not touched: the roll stopped at batch {number} ({failed[0].agent} failed)"
+            why = f"not touched: the roll stopped at batch {number} ({failed[0]} failed)"
             for agent in agents:
                 results.setdefault(agent, AgentResult(agent=agent, code=NOT_TOUCHED,
                                                       message=why))
@@ -55,25 +58,25 @@ async def rolling_restart(ctl: CommandContext, msg: RollingRestart) -> list[Agen
     return [results[agent] for agent in agents]
 
 
-async def _roll_batch(ctl: CommandContext, batch: list[str],
-                      msg: RollingRestart) -> dict[str, AgentResult]:
+async def _roll_batch(ctl: CommandContext, batch: Sequence[str], deadline: float,
+                      act: Act) -> dict[str, AgentResult]:
     outcomes: dict[str, AgentResult] = {}
 
     async def one(agent: str) -> None:
-        [restarted] = await control_process(ctl, ProcRestart(target=agent, name=msg.name))
-        if restarted.code != ErrorCode.OK:
-            outcomes[agent] = restarted
+        try:
+            done, processes = await act(agent)
+        except LotcError as exc:
+            outcomes[agent] = AgentResult(agent=agent, code=exc.code, message=wire_text(str(exc)))
             return
-        deadline = msg.healthy_deadline_ms / 1000
         with trio.move_on_after(deadline):
-            while not await _ready(ctl, agent, msg.name):
+            while not all([await _ready(ctl, agent, name) for name in processes]):
                 await trio.sleep(POLL_S)
             outcomes[agent] = AgentResult(agent=agent, code=ErrorCode.OK,
-                                          message=f"restarted and ready ({restarted.message})")
+                                          message=f"{done} and ready")
             return
         outcomes[agent] = AgentResult(
             agent=agent, code=ErrorCode.TIMEOUT,
-            message=f"restarted but not ready within {deadline:g} s: the roll stops here")
+            message=f"{done} but not ready within {deadline:g} s: the roll stops here")
 
     async with trio.open_nursery() as nursery:
         for agent in batch:
@@ -87,7 +90,26 @@ async def _ready(ctl: CommandContext, agent: str, name: str) -> bool:
     running = any(s.name == name and s.state == ProcessState.RUNNING
                   for s in ctl.store.process_statuses(agent))
     facts = {kv.key: kv.value for kv in ctl.process_facts.get(agent, {}).get(name, ())}
-    if not running:
-        return False
     # with a check, ready means it passed (or READY=1); without, running is all there is
-    return facts.get("ready") == "yes" or "health" not in facts
+    return running and (facts.get("ready") == "yes" or "health" not in facts)
+
+
+async def restart_now(ctl: CommandContext, agent: str, name: str) -> str:
+    """The ordinary restart of one process on one agent; LotcError when it failed."""
+    [result] = await control_process(ctl, ProcRestart(target=agent, name=name))
+    if result.code != ErrorCode.OK:
+        raise error_for_code(result.code, result.message)
+    return result.message
+
+
+async def rolling_restart(ctl: CommandContext, msg: RollingRestart) -> list[AgentResult]:
+    validate_name("process", msg.name)
+    agents = [a for a in ctl.resolve_targets(msg.target)
+              if ctl.store.find_process(a, msg.name) is not None]
+    if not agents:
+        raise UnknownProcess(f"no process {msg.name!r} on the agents {msg.target!r} names")
+
+    async def restart(agent: str) -> tuple[str, Sequence[str]]:
+        return f"restarted ({await restart_now(ctl, agent, msg.name)})", (msg.name,)
+
+    return await roll(ctl, agents, msg.max_unavailable, msg.healthy_deadline_ms, restart)

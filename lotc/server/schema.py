@@ -177,7 +177,19 @@ V3: Migration = (
     "ALTER TABLE processes ADD COLUMN options TEXT NOT NULL DEFAULT '[]'",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3)
+V4: Migration = (
+    # Agent labels (lotc/selectors.py). source 0: the agent's --label, replaced whole at each
+    # connect; source 1: set from the console, which wins for its key until unlabel.
+    """CREATE TABLE labels (
+        agent TEXT NOT NULL,
+        source INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (agent, source, key)
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

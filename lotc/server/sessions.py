@@ -37,6 +37,7 @@ class AgentSession:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _pending: dict[int, trio.MemorySendChannel[Frame]] = field(default_factory=dict)
     closed: bool = False
+    labels_heard: bool = False  # AGENT_LABELS came on this connection (see Controller)
 
     @property
     def address(self) -> str:

@@ -62,7 +62,7 @@ def test_exec_on_many_agents(cluster: Cluster, user: str) -> None:
     assert lines[1].startswith("n1") and "exit 0" in lines[1] and "hello from" in lines[1]
     assert lines[3].startswith("n3") and "offline" in lines[3], result.stdout
 
-    document = json.loads(cluster.console("exec n[12] -- sh -c 'echo out; echo err >&2; "
+    document = json.loads(cluster.console("exec n1,n2 -- sh -c 'echo out; echo err >&2; "
                                           "exit 3'", json_output=True, check=False).stdout)
     assert [(r["agent"], r["status"], r["exit_code"]) for r in document["exec"]] == \
         [("n1", "exited", 3), ("n2", "exited", 3)]

@@ -9,6 +9,7 @@ it cannot apply is reported to the operator, not dropped in silence.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -104,3 +105,40 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_a_new_agent_and_a_server_of_the_previous_release(cluster: Cluster, old_tree: Path) -> None:
+    """Without --label a new agent works with the old server; with one, it is told plainly."""
+    env = _old_python(old_tree)
+    old = [sys.executable, "-m", "lotc.cli"]
+    cluster_env: dict[str, str] = {}  # the admin token, once made
+
+    def old_lotc(*args: str) -> str:
+        return subprocess.run([*old, *args], cwd=old_tree, env={**env, **cluster_env}, text=True,
+                              capture_output=True, check=True, timeout=60).stdout
+
+    token = old_lotc("token", "create", "--agent", "n1", "--db", str(cluster.db)).strip()
+    cluster_env["LOTC_TOKEN"] = old_lotc("token", "create", "--admin", "adm", "--db",
+                                         str(cluster.db)).strip()
+    log = (cluster.root / "old-server.log").open("ab")
+    cluster.server = subprocess.Popen(  # the fixture kills it, even on failure
+        [*old, "server", "--db", str(cluster.db), "--listen", f"127.0.0.1:{cluster.agent_port}",
+         "--admin-listen", f"127.0.0.1:{cluster.admin_port}"],
+        cwd=old_tree, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+    def online() -> bool:
+        try:
+            out = old_lotc("console", "--server", f"127.0.0.1:{cluster.admin_port}", "--name",
+                           "adm", "-c", "agents", "--json")
+        except subprocess.CalledProcessError:
+            return False  # not listening yet
+        return any(a["name"] == "n1" and a["online"] for a in json.loads(out)["agents"])
+
+    cluster.start_agent("n1", token=token)
+    wait_until(online, timeout=30, what="a new agent without labels online on the old server")
+    cluster.kill_agent("n1")
+
+    cluster.start_agent("n1", token=token, extra=("--label", "role=web"))
+    wait_until(lambda: "the server is older than this agent" in cluster.agent_log("n1"),
+               timeout=30, what="the agent says why the old server cut it off")
+    assert "run this agent without --label" in cluster.agent_log("n1")

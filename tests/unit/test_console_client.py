@@ -59,8 +59,12 @@ from protocol.messages import (
     Event,
     EventAck,
     Heartbeat,
+    Label,
+    LabelList,
+    LabelsEntry,
     ListAgents,
     ListBundles,
+    ListLabels,
     ListProcesses,
     LogLines,
     Message,
@@ -142,6 +146,9 @@ class FakeServer:
             return [(Heartbeat(seq=1), False),  # unsolicited id 0 in between: ignored
                     (AgentList(agents=(AgentEntry(name="node-1", online=True),)), True),
                     (AgentList(agents=(AgentEntry(name="node-2"),)), False)]
+        if isinstance(body, ListLabels):  # `agents` asks for the labels after the agents
+            return [(LabelList(agents=(LabelsEntry(agent="node-1", announced=(
+                Label(key="role", value="web"),)),)), False)]
         if isinstance(body, ListProcesses):
             return [(Error(code=ErrorCode.UNKNOWN_AGENT, message="no agent matches 'x'"), False)]
         if isinstance(body, ProcStart):

@@ -14,6 +14,7 @@ from admin_console.completion import ConsoleCompleter, suggest, tab_key_bindings
 from admin_console.live_state import (
     AgentInfo,
     BundleInfo,
+    LabelsInfo,
     ProcessInfo,
     ScheduleInfo,
     ServerState,
@@ -158,3 +159,26 @@ def test_completer_through_a_prompt() -> None:
 def test_the_real_schedule_command_completes_cron_or_at() -> None:
     assert texts("schedule db postgres stop ") == ["cron", "at"]
     assert texts("schedule db postgres stop c") == ["cron"]
+
+
+LABELLED = ServerState(
+    agents=STATE.agents, processes=STATE.processes, bundles=STATE.bundles,
+    labels=(LabelsInfo("web-1", (("role", "web"), ("zone", "a")), ("zone",)),
+            LabelsInfo("web-2", (("role", "web"),), ()),
+            LabelsInfo("db", (("role", "db"),), ())),
+)
+
+
+def test_label_selectors_complete_and_select_like_the_server() -> None:
+    assert texts("ps ro", LABELLED) == ["role=db", "role=web"]  # known label terms
+    assert texts("stop role=web ", LABELLED) == ["api", "worker"]  # on the agents it matches
+    assert texts("stop role=web,zone!=a ", LABELLED) == ["worker"]
+    assert texts("stop web-1,db ", LABELLED) == ["api", "postgres"]  # a comma list
+    assert texts("stop web-1,role=web ", LABELLED) == []  # not a selector: nothing
+
+
+def test_label_and_unlabel_offer_keys() -> None:
+    assert texts("label web-1 ", LABELLED) == ["role=", "zone="]
+    assert texts("label web-1 role=x ", LABELLED) == ["role=", "zone="]  # KEY=VALUE repeats
+    assert texts("unlabel web-1 ", LABELLED) == ["zone"]  # only what the console set
+    assert texts("unlabel db ", LABELLED) == []

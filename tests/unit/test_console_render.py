@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from admin_console.commands import build_registry
-from admin_console.commands.listing import Listing, PsListing
+from admin_console.commands.listing import AgentsListing, Listing, PsListing
 from admin_console.commands.meta import HelpPage
 from admin_console.commands.results import render_results, results_ok
 from admin_console.commands.stats import StatsResult
@@ -19,6 +19,8 @@ from protocol.messages import (
     AgentResult,
     BundleEntry,
     Event,
+    Label,
+    LabelsEntry,
     LogLines,
     NodeStats,
     Ok,
@@ -104,27 +106,36 @@ def test_results_json() -> None:
 # ---------------------------------------------------------------- lists
 
 
-AGENTS = Listing((
+AGENTS = AgentsListing((
     AgentEntry(name="node-1", online=True, hostname="h1", address="127.0.0.1:50000",
                version="lotc 0.1.0", last_seen_us=NOW - 2 * SECOND, clock_offset_us=1200,
                clock_source="pool.ntp.org", clock_measured_us=NOW - 300 * SECOND, processes=3),
     AgentEntry(name="node-2", online=False, address="[::1]:50001", last_seen_us=NOW - 3600 * SECOND),
-), NOW)
+), NOW, {"node-1": LabelsEntry(
+    agent="node-1", announced=(Label(key="role", value="web"), Label(key="zone", value="a")),
+    console=(Label(key="zone", value="b"),))})
 
 
 def test_agents_table() -> None:
     lines = render("agents", AGENTS).splitlines()
     assert lines[0].split() == ["AGENT", "STATE", "ADDRESS", "HOSTNAME", "VERSION", "LAST",
-                                "SEEN", "CLOCK", "PROCS"]
+                                "SEEN", "CLOCK", "PROCS", "LABELS"]
     assert "online" in lines[1] and "2s ago" in lines[1]
-    assert "+1.2ms pool.ntp.org 5m ago" in lines[1] and lines[1].endswith("3")
+    assert "+1.2ms pool.ntp.org 5m ago" in lines[1]
+    # in effect, the console's zone=b (marked *) over the agent's own zone=a
+    assert lines[1].split()[-3:] == ["3", "role=web", "zone=b*"]
     assert "offline" in lines[2] and "1h ago" in lines[2] and "unsynced" in lines[2]
+    assert lines[2].endswith("-")  # no labels
 
 
 def test_agents_json_and_empty() -> None:
     document = json.loads(render("agents", AGENTS, True))
     assert [a["name"] for a in document["agents"]] == ["node-1", "node-2"]
     assert document["agents"][0]["online"] is True
+    assert document["agents"][0]["labels"] == {"role": "web", "zone": "b"}
+    assert document["agents"][0]["labels_announced"] == {"role": "web", "zone": "a"}
+    assert document["agents"][0]["labels_console"] == {"zone": "b"}
+    assert document["agents"][1]["labels"] == {}
     assert render("agents", Listing((), NOW)) == "no agents"
 
 

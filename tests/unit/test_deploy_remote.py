@@ -34,9 +34,10 @@ def test_configure_script_writes_files_with_modes(tmp_path: Path) -> None:
 
 def test_run_script_quotes_its_arguments(tmp_path: Path) -> None:
     settings = AgentSettings("node-1", "host with space:7370", "/usr/bin/python3",
-                             ntp=("pool.ntp.org",))
+                             ntp=("pool.ntp.org",), labels=("role=web", "zone=a"))
     text = run_script(settings)
     assert "'host with space:7370'" in text and "--ntp pool.ntp.org" in text
+    assert "--label role=web --label zone=a" in text
     assert '--token-file "$PWD/token"' in text
 
 

@@ -46,7 +46,9 @@ def _sha(data: bytes) -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> BundleStore:
-    return BundleStore(tmp_path / "state", max_bundle_bytes=1024 * 1024)
+    # keep_versions=0: these tests are about what a run holds; versions kept for
+    # rollback are tested apart (test_bundle_versions.py)
+    return BundleStore(tmp_path / "state", max_bundle_bytes=1024 * 1024, keep_versions=0)
 
 
 def test_directory_bundle_round_trip(store: BundleStore, tmp_path: Path) -> None:
@@ -128,11 +130,11 @@ def test_a_held_version_outlives_its_replacement(store: BundleStore, tmp_path: P
 
 def test_held_versions_survive_a_reopen_until_pruned(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    first = BundleStore(root)
+    first = BundleStore(root, keep_versions=0)
     first.put_path("web", _tree(tmp_path / "v1", "v1"))
     held = first.acquire("web")
     first.put_path("web", _tree(tmp_path / "v2", "v2"))
-    reopened = BundleStore(root, prune_on_open=False)  # an agent restart
+    reopened = BundleStore(root, prune_on_open=False, keep_versions=0)  # an agent restart
     assert reopened.hold(held), "a re-adopted process holds its version again"
     reopened.prune()
     assert (held / "VERSION").read_text() == "v1"
@@ -315,7 +317,7 @@ root, phase, src = sys.argv[1:4]
 def crash(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-store = store_mod.BundleStore(Path(root))
+store = store_mod.BundleStore(Path(root), keep_versions=0)
 if phase == "mid-write":
     with pack(src) as packed:
         up = store.begin("web", packed.kind, packed.size, packed.sha256)
@@ -331,13 +333,13 @@ store.put_path("web", src)
 @pytest.mark.parametrize("phase", ["mid-write", "staged", "published", "swapped"])
 def test_crash_leaves_old_or_new_never_partial(tmp_path: Path, phase: str) -> None:
     root = tmp_path / "state"
-    old = BundleStore(root).put_path("web", _tree(tmp_path / "v1", "v1"))
+    old = BundleStore(root, keep_versions=0).put_path("web", _tree(tmp_path / "v1", "v1"))
     new_src = _tree(tmp_path / "v2", "v2", extra_bytes=100_000)
     child = subprocess.run([sys.executable, "-c", _CRASH_CHILD, str(root), phase, str(new_src)],
                            check=False, cwd=REPO, capture_output=True, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
 
-    store = BundleStore(root)
+    store = BundleStore(root, keep_versions=0)
     current = store.get("web")
     expected = "v2" if phase == "swapped" else "v1"
     assert (current.path / "VERSION").read_text() == expected
