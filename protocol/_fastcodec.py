@@ -36,6 +36,9 @@ from protocol.messages import (
     BundleList,
     BundleReady,
     BundleRemove,
+    BundleSwitch,
+    BundleVersion,
+    BundleVersions,
     Cancel,
     Challenge,
     DiskEntry,
@@ -56,6 +59,7 @@ from protocol.messages import (
     LabelUnset,
     ListAgents,
     ListBundles,
+    ListBundleVersions,
     ListLabels,
     ListProcesses,
     ListProcessFacts,
@@ -86,6 +90,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    Rollback,
     RollingRestart,
     RunVersion,
     RunVersions,
@@ -188,9 +193,11 @@ _S54 = Struct('>qffffQQQQQQQQQI')
 _S55 = Struct('>QQQQQQH')
 _S56 = Struct('>?')
 _S57 = Struct('>HI')
-_S58 = Struct('>IHH')
-_S59 = Struct('>IH')
-_S60 = Struct('>hBQI')
+_S58 = Struct('>32sBQq?')
+_S59 = Struct('>32sBQqB')
+_S60 = Struct('>IHH')
+_S61 = Struct('>IH')
+_S62 = Struct('>hBQI')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -417,6 +424,23 @@ def _make_ProcessFactsEntry(agent, process, facts) -> ProcessFactsEntry:
     obj.process = process
     obj.facts = facts
     obj.__class__ = ProcessFactsEntry
+    return obj
+
+
+class _W_BundleVersion:
+    __slots__ = BundleVersion.__slots__
+
+
+def _make_BundleVersion(agent, name, sha256, kind, size, stored_us, current) -> BundleVersion:
+    obj = _W_BundleVersion()
+    obj.agent = agent
+    obj.name = name
+    obj.sha256 = sha256
+    obj.kind = kind
+    obj.size = size
+    obj.stored_us = stored_us
+    obj.current = current
+    obj.__class__ = BundleVersion
     return obj
 
 
@@ -675,6 +699,22 @@ class _W_ProcessFacts(Message):
 
 class _W_RollingRestart(Message):
     __slots__ = RollingRestart.__slots__
+
+
+class _W_ListBundleVersions(Message):
+    __slots__ = ListBundleVersions.__slots__
+
+
+class _W_BundleVersions(Message):
+    __slots__ = BundleVersions.__slots__
+
+
+class _W_Rollback(Message):
+    __slots__ = Rollback.__slots__
+
+
+class _W_BundleSwitch(Message):
+    __slots__ = BundleSwitch.__slots__
 
 
 class _W_ExecRun(Message):
@@ -5133,6 +5173,286 @@ def _frame_RollingRestart(b: bytes, p: int, size: int, frames: list[Frame], max_
     return e
 
 
+def _enc_ListBundleVersions(m: ListBundleVersions, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    blen = len(target_1) + len(name_2) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 116, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
+
+
+def _dec_ListBundleVersions(b: bytes, p: int, n: int) -> ListBundleVersions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    listbundleversions_7 = _W_ListBundleVersions()
+    listbundleversions_7.target = target_2
+    listbundleversions_7.name = name_5
+    listbundleversions_7.__class__ = ListBundleVersions
+    if p != n: raise _trailing(n - p)
+    return listbundleversions_7
+
+
+def _frame_ListBundleVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540174 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    listbundleversions_7 = _W_ListBundleVersions()
+    listbundleversions_7.target = target_2
+    listbundleversions_7.name = name_5
+    listbundleversions_7.__class__ = ListBundleVersions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listbundleversions_7, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_BundleVersions(m: BundleVersions, rid: int, flags: int) -> bytes:
+    versions_1 = m.versions
+    parts: list[bytes] = []
+    ap = parts.append
+    for x_2 in versions_1:
+        agent_3 = x_2.agent.encode()
+        ap(_S1.pack(len(agent_3)))
+        ap(agent_3)
+        name_4 = x_2.name.encode()
+        ap(_S1.pack(len(name_4)))
+        ap(name_4)
+        ap(_S58.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us, x_2.current))
+    body = b"".join(parts)
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 117, flags, rid, blen, len(versions_1)), body))
+
+
+def _dec_BundleVersions(b: bytes, p: int, n: int) -> BundleVersions:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    count_1, = _S28.unpack_from(b, p)
+    p += 4
+    if count_1 * 54 > n - p: raise _short(count_1 * 54, n - p)
+    versions_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        if end_5 > n: raise _short(len_3, n - p)
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        if end_8 > n: raise _short(len_6, n - p)
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, kind_10, size_11, stored_us_12, current_13, = _S59.unpack_from(b, p)
+        p += 50
+        bundleversion_14 = _W_BundleVersion()
+        bundleversion_14.agent = agent_4
+        bundleversion_14.name = name_7
+        bundleversion_14.sha256 = sha256_9
+        bundleversion_14.kind = _D_BundleKind[kind_10]
+        bundleversion_14.size = size_11
+        bundleversion_14.stored_us = stored_us_12
+        bundleversion_14.current = _BOOL[current_13]
+        bundleversion_14.__class__ = BundleVersion
+        versions_2.append(bundleversion_14)
+    bundleversions_15 = _W_BundleVersions()
+    bundleversions_15.versions = tuple(versions_2)
+    bundleversions_15.__class__ = BundleVersions
+    if p != n: raise _trailing(n - p)
+    return bundleversions_15
+
+
+def _frame_BundleVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540175 or e > size or length > max_body: return -1
+    if count_1 * 54 > e - p: return -1
+    versions_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, kind_10, size_11, stored_us_12, current_13, = _S59.unpack_from(b, p)
+        p += 50
+        bundleversion_14 = _W_BundleVersion()
+        bundleversion_14.agent = agent_4
+        bundleversion_14.name = name_7
+        bundleversion_14.sha256 = sha256_9
+        bundleversion_14.kind = _D_BundleKind[kind_10]
+        bundleversion_14.size = size_11
+        bundleversion_14.stored_us = stored_us_12
+        bundleversion_14.current = _BOOL[current_13]
+        bundleversion_14.__class__ = BundleVersion
+        versions_2.append(bundleversion_14)
+    bundleversions_15 = _W_BundleVersions()
+    bundleversions_15.versions = tuple(versions_2)
+    bundleversions_15.__class__ = BundleVersions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundleversions_15, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_Rollback(m: Rollback, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    sha256_3 = m.sha256.encode()
+    blen = len(target_1) + len(name_2) + len(sha256_3) + 12
+    return b"".join((_S11.pack(_MAGIC, 1, 118, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(sha256_3)), sha256_3, _S57.pack(m.max_unavailable, m.healthy_deadline_ms)))
+
+
+def _dec_Rollback(b: bytes, p: int, n: int) -> Rollback:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    if end_9 > n: raise _short(len_7, n - p)
+    sha256_8 = b[p:end_9].decode()
+    p = end_9
+    max_unavailable_10, healthy_deadline_ms_11, = _S57.unpack_from(b, p)
+    p += 6
+    rollback_12 = _W_Rollback()
+    rollback_12.target = target_2
+    rollback_12.name = name_5
+    rollback_12.sha256 = sha256_8
+    rollback_12.max_unavailable = max_unavailable_10
+    rollback_12.healthy_deadline_ms = healthy_deadline_ms_11
+    rollback_12.__class__ = Rollback
+    if p != n: raise _trailing(n - p)
+    return rollback_12
+
+
+def _frame_Rollback(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540176 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    sha256_8 = b[p:end_9].decode()
+    p = end_9
+    max_unavailable_10, healthy_deadline_ms_11, = _S57.unpack_from(b, p)
+    p += 6
+    rollback_12 = _W_Rollback()
+    rollback_12.target = target_2
+    rollback_12.name = name_5
+    rollback_12.sha256 = sha256_8
+    rollback_12.max_unavailable = max_unavailable_10
+    rollback_12.healthy_deadline_ms = healthy_deadline_ms_11
+    rollback_12.__class__ = Rollback
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (rollback_12, rid, flags & 1 != 0)))
+    return e
+
+
+def _enc_BundleSwitch(m: BundleSwitch, rid: int, flags: int) -> bytes:
+    name_1 = m.name.encode()
+    sha256_2 = m.sha256.encode()
+    blen = len(name_1) + len(sha256_2) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 119, flags, rid, blen, len(name_1)), name_1, _S1.pack(len(sha256_2)), sha256_2))
+
+
+def _dec_BundleSwitch(b: bytes, p: int, n: int) -> BundleSwitch:
+    b = b[p:n]  # private copy of the body: struct cannot read past it
+    n = len(b)
+    p = 0
+    len_1, = _S1.unpack_from(b, p)
+    p += 2
+    end_3 = p + len_1
+    if end_3 > n: raise _short(len_1, n - p)
+    name_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    if end_6 > n: raise _short(len_4, n - p)
+    sha256_5 = b[p:end_6].decode()
+    p = end_6
+    bundleswitch_7 = _W_BundleSwitch()
+    bundleswitch_7.name = name_2
+    bundleswitch_7.sha256 = sha256_5
+    bundleswitch_7.__class__ = BundleSwitch
+    if p != n: raise _trailing(n - p)
+    return bundleswitch_7
+
+
+def _frame_BundleSwitch(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540177 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    name_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    sha256_5 = b[p:end_6].decode()
+    p = end_6
+    bundleswitch_7 = _W_BundleSwitch()
+    bundleswitch_7.name = name_2
+    bundleswitch_7.sha256 = sha256_5
+    bundleswitch_7.__class__ = BundleSwitch
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundleswitch_7, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     argv_2 = m.argv
@@ -5143,7 +5463,7 @@ def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
         ap(_S28.pack(len(argv_4)))
         ap(argv_4)
     user_5 = m.user.encode()
-    ap(_S58.pack(m.timeout_ms, m.parallel, len(user_5)))
+    ap(_S60.pack(m.timeout_ms, m.parallel, len(user_5)))
     ap(user_5)
     body = b"".join(parts)
     blen = len(target_1) + len(body) + 4
@@ -5172,7 +5492,7 @@ def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
         argv_7 = b[p:end_8].decode()
         p = end_8
         argv_5.append(argv_7)
-    timeout_ms_9, parallel_10, len_11, = _S58.unpack_from(b, p)
+    timeout_ms_9, parallel_10, len_11, = _S60.unpack_from(b, p)
     p += 8
     end_13 = p + len_11
     if end_13 > n: raise _short(len_11, n - p)
@@ -5209,7 +5529,7 @@ def _frame_ExecRun(b: bytes, p: int, size: int, frames: list[Frame], max_body: i
         argv_7 = b[p:end_8].decode()
         p = end_8
         argv_5.append(argv_7)
-    timeout_ms_9, parallel_10, len_11, = _S58.unpack_from(b, p)
+    timeout_ms_9, parallel_10, len_11, = _S60.unpack_from(b, p)
     p += 8
     end_13 = p + len_11
     user_12 = b[p:end_13].decode()
@@ -5235,7 +5555,7 @@ def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
         ap(_S28.pack(len(argv_3)))
         ap(argv_3)
     user_4 = m.user.encode()
-    ap(_S59.pack(m.timeout_ms, len(user_4)))
+    ap(_S61.pack(m.timeout_ms, len(user_4)))
     ap(user_4)
     ap(_S28.pack(m.max_output))
     body = b"".join(parts)
@@ -5259,7 +5579,7 @@ def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
         argv_4 = b[p:end_5].decode()
         p = end_5
         argv_2.append(argv_4)
-    timeout_ms_6, len_7, = _S59.unpack_from(b, p)
+    timeout_ms_6, len_7, = _S61.unpack_from(b, p)
     p += 6
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
@@ -5292,7 +5612,7 @@ def _frame_ExecCommand(b: bytes, p: int, size: int, frames: list[Frame], max_bod
         argv_4 = b[p:end_5].decode()
         p = end_5
         argv_2.append(argv_4)
-    timeout_ms_6, len_7, = _S59.unpack_from(b, p)
+    timeout_ms_6, len_7, = _S61.unpack_from(b, p)
     p += 6
     end_9 = p + len_7
     user_8 = b[p:end_9].decode()
@@ -5317,7 +5637,7 @@ def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
     stderr_4 = m.stderr
     message_5 = m.message.encode()
     blen = len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5) + 26
-    return b"".join((_S11.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S60.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S28.pack(len(stderr_4)), stderr_4, _S51.pack(m.truncated, len(message_5)), message_5))
+    return b"".join((_S11.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S62.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S28.pack(len(stderr_4)), stderr_4, _S51.pack(m.truncated, len(message_5)), message_5))
 
 
 def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
@@ -5336,7 +5656,7 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
     if end_6 > n: raise _short(len_4, n - p)
     status_5 = b[p:end_6].decode()
     p = end_6
-    exit_code_7, signal_8, duration_us_9, len_10, = _S60.unpack_from(b, p)
+    exit_code_7, signal_8, duration_us_9, len_10, = _S62.unpack_from(b, p)
     p += 15
     end_12 = p + len_10
     if end_12 > n: raise _short(len_10, n - p)
@@ -5383,7 +5703,7 @@ def _frame_ExecResult(b: bytes, p: int, size: int, frames: list[Frame], max_body
     end_6 = p + len_4
     status_5 = b[p:end_6].decode()
     p = end_6
-    exit_code_7, signal_8, duration_us_9, len_10, = _S60.unpack_from(b, p)
+    exit_code_7, signal_8, duration_us_9, len_10, = _S62.unpack_from(b, p)
     p += 15
     end_12 = p + len_10
     stdout_11 = b[p:end_12]
@@ -5933,6 +6253,10 @@ ENCODERS = {
     ListProcessFacts: _enc_ListProcessFacts,
     ProcessFacts: _enc_ProcessFacts,
     RollingRestart: _enc_RollingRestart,
+    ListBundleVersions: _enc_ListBundleVersions,
+    BundleVersions: _enc_BundleVersions,
+    Rollback: _enc_Rollback,
+    BundleSwitch: _enc_BundleSwitch,
     ExecRun: _enc_ExecRun,
     ExecCommand: _enc_ExecCommand,
     ExecResult: _enc_ExecResult,
@@ -6001,6 +6325,10 @@ DECODERS = {
     103: _dec_ListProcessFacts,
     104: _dec_ProcessFacts,
     115: _dec_RollingRestart,
+    116: _dec_ListBundleVersions,
+    117: _dec_BundleVersions,
+    118: _dec_Rollback,
+    119: _dec_BundleSwitch,
     120: _dec_ExecRun,
     121: _dec_ExecCommand,
     122: _dec_ExecResult,
@@ -6071,6 +6399,10 @@ FRAMERS = {
     103: (_frame_ListProcessFacts, None),
     104: (_frame_ProcessFacts, None),
     115: (_frame_RollingRestart, None),
+    116: (_frame_ListBundleVersions, None),
+    117: (_frame_BundleVersions, None),
+    118: (_frame_Rollback, None),
+    119: (_frame_BundleSwitch, None),
     120: (_frame_ExecRun, None),
     121: (_frame_ExecCommand, None),
     122: (_frame_ExecResult, None),
@@ -6141,6 +6473,10 @@ LARGEST = {
     103: {'pattern': 65535},
     104: {'processes': 4294967295},
     115: {'target': 65535, 'name': 65535, 'max_unavailable': 65535, 'healthy_deadline_ms': 4294967295},
+    116: {'target': 65535, 'name': 65535},
+    117: {'versions': 4294967295},
+    118: {'target': 65535, 'name': 65535, 'sha256': 65535, 'max_unavailable': 65535, 'healthy_deadline_ms': 4294967295},
+    119: {'name': 65535, 'sha256': 65535},
     120: {'target': 65535, 'argv': 65535, 'timeout_ms': 4294967295, 'parallel': 65535, 'user': 65535},
     121: {'argv': 65535, 'timeout_ms': 4294967295, 'user': 65535, 'max_output': 4294967295},
     122: {'agent': 65535, 'status': 65535, 'exit_code': 32767, 'signal': 255, 'duration_us': 18446744073709551615, 'stdout': 4294967295, 'stderr': 4294967295, 'message': 65535},

@@ -91,6 +91,10 @@ class MessageType(IntEnum):
     PROCESS_FACTS = 104
     # a restart that rolls through the agents in batches (issue 17: 115-119)
     ROLLING_RESTART = 115
+    LIST_BUNDLE_VERSIONS = 116  # the versions an agent keeps (protocol/spec_fleet.py)
+    BUNDLE_VERSIONS = 117
+    ROLLBACK = 118
+    BUNDLE_SWITCH = 119
     # a command run once on many agents (issue 20: 120-129)
     EXEC_RUN = 120
     EXEC_COMMAND = 121
@@ -222,6 +226,10 @@ CONTRACT: dict[MessageType, Rule] = {
     MessageType.LIST_PROCESS_FACTS: _COMMAND,
     MessageType.PROCESS_FACTS: _RELAYED,
     MessageType.ROLLING_RESTART: _QUERY,  # the server restarts batch after batch
+    MessageType.LIST_BUNDLE_VERSIONS: _COMMAND,
+    MessageType.BUNDLE_VERSIONS: _RELAYED,
+    MessageType.ROLLBACK: _QUERY,  # the server switches and restarts, rolling
+    MessageType.BUNDLE_SWITCH: _session(_TA),
     MessageType.EXEC_RUN: _QUERY,  # the server fans it out as EXEC_COMMAND
     MessageType.EXEC_COMMAND: _session(_TA),
     MessageType.EXEC_RESULT: _RELAYED,

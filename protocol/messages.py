@@ -229,6 +229,21 @@ class ProcessFactsEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleVersion:
+    """Shared struct BundleVersion (no message type of its own)."""
+
+    #: agent holding it (empty in an agent's own answer)
+    agent: str = ""
+    name: str = ""
+    sha256: bytes = b""
+    kind: BundleKind = BundleKind.FILE
+    size: int = 0
+    stored_us: int = 0
+    #: the version new runs use
+    current: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Label:
     """Shared struct Label (no message type of its own)."""
 
@@ -921,6 +936,53 @@ class RollingRestart(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ListBundleVersions(Message):
+    """LIST_BUNDLE_VERSIONS = 116; sent on: console → server, server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LIST_BUNDLE_VERSIONS
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: bundle; empty for every bundle
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleVersions(Message):
+    """BUNDLE_VERSIONS = 117; sent on: agent → server, server → console (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.BUNDLE_VERSIONS
+    versions: tuple[BundleVersion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback(Message):
+    """ROLLBACK = 118; sent on: console → server (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ROLLBACK
+    #: a selector: name, glob, 'all', comma list or label terms
+    target: str = ""
+    #: bundle
+    name: str = ""
+    #: hex prefix of the version; empty for the one before the current
+    sha256: str = ""
+    #: agents rolled back at once; 0 means 1
+    max_unavailable: int = 0
+    #: each batch must be ready within this
+    healthy_deadline_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSwitch(Message):
+    """BUNDLE_SWITCH = 119; sent on: server → agent (after WELCOME)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.BUNDLE_SWITCH
+    #: bundle
+    name: str = ""
+    #: hex prefix; empty: the one before
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ExecRun(Message):
     """EXEC_RUN = 120; sent on: console → server (after WELCOME)."""
 
@@ -1073,6 +1135,10 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     MessageType.LIST_PROCESS_FACTS: ListProcessFacts,
     MessageType.PROCESS_FACTS: ProcessFacts,
     MessageType.ROLLING_RESTART: RollingRestart,
+    MessageType.LIST_BUNDLE_VERSIONS: ListBundleVersions,
+    MessageType.BUNDLE_VERSIONS: BundleVersions,
+    MessageType.ROLLBACK: Rollback,
+    MessageType.BUNDLE_SWITCH: BundleSwitch,
     MessageType.EXEC_RUN: ExecRun,
     MessageType.EXEC_COMMAND: ExecCommand,
     MessageType.EXEC_RESULT: ExecResult,
@@ -1099,6 +1165,9 @@ __all__ = [
     "BundleList",
     "BundleReady",
     "BundleRemove",
+    "BundleSwitch",
+    "BundleVersion",
+    "BundleVersions",
     "Cancel",
     "Challenge",
     "DiskEntry",
@@ -1118,6 +1187,7 @@ __all__ = [
     "LabelUnset",
     "LabelsEntry",
     "ListAgents",
+    "ListBundleVersions",
     "ListBundles",
     "ListLabels",
     "ListProcessFacts",
@@ -1149,6 +1219,7 @@ __all__ = [
     "QueryProcess",
     "QueryStats",
     "Results",
+    "Rollback",
     "RollingRestart",
     "RunVersion",
     "RunVersions",

@@ -38,7 +38,8 @@ Conventions
   server answers DISK_USAGE itself, figures unknown: "agent too old"), and TIMING
   right after WELCOME to clients with "timing" (its numbers give the client's
   silence limit for the server: lotc/timing.py).
-- Labels (110-114): protocol/spec_labels.py, merged below.
+- Labels (110-114): protocol/spec_labels.py; bundle versions and rollback (116-119):
+  protocol/spec_fleet.py; both merged below.
 
 Wire values of message types and enums are fixed once released: only add.
 """
@@ -85,6 +86,7 @@ from protocol.message_types import (  # noqa: F401  (re-exported: the spec names
     FrameFlag,
     MessageType,
 )
+from protocol.spec_fleet import FLEET_BODIES, FLEET_STRUCTS
 from protocol.spec_labels import LABEL_BODIES, LABEL_STRUCTS
 from protocol.vocabulary import (
     Blob,
@@ -466,6 +468,7 @@ BODIES: dict[MessageType, Struct] = {
         "instances" / Int16ub * "how many instances the set must have (highest go first)",
     ),
     **LABEL_BODIES,
+    **FLEET_BODIES,
 }
 
 # Named shared structs, for generated documentation and dissector subtrees.
@@ -482,6 +485,7 @@ SHARED_STRUCTS: dict[str, Struct] = {
     "ProcessFactsEntry": ProcessFactsEntry,
     "AgentResult": AgentResult,
     **LABEL_STRUCTS,
+    **FLEET_STRUCTS,
 }
 
 # Who may send each message, and when: CONTRACT, beside MessageType (no construct needed).

@@ -17,7 +17,7 @@ local DATA_FIELD = "lotc.data"
 local TRAILING_FIELD = "lotc.trailing"
 
 local VS = {}
-VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
+VS.MessageType = {[1] = "HELLO", [2] = "CHALLENGE", [3] = "AUTH", [4] = "WELCOME", [5] = "TIMING", [10] = "HEARTBEAT", [11] = "TIME_INFO", [20] = "OK", [21] = "ERROR", [22] = "RESULTS", [23] = "BUNDLE_READY", [24] = "TOKEN", [25] = "CANCEL", [30] = "BUNDLE_BEGIN", [31] = "BUNDLE_CHUNK", [32] = "BUNDLE_END", [33] = "BUNDLE_REMOVE", [40] = "PROC_START", [41] = "PROC_STOP", [42] = "PROC_RESUME", [43] = "PROC_TERMINATE", [44] = "PROC_KILL", [45] = "PROC_RESTART", [46] = "PROC_REMOVE", [47] = "PROC_START_OPTIONS", [50] = "SCHEDULE_SET", [51] = "SCHEDULE_CLEAR", [60] = "AGENT_STATE", [61] = "STATS_REPORT", [62] = "EVENT", [63] = "EVENT_ACK", [64] = "LOG_LINES", [70] = "LIST_AGENTS", [71] = "LIST_PROCESSES", [72] = "LIST_BUNDLES", [73] = "LIST_SCHEDULES", [74] = "QUERY_STATS", [75] = "QUERY_EVENTS", [76] = "QUERY_LOGS", [77] = "LIST_RUN_VERSIONS", [78] = "QUERY_DISK", [79] = "QUERY_AGENT", [80] = "AGENT_LIST", [81] = "PROCESS_LIST", [82] = "BUNDLE_LIST", [83] = "SCHEDULE_LIST", [84] = "STATS_HISTORY", [85] = "RUN_VERSIONS", [86] = "DISK_USAGE", [87] = "AGENT_DETAIL", [90] = "TOKEN_CREATE", [91] = "TOKEN_REVOKE", [100] = "QUERY_PROCESS", [101] = "PROCESS_DETAIL", [102] = "SCALE_PROCESS", [103] = "LIST_PROCESS_FACTS", [104] = "PROCESS_FACTS", [115] = "ROLLING_RESTART", [116] = "LIST_BUNDLE_VERSIONS", [117] = "BUNDLE_VERSIONS", [118] = "ROLLBACK", [119] = "BUNDLE_SWITCH", [120] = "EXEC_RUN", [121] = "EXEC_COMMAND", [122] = "EXEC_RESULT", [110] = "AGENT_LABELS", [111] = "LABEL_SET", [112] = "LABEL_UNSET", [113] = "LIST_LABELS", [114] = "LABEL_LIST"}
 VS.FrameFlag = {[1] = "MORE"}
 VS.Role = {[1] = "AGENT", [2] = "ADMIN"}
 VS.ErrorCode = {[0] = "OK", [100] = "BAD_MAGIC", [101] = "UNSUPPORTED_VERSION", [102] = "UNKNOWN_MESSAGE_TYPE", [103] = "OVERSIZE_FRAME", [104] = "MALFORMED_BODY", [105] = "TRAILING_BYTES", [106] = "UNEXPECTED_MESSAGE", [200] = "AUTH_FAILED", [201] = "TOKEN_REVOKED", [202] = "NOT_ALLOWED", [300] = "UNKNOWN_AGENT", [301] = "AGENT_OFFLINE", [302] = "UNKNOWN_BUNDLE", [303] = "UNKNOWN_PROCESS", [304] = "CONFLICT", [305] = "INVALID_REQUEST", [306] = "BUNDLE_IN_USE", [307] = "BAD_BUNDLE", [308] = "CHECKSUM_MISMATCH", [309] = "TOO_LARGE", [310] = "INVALID_STATE", [311] = "SPAWN_FAILED", [312] = "UNKNOWN_SCHEDULE", [313] = "TIMEOUT", [314] = "STORAGE_FULL", [500] = "INTERNAL"}
@@ -453,6 +453,28 @@ F["lotc.rolling_restart.target"] = ProtoField.string("lotc.rolling_restart.targe
 F["lotc.rolling_restart.name"] = ProtoField.string("lotc.rolling_restart.name", "name", base.UNICODE, "process name")
 F["lotc.rolling_restart.max_unavailable"] = ProtoField.uint16("lotc.rolling_restart.max_unavailable", "max_unavailable", base.DEC, nil, nil, "agents restarted at once (a batch); 0 means 1")
 F["lotc.rolling_restart.healthy_deadline_ms"] = ProtoField.uint32("lotc.rolling_restart.healthy_deadline_ms", "healthy_deadline_ms", base.DEC, nil, nil, "a batch must be ready within this")
+F["lotc.list_bundle_versions"] = ProtoField.none("lotc.list_bundle_versions", "LIST_BUNDLE_VERSIONS", "")
+F["lotc.list_bundle_versions.target"] = ProtoField.string("lotc.list_bundle_versions.target", "target", base.UNICODE, "a selector: name, glob, 'all', comma list or label terms")
+F["lotc.list_bundle_versions.name"] = ProtoField.string("lotc.list_bundle_versions.name", "name", base.UNICODE, "bundle; empty for every bundle")
+F["lotc.bundle_versions"] = ProtoField.none("lotc.bundle_versions", "BUNDLE_VERSIONS", "")
+F["lotc.bundle_versions.versions"] = ProtoField.uint32("lotc.bundle_versions.versions", "versions", base.DEC, nil, nil, "")
+F["lotc.bundle_versions.versions.version"] = ProtoField.none("lotc.bundle_versions.versions.version", "version", "")
+F["lotc.bundle_versions.versions.version.agent"] = ProtoField.string("lotc.bundle_versions.versions.version.agent", "agent", base.UNICODE, "agent holding it (empty in an agent's own answer)")
+F["lotc.bundle_versions.versions.version.name"] = ProtoField.string("lotc.bundle_versions.versions.version.name", "name", base.UNICODE, "")
+F["lotc.bundle_versions.versions.version.sha256"] = ProtoField.bytes("lotc.bundle_versions.versions.version.sha256", "sha256", base.NONE, "")
+F["lotc.bundle_versions.versions.version.kind"] = ProtoField.uint8("lotc.bundle_versions.versions.version.kind", "kind", base.DEC, VS.BundleKind, nil, "")
+F["lotc.bundle_versions.versions.version.size"] = ProtoField.uint64("lotc.bundle_versions.versions.version.size", "size", base.DEC, nil, nil, "")
+F["lotc.bundle_versions.versions.version.stored_us"] = ProtoField.int64("lotc.bundle_versions.versions.version.stored_us", "stored_us", base.DEC, nil, nil, "")
+F["lotc.bundle_versions.versions.version.current"] = ProtoField.bool("lotc.bundle_versions.versions.version.current", "current", base.NONE, nil, nil, "the version new runs use")
+F["lotc.rollback"] = ProtoField.none("lotc.rollback", "ROLLBACK", "")
+F["lotc.rollback.target"] = ProtoField.string("lotc.rollback.target", "target", base.UNICODE, "a selector: name, glob, 'all', comma list or label terms")
+F["lotc.rollback.name"] = ProtoField.string("lotc.rollback.name", "name", base.UNICODE, "bundle")
+F["lotc.rollback.sha256"] = ProtoField.string("lotc.rollback.sha256", "sha256", base.UNICODE, "hex prefix of the version; empty for the one before the current")
+F["lotc.rollback.max_unavailable"] = ProtoField.uint16("lotc.rollback.max_unavailable", "max_unavailable", base.DEC, nil, nil, "agents rolled back at once; 0 means 1")
+F["lotc.rollback.healthy_deadline_ms"] = ProtoField.uint32("lotc.rollback.healthy_deadline_ms", "healthy_deadline_ms", base.DEC, nil, nil, "each batch must be ready within this")
+F["lotc.bundle_switch"] = ProtoField.none("lotc.bundle_switch", "BUNDLE_SWITCH", "")
+F["lotc.bundle_switch.name"] = ProtoField.string("lotc.bundle_switch.name", "name", base.UNICODE, "bundle")
+F["lotc.bundle_switch.sha256"] = ProtoField.string("lotc.bundle_switch.sha256", "sha256", base.UNICODE, "hex prefix; empty: the one before")
 F["lotc.exec_run"] = ProtoField.none("lotc.exec_run", "EXEC_RUN", "")
 F["lotc.exec_run.target"] = ProtoField.string("lotc.exec_run.target", "target", base.UNICODE, "agent name, glob or 'all' (empty on the server -> agent leg)")
 F["lotc.exec_run.argv"] = ProtoField.uint32("lotc.exec_run.argv", "argv", base.DEC, nil, nil, "")
@@ -982,6 +1004,32 @@ BODIES[115] = {n="body", k="struct", f=F["lotc.rolling_restart"], m=10, c={
     {n="name", k="string", f=F["lotc.rolling_restart.name"], w=2, m=2, s=true},
     {n="max_unavailable", k="uint", f=F["lotc.rolling_restart.max_unavailable"], w=2, m=2},
     {n="healthy_deadline_ms", k="uint", f=F["lotc.rolling_restart.healthy_deadline_ms"], w=4, m=4}
+  }}
+BODIES[116] = {n="body", k="struct", f=F["lotc.list_bundle_versions"], m=4, c={
+    {n="target", k="string", f=F["lotc.list_bundle_versions.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.list_bundle_versions.name"], w=2, m=2, s=true}
+  }}
+BODIES[117] = {n="body", k="struct", f=F["lotc.bundle_versions"], m=4, c={
+    {n="versions", k="array", f=F["lotc.bundle_versions.versions"], w=4, m=4, s=true, e={n="version", k="struct", f=F["lotc.bundle_versions.versions.version"], m=54, c={
+          {n="agent", k="string", f=F["lotc.bundle_versions.versions.version.agent"], w=2, m=2},
+          {n="name", k="string", f=F["lotc.bundle_versions.versions.version.name"], w=2, m=2},
+          {n="sha256", k="bytes", f=F["lotc.bundle_versions.versions.version.sha256"], w=32, m=32},
+          {n="kind", k="enum", f=F["lotc.bundle_versions.versions.version.kind"], w=1, m=1, vs=VS.BundleKind, en="BundleKind"},
+          {n="size", k="uint", f=F["lotc.bundle_versions.versions.version.size"], w=8, m=8},
+          {n="stored_us", k="sint", f=F["lotc.bundle_versions.versions.version.stored_us"], w=8, m=8},
+          {n="current", k="bool", f=F["lotc.bundle_versions.versions.version.current"], w=1, m=1}
+        }}}
+  }}
+BODIES[118] = {n="body", k="struct", f=F["lotc.rollback"], m=12, c={
+    {n="target", k="string", f=F["lotc.rollback.target"], w=2, m=2, s=true},
+    {n="name", k="string", f=F["lotc.rollback.name"], w=2, m=2, s=true},
+    {n="sha256", k="string", f=F["lotc.rollback.sha256"], w=2, m=2, s=true},
+    {n="max_unavailable", k="uint", f=F["lotc.rollback.max_unavailable"], w=2, m=2},
+    {n="healthy_deadline_ms", k="uint", f=F["lotc.rollback.healthy_deadline_ms"], w=4, m=4}
+  }}
+BODIES[119] = {n="body", k="struct", f=F["lotc.bundle_switch"], m=4, c={
+    {n="name", k="string", f=F["lotc.bundle_switch.name"], w=2, m=2, s=true},
+    {n="sha256", k="string", f=F["lotc.bundle_switch.sha256"], w=2, m=2, s=true}
   }}
 BODIES[120] = {n="body", k="struct", f=F["lotc.exec_run"], m=12, c={
     {n="target", k="string", f=F["lotc.exec_run.target"], w=2, m=2, s=true},

@@ -39,6 +39,7 @@ def build_registry() -> Registry:
         process.StartCommand(), process.StopCommand(), process.ResumeCommand(),
         process.TerminateCommand(), process.KillCommand(), process.RestartCommand(),
         process.ScaleCommand(), chores.ExecConsoleCommand(),
+        chores.RollbackCommand(),
         schedules.ScheduleCommand(), schedules.SchedulesCommand(), schedules.UnscheduleCommand(),
         stats.StatsCommand(), streams.LogsCommand(), streams.EventsCommand(),
         waiting.WaitCommand(), tokens.TokenCommand(), meta.HelpCommand(), meta.QuitCommand(),

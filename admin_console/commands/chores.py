@@ -7,14 +7,19 @@ from typing import Any, ClassVar
 
 from admin_console.bounds import agent_selector, milliseconds
 from admin_console.commands.base import Command, Context
-from admin_console.commands.process import process_option
+from admin_console.commands.process import (
+    DEFAULT_HEALTHY_DEADLINE_MS,
+    ROLL_WAIT_S,
+    process_option,
+)
+from admin_console.commands.results import ResultsCommand, request_results
 from admin_console.errors import UsageError
-from admin_console.parsing import CommandParser
+from admin_console.parsing import CommandParser, check_name
 from admin_console.render import dumps, table
 from protocol.message_types import MessageType
-from protocol.messages import ExecResult, ExecRun
+from protocol.messages import AgentResult, ExecResult, ExecRun, Rollback
 
-__all__ = ["ExecConsoleCommand"]
+__all__ = ["ExecConsoleCommand", "RollbackCommand"]
 
 DEFAULT_TIMEOUT_MS = 30_000
 REPLY_MARGIN_S = 30.0  # beyond the timeout, for the slowest agent's kill and answer
@@ -109,3 +114,48 @@ class ExecConsoleCommand(Command):
 
     def succeeded(self, result: Any) -> bool:
         return all(r.status == "exited" and r.exit_code == 0 for r in result)
+
+
+class RollbackCommand(ResultsCommand):
+    """Put an earlier version of BUNDLE back on the agents AGENT names, and restart the
+    processes that run it on that version.
+
+    SHA is the start of the version's SHA-256 (`bundles AGENT --versions` lists
+    the versions each agent keeps: the current one and the newest 3 it
+    replaced); without it, the version before the current one. It rolls like
+    `restart --rolling`: --max-unavailable agents at a time (default 1), each
+    batch ready within --healthy-deadline (30s) before the next; a batch that
+    is not stops the rollback and says where. The server records the version
+    as the one wanted, so a reconnecting agent keeps it.
+
+    Examples:
+      rollback all web
+      rollback role=web web 3f2a9c --max-unavailable 2
+    """
+
+    name = "rollback"
+    usage = "rollback AGENT BUNDLE [SHA] [--max-unavailable N] [--healthy-deadline 30s]"
+    arguments: ClassVar[tuple[str, ...]] = ("agent", "bundle", "word")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent", type=agent_selector)
+        parser.add_argument("bundle")
+        parser.add_argument("sha", nargs="?", default="")
+        parser.add_argument("--max-unavailable", type=int, default=1)
+        parser.add_argument("--healthy-deadline", default=DEFAULT_HEALTHY_DEADLINE_MS,
+                            type=milliseconds("--healthy-deadline", MessageType.ROLLBACK,
+                                              "healthy_deadline_ms", zero_means="is not allowed"))
+
+    def parse(self, argv: Sequence[str]) -> Rollback:
+        args: argparse.Namespace = self.parser.parse(argv)
+        if args.sha and not all(c in "0123456789abcdefABCDEF" for c in args.sha):
+            raise UsageError(f"{args.sha[:70]!r} is not the start of a SHA-256", self.usage)
+        if not 1 <= args.max_unavailable <= 0xFFFF or not args.healthy_deadline:
+            raise UsageError("--max-unavailable is from 1; --healthy-deadline longer than 0",
+                             self.usage)
+        return Rollback(target=args.agent, name=check_name("bundle", args.bundle),
+                        sha256=args.sha.lower(), max_unavailable=args.max_unavailable,
+                        healthy_deadline_ms=args.healthy_deadline)
+
+    async def execute(self, ctx: Context, parsed: Rollback) -> tuple[AgentResult, ...]:
+        return await request_results(ctx.require_client(), parsed, ROLL_WAIT_S)

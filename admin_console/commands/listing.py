@@ -35,10 +35,13 @@ from protocol.messages import (
     AgentList,
     BundleEntry,
     BundleList,
+    BundleVersion,
+    BundleVersions,
     LabelList,
     LabelsEntry,
     ListAgents,
     ListBundles,
+    ListBundleVersions,
     ListLabels,
     ListProcesses,
     ListProcessFacts,
@@ -318,18 +321,51 @@ class BundlesCommand(ListCommand):
     """List bundles on agents: name, SHA-256, kind, size, when stored.
 
     STORED says 'pending' for a bundle the server holds but the agent has not
-    stored yet (it was offline, or the transfer is still running).
+    stored yet (it was offline, or the transfer is still running). With
+    --versions, the versions each online agent keeps of each bundle (the
+    current one and the newest 3 it replaced), which `rollback` goes back to.
 
     Examples:
       bundles
       bundles node-*
+      bundles node-1 --versions
     """
 
     name = "bundles"
-    usage = "bundles [AGENT]"
+    usage = "bundles [AGENT] [--versions]"
     request_type = ListBundles
     reply_type = BundleList
     reply_field = "bundles"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--versions", action="store_true")
+
+    def parse(self, argv: Sequence[str]) -> Any:
+        args: argparse.Namespace = self.parser.parse(argv)
+        if args.versions:
+            return ListBundleVersions(target=args.agent or "all", name="")
+        return self.request_type(pattern=args.agent)
+
+    async def execute(self, ctx: Context, parsed: Any) -> Listing:
+        if not isinstance(parsed, ListBundleVersions):
+            return await super().execute(ctx, parsed)
+        entries: list[BundleVersion] = []
+        for frame in await ctx.require_client().request(parsed):
+            if isinstance(frame.body, BundleVersions):
+                entries.extend(frame.body.versions)
+        return Listing(tuple(entries), now_us())
+
+    def render(self, result: Listing, json: bool) -> str:
+        if not result.entries or not isinstance(result.entries[0], BundleVersion):
+            return super().render(result, json)
+        if json:
+            return dumps({"versions": list(result.entries)})
+        rows = [(v.agent, v.name, v.sha256.hex()[:SHA_SHOWN], enum_word(v.kind),
+                 human_size(v.size), ago(v.stored_us, result.now_us),
+                 "current" if v.current else "") for v in result.entries]
+        return table(("AGENT", "BUNDLE", "SHA256", "KIND", "SIZE", "STORED", ""), rows,
+                     right=(4,))
 
     def table(self, result: Listing) -> str:
         rows = [_bundle_row(b, result.now_us) for b in result.entries]

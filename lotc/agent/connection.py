@@ -52,13 +52,15 @@ logger = logging.getLogger(__name__)
 # can enforce each is announced beside, with the layout: "cgroup:hybrid", "limit:memory"...
 # "health-checks": runs --check (agent/health.py). "process-facts": answers
 # LIST_PROCESS_FACTS (health, ready, oom-kills per process: core.process_facts).
+# "bundle-versions": keeps replaced versions, answers LIST_BUNDLE_VERSIONS and BUNDLE_SWITCH.
 # "exec": runs EXEC_COMMAND, contained like a process (agent/exec_run.py).
 # "timing": reads TIMING after WELCOME, and derives its silence limit from it (lotc/timing.py).
 # "labels": sends AGENT_LABELS before its AGENT_STATE when it has --labels; an AGENT_STATE
 #   without one before it means "no labels" (lotc/server/controller.py, agent_labels).
 CAPABILITIES = ("bundles", "processes", "liveness", "logs", "stats", "events", "run-versions",
                 "start-options", "disk-free", "process-identity", "cgroup-limits",
-                "health-checks", "process-facts", "exec", timing.CAPABILITY, "labels")
+                "health-checks", "process-facts", "exec", "bundle-versions", "labels",
+                timing.CAPABILITY)
 
 
 @dataclass(frozen=True)

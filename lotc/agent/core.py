@@ -152,6 +152,25 @@ class AgentCore:
             schedules=tuple(schedule_entry(s) for s in self.scheduler.list()),
         )
 
+    def bundle_versions(self, name: str) -> m.BundleVersions:
+        """The versions kept of `name` (every bundle when ""), newest first."""
+        names = [name] if name else [b.name for b in self.store.list()]
+        entries = []
+        for bundle in names:
+            current = self.store.get(bundle).sha256
+            entries += [m.BundleVersion(agent="", name=v.name, sha256=v.sha256_bytes,
+                                        kind=v.kind, size=v.size, stored_us=v.stored_us,
+                                        current=v.sha256 == current)
+                        for v in self.store.versions(bundle)]
+        return m.BundleVersions(versions=tuple(entries))
+
+    async def switch_bundle(self, name: str, sha256: str) -> m.BundleVersions:
+        """Make a kept version current again (new runs use it); its entry."""
+        info = await trio.to_thread.run_sync(self.store.switch, name, sha256)
+        return m.BundleVersions(versions=(m.BundleVersion(
+            agent="", name=info.name, sha256=info.sha256_bytes, kind=info.kind,
+            size=info.size, stored_us=info.stored_us, current=True),))
+
     def process_facts(self) -> m.ProcessFacts:
         """What `ps` shows beyond a ProcessEntry, per process (see process_facts)."""
         return m.ProcessFacts(processes=tuple(

@@ -28,10 +28,13 @@ from protocol.messages import (
     BundleChunk,
     BundleReady,
     BundleRemove,
+    BundleSwitch,
     Cancel,
     DiskUsage,
     ExecCommand,
+    ListBundleVersions,
     LogLines,
+    Message,
     Ok,
     ProcKill,
     ProcRemove,
@@ -110,6 +113,24 @@ class RequestHandler:
             await self.framed.send(error_reply(exc), frame.request_id)
         else:
             await self.framed.send(Ok(message=wire_text(message)), frame.request_id)
+
+    async def _bundle_versions(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """`bundles AGENT --versions`, or the server before a rollback."""
+        body = cast(ListBundleVersions, frame.body)
+        try:
+            reply: Message = self.core.bundle_versions(body.name)
+        except LotcError as exc:
+            reply = error_reply(exc)
+        await self.framed.send(reply, frame.request_id)
+
+    async def _switch(self, frame: Frame, nursery: trio.Nursery) -> None:
+        """A rollback: make a kept version current; the server restarts what runs it."""
+        body = cast(BundleSwitch, frame.body)
+        try:
+            reply: Message = await self.core.switch_bundle(body.name, body.sha256)
+        except LotcError as exc:
+            reply = error_reply(exc)
+        await self.framed.send(reply, frame.request_id)
 
     async def _exec(self, frame: Frame, nursery: trio.Nursery) -> None:
         """`exec` on this node: in its own task, as it may run for its whole timeout."""
@@ -237,5 +258,7 @@ ROUTES: dict[MessageType, Route] = {
     MessageType.LIST_RUN_VERSIONS: RequestHandler._run_versions,
     MessageType.LIST_PROCESS_FACTS: RequestHandler._process_facts,
     MessageType.EXEC_COMMAND: RequestHandler._exec,
+    MessageType.LIST_BUNDLE_VERSIONS: RequestHandler._bundle_versions,
+    MessageType.BUNDLE_SWITCH: RequestHandler._switch,
     MessageType.QUERY_DISK: RequestHandler._query_disk,
 }

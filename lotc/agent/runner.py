@@ -54,6 +54,7 @@ from lotc.agent.process import ProcessRecord
 from lotc.agent.restart import RunOutcome, should_restart
 from lotc.agent.spawn import ChildHandle, signal_group, spawn
 from lotc.errors import LotcError, SpawnFailed
+from lotc.process_states import ENDED_ON_REQUEST
 from protocol.enums import DesiredState, EventKind, ProcessState
 
 __all__ = ["Runner"]
@@ -360,7 +361,8 @@ class Runner:
         rec.budget.run_ended(now - rec.started_mono)
         what = outcome.describe()
         if not should_restart(rec.spec.restart, outcome):
-            why = "on request" if outcome.requested else f"policy {rec.spec.restart.name.lower()}"
+            why = ENDED_ON_REQUEST if outcome.requested else \
+                f"policy {rec.spec.restart.name.lower()}"
             rec.desired = DesiredState.EXITED  # desired follows reality: it stays down
             self.transition(rec, S.EXITED, f"{what} ({why})", with_exit=True)
             delay = None

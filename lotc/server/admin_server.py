@@ -38,6 +38,7 @@ from lotc.server.labels import label_entries, set_labels, unset_labels
 from lotc.server.logs import relay_logs
 from lotc.server.process_detail import process_detail
 from lotc.server.processes import ControlMessage, control_process, start_process
+from lotc.server.rollback import bundle_versions, rollback
 from lotc.server.rolling import rolling_restart
 from lotc.server.scaling import scale_process
 from lotc.server.schedules import clear_schedule, set_schedule
@@ -55,6 +56,7 @@ from protocol.messages import (
     BundleEnd,
     BundleList,
     BundleRemove,
+    BundleVersions,
     Cancel,
     DiskUsage,
     ExecRun,
@@ -63,6 +65,7 @@ from protocol.messages import (
     LabelUnset,
     ListAgents,
     ListBundles,
+    ListBundleVersions,
     ListLabels,
     ListProcesses,
     ListProcessFacts,
@@ -81,6 +84,7 @@ from protocol.messages import (
     QueryProcess,
     QueryStats,
     Results,
+    Rollback,
     RollingRestart,
     RunVersions,
     ScaleProcess,
@@ -314,6 +318,16 @@ async def _query_process(conn: AdminConnection, body: QueryProcess, request_id: 
     await conn.reply(request_id, await process_detail(conn.ctl, body))
 
 
+async def _bundle_versions(conn: AdminConnection, body: ListBundleVersions,
+                           request_id: int) -> None:
+    entries = await bundle_versions(conn.ctl, body)
+    await conn.reply_list(request_id, lambda batch: BundleVersions(versions=batch), entries)
+
+
+async def _rollback(conn: AdminConnection, body: Rollback, request_id: int) -> None:
+    await conn.reply_results(request_id, await rollback(conn.ctl, body))
+
+
 async def _rolling_restart(conn: AdminConnection, body: RollingRestart,
                            request_id: int) -> None:
     await conn.reply_results(request_id, await rolling_restart(conn.ctl, body))
@@ -408,6 +422,8 @@ HANDLERS: dict[MessageType, Handler] = {
     MessageType.QUERY_AGENT: _query_agent,
     MessageType.EXEC_RUN: _exec_run,
     MessageType.ROLLING_RESTART: _rolling_restart,
+    MessageType.LIST_BUNDLE_VERSIONS: _bundle_versions,
+    MessageType.ROLLBACK: _rollback,
     MessageType.BUNDLE_REMOVE: _remove_bundle,
     MessageType.LIST_SCHEDULES: _list_schedules,
     MessageType.SCHEDULE_SET: _schedule_set,

@@ -157,7 +157,8 @@ QUICK: dict[MessageType, Quick] = {
     MessageType.AGENT_STATE: _state,
     **dict.fromkeys((MessageType.OK, MessageType.ERROR, MessageType.BUNDLE_READY,
                      MessageType.LOG_LINES, MessageType.RUN_VERSIONS, MessageType.DISK_USAGE,
-                     MessageType.PROCESS_FACTS, MessageType.EXEC_RESULT),
+                     MessageType.PROCESS_FACTS, MessageType.EXEC_RESULT,
+                     MessageType.BUNDLE_VERSIONS),
                     _reply),
 }
 

@@ -41,6 +41,7 @@ from lotc.errors import (
     UnknownAgent,
     UnknownSchedule,
 )
+from lotc.process_states import ended_on_request
 from lotc.selectors import effective_labels, parse_labels, parse_selector, select
 from lotc.server.config import ServerConfig
 from lotc.server.decisions import Ack, Close, Link
@@ -367,6 +368,8 @@ class Controller:
         processes all ended can be removed). Only an end newer than the last command on
         the process counts: a late event must not undo a start asked for since."""
         if ProcessState(event.new_state) not in (ProcessState.EXITED, ProcessState.FAILED):
+            return
+        if ended_on_request(event.message):  # its command set the desired state itself
             return
         spec = self.model.find_process(agent, event.process)
         if spec is not None and spec.desired != DesiredState.EXITED \

@@ -69,44 +69,44 @@ def test_daemonizing_program_and_memory_hog_through_the_console(cluster: Cluster
                      r"limits: memory, cpus, max-pids", detail), detail
 
     app = _bundle(tmp_path)
-    start = f"start n1 app --name d --cpus 0.5 --max-pids 16 -- {PY} daemon.py"
+    start = f"start n1 app --name cg-d --cpus 0.5 --max-pids 16 -- {PY} daemon.py"
     cluster.console(f"upload n1 app {app}; {start}")
     daemon = _daemon_pid(cluster)
-    leader = int(cluster.processes()[("n1", "d")]["pid"])
+    leader = int(cluster.processes()[("n1", "cg-d")]["pid"])
     assert os.getsid(daemon) != leader  # escaped its session: only the cgroup holds it
-    shown = cluster.console("ps n1 d").stdout
+    shown = cluster.console("ps n1 cg-d").stdout
     assert "cpus:" in shown and "0.5" in shown and "max-pids:" in shown, shown
 
-    cluster.console("stop n1 d")
+    cluster.console("stop n1 cg-d")
     wait_until(lambda: suspended(daemon) and suspended(leader), what="the tree frozen")
     assert "cgroup.freeze: frozen, 2 processes" in cluster.console("events -n 20").stdout
-    cluster.console("resume n1 d")
+    cluster.console("resume n1 cg-d")
     wait_until(lambda: not suspended(daemon), what="the tree thawed")
 
-    cluster.console("terminate n1 d")  # the daemon ignores SIGTERM: the cgroup kill ends it
-    _nothing_left("d", daemon)
+    cluster.console("terminate n1 cg-d")  # the daemon ignores SIGTERM: the cgroup kill ends it
+    _nothing_left("cg-d", daemon)
 
     _forget_daemon(cluster)
-    cluster.console(start.replace("--name d ", "--name k "))
+    cluster.console(start.replace("--name cg-d ", "--name cg-k "))
     daemon = _daemon_pid(cluster)
-    cluster.console("kill n1 k")
-    _nothing_left("k", daemon)
+    cluster.console("kill n1 cg-k")
+    _nothing_left("cg-k", daemon)
 
     _forget_daemon(cluster)
-    cluster.console(start.replace("--name d ", "--name r "))
+    cluster.console(start.replace("--name cg-d ", "--name cg-r "))
     daemon = _daemon_pid(cluster)
-    cluster.console("restart n1 r")
+    cluster.console("restart n1 cg-r")
     wait_until(lambda: not alive(daemon), timeout=20, what="the old run's daemon ended")
     # the file is the old daemon's until the new one writes it (every 10 ms)
     wait_until(lambda: _daemon_pid(cluster) != daemon, what="the new run's daemon")
-    wait_until(lambda: len(_marked("r")) == 2, what="the new run's pair, nothing more")
+    wait_until(lambda: len(_marked("cg-r")) == 2, what="the new run's pair, nothing more")
 
-    cluster.console(f"start n1 app --name hog --memory 50M --restart never -- {PY} hog.py")
-    wait_until(lambda: cluster.processes()[("n1", "hog")]["state"] == "EXITED", timeout=30,
+    cluster.console(f"start n1 app --name cg-hog --memory 50M --restart never -- {PY} hog.py")
+    wait_until(lambda: cluster.processes()[("n1", "cg-hog")]["state"] == "EXITED", timeout=30,
                what="the hog ended")
     events = cluster.console("events -n 50").stdout
     assert "killed by the kernel: out of memory (limit 50 MiB)" in events, events
-    shown = cluster.console("ps n1 hog").stdout
+    shown = cluster.console("ps n1 cg-hog").stdout
     assert re.search(r"oom-kills:\s+1\n", shown), shown
     assert str(50 * 2**20) in shown, shown  # the limit it ran under
 
