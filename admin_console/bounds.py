@@ -4,8 +4,9 @@ Checked while a line is parsed, so an out-of-range value is a usage error
 (exit status 2) before anything is sent, worded with the option the user
 typed ("--liveness 99999999999999 is too long: at most 49d17h") rather than
 the encoder's "'I' format requires 0 <= number <= 4294967295". The largest
-values come from the field widths in protocol/spec.py (through the spec
-walker), so they cannot drift from the wire; the smallest ones are LOTC's
+values come from the field widths in protocol/spec.py (a table that
+protocol/fastgen.py generates into protocol/_fastcodec.py, so the console needs
+no construct at run time), so they cannot drift from the wire; the smallest ones are LOTC's
 own rules (lotc.limits), which the server checks again for any client.
 `check_fits` is the last guard for what no option check covers (a command
 line of several MB): the whole message must encode and fit in one frame.
@@ -21,10 +22,9 @@ from admin_console.parsing import parse_duration, shown
 from admin_console.render import human_duration
 from lotc.errors import InvalidRequest
 from lotc.selectors import parse_selector
-from protocol.codec import EncodeError, encode
+from protocol.codec import EncodeError, encode, wire_largest
 from protocol.message_types import DEFAULT_MAX_BODY, HEADER_SIZE, MessageType
 from protocol.messages import Message
-from protocol.walk import body_field
 
 # How far back (--since) or ahead (at +DELAY) a time may be: beyond a century is a typo.
 MAX_SPAN_S = 100 * 365 * 86400
@@ -32,7 +32,7 @@ MAX_SPAN_S = 100 * 365 * 86400
 
 def wire_max(message_type: MessageType, field: str) -> int:
     """The largest value (or length) the wire carries in this field of this message."""
-    return body_field(message_type, field).largest
+    return wire_largest(message_type, field)
 
 
 def _said(ms: float) -> str:

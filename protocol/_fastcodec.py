@@ -111,7 +111,6 @@ from protocol.messages import (
 )
 
 _MAGIC = b'LT'
-_PREFIX = b'LT\x01'  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
@@ -136,65 +135,69 @@ def _size(have: int, size: int) -> ProtocolError:
 def _trailing(extra: int) -> ProtocolError:
     return ProtocolError(f"{extra} bytes after the body's last field", ErrorCode.TRAILING_BYTES)
 
-_S0 = Struct('>BH')
+_S0 = Struct('>2sBBHIIBH')
 _S1 = Struct('>H')
 _S2 = Struct('>B')
-_S3 = Struct('>2sBBHII')
-_S4 = Struct('>2sBBHII32sq')
-_S5 = Struct('>32sq')
-_S6 = Struct('>3sBHII32sq')
-_S7 = Struct('>2sBBHII32s')
-_S8 = Struct('>32s')
-_S9 = Struct('>3sBHII32s')
-_S10 = Struct('>2sBBHIIH')
-_S11 = Struct('>IIQ')
-_S12 = Struct('>2sBBHIIIIBI')
-_S13 = Struct('>IIBI')
-_S14 = Struct('>3sBHIIIIBI')
-_S15 = Struct('>2sBBHIIIqH')
-_S16 = Struct('>IqH')
-_S17 = Struct('>3sBHIIIqH')
-_S18 = Struct('>qqBq')
-_S19 = Struct('>2sBBHIIHH')
-_S20 = Struct('>HH')
-_S21 = Struct('>2sBBHIIQ')
-_S22 = Struct('>Q')
-_S23 = Struct('>3sBHIIQ')
-_S24 = Struct('>2sBBHIII')
-_S25 = Struct('>I')
-_S26 = Struct('>3sBHIII')
-_S27 = Struct('>BQ32s')
-_S28 = Struct('>2sBBHIIQI')
-_S29 = Struct('>QI')
-_S30 = Struct('>QH')
-_S31 = Struct('>BIIIIHI')
-_S32 = Struct('>BIIIIHIH')
-_S33 = Struct('>qqq')
-_S34 = Struct('>32sBQq')
-_S35 = Struct('>QBBIhBIqqH')
-_S36 = Struct('>qffffQQQQQQQQQIH')
-_S37 = Struct('>IfQHHIq')
-_S38 = Struct('>2sBBHIIQH')
-_S39 = Struct('>qBH')
-_S40 = Struct('>BBhBH')
-_S41 = Struct('>qI')
-_S42 = Struct('>qI?')
-_S43 = Struct('>qIB')
-_S44 = Struct('>I?')
-_S45 = Struct('>IB')
-_S46 = Struct('>?H')
-_S47 = Struct('>qqqqH')
-_S48 = Struct('>qH')
-_S49 = Struct('>qffffQQQQQQQQQI')
-_S50 = Struct('>QQQQQQH')
-_S51 = Struct('>2sBBHIIBH')
-_S52 = Struct('>?')
-_S53 = Struct('>HI')
-_S54 = Struct('>32sBQq?')
-_S55 = Struct('>32sBQqB')
-_S56 = Struct('>IHH')
-_S57 = Struct('>IH')
-_S58 = Struct('>hBQI')
+_S3 = Struct('>BH')
+_S4 = Struct('>IHIIBH')
+_S5 = Struct('>2sBBHII32sq')
+_S6 = Struct('>32sq')
+_S7 = Struct('>IHII32sq')
+_S8 = Struct('>2sBBHII32s')
+_S9 = Struct('>32s')
+_S10 = Struct('>IHII32s')
+_S11 = Struct('>2sBBHIIH')
+_S12 = Struct('>IIQ')
+_S13 = Struct('>IHIIH')
+_S14 = Struct('>2sBBHIIIIBI')
+_S15 = Struct('>IIBI')
+_S16 = Struct('>IHIIIIBI')
+_S17 = Struct('>2sBBHIIIqH')
+_S18 = Struct('>IqH')
+_S19 = Struct('>IHIIIqH')
+_S20 = Struct('>qqBq')
+_S21 = Struct('>2sBBHIIHH')
+_S22 = Struct('>HH')
+_S23 = Struct('>IHIIHH')
+_S24 = Struct('>2sBBHIIQ')
+_S25 = Struct('>Q')
+_S26 = Struct('>IHIIQ')
+_S27 = Struct('>2sBBHIII')
+_S28 = Struct('>I')
+_S29 = Struct('>IHIII')
+_S30 = Struct('>BQ32s')
+_S31 = Struct('>2sBBHIIQI')
+_S32 = Struct('>QI')
+_S33 = Struct('>IHIIQI')
+_S34 = Struct('>QH')
+_S35 = Struct('>BIIIIHI')
+_S36 = Struct('>BIIIIHIH')
+_S37 = Struct('>qqq')
+_S38 = Struct('>32sBQq')
+_S39 = Struct('>QBBIhBIqqH')
+_S40 = Struct('>qffffQQQQQQQQQIH')
+_S41 = Struct('>IfQHHIq')
+_S42 = Struct('>2sBBHIIQH')
+_S43 = Struct('>qBH')
+_S44 = Struct('>BBhBH')
+_S45 = Struct('>IHIIQH')
+_S46 = Struct('>qI')
+_S47 = Struct('>qI?')
+_S48 = Struct('>qIB')
+_S49 = Struct('>I?')
+_S50 = Struct('>IB')
+_S51 = Struct('>?H')
+_S52 = Struct('>qqqqH')
+_S53 = Struct('>qH')
+_S54 = Struct('>qffffQQQQQQQQQI')
+_S55 = Struct('>QQQQQQH')
+_S56 = Struct('>?')
+_S57 = Struct('>HI')
+_S58 = Struct('>32sBQq?')
+_S59 = Struct('>32sBQqB')
+_S60 = Struct('>IHH')
+_S61 = Struct('>IH')
+_S62 = Struct('>hBQI')
 _D_Role = {1: Role.AGENT, 2: Role.ADMIN}
 _D_ErrorCode = {0: ErrorCode.OK, 100: ErrorCode.BAD_MAGIC, 101: ErrorCode.UNSUPPORTED_VERSION, 102: ErrorCode.UNKNOWN_MESSAGE_TYPE, 103: ErrorCode.OVERSIZE_FRAME, 104: ErrorCode.MALFORMED_BODY, 105: ErrorCode.TRAILING_BYTES, 106: ErrorCode.UNEXPECTED_MESSAGE, 200: ErrorCode.AUTH_FAILED, 201: ErrorCode.TOKEN_REVOKED, 202: ErrorCode.NOT_ALLOWED, 300: ErrorCode.UNKNOWN_AGENT, 301: ErrorCode.AGENT_OFFLINE, 302: ErrorCode.UNKNOWN_BUNDLE, 303: ErrorCode.UNKNOWN_PROCESS, 304: ErrorCode.CONFLICT, 305: ErrorCode.INVALID_REQUEST, 306: ErrorCode.BUNDLE_IN_USE, 307: ErrorCode.BAD_BUNDLE, 308: ErrorCode.CHECKSUM_MISMATCH, 309: ErrorCode.TOO_LARGE, 310: ErrorCode.INVALID_STATE, 311: ErrorCode.SPAWN_FAILED, 312: ErrorCode.UNKNOWN_SCHEDULE, 313: ErrorCode.TIMEOUT, 314: ErrorCode.STORAGE_FULL, 500: ErrorCode.INTERNAL}
 _D_BundleKind = {1: BundleKind.FILE, 2: BundleKind.TAR}
@@ -747,19 +750,12 @@ class _W_LabelList(Message):
 
 
 def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
+    name_1 = m.name.encode()
+    software_2 = m.software.encode()
+    hostname_3 = m.hostname.encode()
+    addresses_4 = m.addresses
     parts: list[bytes] = []
     ap = parts.append
-    name_1 = m.name.encode()
-    ap(_S0.pack(_E_Role[m.role], len(name_1)))
-    ap(name_1)
-    software_2 = m.software.encode()
-    ap(_S1.pack(len(software_2)))
-    ap(software_2)
-    hostname_3 = m.hostname.encode()
-    ap(_S1.pack(len(hostname_3)))
-    ap(hostname_3)
-    addresses_4 = m.addresses
-    ap(_S2.pack(len(addresses_4)))
     for x_5 in addresses_4:
         address_6 = x_5.encode()
         ap(_S1.pack(len(address_6)))
@@ -771,14 +767,15 @@ def _enc_Hello(m: Hello, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(capability_9)))
         ap(capability_9)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 1, flags, rid, len(body)) + body
+    blen = len(name_1) + len(software_2) + len(hostname_3) + len(body) + 8
+    return b"".join((_S0.pack(_MAGIC, 1, 1, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1, _S1.pack(len(software_2)), software_2, _S1.pack(len(hostname_3)), hostname_3, _S2.pack(len(addresses_4)), body))
 
 
 def _dec_Hello(b: bytes, p: int, n: int) -> Hello:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    role_1, len_2, = _S0.unpack_from(b, p)
+    role_1, len_2, = _S3.unpack_from(b, p)
     p += 3
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -832,13 +829,67 @@ def _dec_Hello(b: bytes, p: int, n: int) -> Hello:
     return hello_21
 
 
+def _frame_Hello(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 17 > size: return -1
+    head, flags, rid, length, role_1, len_2, = _S4.unpack_from(b, p)
+    p += 17
+    e = p + length - 3
+    if head != 0x4c540101 or e > size or length > max_body: return -1
+    end_4 = p + len_2
+    name_3 = b[p:end_4].decode()
+    p = end_4
+    len_5, = _S1.unpack_from(b, p)
+    p += 2
+    end_7 = p + len_5
+    software_6 = b[p:end_7].decode()
+    p = end_7
+    len_8, = _S1.unpack_from(b, p)
+    p += 2
+    end_10 = p + len_8
+    hostname_9 = b[p:end_10].decode()
+    p = end_10
+    count_11, = _S2.unpack_from(b, p)
+    p += 1
+    if count_11 * 2 > e - p: return -1
+    addresses_12 = []
+    for _ in range(count_11):
+        len_13, = _S1.unpack_from(b, p)
+        p += 2
+        end_15 = p + len_13
+        address_14 = b[p:end_15].decode()
+        p = end_15
+        addresses_12.append(address_14)
+    count_16, = _S2.unpack_from(b, p)
+    p += 1
+    if count_16 * 2 > e - p: return -1
+    capabilities_17 = []
+    for _ in range(count_16):
+        len_18, = _S1.unpack_from(b, p)
+        p += 2
+        end_20 = p + len_18
+        capability_19 = b[p:end_20].decode()
+        p = end_20
+        capabilities_17.append(capability_19)
+    hello_21 = _W_Hello()
+    hello_21.role = _D_Role[role_1]
+    hello_21.name = name_3
+    hello_21.software = software_6
+    hello_21.hostname = hostname_9
+    hello_21.addresses = tuple(addresses_12)
+    hello_21.capabilities = tuple(capabilities_17)
+    hello_21.__class__ = Hello
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (hello_21, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Challenge(m: Challenge, rid: int, flags: int) -> bytes:
-    return _S4.pack(_MAGIC, 1, 2, flags, rid, 40, _fixed(m.nonce, 32), m.server_time_us)
+    return _S5.pack(_MAGIC, 1, 2, flags, rid, 40, _fixed(m.nonce, 32), m.server_time_us)
 
 
 def _dec_Challenge(b: bytes, p: int, n: int) -> Challenge:
     if n - p != 40: raise _size(n - p, 40)
-    nonce_1, server_time_us_2, = _S5.unpack_from(b, p)
+    nonce_1, server_time_us_2, = _S6.unpack_from(b, p)
     challenge_3 = _W_Challenge()
     challenge_3.nonce = nonce_1
     challenge_3.server_time_us = server_time_us_2
@@ -846,11 +897,11 @@ def _dec_Challenge(b: bytes, p: int, n: int) -> Challenge:
     return challenge_3
 
 
-def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 54
     if end > size: return -1
-    prefix, _type, flags, rid, length, nonce_1, server_time_us_2, = _S6.unpack_from(b, p)
-    if prefix != _PREFIX or length != 40: return -1
+    head, flags, rid, length, nonce_1, server_time_us_2, = _S7.unpack_from(b, p)
+    if head != 0x4c540102 or length != 40: return -1
     challenge_3 = _W_Challenge()
     challenge_3.nonce = nonce_1
     challenge_3.server_time_us = server_time_us_2
@@ -860,23 +911,23 @@ def _frame_Challenge(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 
 
 def _enc_Auth(m: Auth, rid: int, flags: int) -> bytes:
-    return _S7.pack(_MAGIC, 1, 3, flags, rid, 32, _fixed(m.mac, 32))
+    return _S8.pack(_MAGIC, 1, 3, flags, rid, 32, _fixed(m.mac, 32))
 
 
 def _dec_Auth(b: bytes, p: int, n: int) -> Auth:
     if n - p != 32: raise _size(n - p, 32)
-    mac_1, = _S8.unpack_from(b, p)
+    mac_1, = _S9.unpack_from(b, p)
     auth_2 = _W_Auth()
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
     return auth_2
 
 
-def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 46
     if end > size: return -1
-    prefix, _type, flags, rid, length, mac_1, = _S9.unpack_from(b, p)
-    if prefix != _PREFIX or length != 32: return -1
+    head, flags, rid, length, mac_1, = _S10.unpack_from(b, p)
+    if head != 0x4c540103 or length != 32: return -1
     auth_2 = _W_Auth()
     auth_2.mac = mac_1
     auth_2.__class__ = Auth
@@ -886,8 +937,8 @@ def _frame_Auth(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 
 def _enc_Welcome(m: Welcome, rid: int, flags: int) -> bytes:
     server_1 = m.server.encode()
-    blen = 18 + len(server_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 4, flags, rid, blen, len(server_1)), server_1, _S11.pack(m.heartbeat_ms, m.max_body, m.last_event_seq)))
+    blen = len(server_1) + 18
+    return b"".join((_S11.pack(_MAGIC, 1, 4, flags, rid, blen, len(server_1)), server_1, _S12.pack(m.heartbeat_ms, m.max_body, m.last_event_seq)))
 
 
 def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
@@ -900,7 +951,7 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
     if end_3 > n: raise _short(len_1, n - p)
     server_2 = b[p:end_3].decode()
     p = end_3
-    heartbeat_ms_4, max_body_5, last_event_seq_6, = _S11.unpack_from(b, p)
+    heartbeat_ms_4, max_body_5, last_event_seq_6, = _S12.unpack_from(b, p)
     p += 16
     welcome_7 = _W_Welcome()
     welcome_7.server = server_2
@@ -912,13 +963,35 @@ def _dec_Welcome(b: bytes, p: int, n: int) -> Welcome:
     return welcome_7
 
 
+def _frame_Welcome(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540104 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    server_2 = b[p:end_3].decode()
+    p = end_3
+    heartbeat_ms_4, max_body_5, last_event_seq_6, = _S12.unpack_from(b, p)
+    p += 16
+    welcome_7 = _W_Welcome()
+    welcome_7.server = server_2
+    welcome_7.heartbeat_ms = heartbeat_ms_4
+    welcome_7.max_body = max_body_5
+    welcome_7.last_event_seq = last_event_seq_6
+    welcome_7.__class__ = Welcome
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (welcome_7, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Timing(m: Timing, rid: int, flags: int) -> bytes:
-    return _S12.pack(_MAGIC, 1, 5, flags, rid, 13, m.heartbeat_ms, m.ping_ms, m.missed, m.silence_limit_ms)
+    return _S14.pack(_MAGIC, 1, 5, flags, rid, 13, m.heartbeat_ms, m.ping_ms, m.missed, m.silence_limit_ms)
 
 
 def _dec_Timing(b: bytes, p: int, n: int) -> Timing:
     if n - p != 13: raise _size(n - p, 13)
-    heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S13.unpack_from(b, p)
+    heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S15.unpack_from(b, p)
     timing_5 = _W_Timing()
     timing_5.heartbeat_ms = heartbeat_ms_1
     timing_5.ping_ms = ping_ms_2
@@ -928,11 +1001,11 @@ def _dec_Timing(b: bytes, p: int, n: int) -> Timing:
     return timing_5
 
 
-def _frame_Timing(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_Timing(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 27
     if end > size: return -1
-    prefix, _type, flags, rid, length, heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S14.unpack_from(b, p)
-    if prefix != _PREFIX or length != 13: return -1
+    head, flags, rid, length, heartbeat_ms_1, ping_ms_2, missed_3, silence_limit_ms_4, = _S16.unpack_from(b, p)
+    if head != 0x4c540105 or length != 13: return -1
     timing_5 = _W_Timing()
     timing_5.heartbeat_ms = heartbeat_ms_1
     timing_5.ping_ms = ping_ms_2
@@ -944,12 +1017,12 @@ def _frame_Timing(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 
 
 def _enc_Heartbeat(m: Heartbeat, rid: int, flags: int) -> bytes:
-    return _S15.pack(_MAGIC, 1, 10, flags, rid, 14, m.seq, m.time_us, m.running)
+    return _S17.pack(_MAGIC, 1, 10, flags, rid, 14, m.seq, m.time_us, m.running)
 
 
 def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     if n - p != 14: raise _size(n - p, 14)
-    seq_1, time_us_2, running_3, = _S16.unpack_from(b, p)
+    seq_1, time_us_2, running_3, = _S18.unpack_from(b, p)
     heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
@@ -958,11 +1031,11 @@ def _dec_Heartbeat(b: bytes, p: int, n: int) -> Heartbeat:
     return heartbeat_4
 
 
-def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 28
     if end > size: return -1
-    prefix, _type, flags, rid, length, seq_1, time_us_2, running_3, = _S17.unpack_from(b, p)
-    if prefix != _PREFIX or length != 14: return -1
+    head, flags, rid, length, seq_1, time_us_2, running_3, = _S19.unpack_from(b, p)
+    if head != 0x4c54010a or length != 14: return -1
     heartbeat_4 = _W_Heartbeat()
     heartbeat_4.seq = seq_1
     heartbeat_4.time_us = time_us_2
@@ -974,8 +1047,8 @@ def _frame_Heartbeat(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 
 def _enc_TimeInfo(m: TimeInfo, rid: int, flags: int) -> bytes:
     source_1 = m.source.encode()
-    blen = 27 + len(source_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S18.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
+    blen = len(source_1) + 27
+    return b"".join((_S11.pack(_MAGIC, 1, 11, flags, rid, blen, len(source_1)), source_1, _S20.pack(m.offset_us, m.delay_us, m.stratum, m.measured_us)))
 
 
 def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
@@ -988,7 +1061,7 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
     if end_3 > n: raise _short(len_1, n - p)
     source_2 = b[p:end_3].decode()
     p = end_3
-    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S18.unpack_from(b, p)
+    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S20.unpack_from(b, p)
     p += 25
     timeinfo_8 = _W_TimeInfo()
     timeinfo_8.source = source_2
@@ -1001,10 +1074,33 @@ def _dec_TimeInfo(b: bytes, p: int, n: int) -> TimeInfo:
     return timeinfo_8
 
 
+def _frame_TimeInfo(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54010b or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    source_2 = b[p:end_3].decode()
+    p = end_3
+    offset_us_4, delay_us_5, stratum_6, measured_us_7, = _S20.unpack_from(b, p)
+    p += 25
+    timeinfo_8 = _W_TimeInfo()
+    timeinfo_8.source = source_2
+    timeinfo_8.offset_us = offset_us_4
+    timeinfo_8.delay_us = delay_us_5
+    timeinfo_8.stratum = stratum_6
+    timeinfo_8.measured_us = measured_us_7
+    timeinfo_8.__class__ = TimeInfo
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (timeinfo_8, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Ok(m: Ok, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
-    blen = 2 + len(message_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 20, flags, rid, blen, len(message_1)), message_1))
+    blen = len(message_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 20, flags, rid, blen, len(message_1)), message_1))
 
 
 def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
@@ -1024,17 +1120,34 @@ def _dec_Ok(b: bytes, p: int, n: int) -> Ok:
     return ok_4
 
 
+def _frame_Ok(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540114 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    message_2 = b[p:end_3].decode()
+    p = end_3
+    ok_4 = _W_Ok()
+    ok_4.message = message_2
+    ok_4.__class__ = Ok
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (ok_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Error(m: Error, rid: int, flags: int) -> bytes:
     message_1 = m.message.encode()
-    blen = 4 + len(message_1)
-    return b"".join((_S19.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
+    blen = len(message_1) + 4
+    return b"".join((_S21.pack(_MAGIC, 1, 21, flags, rid, blen, _E_ErrorCode[m.code], len(message_1)), message_1))
 
 
 def _dec_Error(b: bytes, p: int, n: int) -> Error:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    code_1, len_2, = _S20.unpack_from(b, p)
+    code_1, len_2, = _S22.unpack_from(b, p)
     p += 4
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -1048,20 +1161,38 @@ def _dec_Error(b: bytes, p: int, n: int) -> Error:
     return error_5
 
 
+def _frame_Error(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, code_1, len_2, = _S23.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540115 or e > size or length > max_body: return -1
+    end_4 = p + len_2
+    message_3 = b[p:end_4].decode()
+    p = end_4
+    error_5 = _W_Error()
+    error_5.code = _D_ErrorCode[code_1]
+    error_5.message = message_3
+    error_5.__class__ = Error
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (error_5, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Results(m: Results, rid: int, flags: int) -> bytes:
+    results_1 = m.results
     parts: list[bytes] = []
     ap = parts.append
-    results_1 = m.results
-    ap(_S1.pack(len(results_1)))
     for x_2 in results_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
         ap(agent_3)
         message_4 = x_2.message.encode()
-        ap(_S20.pack(_E_ErrorCode[x_2.code], len(message_4)))
+        ap(_S22.pack(_E_ErrorCode[x_2.code], len(message_4)))
         ap(message_4)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 22, flags, rid, len(body)) + body
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 22, flags, rid, blen, len(results_1)), body))
 
 
 def _dec_Results(b: bytes, p: int, n: int) -> Results:
@@ -1079,7 +1210,7 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
         if end_5 > n: raise _short(len_3, n - p)
         agent_4 = b[p:end_5].decode()
         p = end_5
-        code_6, len_7, = _S20.unpack_from(b, p)
+        code_6, len_7, = _S22.unpack_from(b, p)
         p += 4
         end_9 = p + len_7
         if end_9 > n: raise _short(len_7, n - p)
@@ -1098,24 +1229,57 @@ def _dec_Results(b: bytes, p: int, n: int) -> Results:
     return results_11
 
 
+def _frame_Results(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540116 or e > size or length > max_body: return -1
+    if count_1 * 6 > e - p: return -1
+    results_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        code_6, len_7, = _S22.unpack_from(b, p)
+        p += 4
+        end_9 = p + len_7
+        message_8 = b[p:end_9].decode()
+        p = end_9
+        agentresult_10 = _W_AgentResult()
+        agentresult_10.agent = agent_4
+        agentresult_10.code = _D_ErrorCode[code_6]
+        agentresult_10.message = message_8
+        agentresult_10.__class__ = AgentResult
+        results_2.append(agentresult_10)
+    results_11 = _W_Results()
+    results_11.results = tuple(results_2)
+    results_11.__class__ = Results
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (results_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_BundleReady(m: BundleReady, rid: int, flags: int) -> bytes:
-    return _S21.pack(_MAGIC, 1, 23, flags, rid, 8, m.offset)
+    return _S24.pack(_MAGIC, 1, 23, flags, rid, 8, m.offset)
 
 
 def _dec_BundleReady(b: bytes, p: int, n: int) -> BundleReady:
     if n - p != 8: raise _size(n - p, 8)
-    offset_1, = _S22.unpack_from(b, p)
+    offset_1, = _S25.unpack_from(b, p)
     bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
     return bundleready_2
 
 
-def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, offset_1, = _S23.unpack_from(b, p)
-    if prefix != _PREFIX or length != 8: return -1
+    head, flags, rid, length, offset_1, = _S26.unpack_from(b, p)
+    if head != 0x4c540117 or length != 8: return -1
     bundleready_2 = _W_BundleReady()
     bundleready_2.offset = offset_1
     bundleready_2.__class__ = BundleReady
@@ -1125,8 +1289,8 @@ def _frame_BundleReady(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 
 def _enc_Token(m: Token, rid: int, flags: int) -> bytes:
     token_1 = m.token.encode()
-    blen = 2 + len(token_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 24, flags, rid, blen, len(token_1)), token_1))
+    blen = len(token_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 24, flags, rid, blen, len(token_1)), token_1))
 
 
 def _dec_Token(b: bytes, p: int, n: int) -> Token:
@@ -1146,24 +1310,41 @@ def _dec_Token(b: bytes, p: int, n: int) -> Token:
     return token_4
 
 
+def _frame_Token(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540118 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    token_2 = b[p:end_3].decode()
+    p = end_3
+    token_4 = _W_Token()
+    token_4.token = token_2
+    token_4.__class__ = Token
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (token_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Cancel(m: Cancel, rid: int, flags: int) -> bytes:
-    return _S24.pack(_MAGIC, 1, 25, flags, rid, 4, m.cancel_request_id)
+    return _S27.pack(_MAGIC, 1, 25, flags, rid, 4, m.cancel_request_id)
 
 
 def _dec_Cancel(b: bytes, p: int, n: int) -> Cancel:
     if n - p != 4: raise _size(n - p, 4)
-    cancel_request_id_1, = _S25.unpack_from(b, p)
+    cancel_request_id_1, = _S28.unpack_from(b, p)
     cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
     return cancel_2
 
 
-def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 18
     if end > size: return -1
-    prefix, _type, flags, rid, length, cancel_request_id_1, = _S26.unpack_from(b, p)
-    if prefix != _PREFIX or length != 4: return -1
+    head, flags, rid, length, cancel_request_id_1, = _S29.unpack_from(b, p)
+    if head != 0x4c540119 or length != 4: return -1
     cancel_2 = _W_Cancel()
     cancel_2.cancel_request_id = cancel_request_id_1
     cancel_2.__class__ = Cancel
@@ -1174,8 +1355,8 @@ def _frame_Cancel(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 def _enc_BundleBegin(m: BundleBegin, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 45 + len(target_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S27.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
+    blen = len(target_1) + len(name_2) + 45
+    return b"".join((_S11.pack(_MAGIC, 1, 30, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S30.pack(_E_BundleKind[m.kind], m.size, _fixed(m.sha256, 32))))
 
 
 def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
@@ -1194,7 +1375,7 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
     if end_6 > n: raise _short(len_4, n - p)
     name_5 = b[p:end_6].decode()
     p = end_6
-    kind_7, size_8, sha256_9, = _S27.unpack_from(b, p)
+    kind_7, size_8, sha256_9, = _S30.unpack_from(b, p)
     p += 41
     bundlebegin_10 = _W_BundleBegin()
     bundlebegin_10.target = target_2
@@ -1207,17 +1388,45 @@ def _dec_BundleBegin(b: bytes, p: int, n: int) -> BundleBegin:
     return bundlebegin_10
 
 
+def _frame_BundleBegin(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54011e or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    kind_7, size_8, sha256_9, = _S30.unpack_from(b, p)
+    p += 41
+    bundlebegin_10 = _W_BundleBegin()
+    bundlebegin_10.target = target_2
+    bundlebegin_10.name = name_5
+    bundlebegin_10.kind = _D_BundleKind[kind_7]
+    bundlebegin_10.size = size_8
+    bundlebegin_10.sha256 = sha256_9
+    bundlebegin_10.__class__ = BundleBegin
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundlebegin_10, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_BundleChunk(m: BundleChunk, rid: int, flags: int) -> bytes:
     data_1 = m.data
-    blen = 12 + len(data_1)
-    return b"".join((_S28.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
+    blen = len(data_1) + 12
+    return b"".join((_S31.pack(_MAGIC, 1, 31, flags, rid, blen, m.offset, len(data_1)), data_1))
 
 
 def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    offset_1, len_2, = _S29.unpack_from(b, p)
+    offset_1, len_2, = _S32.unpack_from(b, p)
     p += 12
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -1231,24 +1440,42 @@ def _dec_BundleChunk(b: bytes, p: int, n: int) -> BundleChunk:
     return bundlechunk_5
 
 
+def _frame_BundleChunk(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 26 > size: return -1
+    head, flags, rid, length, offset_1, len_2, = _S33.unpack_from(b, p)
+    p += 26
+    e = p + length - 12
+    if head != 0x4c54011f or e > size or length > max_body: return -1
+    end_4 = p + len_2
+    data_3 = b[p:end_4]
+    p = end_4
+    bundlechunk_5 = _W_BundleChunk()
+    bundlechunk_5.offset = offset_1
+    bundlechunk_5.data = data_3
+    bundlechunk_5.__class__ = BundleChunk
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundlechunk_5, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_BundleEnd(m: BundleEnd, rid: int, flags: int) -> bytes:
-    return _S21.pack(_MAGIC, 1, 32, flags, rid, 8, m.size)
+    return _S24.pack(_MAGIC, 1, 32, flags, rid, 8, m.size)
 
 
 def _dec_BundleEnd(b: bytes, p: int, n: int) -> BundleEnd:
     if n - p != 8: raise _size(n - p, 8)
-    size_1, = _S22.unpack_from(b, p)
+    size_1, = _S25.unpack_from(b, p)
     bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
     return bundleend_2
 
 
-def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, size_1, = _S23.unpack_from(b, p)
-    if prefix != _PREFIX or length != 8: return -1
+    head, flags, rid, length, size_1, = _S26.unpack_from(b, p)
+    if head != 0x4c540120 or length != 8: return -1
     bundleend_2 = _W_BundleEnd()
     bundleend_2.size = size_1
     bundleend_2.__class__ = BundleEnd
@@ -1259,8 +1486,8 @@ def _frame_BundleEnd(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 def _enc_BundleRemove(m: BundleRemove, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 4 + len(target_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 33, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
+    blen = len(target_1) + len(name_2) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 33, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
 
 
 def _dec_BundleRemove(b: bytes, p: int, n: int) -> BundleRemove:
@@ -1287,23 +1514,39 @@ def _dec_BundleRemove(b: bytes, p: int, n: int) -> BundleRemove:
     return bundleremove_7
 
 
+def _frame_BundleRemove(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540121 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    bundleremove_7 = _W_BundleRemove()
+    bundleremove_7.target = target_2
+    bundleremove_7.name = name_5
+    bundleremove_7.__class__ = BundleRemove
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundleremove_7, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    bundle_3 = m.bundle.encode()
+    argv_4 = m.argv
     parts: list[bytes] = []
     ap = parts.append
-    target_1 = m.target.encode()
-    ap(_S1.pack(len(target_1)))
-    ap(target_1)
-    name_2 = m.name.encode()
-    ap(_S1.pack(len(name_2)))
-    ap(name_2)
-    bundle_3 = m.bundle.encode()
-    ap(_S1.pack(len(bundle_3)))
-    ap(bundle_3)
-    argv_4 = m.argv
-    ap(_S30.pack(m.revision, len(argv_4)))
     for x_5 in argv_4:
         argv_6 = x_5.encode()
-        ap(_S25.pack(len(argv_6)))
+        ap(_S28.pack(len(argv_6)))
         ap(argv_6)
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
@@ -1312,14 +1555,15 @@ def _enc_ProcStart(m: ProcStart, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_9)))
         ap(key_9)
         value_10 = x_8.value.encode()
-        ap(_S25.pack(len(value_10)))
+        ap(_S28.pack(len(value_10)))
         ap(value_10)
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
-    ap(_S31.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
+    ap(_S35.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 40, flags, rid, len(body)) + body
+    blen = len(target_1) + len(name_2) + len(bundle_3) + len(body) + 16
+    return b"".join((_S11.pack(_MAGIC, 1, 40, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(bundle_3)), bundle_3, _S34.pack(m.revision, len(argv_4)), body))
 
 
 def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
@@ -1344,12 +1588,12 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     if end_9 > n: raise _short(len_7, n - p)
     bundle_8 = b[p:end_9].decode()
     p = end_9
-    revision_10, count_11, = _S30.unpack_from(b, p)
+    revision_10, count_11, = _S34.unpack_from(b, p)
     p += 10
     if count_11 * 4 > n - p: raise _short(count_11 * 4, n - p)
     argv_12 = []
     for _ in range(count_11):
-        len_13, = _S25.unpack_from(b, p)
+        len_13, = _S28.unpack_from(b, p)
         p += 4
         end_15 = p + len_13
         if end_15 > n: raise _short(len_13, n - p)
@@ -1367,7 +1611,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
         if end_20 > n: raise _short(len_18, n - p)
         key_19 = b[p:end_20].decode()
         p = end_20
-        len_21, = _S25.unpack_from(b, p)
+        len_21, = _S28.unpack_from(b, p)
         p += 4
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -1384,7 +1628,7 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     if end_27 > n: raise _short(len_25, n - p)
     cwd_26 = b[p:end_27].decode()
     p = end_27
-    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S31.unpack_from(b, p)
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S35.unpack_from(b, p)
     p += 23
     procstart_35 = _W_ProcStart()
     procstart_35.target = target_2
@@ -1406,12 +1650,90 @@ def _dec_ProcStart(b: bytes, p: int, n: int) -> ProcStart:
     return procstart_35
 
 
+def _frame_ProcStart(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540128 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    bundle_8 = b[p:end_9].decode()
+    p = end_9
+    revision_10, count_11, = _S34.unpack_from(b, p)
+    p += 10
+    if count_11 * 4 > e - p: return -1
+    argv_12 = []
+    for _ in range(count_11):
+        len_13, = _S28.unpack_from(b, p)
+        p += 4
+        end_15 = p + len_13
+        argv_14 = b[p:end_15].decode()
+        p = end_15
+        argv_12.append(argv_14)
+    count_16, = _S1.unpack_from(b, p)
+    p += 2
+    if count_16 * 6 > e - p: return -1
+    env_17 = []
+    for _ in range(count_16):
+        len_18, = _S1.unpack_from(b, p)
+        p += 2
+        end_20 = p + len_18
+        key_19 = b[p:end_20].decode()
+        p = end_20
+        len_21, = _S28.unpack_from(b, p)
+        p += 4
+        end_23 = p + len_21
+        value_22 = b[p:end_23].decode()
+        p = end_23
+        keyvalue_24 = _W_KeyValue()
+        keyvalue_24.key = key_19
+        keyvalue_24.value = value_22
+        keyvalue_24.__class__ = KeyValue
+        env_17.append(keyvalue_24)
+    len_25, = _S1.unpack_from(b, p)
+    p += 2
+    end_27 = p + len_25
+    cwd_26 = b[p:end_27].decode()
+    p = end_27
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, = _S35.unpack_from(b, p)
+    p += 23
+    procstart_35 = _W_ProcStart()
+    procstart_35.target = target_2
+    procstart_35.name = name_5
+    procstart_35.bundle = bundle_8
+    procstart_35.revision = revision_10
+    procstart_35.argv = tuple(argv_12)
+    procstart_35.env = tuple(env_17)
+    procstart_35.cwd = cwd_26
+    procstart_35.restart = _D_RestartPolicy[restart_28]
+    procstart_35.liveness_ms = liveness_ms_29
+    procstart_35.grace_ms = grace_ms_30
+    procstart_35.backoff_base_ms = backoff_base_ms_31
+    procstart_35.backoff_cap_ms = backoff_cap_ms_32
+    procstart_35.restart_limit = restart_limit_33
+    procstart_35.restart_window_s = restart_window_s_34
+    procstart_35.__class__ = ProcStart
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procstart_35, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcStop(m: ProcStop, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 41, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
 def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
@@ -1436,7 +1758,7 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S25.unpack_from(b, p)
+    grace_ms_10, = _S28.unpack_from(b, p)
     p += 4
     procstop_11 = _W_ProcStop()
     procstop_11.target = target_2
@@ -1448,12 +1770,44 @@ def _dec_ProcStop(b: bytes, p: int, n: int) -> ProcStop:
     return procstop_11
 
 
+def _frame_ProcStop(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540129 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    signal_8 = b[p:end_9].decode()
+    p = end_9
+    grace_ms_10, = _S28.unpack_from(b, p)
+    p += 4
+    procstop_11 = _W_ProcStop()
+    procstop_11.target = target_2
+    procstop_11.name = name_5
+    procstop_11.signal = signal_8
+    procstop_11.grace_ms = grace_ms_10
+    procstop_11.__class__ = ProcStop
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procstop_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcResume(m: ProcResume, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 42, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
 def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
@@ -1478,7 +1832,7 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S25.unpack_from(b, p)
+    grace_ms_10, = _S28.unpack_from(b, p)
     p += 4
     procresume_11 = _W_ProcResume()
     procresume_11.target = target_2
@@ -1490,12 +1844,44 @@ def _dec_ProcResume(b: bytes, p: int, n: int) -> ProcResume:
     return procresume_11
 
 
+def _frame_ProcResume(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54012a or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    signal_8 = b[p:end_9].decode()
+    p = end_9
+    grace_ms_10, = _S28.unpack_from(b, p)
+    p += 4
+    procresume_11 = _W_ProcResume()
+    procresume_11.target = target_2
+    procresume_11.name = name_5
+    procresume_11.signal = signal_8
+    procresume_11.grace_ms = grace_ms_10
+    procresume_11.__class__ = ProcResume
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procresume_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcTerminate(m: ProcTerminate, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 43, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
 def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
@@ -1520,7 +1906,7 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S25.unpack_from(b, p)
+    grace_ms_10, = _S28.unpack_from(b, p)
     p += 4
     procterminate_11 = _W_ProcTerminate()
     procterminate_11.target = target_2
@@ -1532,12 +1918,44 @@ def _dec_ProcTerminate(b: bytes, p: int, n: int) -> ProcTerminate:
     return procterminate_11
 
 
+def _frame_ProcTerminate(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54012b or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    signal_8 = b[p:end_9].decode()
+    p = end_9
+    grace_ms_10, = _S28.unpack_from(b, p)
+    p += 4
+    procterminate_11 = _W_ProcTerminate()
+    procterminate_11.target = target_2
+    procterminate_11.name = name_5
+    procterminate_11.signal = signal_8
+    procterminate_11.grace_ms = grace_ms_10
+    procterminate_11.__class__ = ProcTerminate
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procterminate_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcKill(m: ProcKill, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 44, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
 def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
@@ -1562,7 +1980,7 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S25.unpack_from(b, p)
+    grace_ms_10, = _S28.unpack_from(b, p)
     p += 4
     prockill_11 = _W_ProcKill()
     prockill_11.target = target_2
@@ -1574,12 +1992,44 @@ def _dec_ProcKill(b: bytes, p: int, n: int) -> ProcKill:
     return prockill_11
 
 
+def _frame_ProcKill(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54012c or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    signal_8 = b[p:end_9].decode()
+    p = end_9
+    grace_ms_10, = _S28.unpack_from(b, p)
+    p += 4
+    prockill_11 = _W_ProcKill()
+    prockill_11.target = target_2
+    prockill_11.name = name_5
+    prockill_11.signal = signal_8
+    prockill_11.grace_ms = grace_ms_10
+    prockill_11.__class__ = ProcKill
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (prockill_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcRestart(m: ProcRestart, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 45, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
 def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
@@ -1604,7 +2054,7 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S25.unpack_from(b, p)
+    grace_ms_10, = _S28.unpack_from(b, p)
     p += 4
     procrestart_11 = _W_ProcRestart()
     procrestart_11.target = target_2
@@ -1616,12 +2066,44 @@ def _dec_ProcRestart(b: bytes, p: int, n: int) -> ProcRestart:
     return procrestart_11
 
 
+def _frame_ProcRestart(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54012d or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    signal_8 = b[p:end_9].decode()
+    p = end_9
+    grace_ms_10, = _S28.unpack_from(b, p)
+    p += 4
+    procrestart_11 = _W_ProcRestart()
+    procrestart_11.target = target_2
+    procrestart_11.name = name_5
+    procrestart_11.signal = signal_8
+    procrestart_11.grace_ms = grace_ms_10
+    procrestart_11.__class__ = ProcRestart
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procrestart_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcRemove(m: ProcRemove, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     signal_3 = m.signal.encode()
-    blen = 10 + len(target_1) + len(name_2) + len(signal_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S25.pack(m.grace_ms)))
+    blen = len(target_1) + len(name_2) + len(signal_3) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 46, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(signal_3)), signal_3, _S28.pack(m.grace_ms)))
 
 
 def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
@@ -1646,7 +2128,7 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     if end_9 > n: raise _short(len_7, n - p)
     signal_8 = b[p:end_9].decode()
     p = end_9
-    grace_ms_10, = _S25.unpack_from(b, p)
+    grace_ms_10, = _S28.unpack_from(b, p)
     p += 4
     procremove_11 = _W_ProcRemove()
     procremove_11.target = target_2
@@ -1658,23 +2140,48 @@ def _dec_ProcRemove(b: bytes, p: int, n: int) -> ProcRemove:
     return procremove_11
 
 
+def _frame_ProcRemove(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54012e or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    signal_8 = b[p:end_9].decode()
+    p = end_9
+    grace_ms_10, = _S28.unpack_from(b, p)
+    p += 4
+    procremove_11 = _W_ProcRemove()
+    procremove_11.target = target_2
+    procremove_11.name = name_5
+    procremove_11.signal = signal_8
+    procremove_11.grace_ms = grace_ms_10
+    procremove_11.__class__ = ProcRemove
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procremove_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    name_2 = m.name.encode()
+    bundle_3 = m.bundle.encode()
+    argv_4 = m.argv
     parts: list[bytes] = []
     ap = parts.append
-    target_1 = m.target.encode()
-    ap(_S1.pack(len(target_1)))
-    ap(target_1)
-    name_2 = m.name.encode()
-    ap(_S1.pack(len(name_2)))
-    ap(name_2)
-    bundle_3 = m.bundle.encode()
-    ap(_S1.pack(len(bundle_3)))
-    ap(bundle_3)
-    argv_4 = m.argv
-    ap(_S30.pack(m.revision, len(argv_4)))
     for x_5 in argv_4:
         argv_6 = x_5.encode()
-        ap(_S25.pack(len(argv_6)))
+        ap(_S28.pack(len(argv_6)))
         ap(argv_6)
     env_7 = m.env
     ap(_S1.pack(len(env_7)))
@@ -1683,22 +2190,23 @@ def _enc_ProcStartOptions(m: ProcStartOptions, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(key_9)))
         ap(key_9)
         value_10 = x_8.value.encode()
-        ap(_S25.pack(len(value_10)))
+        ap(_S28.pack(len(value_10)))
         ap(value_10)
     cwd_11 = m.cwd.encode()
     ap(_S1.pack(len(cwd_11)))
     ap(cwd_11)
     options_12 = m.options
-    ap(_S32.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s, len(options_12)))
+    ap(_S36.pack(_E_RestartPolicy[m.restart], m.liveness_ms, m.grace_ms, m.backoff_base_ms, m.backoff_cap_ms, m.restart_limit, m.restart_window_s, len(options_12)))
     for x_13 in options_12:
         key_14 = x_13.key.encode()
         ap(_S1.pack(len(key_14)))
         ap(key_14)
         value_15 = x_13.value.encode()
-        ap(_S25.pack(len(value_15)))
+        ap(_S28.pack(len(value_15)))
         ap(value_15)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 47, flags, rid, len(body)) + body
+    blen = len(target_1) + len(name_2) + len(bundle_3) + len(body) + 16
+    return b"".join((_S11.pack(_MAGIC, 1, 47, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(bundle_3)), bundle_3, _S34.pack(m.revision, len(argv_4)), body))
 
 
 def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
@@ -1723,12 +2231,12 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
     if end_9 > n: raise _short(len_7, n - p)
     bundle_8 = b[p:end_9].decode()
     p = end_9
-    revision_10, count_11, = _S30.unpack_from(b, p)
+    revision_10, count_11, = _S34.unpack_from(b, p)
     p += 10
     if count_11 * 4 > n - p: raise _short(count_11 * 4, n - p)
     argv_12 = []
     for _ in range(count_11):
-        len_13, = _S25.unpack_from(b, p)
+        len_13, = _S28.unpack_from(b, p)
         p += 4
         end_15 = p + len_13
         if end_15 > n: raise _short(len_13, n - p)
@@ -1746,7 +2254,7 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
         if end_20 > n: raise _short(len_18, n - p)
         key_19 = b[p:end_20].decode()
         p = end_20
-        len_21, = _S25.unpack_from(b, p)
+        len_21, = _S28.unpack_from(b, p)
         p += 4
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -1763,7 +2271,7 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
     if end_27 > n: raise _short(len_25, n - p)
     cwd_26 = b[p:end_27].decode()
     p = end_27
-    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, count_35, = _S32.unpack_from(b, p)
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, count_35, = _S36.unpack_from(b, p)
     p += 25
     if count_35 * 6 > n - p: raise _short(count_35 * 6, n - p)
     options_36 = []
@@ -1774,7 +2282,7 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
         if end_39 > n: raise _short(len_37, n - p)
         key_38 = b[p:end_39].decode()
         p = end_39
-        len_40, = _S25.unpack_from(b, p)
+        len_40, = _S28.unpack_from(b, p)
         p += 4
         end_42 = p + len_40
         if end_42 > n: raise _short(len_40, n - p)
@@ -1806,6 +2314,103 @@ def _dec_ProcStartOptions(b: bytes, p: int, n: int) -> ProcStartOptions:
     return procstartoptions_44
 
 
+def _frame_ProcStartOptions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54012f or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    bundle_8 = b[p:end_9].decode()
+    p = end_9
+    revision_10, count_11, = _S34.unpack_from(b, p)
+    p += 10
+    if count_11 * 4 > e - p: return -1
+    argv_12 = []
+    for _ in range(count_11):
+        len_13, = _S28.unpack_from(b, p)
+        p += 4
+        end_15 = p + len_13
+        argv_14 = b[p:end_15].decode()
+        p = end_15
+        argv_12.append(argv_14)
+    count_16, = _S1.unpack_from(b, p)
+    p += 2
+    if count_16 * 6 > e - p: return -1
+    env_17 = []
+    for _ in range(count_16):
+        len_18, = _S1.unpack_from(b, p)
+        p += 2
+        end_20 = p + len_18
+        key_19 = b[p:end_20].decode()
+        p = end_20
+        len_21, = _S28.unpack_from(b, p)
+        p += 4
+        end_23 = p + len_21
+        value_22 = b[p:end_23].decode()
+        p = end_23
+        keyvalue_24 = _W_KeyValue()
+        keyvalue_24.key = key_19
+        keyvalue_24.value = value_22
+        keyvalue_24.__class__ = KeyValue
+        env_17.append(keyvalue_24)
+    len_25, = _S1.unpack_from(b, p)
+    p += 2
+    end_27 = p + len_25
+    cwd_26 = b[p:end_27].decode()
+    p = end_27
+    restart_28, liveness_ms_29, grace_ms_30, backoff_base_ms_31, backoff_cap_ms_32, restart_limit_33, restart_window_s_34, count_35, = _S36.unpack_from(b, p)
+    p += 25
+    if count_35 * 6 > e - p: return -1
+    options_36 = []
+    for _ in range(count_35):
+        len_37, = _S1.unpack_from(b, p)
+        p += 2
+        end_39 = p + len_37
+        key_38 = b[p:end_39].decode()
+        p = end_39
+        len_40, = _S28.unpack_from(b, p)
+        p += 4
+        end_42 = p + len_40
+        value_41 = b[p:end_42].decode()
+        p = end_42
+        keyvalue_43 = _W_KeyValue()
+        keyvalue_43.key = key_38
+        keyvalue_43.value = value_41
+        keyvalue_43.__class__ = KeyValue
+        options_36.append(keyvalue_43)
+    procstartoptions_44 = _W_ProcStartOptions()
+    procstartoptions_44.target = target_2
+    procstartoptions_44.name = name_5
+    procstartoptions_44.bundle = bundle_8
+    procstartoptions_44.revision = revision_10
+    procstartoptions_44.argv = tuple(argv_12)
+    procstartoptions_44.env = tuple(env_17)
+    procstartoptions_44.cwd = cwd_26
+    procstartoptions_44.restart = _D_RestartPolicy[restart_28]
+    procstartoptions_44.liveness_ms = liveness_ms_29
+    procstartoptions_44.grace_ms = grace_ms_30
+    procstartoptions_44.backoff_base_ms = backoff_base_ms_31
+    procstartoptions_44.backoff_cap_ms = backoff_cap_ms_32
+    procstartoptions_44.restart_limit = restart_limit_33
+    procstartoptions_44.restart_window_s = restart_window_s_34
+    procstartoptions_44.options = tuple(options_36)
+    procstartoptions_44.__class__ = ProcStartOptions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (procstartoptions_44, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     schedule_2 = m.schedule
@@ -1814,8 +2419,8 @@ def _enc_ScheduleSet(m: ScheduleSet, rid: int, flags: int) -> bytes:
     signal_5 = schedule_2.signal.encode()
     cron_6 = schedule_2.cron.encode()
     tz_7 = schedule_2.tz.encode()
-    blen = 46 + len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7)
-    return b"".join((_S10.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S30.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S0.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S0.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S33.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
+    blen = len(target_1) + len(agent_3) + len(process_4) + len(signal_5) + len(cron_6) + len(tz_7) + 46
+    return b"".join((_S11.pack(_MAGIC, 1, 50, flags, rid, blen, len(target_1)), target_1, _S34.pack(schedule_2.id, len(agent_3)), agent_3, _S1.pack(len(process_4)), process_4, _S3.pack(_E_Action[schedule_2.action], len(signal_5)), signal_5, _S3.pack(_E_ScheduleKind[schedule_2.kind], len(cron_6)), cron_6, _S1.pack(len(tz_7)), tz_7, _S37.pack(schedule_2.at_us, schedule_2.next_fire_us, schedule_2.last_fire_us)))
 
 
 def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
@@ -1828,7 +2433,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_3 > n: raise _short(len_1, n - p)
     target_2 = b[p:end_3].decode()
     p = end_3
-    id_4, len_5, = _S30.unpack_from(b, p)
+    id_4, len_5, = _S34.unpack_from(b, p)
     p += 10
     end_7 = p + len_5
     if end_7 > n: raise _short(len_5, n - p)
@@ -1840,13 +2445,13 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_10 > n: raise _short(len_8, n - p)
     process_9 = b[p:end_10].decode()
     p = end_10
-    action_11, len_12, = _S0.unpack_from(b, p)
+    action_11, len_12, = _S3.unpack_from(b, p)
     p += 3
     end_14 = p + len_12
     if end_14 > n: raise _short(len_12, n - p)
     signal_13 = b[p:end_14].decode()
     p = end_14
-    kind_15, len_16, = _S0.unpack_from(b, p)
+    kind_15, len_16, = _S3.unpack_from(b, p)
     p += 3
     end_18 = p + len_16
     if end_18 > n: raise _short(len_16, n - p)
@@ -1858,7 +2463,7 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     if end_21 > n: raise _short(len_19, n - p)
     tz_20 = b[p:end_21].decode()
     p = end_21
-    at_us_22, next_fire_us_23, last_fire_us_24, = _S33.unpack_from(b, p)
+    at_us_22, next_fire_us_23, last_fire_us_24, = _S37.unpack_from(b, p)
     p += 24
     scheduleentry_25 = _W_ScheduleEntry()
     scheduleentry_25.id = id_4
@@ -1881,10 +2486,68 @@ def _dec_ScheduleSet(b: bytes, p: int, n: int) -> ScheduleSet:
     return scheduleset_26
 
 
+def _frame_ScheduleSet(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540132 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    id_4, len_5, = _S34.unpack_from(b, p)
+    p += 10
+    end_7 = p + len_5
+    agent_6 = b[p:end_7].decode()
+    p = end_7
+    len_8, = _S1.unpack_from(b, p)
+    p += 2
+    end_10 = p + len_8
+    process_9 = b[p:end_10].decode()
+    p = end_10
+    action_11, len_12, = _S3.unpack_from(b, p)
+    p += 3
+    end_14 = p + len_12
+    signal_13 = b[p:end_14].decode()
+    p = end_14
+    kind_15, len_16, = _S3.unpack_from(b, p)
+    p += 3
+    end_18 = p + len_16
+    cron_17 = b[p:end_18].decode()
+    p = end_18
+    len_19, = _S1.unpack_from(b, p)
+    p += 2
+    end_21 = p + len_19
+    tz_20 = b[p:end_21].decode()
+    p = end_21
+    at_us_22, next_fire_us_23, last_fire_us_24, = _S37.unpack_from(b, p)
+    p += 24
+    scheduleentry_25 = _W_ScheduleEntry()
+    scheduleentry_25.id = id_4
+    scheduleentry_25.agent = agent_6
+    scheduleentry_25.process = process_9
+    scheduleentry_25.action = _D_Action[action_11]
+    scheduleentry_25.signal = signal_13
+    scheduleentry_25.kind = _D_ScheduleKind[kind_15]
+    scheduleentry_25.cron = cron_17
+    scheduleentry_25.tz = tz_20
+    scheduleentry_25.at_us = at_us_22
+    scheduleentry_25.next_fire_us = next_fire_us_23
+    scheduleentry_25.last_fire_us = last_fire_us_24
+    scheduleentry_25.__class__ = ScheduleEntry
+    scheduleset_26 = _W_ScheduleSet()
+    scheduleset_26.target = target_2
+    scheduleset_26.schedule = scheduleentry_25
+    scheduleset_26.__class__ = ScheduleSet
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (scheduleset_26, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ScheduleClear(m: ScheduleClear, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
-    blen = 10 + len(target_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S22.pack(m.id)))
+    blen = len(target_1) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 51, flags, rid, blen, len(target_1)), target_1, _S25.pack(m.id)))
 
 
 def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
@@ -1897,7 +2560,7 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
     if end_3 > n: raise _short(len_1, n - p)
     target_2 = b[p:end_3].decode()
     p = end_3
-    id_4, = _S22.unpack_from(b, p)
+    id_4, = _S25.unpack_from(b, p)
     p += 8
     scheduleclear_5 = _W_ScheduleClear()
     scheduleclear_5.target = target_2
@@ -1907,11 +2570,30 @@ def _dec_ScheduleClear(b: bytes, p: int, n: int) -> ScheduleClear:
     return scheduleclear_5
 
 
+def _frame_ScheduleClear(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540133 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    id_4, = _S25.unpack_from(b, p)
+    p += 8
+    scheduleclear_5 = _W_ScheduleClear()
+    scheduleclear_5.target = target_2
+    scheduleclear_5.id = id_4
+    scheduleclear_5.__class__ = ScheduleClear
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (scheduleclear_5, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
+    bundles_1 = m.bundles
     parts: list[bytes] = []
     ap = parts.append
-    bundles_1 = m.bundles
-    ap(_S1.pack(len(bundles_1)))
     for x_2 in bundles_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -1919,7 +2601,7 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S34.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S38.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
@@ -1933,29 +2615,30 @@ def _enc_AgentState(m: AgentState, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_9)))
         ap(bundle_9)
         status_10 = x_6.status.encode()
-        ap(_S35.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
+        ap(_S39.pack(x_6.revision, _E_ProcessState[x_6.state], _E_DesiredState[x_6.desired], x_6.pid, x_6.exit_code, x_6.exit_signal, x_6.restarts, x_6.started_us, x_6.last_liveness_us, len(status_10)))
         ap(status_10)
     schedules_11 = m.schedules
     ap(_S1.pack(len(schedules_11)))
     for x_12 in schedules_11:
         agent_13 = x_12.agent.encode()
-        ap(_S30.pack(x_12.id, len(agent_13)))
+        ap(_S34.pack(x_12.id, len(agent_13)))
         ap(agent_13)
         process_14 = x_12.process.encode()
         ap(_S1.pack(len(process_14)))
         ap(process_14)
         signal_15 = x_12.signal.encode()
-        ap(_S0.pack(_E_Action[x_12.action], len(signal_15)))
+        ap(_S3.pack(_E_Action[x_12.action], len(signal_15)))
         ap(signal_15)
         cron_16 = x_12.cron.encode()
-        ap(_S0.pack(_E_ScheduleKind[x_12.kind], len(cron_16)))
+        ap(_S3.pack(_E_ScheduleKind[x_12.kind], len(cron_16)))
         ap(cron_16)
         tz_17 = x_12.tz.encode()
         ap(_S1.pack(len(tz_17)))
         ap(tz_17)
-        ap(_S33.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
+        ap(_S37.pack(x_12.at_us, x_12.next_fire_us, x_12.last_fire_us))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 60, flags, rid, len(body)) + body
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 60, flags, rid, blen, len(bundles_1)), body))
 
 
 def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
@@ -1979,7 +2662,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S34.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S38.unpack_from(b, p)
         p += 49
         bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
@@ -2013,7 +2696,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_24 > n: raise _short(len_22, n - p)
         bundle_23 = b[p:end_24].decode()
         p = end_24
-        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S35.unpack_from(b, p)
+        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S39.unpack_from(b, p)
         p += 39
         end_36 = p + len_34
         if end_36 > n: raise _short(len_34, n - p)
@@ -2040,7 +2723,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
     if count_38 * 44 > n - p: raise _short(count_38 * 44, n - p)
     schedules_39 = []
     for _ in range(count_38):
-        id_40, len_41, = _S30.unpack_from(b, p)
+        id_40, len_41, = _S34.unpack_from(b, p)
         p += 10
         end_43 = p + len_41
         if end_43 > n: raise _short(len_41, n - p)
@@ -2052,13 +2735,13 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_46 > n: raise _short(len_44, n - p)
         process_45 = b[p:end_46].decode()
         p = end_46
-        action_47, len_48, = _S0.unpack_from(b, p)
+        action_47, len_48, = _S3.unpack_from(b, p)
         p += 3
         end_50 = p + len_48
         if end_50 > n: raise _short(len_48, n - p)
         signal_49 = b[p:end_50].decode()
         p = end_50
-        kind_51, len_52, = _S0.unpack_from(b, p)
+        kind_51, len_52, = _S3.unpack_from(b, p)
         p += 3
         end_54 = p + len_52
         if end_54 > n: raise _short(len_52, n - p)
@@ -2070,7 +2753,7 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
         if end_57 > n: raise _short(len_55, n - p)
         tz_56 = b[p:end_57].decode()
         p = end_57
-        at_us_58, next_fire_us_59, last_fire_us_60, = _S33.unpack_from(b, p)
+        at_us_58, next_fire_us_59, last_fire_us_60, = _S37.unpack_from(b, p)
         p += 24
         scheduleentry_61 = _W_ScheduleEntry()
         scheduleentry_61.id = id_40
@@ -2095,22 +2778,147 @@ def _dec_AgentState(b: bytes, p: int, n: int) -> AgentState:
     return agentstate_62
 
 
+def _frame_AgentState(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54013c or e > size or length > max_body: return -1
+    if count_1 * 53 > e - p: return -1
+    bundles_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, kind_10, size_11, stored_us_12, = _S38.unpack_from(b, p)
+        p += 49
+        bundleentry_13 = _W_BundleEntry()
+        bundleentry_13.agent = agent_4
+        bundleentry_13.name = name_7
+        bundleentry_13.sha256 = sha256_9
+        bundleentry_13.kind = _D_BundleKind[kind_10]
+        bundleentry_13.size = size_11
+        bundleentry_13.stored_us = stored_us_12
+        bundleentry_13.__class__ = BundleEntry
+        bundles_2.append(bundleentry_13)
+    count_14, = _S1.unpack_from(b, p)
+    p += 2
+    if count_14 * 45 > e - p: return -1
+    processes_15 = []
+    for _ in range(count_14):
+        len_16, = _S1.unpack_from(b, p)
+        p += 2
+        end_18 = p + len_16
+        agent_17 = b[p:end_18].decode()
+        p = end_18
+        len_19, = _S1.unpack_from(b, p)
+        p += 2
+        end_21 = p + len_19
+        name_20 = b[p:end_21].decode()
+        p = end_21
+        len_22, = _S1.unpack_from(b, p)
+        p += 2
+        end_24 = p + len_22
+        bundle_23 = b[p:end_24].decode()
+        p = end_24
+        revision_25, state_26, desired_27, pid_28, exit_code_29, exit_signal_30, restarts_31, started_us_32, last_liveness_us_33, len_34, = _S39.unpack_from(b, p)
+        p += 39
+        end_36 = p + len_34
+        status_35 = b[p:end_36].decode()
+        p = end_36
+        processentry_37 = _W_ProcessEntry()
+        processentry_37.agent = agent_17
+        processentry_37.name = name_20
+        processentry_37.bundle = bundle_23
+        processentry_37.revision = revision_25
+        processentry_37.state = _D_ProcessState[state_26]
+        processentry_37.desired = _D_DesiredState[desired_27]
+        processentry_37.pid = pid_28
+        processentry_37.exit_code = exit_code_29
+        processentry_37.exit_signal = exit_signal_30
+        processentry_37.restarts = restarts_31
+        processentry_37.started_us = started_us_32
+        processentry_37.last_liveness_us = last_liveness_us_33
+        processentry_37.status = status_35
+        processentry_37.__class__ = ProcessEntry
+        processes_15.append(processentry_37)
+    count_38, = _S1.unpack_from(b, p)
+    p += 2
+    if count_38 * 44 > e - p: return -1
+    schedules_39 = []
+    for _ in range(count_38):
+        id_40, len_41, = _S34.unpack_from(b, p)
+        p += 10
+        end_43 = p + len_41
+        agent_42 = b[p:end_43].decode()
+        p = end_43
+        len_44, = _S1.unpack_from(b, p)
+        p += 2
+        end_46 = p + len_44
+        process_45 = b[p:end_46].decode()
+        p = end_46
+        action_47, len_48, = _S3.unpack_from(b, p)
+        p += 3
+        end_50 = p + len_48
+        signal_49 = b[p:end_50].decode()
+        p = end_50
+        kind_51, len_52, = _S3.unpack_from(b, p)
+        p += 3
+        end_54 = p + len_52
+        cron_53 = b[p:end_54].decode()
+        p = end_54
+        len_55, = _S1.unpack_from(b, p)
+        p += 2
+        end_57 = p + len_55
+        tz_56 = b[p:end_57].decode()
+        p = end_57
+        at_us_58, next_fire_us_59, last_fire_us_60, = _S37.unpack_from(b, p)
+        p += 24
+        scheduleentry_61 = _W_ScheduleEntry()
+        scheduleentry_61.id = id_40
+        scheduleentry_61.agent = agent_42
+        scheduleentry_61.process = process_45
+        scheduleentry_61.action = _D_Action[action_47]
+        scheduleentry_61.signal = signal_49
+        scheduleentry_61.kind = _D_ScheduleKind[kind_51]
+        scheduleentry_61.cron = cron_53
+        scheduleentry_61.tz = tz_56
+        scheduleentry_61.at_us = at_us_58
+        scheduleentry_61.next_fire_us = next_fire_us_59
+        scheduleentry_61.last_fire_us = last_fire_us_60
+        scheduleentry_61.__class__ = ScheduleEntry
+        schedules_39.append(scheduleentry_61)
+    agentstate_62 = _W_AgentState()
+    agentstate_62.bundles = tuple(bundles_2)
+    agentstate_62.processes = tuple(processes_15)
+    agentstate_62.schedules = tuple(schedules_39)
+    agentstate_62.__class__ = AgentState
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (agentstate_62, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_StatsReport(m: StatsReport, rid: int, flags: int) -> bytes:
-    parts: list[bytes] = []
-    ap = parts.append
     agent_1 = m.agent.encode()
-    ap(_S1.pack(len(agent_1)))
-    ap(agent_1)
     node_2 = m.node
     processes_3 = m.processes
-    ap(_S36.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)))
+    parts: list[bytes] = []
+    ap = parts.append
     for x_4 in processes_3:
         name_5 = x_4.name.encode()
         ap(_S1.pack(len(name_5)))
         ap(name_5)
-        ap(_S37.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
+        ap(_S41.pack(x_4.pid, x_4.cpu_percent, x_4.rss, x_4.threads, x_4.open_files, x_4.restarts, x_4.last_liveness_us))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 61, flags, rid, len(body)) + body
+    blen = len(agent_1) + len(body) + 104
+    return b"".join((_S11.pack(_MAGIC, 1, 61, flags, rid, blen, len(agent_1)), agent_1, _S40.pack(m.time_us, node_2.cpu_percent, node_2.load1, node_2.load5, node_2.load15, node_2.mem_total, node_2.mem_used, node_2.swap_used, node_2.disk_read_bytes, node_2.disk_write_bytes, node_2.net_sent_bytes, node_2.net_recv_bytes, node_2.disk_used, node_2.disk_total, node_2.uptime_s, len(processes_3)), body))
 
 
 def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
@@ -2123,7 +2931,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S36.unpack_from(b, p)
+    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S40.unpack_from(b, p)
     p += 102
     nodestats_19 = _W_NodeStats()
     nodestats_19.cpu_percent = cpu_percent_5
@@ -2150,7 +2958,7 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
         if end_24 > n: raise _short(len_22, n - p)
         name_23 = b[p:end_24].decode()
         p = end_24
-        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S37.unpack_from(b, p)
+        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S41.unpack_from(b, p)
         p += 32
         processstats_32 = _W_ProcessStats()
         processstats_32.name = name_23
@@ -2173,37 +2981,96 @@ def _dec_StatsReport(b: bytes, p: int, n: int) -> StatsReport:
     return statsreport_33
 
 
+def _frame_StatsReport(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54013d or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    time_us_4, cpu_percent_5, load1_6, load5_7, load15_8, mem_total_9, mem_used_10, swap_used_11, disk_read_bytes_12, disk_write_bytes_13, net_sent_bytes_14, net_recv_bytes_15, disk_used_16, disk_total_17, uptime_s_18, count_20, = _S40.unpack_from(b, p)
+    p += 102
+    nodestats_19 = _W_NodeStats()
+    nodestats_19.cpu_percent = cpu_percent_5
+    nodestats_19.load1 = load1_6
+    nodestats_19.load5 = load5_7
+    nodestats_19.load15 = load15_8
+    nodestats_19.mem_total = mem_total_9
+    nodestats_19.mem_used = mem_used_10
+    nodestats_19.swap_used = swap_used_11
+    nodestats_19.disk_read_bytes = disk_read_bytes_12
+    nodestats_19.disk_write_bytes = disk_write_bytes_13
+    nodestats_19.net_sent_bytes = net_sent_bytes_14
+    nodestats_19.net_recv_bytes = net_recv_bytes_15
+    nodestats_19.disk_used = disk_used_16
+    nodestats_19.disk_total = disk_total_17
+    nodestats_19.uptime_s = uptime_s_18
+    nodestats_19.__class__ = NodeStats
+    if count_20 * 34 > e - p: return -1
+    processes_21 = []
+    for _ in range(count_20):
+        len_22, = _S1.unpack_from(b, p)
+        p += 2
+        end_24 = p + len_22
+        name_23 = b[p:end_24].decode()
+        p = end_24
+        pid_25, cpu_percent_26, rss_27, threads_28, open_files_29, restarts_30, last_liveness_us_31, = _S41.unpack_from(b, p)
+        p += 32
+        processstats_32 = _W_ProcessStats()
+        processstats_32.name = name_23
+        processstats_32.pid = pid_25
+        processstats_32.cpu_percent = cpu_percent_26
+        processstats_32.rss = rss_27
+        processstats_32.threads = threads_28
+        processstats_32.open_files = open_files_29
+        processstats_32.restarts = restarts_30
+        processstats_32.last_liveness_us = last_liveness_us_31
+        processstats_32.__class__ = ProcessStats
+        processes_21.append(processstats_32)
+    statsreport_33 = _W_StatsReport()
+    statsreport_33.agent = agent_2
+    statsreport_33.time_us = time_us_4
+    statsreport_33.node = nodestats_19
+    statsreport_33.processes = tuple(processes_21)
+    statsreport_33.__class__ = StatsReport
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (statsreport_33, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Event(m: Event, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     process_2 = m.process.encode()
     message_3 = m.message.encode()
-    blen = 36 + len(agent_1) + len(process_2) + len(message_3)
-    return b"".join((_S38.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S39.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S40.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S22.pack(m.schedule_id)))
+    blen = len(agent_1) + len(process_2) + len(message_3) + 36
+    return b"".join((_S42.pack(_MAGIC, 1, 62, flags, rid, blen, m.seq, len(agent_1)), agent_1, _S43.pack(m.time_us, _E_EventKind[m.kind], len(process_2)), process_2, _S44.pack(_E_ProcessState[m.old_state], _E_ProcessState[m.new_state], m.exit_code, m.signal, len(message_3)), message_3, _S25.pack(m.schedule_id)))
 
 
 def _dec_Event(b: bytes, p: int, n: int) -> Event:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    seq_1, len_2, = _S30.unpack_from(b, p)
+    seq_1, len_2, = _S34.unpack_from(b, p)
     p += 10
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
     agent_3 = b[p:end_4].decode()
     p = end_4
-    time_us_5, kind_6, len_7, = _S39.unpack_from(b, p)
+    time_us_5, kind_6, len_7, = _S43.unpack_from(b, p)
     p += 11
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
     process_8 = b[p:end_9].decode()
     p = end_9
-    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S40.unpack_from(b, p)
+    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S44.unpack_from(b, p)
     p += 7
     end_16 = p + len_14
     if end_16 > n: raise _short(len_14, n - p)
     message_15 = b[p:end_16].decode()
     p = end_16
-    schedule_id_17, = _S22.unpack_from(b, p)
+    schedule_id_17, = _S25.unpack_from(b, p)
     p += 8
     event_18 = _W_Event()
     event_18.seq = seq_1
@@ -2222,24 +3089,63 @@ def _dec_Event(b: bytes, p: int, n: int) -> Event:
     return event_18
 
 
+def _frame_Event(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 24 > size: return -1
+    head, flags, rid, length, seq_1, len_2, = _S45.unpack_from(b, p)
+    p += 24
+    e = p + length - 10
+    if head != 0x4c54013e or e > size or length > max_body: return -1
+    end_4 = p + len_2
+    agent_3 = b[p:end_4].decode()
+    p = end_4
+    time_us_5, kind_6, len_7, = _S43.unpack_from(b, p)
+    p += 11
+    end_9 = p + len_7
+    process_8 = b[p:end_9].decode()
+    p = end_9
+    old_state_10, new_state_11, exit_code_12, signal_13, len_14, = _S44.unpack_from(b, p)
+    p += 7
+    end_16 = p + len_14
+    message_15 = b[p:end_16].decode()
+    p = end_16
+    schedule_id_17, = _S25.unpack_from(b, p)
+    p += 8
+    event_18 = _W_Event()
+    event_18.seq = seq_1
+    event_18.agent = agent_3
+    event_18.time_us = time_us_5
+    event_18.kind = _D_EventKind[kind_6]
+    event_18.process = process_8
+    event_18.old_state = _D_ProcessState[old_state_10]
+    event_18.new_state = _D_ProcessState[new_state_11]
+    event_18.exit_code = exit_code_12
+    event_18.signal = signal_13
+    event_18.message = message_15
+    event_18.schedule_id = schedule_id_17
+    event_18.__class__ = Event
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (event_18, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_EventAck(m: EventAck, rid: int, flags: int) -> bytes:
-    return _S21.pack(_MAGIC, 1, 63, flags, rid, 8, m.seq)
+    return _S24.pack(_MAGIC, 1, 63, flags, rid, 8, m.seq)
 
 
 def _dec_EventAck(b: bytes, p: int, n: int) -> EventAck:
     if n - p != 8: raise _size(n - p, 8)
-    seq_1, = _S22.unpack_from(b, p)
+    seq_1, = _S25.unpack_from(b, p)
     eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
     return eventack_2
 
 
-def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
+def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
     end = p + 22
     if end > size: return -1
-    prefix, _type, flags, rid, length, seq_1, = _S23.unpack_from(b, p)
-    if prefix != _PREFIX or length != 8: return -1
+    head, flags, rid, length, seq_1, = _S26.unpack_from(b, p)
+    if head != 0x4c54013f or length != 8: return -1
     eventack_2 = _W_EventAck()
     eventack_2.seq = seq_1
     eventack_2.__class__ = EventAck
@@ -2248,22 +3154,18 @@ def _frame_EventAck(b: bytes, p: int, size: int, frames: list[Frame]) -> int:
 
 
 def _enc_LogLines(m: LogLines, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    process_2 = m.process.encode()
+    lines_3 = m.lines
     parts: list[bytes] = []
     ap = parts.append
-    agent_1 = m.agent.encode()
-    ap(_S1.pack(len(agent_1)))
-    ap(agent_1)
-    process_2 = m.process.encode()
-    ap(_S1.pack(len(process_2)))
-    ap(process_2)
-    lines_3 = m.lines
-    ap(_S0.pack(_E_StreamKind[m.stream], len(lines_3)))
     for x_4 in lines_3:
         line_5 = x_4.encode()
-        ap(_S25.pack(len(line_5)))
+        ap(_S28.pack(len(line_5)))
         ap(line_5)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 64, flags, rid, len(body)) + body
+    blen = len(agent_1) + len(process_2) + len(body) + 7
+    return b"".join((_S11.pack(_MAGIC, 1, 64, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(process_2)), process_2, _S3.pack(_E_StreamKind[m.stream], len(lines_3)), body))
 
 
 def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
@@ -2282,12 +3184,12 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
     if end_6 > n: raise _short(len_4, n - p)
     process_5 = b[p:end_6].decode()
     p = end_6
-    stream_7, count_8, = _S0.unpack_from(b, p)
+    stream_7, count_8, = _S3.unpack_from(b, p)
     p += 3
     if count_8 * 4 > n - p: raise _short(count_8 * 4, n - p)
     lines_9 = []
     for _ in range(count_8):
-        len_10, = _S25.unpack_from(b, p)
+        len_10, = _S28.unpack_from(b, p)
         p += 4
         end_12 = p + len_10
         if end_12 > n: raise _short(len_10, n - p)
@@ -2304,10 +3206,46 @@ def _dec_LogLines(b: bytes, p: int, n: int) -> LogLines:
     return loglines_13
 
 
+def _frame_LogLines(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540140 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    process_5 = b[p:end_6].decode()
+    p = end_6
+    stream_7, count_8, = _S3.unpack_from(b, p)
+    p += 3
+    if count_8 * 4 > e - p: return -1
+    lines_9 = []
+    for _ in range(count_8):
+        len_10, = _S28.unpack_from(b, p)
+        p += 4
+        end_12 = p + len_10
+        line_11 = b[p:end_12].decode()
+        p = end_12
+        lines_9.append(line_11)
+    loglines_13 = _W_LogLines()
+    loglines_13.agent = agent_2
+    loglines_13.process = process_5
+    loglines_13.stream = _D_StreamKind[stream_7]
+    loglines_13.lines = tuple(lines_9)
+    loglines_13.__class__ = LogLines
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (loglines_13, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListAgents(m: ListAgents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 70, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 70, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
@@ -2327,10 +3265,27 @@ def _dec_ListAgents(b: bytes, p: int, n: int) -> ListAgents:
     return listagents_4
 
 
+def _frame_ListAgents(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540146 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listagents_4 = _W_ListAgents()
+    listagents_4.pattern = pattern_2
+    listagents_4.__class__ = ListAgents
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listagents_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListProcesses(m: ListProcesses, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 71, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 71, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
@@ -2350,10 +3305,27 @@ def _dec_ListProcesses(b: bytes, p: int, n: int) -> ListProcesses:
     return listprocesses_4
 
 
+def _frame_ListProcesses(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540147 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listprocesses_4 = _W_ListProcesses()
+    listprocesses_4.pattern = pattern_2
+    listprocesses_4.__class__ = ListProcesses
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listprocesses_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListBundles(m: ListBundles, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 72, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 72, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
@@ -2373,10 +3345,27 @@ def _dec_ListBundles(b: bytes, p: int, n: int) -> ListBundles:
     return listbundles_4
 
 
+def _frame_ListBundles(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540148 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listbundles_4 = _W_ListBundles()
+    listbundles_4.pattern = pattern_2
+    listbundles_4.__class__ = ListBundles
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listbundles_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListSchedules(m: ListSchedules, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 73, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 73, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
@@ -2396,10 +3385,27 @@ def _dec_ListSchedules(b: bytes, p: int, n: int) -> ListSchedules:
     return listschedules_4
 
 
+def _frame_ListSchedules(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540149 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listschedules_4 = _W_ListSchedules()
+    listschedules_4.pattern = pattern_2
+    listschedules_4.__class__ = ListSchedules
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listschedules_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_QueryStats(m: QueryStats, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
-    blen = 14 + len(agent_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S41.pack(m.since_us, m.limit)))
+    blen = len(agent_1) + 14
+    return b"".join((_S11.pack(_MAGIC, 1, 74, flags, rid, blen, len(agent_1)), agent_1, _S46.pack(m.since_us, m.limit)))
 
 
 def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
@@ -2412,7 +3418,7 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, = _S41.unpack_from(b, p)
+    since_us_4, limit_5, = _S46.unpack_from(b, p)
     p += 12
     querystats_6 = _W_QueryStats()
     querystats_6.agent = agent_2
@@ -2423,10 +3429,31 @@ def _dec_QueryStats(b: bytes, p: int, n: int) -> QueryStats:
     return querystats_6
 
 
+def _frame_QueryStats(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54014a or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    since_us_4, limit_5, = _S46.unpack_from(b, p)
+    p += 12
+    querystats_6 = _W_QueryStats()
+    querystats_6.agent = agent_2
+    querystats_6.since_us = since_us_4
+    querystats_6.limit = limit_5
+    querystats_6.__class__ = QueryStats
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (querystats_6, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_QueryEvents(m: QueryEvents, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 15 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S42.pack(m.since_us, m.limit, m.follow)))
+    blen = len(pattern_1) + 15
+    return b"".join((_S11.pack(_MAGIC, 1, 75, flags, rid, blen, len(pattern_1)), pattern_1, _S47.pack(m.since_us, m.limit, m.follow)))
 
 
 def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
@@ -2439,7 +3466,7 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     if end_3 > n: raise _short(len_1, n - p)
     pattern_2 = b[p:end_3].decode()
     p = end_3
-    since_us_4, limit_5, follow_6, = _S43.unpack_from(b, p)
+    since_us_4, limit_5, follow_6, = _S48.unpack_from(b, p)
     p += 13
     queryevents_7 = _W_QueryEvents()
     queryevents_7.pattern = pattern_2
@@ -2451,11 +3478,33 @@ def _dec_QueryEvents(b: bytes, p: int, n: int) -> QueryEvents:
     return queryevents_7
 
 
+def _frame_QueryEvents(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54014b or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    since_us_4, limit_5, follow_6, = _S48.unpack_from(b, p)
+    p += 13
+    queryevents_7 = _W_QueryEvents()
+    queryevents_7.pattern = pattern_2
+    queryevents_7.since_us = since_us_4
+    queryevents_7.limit = limit_5
+    queryevents_7.follow = _BOOL[follow_6]
+    queryevents_7.__class__ = QueryEvents
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (queryevents_7, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_QueryLogs(m: QueryLogs, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     process_2 = m.process.encode()
-    blen = 9 + len(target_1) + len(process_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S44.pack(m.lines, m.follow)))
+    blen = len(target_1) + len(process_2) + 9
+    return b"".join((_S11.pack(_MAGIC, 1, 76, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(process_2)), process_2, _S49.pack(m.lines, m.follow)))
 
 
 def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
@@ -2474,7 +3523,7 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     if end_6 > n: raise _short(len_4, n - p)
     process_5 = b[p:end_6].decode()
     p = end_6
-    lines_7, follow_8, = _S45.unpack_from(b, p)
+    lines_7, follow_8, = _S50.unpack_from(b, p)
     p += 5
     querylogs_9 = _W_QueryLogs()
     querylogs_9.target = target_2
@@ -2486,10 +3535,37 @@ def _dec_QueryLogs(b: bytes, p: int, n: int) -> QueryLogs:
     return querylogs_9
 
 
+def _frame_QueryLogs(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54014c or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    process_5 = b[p:end_6].decode()
+    p = end_6
+    lines_7, follow_8, = _S50.unpack_from(b, p)
+    p += 5
+    querylogs_9 = _W_QueryLogs()
+    querylogs_9.target = target_2
+    querylogs_9.process = process_5
+    querylogs_9.lines = lines_7
+    querylogs_9.follow = _BOOL[follow_8]
+    querylogs_9.__class__ = QueryLogs
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (querylogs_9, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListRunVersions(m: ListRunVersions, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 77, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 77, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListRunVersions(b: bytes, p: int, n: int) -> ListRunVersions:
@@ -2509,10 +3585,27 @@ def _dec_ListRunVersions(b: bytes, p: int, n: int) -> ListRunVersions:
     return listrunversions_4
 
 
+def _frame_ListRunVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54014d or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listrunversions_4 = _W_ListRunVersions()
+    listrunversions_4.pattern = pattern_2
+    listrunversions_4.__class__ = ListRunVersions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listrunversions_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_QueryDisk(m: QueryDisk, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 78, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 78, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_QueryDisk(b: bytes, p: int, n: int) -> QueryDisk:
@@ -2532,10 +3625,27 @@ def _dec_QueryDisk(b: bytes, p: int, n: int) -> QueryDisk:
     return querydisk_4
 
 
+def _frame_QueryDisk(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54014e or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    querydisk_4 = _W_QueryDisk()
+    querydisk_4.pattern = pattern_2
+    querydisk_4.__class__ = QueryDisk
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (querydisk_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_QueryAgent(m: QueryAgent, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
-    blen = 2 + len(agent_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 79, flags, rid, blen, len(agent_1)), agent_1))
+    blen = len(agent_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 79, flags, rid, blen, len(agent_1)), agent_1))
 
 
 def _dec_QueryAgent(b: bytes, p: int, n: int) -> QueryAgent:
@@ -2555,17 +3665,33 @@ def _dec_QueryAgent(b: bytes, p: int, n: int) -> QueryAgent:
     return queryagent_4
 
 
+def _frame_QueryAgent(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54014f or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    queryagent_4 = _W_QueryAgent()
+    queryagent_4.agent = agent_2
+    queryagent_4.__class__ = QueryAgent
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (queryagent_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
+    agents_1 = m.agents
     parts: list[bytes] = []
     ap = parts.append
-    agents_1 = m.agents
-    ap(_S25.pack(len(agents_1)))
     for x_2 in agents_1:
         name_3 = x_2.name.encode()
         ap(_S1.pack(len(name_3)))
         ap(name_3)
         hostname_4 = x_2.hostname.encode()
-        ap(_S46.pack(x_2.online, len(hostname_4)))
+        ap(_S51.pack(x_2.online, len(hostname_4)))
         ap(hostname_4)
         address_5 = x_2.address.encode()
         ap(_S1.pack(len(address_5)))
@@ -2574,18 +3700,19 @@ def _enc_AgentList(m: AgentList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(version_6)))
         ap(version_6)
         clock_source_7 = x_2.clock_source.encode()
-        ap(_S47.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
+        ap(_S52.pack(x_2.last_seen_us, x_2.connected_us, x_2.clock_offset_us, x_2.clock_delay_us, len(clock_source_7)))
         ap(clock_source_7)
-        ap(_S48.pack(x_2.clock_measured_us, x_2.processes))
+        ap(_S53.pack(x_2.clock_measured_us, x_2.processes))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 80, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 80, flags, rid, blen, len(agents_1)), body))
 
 
 def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 53 > n - p: raise _short(count_1 * 53, n - p)
     agents_2 = []
@@ -2596,7 +3723,7 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         if end_5 > n: raise _short(len_3, n - p)
         name_4 = b[p:end_5].decode()
         p = end_5
-        online_6, len_7, = _S0.unpack_from(b, p)
+        online_6, len_7, = _S3.unpack_from(b, p)
         p += 3
         end_9 = p + len_7
         if end_9 > n: raise _short(len_7, n - p)
@@ -2614,13 +3741,13 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
         if end_15 > n: raise _short(len_13, n - p)
         version_14 = b[p:end_15].decode()
         p = end_15
-        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S47.unpack_from(b, p)
+        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S52.unpack_from(b, p)
         p += 34
         end_22 = p + len_20
         if end_22 > n: raise _short(len_20, n - p)
         clock_source_21 = b[p:end_22].decode()
         p = end_22
-        clock_measured_us_23, processes_24, = _S48.unpack_from(b, p)
+        clock_measured_us_23, processes_24, = _S53.unpack_from(b, p)
         p += 10
         agententry_25 = _W_AgentEntry()
         agententry_25.name = name_4
@@ -2644,11 +3771,69 @@ def _dec_AgentList(b: bytes, p: int, n: int) -> AgentList:
     return agentlist_26
 
 
+def _frame_AgentList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540150 or e > size or length > max_body: return -1
+    if count_1 * 53 > e - p: return -1
+    agents_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        name_4 = b[p:end_5].decode()
+        p = end_5
+        online_6, len_7, = _S3.unpack_from(b, p)
+        p += 3
+        end_9 = p + len_7
+        hostname_8 = b[p:end_9].decode()
+        p = end_9
+        len_10, = _S1.unpack_from(b, p)
+        p += 2
+        end_12 = p + len_10
+        address_11 = b[p:end_12].decode()
+        p = end_12
+        len_13, = _S1.unpack_from(b, p)
+        p += 2
+        end_15 = p + len_13
+        version_14 = b[p:end_15].decode()
+        p = end_15
+        last_seen_us_16, connected_us_17, clock_offset_us_18, clock_delay_us_19, len_20, = _S52.unpack_from(b, p)
+        p += 34
+        end_22 = p + len_20
+        clock_source_21 = b[p:end_22].decode()
+        p = end_22
+        clock_measured_us_23, processes_24, = _S53.unpack_from(b, p)
+        p += 10
+        agententry_25 = _W_AgentEntry()
+        agententry_25.name = name_4
+        agententry_25.online = _BOOL[online_6]
+        agententry_25.hostname = hostname_8
+        agententry_25.address = address_11
+        agententry_25.version = version_14
+        agententry_25.last_seen_us = last_seen_us_16
+        agententry_25.connected_us = connected_us_17
+        agententry_25.clock_offset_us = clock_offset_us_18
+        agententry_25.clock_delay_us = clock_delay_us_19
+        agententry_25.clock_source = clock_source_21
+        agententry_25.clock_measured_us = clock_measured_us_23
+        agententry_25.processes = processes_24
+        agententry_25.__class__ = AgentEntry
+        agents_2.append(agententry_25)
+    agentlist_26 = _W_AgentList()
+    agentlist_26.agents = tuple(agents_2)
+    agentlist_26.__class__ = AgentList
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (agentlist_26, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
+    processes_1 = m.processes
     parts: list[bytes] = []
     ap = parts.append
-    processes_1 = m.processes
-    ap(_S25.pack(len(processes_1)))
     for x_2 in processes_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2660,17 +3845,18 @@ def _enc_ProcessList(m: ProcessList, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(bundle_5)))
         ap(bundle_5)
         status_6 = x_2.status.encode()
-        ap(_S35.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
+        ap(_S39.pack(x_2.revision, _E_ProcessState[x_2.state], _E_DesiredState[x_2.desired], x_2.pid, x_2.exit_code, x_2.exit_signal, x_2.restarts, x_2.started_us, x_2.last_liveness_us, len(status_6)))
         ap(status_6)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 81, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 81, flags, rid, blen, len(processes_1)), body))
 
 
 def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 45 > n - p: raise _short(count_1 * 45, n - p)
     processes_2 = []
@@ -2693,7 +3879,7 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
         if end_11 > n: raise _short(len_9, n - p)
         bundle_10 = b[p:end_11].decode()
         p = end_11
-        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S35.unpack_from(b, p)
+        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S39.unpack_from(b, p)
         p += 39
         end_23 = p + len_21
         if end_23 > n: raise _short(len_21, n - p)
@@ -2722,11 +3908,63 @@ def _dec_ProcessList(b: bytes, p: int, n: int) -> ProcessList:
     return processlist_25
 
 
+def _frame_ProcessList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540151 or e > size or length > max_body: return -1
+    if count_1 * 45 > e - p: return -1
+    processes_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        bundle_10 = b[p:end_11].decode()
+        p = end_11
+        revision_12, state_13, desired_14, pid_15, exit_code_16, exit_signal_17, restarts_18, started_us_19, last_liveness_us_20, len_21, = _S39.unpack_from(b, p)
+        p += 39
+        end_23 = p + len_21
+        status_22 = b[p:end_23].decode()
+        p = end_23
+        processentry_24 = _W_ProcessEntry()
+        processentry_24.agent = agent_4
+        processentry_24.name = name_7
+        processentry_24.bundle = bundle_10
+        processentry_24.revision = revision_12
+        processentry_24.state = _D_ProcessState[state_13]
+        processentry_24.desired = _D_DesiredState[desired_14]
+        processentry_24.pid = pid_15
+        processentry_24.exit_code = exit_code_16
+        processentry_24.exit_signal = exit_signal_17
+        processentry_24.restarts = restarts_18
+        processentry_24.started_us = started_us_19
+        processentry_24.last_liveness_us = last_liveness_us_20
+        processentry_24.status = status_22
+        processentry_24.__class__ = ProcessEntry
+        processes_2.append(processentry_24)
+    processlist_25 = _W_ProcessList()
+    processlist_25.processes = tuple(processes_2)
+    processlist_25.__class__ = ProcessList
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (processlist_25, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
+    bundles_1 = m.bundles
     parts: list[bytes] = []
     ap = parts.append
-    bundles_1 = m.bundles
-    ap(_S25.pack(len(bundles_1)))
     for x_2 in bundles_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2734,16 +3972,17 @@ def _enc_BundleList(m: BundleList, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S34.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
+        ap(_S38.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 82, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 82, flags, rid, blen, len(bundles_1)), body))
 
 
 def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 53 > n - p: raise _short(count_1 * 53, n - p)
     bundles_2 = []
@@ -2760,7 +3999,7 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, = _S34.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, = _S38.unpack_from(b, p)
         p += 49
         bundleentry_13 = _W_BundleEntry()
         bundleentry_13.agent = agent_4
@@ -2778,42 +4017,80 @@ def _dec_BundleList(b: bytes, p: int, n: int) -> BundleList:
     return bundlelist_14
 
 
+def _frame_BundleList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540152 or e > size or length > max_body: return -1
+    if count_1 * 53 > e - p: return -1
+    bundles_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, kind_10, size_11, stored_us_12, = _S38.unpack_from(b, p)
+        p += 49
+        bundleentry_13 = _W_BundleEntry()
+        bundleentry_13.agent = agent_4
+        bundleentry_13.name = name_7
+        bundleentry_13.sha256 = sha256_9
+        bundleentry_13.kind = _D_BundleKind[kind_10]
+        bundleentry_13.size = size_11
+        bundleentry_13.stored_us = stored_us_12
+        bundleentry_13.__class__ = BundleEntry
+        bundles_2.append(bundleentry_13)
+    bundlelist_14 = _W_BundleList()
+    bundlelist_14.bundles = tuple(bundles_2)
+    bundlelist_14.__class__ = BundleList
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundlelist_14, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ScheduleList(m: ScheduleList, rid: int, flags: int) -> bytes:
+    schedules_1 = m.schedules
     parts: list[bytes] = []
     ap = parts.append
-    schedules_1 = m.schedules
-    ap(_S25.pack(len(schedules_1)))
     for x_2 in schedules_1:
         agent_3 = x_2.agent.encode()
-        ap(_S30.pack(x_2.id, len(agent_3)))
+        ap(_S34.pack(x_2.id, len(agent_3)))
         ap(agent_3)
         process_4 = x_2.process.encode()
         ap(_S1.pack(len(process_4)))
         ap(process_4)
         signal_5 = x_2.signal.encode()
-        ap(_S0.pack(_E_Action[x_2.action], len(signal_5)))
+        ap(_S3.pack(_E_Action[x_2.action], len(signal_5)))
         ap(signal_5)
         cron_6 = x_2.cron.encode()
-        ap(_S0.pack(_E_ScheduleKind[x_2.kind], len(cron_6)))
+        ap(_S3.pack(_E_ScheduleKind[x_2.kind], len(cron_6)))
         ap(cron_6)
         tz_7 = x_2.tz.encode()
         ap(_S1.pack(len(tz_7)))
         ap(tz_7)
-        ap(_S33.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
+        ap(_S37.pack(x_2.at_us, x_2.next_fire_us, x_2.last_fire_us))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 83, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 83, flags, rid, blen, len(schedules_1)), body))
 
 
 def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 44 > n - p: raise _short(count_1 * 44, n - p)
     schedules_2 = []
     for _ in range(count_1):
-        id_3, len_4, = _S30.unpack_from(b, p)
+        id_3, len_4, = _S34.unpack_from(b, p)
         p += 10
         end_6 = p + len_4
         if end_6 > n: raise _short(len_4, n - p)
@@ -2825,13 +4102,13 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         if end_9 > n: raise _short(len_7, n - p)
         process_8 = b[p:end_9].decode()
         p = end_9
-        action_10, len_11, = _S0.unpack_from(b, p)
+        action_10, len_11, = _S3.unpack_from(b, p)
         p += 3
         end_13 = p + len_11
         if end_13 > n: raise _short(len_11, n - p)
         signal_12 = b[p:end_13].decode()
         p = end_13
-        kind_14, len_15, = _S0.unpack_from(b, p)
+        kind_14, len_15, = _S3.unpack_from(b, p)
         p += 3
         end_17 = p + len_15
         if end_17 > n: raise _short(len_15, n - p)
@@ -2843,7 +4120,7 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
         if end_20 > n: raise _short(len_18, n - p)
         tz_19 = b[p:end_20].decode()
         p = end_20
-        at_us_21, next_fire_us_22, last_fire_us_23, = _S33.unpack_from(b, p)
+        at_us_21, next_fire_us_22, last_fire_us_23, = _S37.unpack_from(b, p)
         p += 24
         scheduleentry_24 = _W_ScheduleEntry()
         scheduleentry_24.id = id_3
@@ -2866,26 +4143,82 @@ def _dec_ScheduleList(b: bytes, p: int, n: int) -> ScheduleList:
     return schedulelist_25
 
 
+def _frame_ScheduleList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540153 or e > size or length > max_body: return -1
+    if count_1 * 44 > e - p: return -1
+    schedules_2 = []
+    for _ in range(count_1):
+        id_3, len_4, = _S34.unpack_from(b, p)
+        p += 10
+        end_6 = p + len_4
+        agent_5 = b[p:end_6].decode()
+        p = end_6
+        len_7, = _S1.unpack_from(b, p)
+        p += 2
+        end_9 = p + len_7
+        process_8 = b[p:end_9].decode()
+        p = end_9
+        action_10, len_11, = _S3.unpack_from(b, p)
+        p += 3
+        end_13 = p + len_11
+        signal_12 = b[p:end_13].decode()
+        p = end_13
+        kind_14, len_15, = _S3.unpack_from(b, p)
+        p += 3
+        end_17 = p + len_15
+        cron_16 = b[p:end_17].decode()
+        p = end_17
+        len_18, = _S1.unpack_from(b, p)
+        p += 2
+        end_20 = p + len_18
+        tz_19 = b[p:end_20].decode()
+        p = end_20
+        at_us_21, next_fire_us_22, last_fire_us_23, = _S37.unpack_from(b, p)
+        p += 24
+        scheduleentry_24 = _W_ScheduleEntry()
+        scheduleentry_24.id = id_3
+        scheduleentry_24.agent = agent_5
+        scheduleentry_24.process = process_8
+        scheduleentry_24.action = _D_Action[action_10]
+        scheduleentry_24.signal = signal_12
+        scheduleentry_24.kind = _D_ScheduleKind[kind_14]
+        scheduleentry_24.cron = cron_16
+        scheduleentry_24.tz = tz_19
+        scheduleentry_24.at_us = at_us_21
+        scheduleentry_24.next_fire_us = next_fire_us_22
+        scheduleentry_24.last_fire_us = last_fire_us_23
+        scheduleentry_24.__class__ = ScheduleEntry
+        schedules_2.append(scheduleentry_24)
+    schedulelist_25 = _W_ScheduleList()
+    schedulelist_25.schedules = tuple(schedules_2)
+    schedulelist_25.__class__ = ScheduleList
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (schedulelist_25, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_StatsHistory(m: StatsHistory, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    samples_2 = m.samples
     parts: list[bytes] = []
     ap = parts.append
-    agent_1 = m.agent.encode()
-    ap(_S1.pack(len(agent_1)))
-    ap(agent_1)
-    samples_2 = m.samples
-    ap(_S25.pack(len(samples_2)))
     for x_3 in samples_2:
         node_4 = x_3.node
-        ap(_S49.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
+        ap(_S54.pack(x_3.time_us, node_4.cpu_percent, node_4.load1, node_4.load5, node_4.load15, node_4.mem_total, node_4.mem_used, node_4.swap_used, node_4.disk_read_bytes, node_4.disk_write_bytes, node_4.net_sent_bytes, node_4.net_recv_bytes, node_4.disk_used, node_4.disk_total, node_4.uptime_s))
     processes_5 = m.processes
     ap(_S1.pack(len(processes_5)))
     for x_6 in processes_5:
         name_7 = x_6.name.encode()
         ap(_S1.pack(len(name_7)))
         ap(name_7)
-        ap(_S37.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
+        ap(_S41.pack(x_6.pid, x_6.cpu_percent, x_6.rss, x_6.threads, x_6.open_files, x_6.restarts, x_6.last_liveness_us))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 84, flags, rid, len(body)) + body
+    blen = len(agent_1) + len(body) + 6
+    return b"".join((_S11.pack(_MAGIC, 1, 84, flags, rid, blen, len(agent_1)), agent_1, _S28.pack(len(samples_2)), body))
 
 
 def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
@@ -2898,11 +4231,11 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     if end_3 > n: raise _short(len_1, n - p)
     agent_2 = b[p:end_3].decode()
     p = end_3
-    count_4, = _S25.unpack_from(b, p)
+    count_4, = _S28.unpack_from(b, p)
     p += 4
     if count_4 * 100 > n - p: raise _short(count_4 * 100, n - p)
     end_21 = p + count_4 * 100
-    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S49.iter_unpack(b[p:end_21])])
+    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S54.iter_unpack(b[p:end_21])])
     p = end_21
     count_22, = _S1.unpack_from(b, p)
     p += 2
@@ -2915,7 +4248,7 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
         if end_26 > n: raise _short(len_24, n - p)
         name_25 = b[p:end_26].decode()
         p = end_26
-        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S37.unpack_from(b, p)
+        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S41.unpack_from(b, p)
         p += 32
         processstats_34 = _W_ProcessStats()
         processstats_34.name = name_25
@@ -2937,11 +4270,58 @@ def _dec_StatsHistory(b: bytes, p: int, n: int) -> StatsHistory:
     return statshistory_35
 
 
+def _frame_StatsHistory(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540154 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S28.unpack_from(b, p)
+    p += 4
+    if count_4 * 100 > e - p: return -1
+    end_21 = p + count_4 * 100
+    samples_5 = tuple([_make_StatsHistorySample(time_us_6, _make_NodeStats(cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20)) for time_us_6, cpu_percent_7, load1_8, load5_9, load15_10, mem_total_11, mem_used_12, swap_used_13, disk_read_bytes_14, disk_write_bytes_15, net_sent_bytes_16, net_recv_bytes_17, disk_used_18, disk_total_19, uptime_s_20 in _S54.iter_unpack(b[p:end_21])])
+    p = end_21
+    count_22, = _S1.unpack_from(b, p)
+    p += 2
+    if count_22 * 34 > e - p: return -1
+    processes_23 = []
+    for _ in range(count_22):
+        len_24, = _S1.unpack_from(b, p)
+        p += 2
+        end_26 = p + len_24
+        name_25 = b[p:end_26].decode()
+        p = end_26
+        pid_27, cpu_percent_28, rss_29, threads_30, open_files_31, restarts_32, last_liveness_us_33, = _S41.unpack_from(b, p)
+        p += 32
+        processstats_34 = _W_ProcessStats()
+        processstats_34.name = name_25
+        processstats_34.pid = pid_27
+        processstats_34.cpu_percent = cpu_percent_28
+        processstats_34.rss = rss_29
+        processstats_34.threads = threads_30
+        processstats_34.open_files = open_files_31
+        processstats_34.restarts = restarts_32
+        processstats_34.last_liveness_us = last_liveness_us_33
+        processstats_34.__class__ = ProcessStats
+        processes_23.append(processstats_34)
+    statshistory_35 = _W_StatsHistory()
+    statshistory_35.agent = agent_2
+    statshistory_35.samples = samples_5
+    statshistory_35.processes = tuple(processes_23)
+    statshistory_35.__class__ = StatsHistory
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (statshistory_35, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_RunVersions(m: RunVersions, rid: int, flags: int) -> bytes:
+    runs_1 = m.runs
     parts: list[bytes] = []
     ap = parts.append
-    runs_1 = m.runs
-    ap(_S25.pack(len(runs_1)))
     for x_2 in runs_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -2949,16 +4329,17 @@ def _enc_RunVersions(m: RunVersions, rid: int, flags: int) -> bytes:
         process_4 = x_2.process.encode()
         ap(_S1.pack(len(process_4)))
         ap(process_4)
-        ap(_S8.pack(_fixed(x_2.sha256, 32)))
+        ap(_S9.pack(_fixed(x_2.sha256, 32)))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 85, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 85, flags, rid, blen, len(runs_1)), body))
 
 
 def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 36 > n - p: raise _short(count_1 * 36, n - p)
     runs_2 = []
@@ -2975,7 +4356,7 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
         if end_8 > n: raise _short(len_6, n - p)
         process_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, = _S8.unpack_from(b, p)
+        sha256_9, = _S9.unpack_from(b, p)
         p += 32
         runversion_10 = _W_RunVersion()
         runversion_10.agent = agent_4
@@ -2990,11 +4371,45 @@ def _dec_RunVersions(b: bytes, p: int, n: int) -> RunVersions:
     return runversions_11
 
 
+def _frame_RunVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540155 or e > size or length > max_body: return -1
+    if count_1 * 36 > e - p: return -1
+    runs_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        process_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, = _S9.unpack_from(b, p)
+        p += 32
+        runversion_10 = _W_RunVersion()
+        runversion_10.agent = agent_4
+        runversion_10.process = process_7
+        runversion_10.sha256 = sha256_9
+        runversion_10.__class__ = RunVersion
+        runs_2.append(runversion_10)
+    runversions_11 = _W_RunVersions()
+    runversions_11.runs = tuple(runs_2)
+    runversions_11.__class__ = RunVersions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (runversions_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
+    disks_1 = m.disks
     parts: list[bytes] = []
     ap = parts.append
-    disks_1 = m.disks
-    ap(_S25.pack(len(disks_1)))
     for x_2 in disks_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3006,17 +4421,18 @@ def _enc_DiskUsage(m: DiskUsage, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(mount_5)))
         ap(mount_5)
         unknown_6 = x_2.unknown.encode()
-        ap(_S50.pack(x_2.used, x_2.avail, x_2.total, x_2.inodes_used, x_2.inodes_free, x_2.inodes_total, len(unknown_6)))
+        ap(_S55.pack(x_2.used, x_2.avail, x_2.total, x_2.inodes_used, x_2.inodes_free, x_2.inodes_total, len(unknown_6)))
         ap(unknown_6)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 86, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 86, flags, rid, blen, len(disks_1)), body))
 
 
 def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 56 > n - p: raise _short(count_1 * 56, n - p)
     disks_2 = []
@@ -3039,7 +4455,7 @@ def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
         if end_11 > n: raise _short(len_9, n - p)
         mount_10 = b[p:end_11].decode()
         p = end_11
-        used_12, avail_13, total_14, inodes_used_15, inodes_free_16, inodes_total_17, len_18, = _S50.unpack_from(b, p)
+        used_12, avail_13, total_14, inodes_used_15, inodes_free_16, inodes_total_17, len_18, = _S55.unpack_from(b, p)
         p += 50
         end_20 = p + len_18
         if end_20 > n: raise _short(len_18, n - p)
@@ -3065,23 +4481,71 @@ def _dec_DiskUsage(b: bytes, p: int, n: int) -> DiskUsage:
     return diskusage_22
 
 
+def _frame_DiskUsage(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540156 or e > size or length > max_body: return -1
+    if count_1 * 56 > e - p: return -1
+    disks_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        path_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        mount_10 = b[p:end_11].decode()
+        p = end_11
+        used_12, avail_13, total_14, inodes_used_15, inodes_free_16, inodes_total_17, len_18, = _S55.unpack_from(b, p)
+        p += 50
+        end_20 = p + len_18
+        unknown_19 = b[p:end_20].decode()
+        p = end_20
+        diskentry_21 = _W_DiskEntry()
+        diskentry_21.agent = agent_4
+        diskentry_21.path = path_7
+        diskentry_21.mount = mount_10
+        diskentry_21.used = used_12
+        diskentry_21.avail = avail_13
+        diskentry_21.total = total_14
+        diskentry_21.inodes_used = inodes_used_15
+        diskentry_21.inodes_free = inodes_free_16
+        diskentry_21.inodes_total = inodes_total_17
+        diskentry_21.unknown = unknown_19
+        diskentry_21.__class__ = DiskEntry
+        disks_2.append(diskentry_21)
+    diskusage_22 = _W_DiskUsage()
+    diskusage_22.disks = tuple(disks_2)
+    diskusage_22.__class__ = DiskUsage
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (diskusage_22, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_AgentDetail(m: AgentDetail, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    fields_2 = m.fields
     parts: list[bytes] = []
     ap = parts.append
-    agent_1 = m.agent.encode()
-    ap(_S1.pack(len(agent_1)))
-    ap(agent_1)
-    fields_2 = m.fields
-    ap(_S1.pack(len(fields_2)))
     for x_3 in fields_2:
         key_4 = x_3.key.encode()
         ap(_S1.pack(len(key_4)))
         ap(key_4)
         value_5 = x_3.value.encode()
-        ap(_S25.pack(len(value_5)))
+        ap(_S28.pack(len(value_5)))
         ap(value_5)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 87, flags, rid, len(body)) + body
+    blen = len(agent_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 87, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(fields_2)), body))
 
 
 def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
@@ -3105,7 +4569,7 @@ def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
         if end_8 > n: raise _short(len_6, n - p)
         key_7 = b[p:end_8].decode()
         p = end_8
-        len_9, = _S25.unpack_from(b, p)
+        len_9, = _S28.unpack_from(b, p)
         p += 4
         end_11 = p + len_9
         if end_11 > n: raise _short(len_9, n - p)
@@ -3124,17 +4588,55 @@ def _dec_AgentDetail(b: bytes, p: int, n: int) -> AgentDetail:
     return agentdetail_13
 
 
+def _frame_AgentDetail(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540157 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 6 > e - p: return -1
+    fields_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S28.unpack_from(b, p)
+        p += 4
+        end_11 = p + len_9
+        value_10 = b[p:end_11].decode()
+        p = end_11
+        keyvalue_12 = _W_KeyValue()
+        keyvalue_12.key = key_7
+        keyvalue_12.value = value_10
+        keyvalue_12.__class__ = KeyValue
+        fields_5.append(keyvalue_12)
+    agentdetail_13 = _W_AgentDetail()
+    agentdetail_13.agent = agent_2
+    agentdetail_13.fields = tuple(fields_5)
+    agentdetail_13.__class__ = AgentDetail
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (agentdetail_13, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_TokenCreate(m: TokenCreate, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
-    blen = 3 + len(name_1)
-    return b"".join((_S51.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
+    blen = len(name_1) + 3
+    return b"".join((_S0.pack(_MAGIC, 1, 90, flags, rid, blen, _E_Role[m.role], len(name_1)), name_1))
 
 
 def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    role_1, len_2, = _S0.unpack_from(b, p)
+    role_1, len_2, = _S3.unpack_from(b, p)
     p += 3
     end_4 = p + len_2
     if end_4 > n: raise _short(len_2, n - p)
@@ -3148,10 +4650,28 @@ def _dec_TokenCreate(b: bytes, p: int, n: int) -> TokenCreate:
     return tokencreate_5
 
 
+def _frame_TokenCreate(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 17 > size: return -1
+    head, flags, rid, length, role_1, len_2, = _S4.unpack_from(b, p)
+    p += 17
+    e = p + length - 3
+    if head != 0x4c54015a or e > size or length > max_body: return -1
+    end_4 = p + len_2
+    name_3 = b[p:end_4].decode()
+    p = end_4
+    tokencreate_5 = _W_TokenCreate()
+    tokencreate_5.role = _D_Role[role_1]
+    tokencreate_5.name = name_3
+    tokencreate_5.__class__ = TokenCreate
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (tokencreate_5, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_TokenRevoke(m: TokenRevoke, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
-    blen = 2 + len(name_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 91, flags, rid, blen, len(name_1)), name_1))
+    blen = len(name_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 91, flags, rid, blen, len(name_1)), name_1))
 
 
 def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
@@ -3171,11 +4691,28 @@ def _dec_TokenRevoke(b: bytes, p: int, n: int) -> TokenRevoke:
     return tokenrevoke_4
 
 
+def _frame_TokenRevoke(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54015b or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    name_2 = b[p:end_3].decode()
+    p = end_3
+    tokenrevoke_4 = _W_TokenRevoke()
+    tokenrevoke_4.name = name_2
+    tokenrevoke_4.__class__ = TokenRevoke
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (tokenrevoke_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_QueryProcess(m: QueryProcess, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     name_2 = m.name.encode()
-    blen = 5 + len(agent_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 100, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S52.pack(m.show_env)))
+    blen = len(agent_1) + len(name_2) + 5
+    return b"".join((_S11.pack(_MAGIC, 1, 100, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S56.pack(m.show_env)))
 
 
 def _dec_QueryProcess(b: bytes, p: int, n: int) -> QueryProcess:
@@ -3205,26 +4742,48 @@ def _dec_QueryProcess(b: bytes, p: int, n: int) -> QueryProcess:
     return queryprocess_8
 
 
+def _frame_QueryProcess(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540164 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    show_env_7, = _S2.unpack_from(b, p)
+    p += 1
+    queryprocess_8 = _W_QueryProcess()
+    queryprocess_8.agent = agent_2
+    queryprocess_8.name = name_5
+    queryprocess_8.show_env = _BOOL[show_env_7]
+    queryprocess_8.__class__ = QueryProcess
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (queryprocess_8, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcessDetail(m: ProcessDetail, rid: int, flags: int) -> bytes:
+    agent_1 = m.agent.encode()
+    name_2 = m.name.encode()
+    fields_3 = m.fields
     parts: list[bytes] = []
     ap = parts.append
-    agent_1 = m.agent.encode()
-    ap(_S1.pack(len(agent_1)))
-    ap(agent_1)
-    name_2 = m.name.encode()
-    ap(_S1.pack(len(name_2)))
-    ap(name_2)
-    fields_3 = m.fields
-    ap(_S1.pack(len(fields_3)))
     for x_4 in fields_3:
         key_5 = x_4.key.encode()
         ap(_S1.pack(len(key_5)))
         ap(key_5)
         value_6 = x_4.value.encode()
-        ap(_S25.pack(len(value_6)))
+        ap(_S28.pack(len(value_6)))
         ap(value_6)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 101, flags, rid, len(body)) + body
+    blen = len(agent_1) + len(name_2) + len(body) + 6
+    return b"".join((_S11.pack(_MAGIC, 1, 101, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(fields_3)), body))
 
 
 def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
@@ -3254,7 +4813,7 @@ def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
         if end_11 > n: raise _short(len_9, n - p)
         key_10 = b[p:end_11].decode()
         p = end_11
-        len_12, = _S25.unpack_from(b, p)
+        len_12, = _S28.unpack_from(b, p)
         p += 4
         end_14 = p + len_12
         if end_14 > n: raise _short(len_12, n - p)
@@ -3274,11 +4833,55 @@ def _dec_ProcessDetail(b: bytes, p: int, n: int) -> ProcessDetail:
     return processdetail_16
 
 
+def _frame_ProcessDetail(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540165 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    count_7, = _S1.unpack_from(b, p)
+    p += 2
+    if count_7 * 6 > e - p: return -1
+    fields_8 = []
+    for _ in range(count_7):
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        key_10 = b[p:end_11].decode()
+        p = end_11
+        len_12, = _S28.unpack_from(b, p)
+        p += 4
+        end_14 = p + len_12
+        value_13 = b[p:end_14].decode()
+        p = end_14
+        keyvalue_15 = _W_KeyValue()
+        keyvalue_15.key = key_10
+        keyvalue_15.value = value_13
+        keyvalue_15.__class__ = KeyValue
+        fields_8.append(keyvalue_15)
+    processdetail_16 = _W_ProcessDetail()
+    processdetail_16.agent = agent_2
+    processdetail_16.name = name_5
+    processdetail_16.fields = tuple(fields_8)
+    processdetail_16.__class__ = ProcessDetail
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (processdetail_16, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ScaleProcess(m: ScaleProcess, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 6 + len(target_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 102, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(m.instances)))
+    blen = len(target_1) + len(name_2) + 6
+    return b"".join((_S11.pack(_MAGIC, 1, 102, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(m.instances)))
 
 
 def _dec_ScaleProcess(b: bytes, p: int, n: int) -> ScaleProcess:
@@ -3308,10 +4911,36 @@ def _dec_ScaleProcess(b: bytes, p: int, n: int) -> ScaleProcess:
     return scaleprocess_8
 
 
+def _frame_ScaleProcess(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540166 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    instances_7, = _S1.unpack_from(b, p)
+    p += 2
+    scaleprocess_8 = _W_ScaleProcess()
+    scaleprocess_8.target = target_2
+    scaleprocess_8.name = name_5
+    scaleprocess_8.instances = instances_7
+    scaleprocess_8.__class__ = ScaleProcess
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (scaleprocess_8, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListProcessFacts(m: ListProcessFacts, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 103, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 103, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListProcessFacts(b: bytes, p: int, n: int) -> ListProcessFacts:
@@ -3331,11 +4960,27 @@ def _dec_ListProcessFacts(b: bytes, p: int, n: int) -> ListProcessFacts:
     return listprocessfacts_4
 
 
+def _frame_ListProcessFacts(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540167 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listprocessfacts_4 = _W_ListProcessFacts()
+    listprocessfacts_4.pattern = pattern_2
+    listprocessfacts_4.__class__ = ListProcessFacts
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listprocessfacts_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
+    processes_1 = m.processes
     parts: list[bytes] = []
     ap = parts.append
-    processes_1 = m.processes
-    ap(_S25.pack(len(processes_1)))
     for x_2 in processes_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3350,17 +4995,18 @@ def _enc_ProcessFacts(m: ProcessFacts, rid: int, flags: int) -> bytes:
             ap(_S1.pack(len(key_7)))
             ap(key_7)
             value_8 = x_6.value.encode()
-            ap(_S25.pack(len(value_8)))
+            ap(_S28.pack(len(value_8)))
             ap(value_8)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 104, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 104, flags, rid, blen, len(processes_1)), body))
 
 
 def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
     processes_2 = []
@@ -3388,7 +5034,7 @@ def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
             if end_13 > n: raise _short(len_11, n - p)
             key_12 = b[p:end_13].decode()
             p = end_13
-            len_14, = _S25.unpack_from(b, p)
+            len_14, = _S28.unpack_from(b, p)
             p += 4
             end_16 = p + len_14
             if end_16 > n: raise _short(len_14, n - p)
@@ -3412,11 +5058,64 @@ def _dec_ProcessFacts(b: bytes, p: int, n: int) -> ProcessFacts:
     return processfacts_19
 
 
+def _frame_ProcessFacts(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540168 or e > size or length > max_body: return -1
+    if count_1 * 6 > e - p: return -1
+    processes_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        process_7 = b[p:end_8].decode()
+        p = end_8
+        count_9, = _S1.unpack_from(b, p)
+        p += 2
+        if count_9 * 6 > e - p: return -1
+        facts_10 = []
+        for _ in range(count_9):
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            key_12 = b[p:end_13].decode()
+            p = end_13
+            len_14, = _S28.unpack_from(b, p)
+            p += 4
+            end_16 = p + len_14
+            value_15 = b[p:end_16].decode()
+            p = end_16
+            keyvalue_17 = _W_KeyValue()
+            keyvalue_17.key = key_12
+            keyvalue_17.value = value_15
+            keyvalue_17.__class__ = KeyValue
+            facts_10.append(keyvalue_17)
+        processfactsentry_18 = _W_ProcessFactsEntry()
+        processfactsentry_18.agent = agent_4
+        processfactsentry_18.process = process_7
+        processfactsentry_18.facts = tuple(facts_10)
+        processfactsentry_18.__class__ = ProcessFactsEntry
+        processes_2.append(processfactsentry_18)
+    processfacts_19 = _W_ProcessFacts()
+    processfacts_19.processes = tuple(processes_2)
+    processfacts_19.__class__ = ProcessFacts
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (processfacts_19, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_RollingRestart(m: RollingRestart, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 10 + len(target_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 115, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S53.pack(m.max_unavailable, m.healthy_deadline_ms)))
+    blen = len(target_1) + len(name_2) + 10
+    return b"".join((_S11.pack(_MAGIC, 1, 115, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S57.pack(m.max_unavailable, m.healthy_deadline_ms)))
 
 
 def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
@@ -3435,7 +5134,7 @@ def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
     if end_6 > n: raise _short(len_4, n - p)
     name_5 = b[p:end_6].decode()
     p = end_6
-    max_unavailable_7, healthy_deadline_ms_8, = _S53.unpack_from(b, p)
+    max_unavailable_7, healthy_deadline_ms_8, = _S57.unpack_from(b, p)
     p += 6
     rollingrestart_9 = _W_RollingRestart()
     rollingrestart_9.target = target_2
@@ -3447,11 +5146,38 @@ def _dec_RollingRestart(b: bytes, p: int, n: int) -> RollingRestart:
     return rollingrestart_9
 
 
+def _frame_RollingRestart(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540173 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    max_unavailable_7, healthy_deadline_ms_8, = _S57.unpack_from(b, p)
+    p += 6
+    rollingrestart_9 = _W_RollingRestart()
+    rollingrestart_9.target = target_2
+    rollingrestart_9.name = name_5
+    rollingrestart_9.max_unavailable = max_unavailable_7
+    rollingrestart_9.healthy_deadline_ms = healthy_deadline_ms_8
+    rollingrestart_9.__class__ = RollingRestart
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (rollingrestart_9, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListBundleVersions(m: ListBundleVersions, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
-    blen = 4 + len(target_1) + len(name_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 116, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
+    blen = len(target_1) + len(name_2) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 116, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2))
 
 
 def _dec_ListBundleVersions(b: bytes, p: int, n: int) -> ListBundleVersions:
@@ -3478,11 +5204,33 @@ def _dec_ListBundleVersions(b: bytes, p: int, n: int) -> ListBundleVersions:
     return listbundleversions_7
 
 
+def _frame_ListBundleVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540174 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    listbundleversions_7 = _W_ListBundleVersions()
+    listbundleversions_7.target = target_2
+    listbundleversions_7.name = name_5
+    listbundleversions_7.__class__ = ListBundleVersions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listbundleversions_7, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_BundleVersions(m: BundleVersions, rid: int, flags: int) -> bytes:
+    versions_1 = m.versions
     parts: list[bytes] = []
     ap = parts.append
-    versions_1 = m.versions
-    ap(_S25.pack(len(versions_1)))
     for x_2 in versions_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3490,16 +5238,17 @@ def _enc_BundleVersions(m: BundleVersions, rid: int, flags: int) -> bytes:
         name_4 = x_2.name.encode()
         ap(_S1.pack(len(name_4)))
         ap(name_4)
-        ap(_S54.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us, x_2.current))
+        ap(_S58.pack(_fixed(x_2.sha256, 32), _E_BundleKind[x_2.kind], x_2.size, x_2.stored_us, x_2.current))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 117, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 117, flags, rid, blen, len(versions_1)), body))
 
 
 def _dec_BundleVersions(b: bytes, p: int, n: int) -> BundleVersions:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 54 > n - p: raise _short(count_1 * 54, n - p)
     versions_2 = []
@@ -3516,7 +5265,7 @@ def _dec_BundleVersions(b: bytes, p: int, n: int) -> BundleVersions:
         if end_8 > n: raise _short(len_6, n - p)
         name_7 = b[p:end_8].decode()
         p = end_8
-        sha256_9, kind_10, size_11, stored_us_12, current_13, = _S55.unpack_from(b, p)
+        sha256_9, kind_10, size_11, stored_us_12, current_13, = _S59.unpack_from(b, p)
         p += 50
         bundleversion_14 = _W_BundleVersion()
         bundleversion_14.agent = agent_4
@@ -3535,12 +5284,51 @@ def _dec_BundleVersions(b: bytes, p: int, n: int) -> BundleVersions:
     return bundleversions_15
 
 
+def _frame_BundleVersions(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540175 or e > size or length > max_body: return -1
+    if count_1 * 54 > e - p: return -1
+    versions_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        name_7 = b[p:end_8].decode()
+        p = end_8
+        sha256_9, kind_10, size_11, stored_us_12, current_13, = _S59.unpack_from(b, p)
+        p += 50
+        bundleversion_14 = _W_BundleVersion()
+        bundleversion_14.agent = agent_4
+        bundleversion_14.name = name_7
+        bundleversion_14.sha256 = sha256_9
+        bundleversion_14.kind = _D_BundleKind[kind_10]
+        bundleversion_14.size = size_11
+        bundleversion_14.stored_us = stored_us_12
+        bundleversion_14.current = _BOOL[current_13]
+        bundleversion_14.__class__ = BundleVersion
+        versions_2.append(bundleversion_14)
+    bundleversions_15 = _W_BundleVersions()
+    bundleversions_15.versions = tuple(versions_2)
+    bundleversions_15.__class__ = BundleVersions
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundleversions_15, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_Rollback(m: Rollback, rid: int, flags: int) -> bytes:
     target_1 = m.target.encode()
     name_2 = m.name.encode()
     sha256_3 = m.sha256.encode()
-    blen = 12 + len(target_1) + len(name_2) + len(sha256_3)
-    return b"".join((_S10.pack(_MAGIC, 1, 118, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(sha256_3)), sha256_3, _S53.pack(m.max_unavailable, m.healthy_deadline_ms)))
+    blen = len(target_1) + len(name_2) + len(sha256_3) + 12
+    return b"".join((_S11.pack(_MAGIC, 1, 118, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(name_2)), name_2, _S1.pack(len(sha256_3)), sha256_3, _S57.pack(m.max_unavailable, m.healthy_deadline_ms)))
 
 
 def _dec_Rollback(b: bytes, p: int, n: int) -> Rollback:
@@ -3565,7 +5353,7 @@ def _dec_Rollback(b: bytes, p: int, n: int) -> Rollback:
     if end_9 > n: raise _short(len_7, n - p)
     sha256_8 = b[p:end_9].decode()
     p = end_9
-    max_unavailable_10, healthy_deadline_ms_11, = _S53.unpack_from(b, p)
+    max_unavailable_10, healthy_deadline_ms_11, = _S57.unpack_from(b, p)
     p += 6
     rollback_12 = _W_Rollback()
     rollback_12.target = target_2
@@ -3578,11 +5366,44 @@ def _dec_Rollback(b: bytes, p: int, n: int) -> Rollback:
     return rollback_12
 
 
+def _frame_Rollback(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540176 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    name_5 = b[p:end_6].decode()
+    p = end_6
+    len_7, = _S1.unpack_from(b, p)
+    p += 2
+    end_9 = p + len_7
+    sha256_8 = b[p:end_9].decode()
+    p = end_9
+    max_unavailable_10, healthy_deadline_ms_11, = _S57.unpack_from(b, p)
+    p += 6
+    rollback_12 = _W_Rollback()
+    rollback_12.target = target_2
+    rollback_12.name = name_5
+    rollback_12.sha256 = sha256_8
+    rollback_12.max_unavailable = max_unavailable_10
+    rollback_12.healthy_deadline_ms = healthy_deadline_ms_11
+    rollback_12.__class__ = Rollback
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (rollback_12, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_BundleSwitch(m: BundleSwitch, rid: int, flags: int) -> bytes:
     name_1 = m.name.encode()
     sha256_2 = m.sha256.encode()
-    blen = 4 + len(name_1) + len(sha256_2)
-    return b"".join((_S10.pack(_MAGIC, 1, 119, flags, rid, blen, len(name_1)), name_1, _S1.pack(len(sha256_2)), sha256_2))
+    blen = len(name_1) + len(sha256_2) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 119, flags, rid, blen, len(name_1)), name_1, _S1.pack(len(sha256_2)), sha256_2))
 
 
 def _dec_BundleSwitch(b: bytes, p: int, n: int) -> BundleSwitch:
@@ -3609,23 +5430,44 @@ def _dec_BundleSwitch(b: bytes, p: int, n: int) -> BundleSwitch:
     return bundleswitch_7
 
 
+def _frame_BundleSwitch(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540177 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    name_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    sha256_5 = b[p:end_6].decode()
+    p = end_6
+    bundleswitch_7 = _W_BundleSwitch()
+    bundleswitch_7.name = name_2
+    bundleswitch_7.sha256 = sha256_5
+    bundleswitch_7.__class__ = BundleSwitch
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (bundleswitch_7, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ExecRun(m: ExecRun, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    argv_2 = m.argv
     parts: list[bytes] = []
     ap = parts.append
-    target_1 = m.target.encode()
-    ap(_S1.pack(len(target_1)))
-    ap(target_1)
-    argv_2 = m.argv
-    ap(_S1.pack(len(argv_2)))
     for x_3 in argv_2:
         argv_4 = x_3.encode()
-        ap(_S25.pack(len(argv_4)))
+        ap(_S28.pack(len(argv_4)))
         ap(argv_4)
     user_5 = m.user.encode()
-    ap(_S56.pack(m.timeout_ms, m.parallel, len(user_5)))
+    ap(_S60.pack(m.timeout_ms, m.parallel, len(user_5)))
     ap(user_5)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 120, flags, rid, len(body)) + body
+    blen = len(target_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 120, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(argv_2)), body))
 
 
 def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
@@ -3643,14 +5485,14 @@ def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
     if count_4 * 4 > n - p: raise _short(count_4 * 4, n - p)
     argv_5 = []
     for _ in range(count_4):
-        len_6, = _S25.unpack_from(b, p)
+        len_6, = _S28.unpack_from(b, p)
         p += 4
         end_8 = p + len_6
         if end_8 > n: raise _short(len_6, n - p)
         argv_7 = b[p:end_8].decode()
         p = end_8
         argv_5.append(argv_7)
-    timeout_ms_9, parallel_10, len_11, = _S56.unpack_from(b, p)
+    timeout_ms_9, parallel_10, len_11, = _S60.unpack_from(b, p)
     p += 8
     end_13 = p + len_11
     if end_13 > n: raise _short(len_11, n - p)
@@ -3667,21 +5509,58 @@ def _dec_ExecRun(b: bytes, p: int, n: int) -> ExecRun:
     return execrun_14
 
 
+def _frame_ExecRun(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540178 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > e - p: return -1
+    argv_5 = []
+    for _ in range(count_4):
+        len_6, = _S28.unpack_from(b, p)
+        p += 4
+        end_8 = p + len_6
+        argv_7 = b[p:end_8].decode()
+        p = end_8
+        argv_5.append(argv_7)
+    timeout_ms_9, parallel_10, len_11, = _S60.unpack_from(b, p)
+    p += 8
+    end_13 = p + len_11
+    user_12 = b[p:end_13].decode()
+    p = end_13
+    execrun_14 = _W_ExecRun()
+    execrun_14.target = target_2
+    execrun_14.argv = tuple(argv_5)
+    execrun_14.timeout_ms = timeout_ms_9
+    execrun_14.parallel = parallel_10
+    execrun_14.user = user_12
+    execrun_14.__class__ = ExecRun
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (execrun_14, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ExecCommand(m: ExecCommand, rid: int, flags: int) -> bytes:
+    argv_1 = m.argv
     parts: list[bytes] = []
     ap = parts.append
-    argv_1 = m.argv
-    ap(_S1.pack(len(argv_1)))
     for x_2 in argv_1:
         argv_3 = x_2.encode()
-        ap(_S25.pack(len(argv_3)))
+        ap(_S28.pack(len(argv_3)))
         ap(argv_3)
     user_4 = m.user.encode()
-    ap(_S57.pack(m.timeout_ms, len(user_4)))
+    ap(_S61.pack(m.timeout_ms, len(user_4)))
     ap(user_4)
-    ap(_S25.pack(m.max_output))
+    ap(_S28.pack(m.max_output))
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 121, flags, rid, len(body)) + body
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 121, flags, rid, blen, len(argv_1)), body))
 
 
 def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
@@ -3693,20 +5572,20 @@ def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
     if count_1 * 4 > n - p: raise _short(count_1 * 4, n - p)
     argv_2 = []
     for _ in range(count_1):
-        len_3, = _S25.unpack_from(b, p)
+        len_3, = _S28.unpack_from(b, p)
         p += 4
         end_5 = p + len_3
         if end_5 > n: raise _short(len_3, n - p)
         argv_4 = b[p:end_5].decode()
         p = end_5
         argv_2.append(argv_4)
-    timeout_ms_6, len_7, = _S57.unpack_from(b, p)
+    timeout_ms_6, len_7, = _S61.unpack_from(b, p)
     p += 6
     end_9 = p + len_7
     if end_9 > n: raise _short(len_7, n - p)
     user_8 = b[p:end_9].decode()
     p = end_9
-    max_output_10, = _S25.unpack_from(b, p)
+    max_output_10, = _S28.unpack_from(b, p)
     p += 4
     execcommand_11 = _W_ExecCommand()
     execcommand_11.argv = tuple(argv_2)
@@ -3718,14 +5597,47 @@ def _dec_ExecCommand(b: bytes, p: int, n: int) -> ExecCommand:
     return execcommand_11
 
 
+def _frame_ExecCommand(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540179 or e > size or length > max_body: return -1
+    if count_1 * 4 > e - p: return -1
+    argv_2 = []
+    for _ in range(count_1):
+        len_3, = _S28.unpack_from(b, p)
+        p += 4
+        end_5 = p + len_3
+        argv_4 = b[p:end_5].decode()
+        p = end_5
+        argv_2.append(argv_4)
+    timeout_ms_6, len_7, = _S61.unpack_from(b, p)
+    p += 6
+    end_9 = p + len_7
+    user_8 = b[p:end_9].decode()
+    p = end_9
+    max_output_10, = _S28.unpack_from(b, p)
+    p += 4
+    execcommand_11 = _W_ExecCommand()
+    execcommand_11.argv = tuple(argv_2)
+    execcommand_11.timeout_ms = timeout_ms_6
+    execcommand_11.user = user_8
+    execcommand_11.max_output = max_output_10
+    execcommand_11.__class__ = ExecCommand
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (execcommand_11, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ExecResult(m: ExecResult, rid: int, flags: int) -> bytes:
     agent_1 = m.agent.encode()
     status_2 = m.status.encode()
     stdout_3 = m.stdout
     stderr_4 = m.stderr
     message_5 = m.message.encode()
-    blen = 26 + len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5)
-    return b"".join((_S10.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S58.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S25.pack(len(stderr_4)), stderr_4, _S46.pack(m.truncated, len(message_5)), message_5))
+    blen = len(agent_1) + len(status_2) + len(stdout_3) + len(stderr_4) + len(message_5) + 26
+    return b"".join((_S11.pack(_MAGIC, 1, 122, flags, rid, blen, len(agent_1)), agent_1, _S1.pack(len(status_2)), status_2, _S62.pack(m.exit_code, m.signal, m.duration_us, len(stdout_3)), stdout_3, _S28.pack(len(stderr_4)), stderr_4, _S51.pack(m.truncated, len(message_5)), message_5))
 
 
 def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
@@ -3744,19 +5656,19 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
     if end_6 > n: raise _short(len_4, n - p)
     status_5 = b[p:end_6].decode()
     p = end_6
-    exit_code_7, signal_8, duration_us_9, len_10, = _S58.unpack_from(b, p)
+    exit_code_7, signal_8, duration_us_9, len_10, = _S62.unpack_from(b, p)
     p += 15
     end_12 = p + len_10
     if end_12 > n: raise _short(len_10, n - p)
     stdout_11 = b[p:end_12]
     p = end_12
-    len_13, = _S25.unpack_from(b, p)
+    len_13, = _S28.unpack_from(b, p)
     p += 4
     end_15 = p + len_13
     if end_15 > n: raise _short(len_13, n - p)
     stderr_14 = b[p:end_15]
     p = end_15
-    truncated_16, len_17, = _S0.unpack_from(b, p)
+    truncated_16, len_17, = _S3.unpack_from(b, p)
     p += 3
     end_19 = p + len_17
     if end_19 > n: raise _short(len_17, n - p)
@@ -3777,11 +5689,55 @@ def _dec_ExecResult(b: bytes, p: int, n: int) -> ExecResult:
     return execresult_20
 
 
+def _frame_ExecResult(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54017a or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    agent_2 = b[p:end_3].decode()
+    p = end_3
+    len_4, = _S1.unpack_from(b, p)
+    p += 2
+    end_6 = p + len_4
+    status_5 = b[p:end_6].decode()
+    p = end_6
+    exit_code_7, signal_8, duration_us_9, len_10, = _S62.unpack_from(b, p)
+    p += 15
+    end_12 = p + len_10
+    stdout_11 = b[p:end_12]
+    p = end_12
+    len_13, = _S28.unpack_from(b, p)
+    p += 4
+    end_15 = p + len_13
+    stderr_14 = b[p:end_15]
+    p = end_15
+    truncated_16, len_17, = _S3.unpack_from(b, p)
+    p += 3
+    end_19 = p + len_17
+    message_18 = b[p:end_19].decode()
+    p = end_19
+    execresult_20 = _W_ExecResult()
+    execresult_20.agent = agent_2
+    execresult_20.status = status_5
+    execresult_20.exit_code = exit_code_7
+    execresult_20.signal = signal_8
+    execresult_20.duration_us = duration_us_9
+    execresult_20.stdout = stdout_11
+    execresult_20.stderr = stderr_14
+    execresult_20.truncated = _BOOL[truncated_16]
+    execresult_20.message = message_18
+    execresult_20.__class__ = ExecResult
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (execresult_20, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_AgentLabels(m: AgentLabels, rid: int, flags: int) -> bytes:
+    labels_1 = m.labels
     parts: list[bytes] = []
     ap = parts.append
-    labels_1 = m.labels
-    ap(_S1.pack(len(labels_1)))
     for x_2 in labels_1:
         key_3 = x_2.key.encode()
         ap(_S1.pack(len(key_3)))
@@ -3790,7 +5746,8 @@ def _enc_AgentLabels(m: AgentLabels, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(value_4)))
         ap(value_4)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 110, flags, rid, len(body)) + body
+    blen = len(body) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 110, flags, rid, blen, len(labels_1)), body))
 
 
 def _dec_AgentLabels(b: bytes, p: int, n: int) -> AgentLabels:
@@ -3826,14 +5783,43 @@ def _dec_AgentLabels(b: bytes, p: int, n: int) -> AgentLabels:
     return agentlabels_10
 
 
+def _frame_AgentLabels(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, count_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54016e or e > size or length > max_body: return -1
+    if count_1 * 4 > e - p: return -1
+    labels_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        key_4 = b[p:end_5].decode()
+        p = end_5
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        value_7 = b[p:end_8].decode()
+        p = end_8
+        label_9 = _W_Label()
+        label_9.key = key_4
+        label_9.value = value_7
+        label_9.__class__ = Label
+        labels_2.append(label_9)
+    agentlabels_10 = _W_AgentLabels()
+    agentlabels_10.labels = tuple(labels_2)
+    agentlabels_10.__class__ = AgentLabels
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (agentlabels_10, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_LabelSet(m: LabelSet, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    labels_2 = m.labels
     parts: list[bytes] = []
     ap = parts.append
-    target_1 = m.target.encode()
-    ap(_S1.pack(len(target_1)))
-    ap(target_1)
-    labels_2 = m.labels
-    ap(_S1.pack(len(labels_2)))
     for x_3 in labels_2:
         key_4 = x_3.key.encode()
         ap(_S1.pack(len(key_4)))
@@ -3842,7 +5828,8 @@ def _enc_LabelSet(m: LabelSet, rid: int, flags: int) -> bytes:
         ap(_S1.pack(len(value_5)))
         ap(value_5)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 111, flags, rid, len(body)) + body
+    blen = len(target_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 111, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(labels_2)), body))
 
 
 def _dec_LabelSet(b: bytes, p: int, n: int) -> LabelSet:
@@ -3885,20 +5872,56 @@ def _dec_LabelSet(b: bytes, p: int, n: int) -> LabelSet:
     return labelset_13
 
 
+def _frame_LabelSet(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c54016f or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 4 > e - p: return -1
+    labels_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        len_9, = _S1.unpack_from(b, p)
+        p += 2
+        end_11 = p + len_9
+        value_10 = b[p:end_11].decode()
+        p = end_11
+        label_12 = _W_Label()
+        label_12.key = key_7
+        label_12.value = value_10
+        label_12.__class__ = Label
+        labels_5.append(label_12)
+    labelset_13 = _W_LabelSet()
+    labelset_13.target = target_2
+    labelset_13.labels = tuple(labels_5)
+    labelset_13.__class__ = LabelSet
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (labelset_13, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_LabelUnset(m: LabelUnset, rid: int, flags: int) -> bytes:
+    target_1 = m.target.encode()
+    keys_2 = m.keys
     parts: list[bytes] = []
     ap = parts.append
-    target_1 = m.target.encode()
-    ap(_S1.pack(len(target_1)))
-    ap(target_1)
-    keys_2 = m.keys
-    ap(_S1.pack(len(keys_2)))
     for x_3 in keys_2:
         key_4 = x_3.encode()
         ap(_S1.pack(len(key_4)))
         ap(key_4)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 112, flags, rid, len(body)) + body
+    blen = len(target_1) + len(body) + 4
+    return b"".join((_S11.pack(_MAGIC, 1, 112, flags, rid, blen, len(target_1)), target_1, _S1.pack(len(keys_2)), body))
 
 
 def _dec_LabelUnset(b: bytes, p: int, n: int) -> LabelUnset:
@@ -3931,10 +5954,39 @@ def _dec_LabelUnset(b: bytes, p: int, n: int) -> LabelUnset:
     return labelunset_9
 
 
+def _frame_LabelUnset(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540170 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    target_2 = b[p:end_3].decode()
+    p = end_3
+    count_4, = _S1.unpack_from(b, p)
+    p += 2
+    if count_4 * 2 > e - p: return -1
+    keys_5 = []
+    for _ in range(count_4):
+        len_6, = _S1.unpack_from(b, p)
+        p += 2
+        end_8 = p + len_6
+        key_7 = b[p:end_8].decode()
+        p = end_8
+        keys_5.append(key_7)
+    labelunset_9 = _W_LabelUnset()
+    labelunset_9.target = target_2
+    labelunset_9.keys = tuple(keys_5)
+    labelunset_9.__class__ = LabelUnset
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (labelunset_9, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_ListLabels(m: ListLabels, rid: int, flags: int) -> bytes:
     pattern_1 = m.pattern.encode()
-    blen = 2 + len(pattern_1)
-    return b"".join((_S10.pack(_MAGIC, 1, 113, flags, rid, blen, len(pattern_1)), pattern_1))
+    blen = len(pattern_1) + 2
+    return b"".join((_S11.pack(_MAGIC, 1, 113, flags, rid, blen, len(pattern_1)), pattern_1))
 
 
 def _dec_ListLabels(b: bytes, p: int, n: int) -> ListLabels:
@@ -3954,11 +6006,27 @@ def _dec_ListLabels(b: bytes, p: int, n: int) -> ListLabels:
     return listlabels_4
 
 
+def _frame_ListLabels(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 16 > size: return -1
+    head, flags, rid, length, len_1, = _S13.unpack_from(b, p)
+    p += 16
+    e = p + length - 2
+    if head != 0x4c540171 or e > size or length > max_body: return -1
+    end_3 = p + len_1
+    pattern_2 = b[p:end_3].decode()
+    p = end_3
+    listlabels_4 = _W_ListLabels()
+    listlabels_4.pattern = pattern_2
+    listlabels_4.__class__ = ListLabels
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (listlabels_4, rid, flags & 1 != 0)))
+    return e
+
+
 def _enc_LabelList(m: LabelList, rid: int, flags: int) -> bytes:
+    agents_1 = m.agents
     parts: list[bytes] = []
     ap = parts.append
-    agents_1 = m.agents
-    ap(_S25.pack(len(agents_1)))
     for x_2 in agents_1:
         agent_3 = x_2.agent.encode()
         ap(_S1.pack(len(agent_3)))
@@ -3982,14 +6050,15 @@ def _enc_LabelList(m: LabelList, rid: int, flags: int) -> bytes:
             ap(_S1.pack(len(value_11)))
             ap(value_11)
     body = b"".join(parts)
-    return _S3.pack(_MAGIC, 1, 114, flags, rid, len(body)) + body
+    blen = len(body) + 4
+    return b"".join((_S27.pack(_MAGIC, 1, 114, flags, rid, blen, len(agents_1)), body))
 
 
 def _dec_LabelList(b: bytes, p: int, n: int) -> LabelList:
     b = b[p:n]  # private copy of the body: struct cannot read past it
     n = len(b)
     p = 0
-    count_1, = _S25.unpack_from(b, p)
+    count_1, = _S28.unpack_from(b, p)
     p += 4
     if count_1 * 6 > n - p: raise _short(count_1 * 6, n - p)
     agents_2 = []
@@ -4055,6 +6124,74 @@ def _dec_LabelList(b: bytes, p: int, n: int) -> LabelList:
     labellist_25.__class__ = LabelList
     if p != n: raise _trailing(n - p)
     return labellist_25
+
+
+def _frame_LabelList(b: bytes, p: int, size: int, frames: list[Frame], max_body: int) -> int:
+    if p + 18 > size: return -1
+    head, flags, rid, length, count_1, = _S29.unpack_from(b, p)
+    p += 18
+    e = p + length - 4
+    if head != 0x4c540172 or e > size or length > max_body: return -1
+    if count_1 * 6 > e - p: return -1
+    agents_2 = []
+    for _ in range(count_1):
+        len_3, = _S1.unpack_from(b, p)
+        p += 2
+        end_5 = p + len_3
+        agent_4 = b[p:end_5].decode()
+        p = end_5
+        count_6, = _S1.unpack_from(b, p)
+        p += 2
+        if count_6 * 4 > e - p: return -1
+        announced_7 = []
+        for _ in range(count_6):
+            len_8, = _S1.unpack_from(b, p)
+            p += 2
+            end_10 = p + len_8
+            key_9 = b[p:end_10].decode()
+            p = end_10
+            len_11, = _S1.unpack_from(b, p)
+            p += 2
+            end_13 = p + len_11
+            value_12 = b[p:end_13].decode()
+            p = end_13
+            label_14 = _W_Label()
+            label_14.key = key_9
+            label_14.value = value_12
+            label_14.__class__ = Label
+            announced_7.append(label_14)
+        count_15, = _S1.unpack_from(b, p)
+        p += 2
+        if count_15 * 4 > e - p: return -1
+        console_16 = []
+        for _ in range(count_15):
+            len_17, = _S1.unpack_from(b, p)
+            p += 2
+            end_19 = p + len_17
+            key_18 = b[p:end_19].decode()
+            p = end_19
+            len_20, = _S1.unpack_from(b, p)
+            p += 2
+            end_22 = p + len_20
+            value_21 = b[p:end_22].decode()
+            p = end_22
+            label_23 = _W_Label()
+            label_23.key = key_18
+            label_23.value = value_21
+            label_23.__class__ = Label
+            console_16.append(label_23)
+        labelsentry_24 = _W_LabelsEntry()
+        labelsentry_24.agent = agent_4
+        labelsentry_24.announced = tuple(announced_7)
+        labelsentry_24.console = tuple(console_16)
+        labelsentry_24.__class__ = LabelsEntry
+        agents_2.append(labelsentry_24)
+    labellist_25 = _W_LabelList()
+    labellist_25.agents = tuple(agents_2)
+    labellist_25.__class__ = LabelList
+    if p != e: return -1
+    frames.append(_tuple_new(Frame, (labellist_25, rid, flags & 1 != 0)))
+    return e
 
 
 ENCODERS = {
@@ -4201,14 +6338,151 @@ DECODERS = {
     113: _dec_ListLabels,
     114: _dec_LabelList,
 }
-# Fixed-size bodies: the hot path that decodes header and body in one unpack.
-FIXED_FRAMES = {
+# The hot path per type: header and first fields in one unpack, decoded in place;
+# the size is the body's when fixed (None: variable, checked against max_body).
+FRAMERS = {
+    1: (_frame_Hello, None),
     2: (_frame_Challenge, 40),
     3: (_frame_Auth, 32),
+    4: (_frame_Welcome, None),
     5: (_frame_Timing, 13),
     10: (_frame_Heartbeat, 14),
+    11: (_frame_TimeInfo, None),
+    20: (_frame_Ok, None),
+    21: (_frame_Error, None),
+    22: (_frame_Results, None),
     23: (_frame_BundleReady, 8),
+    24: (_frame_Token, None),
     25: (_frame_Cancel, 4),
+    30: (_frame_BundleBegin, None),
+    31: (_frame_BundleChunk, None),
     32: (_frame_BundleEnd, 8),
+    33: (_frame_BundleRemove, None),
+    40: (_frame_ProcStart, None),
+    41: (_frame_ProcStop, None),
+    42: (_frame_ProcResume, None),
+    43: (_frame_ProcTerminate, None),
+    44: (_frame_ProcKill, None),
+    45: (_frame_ProcRestart, None),
+    46: (_frame_ProcRemove, None),
+    47: (_frame_ProcStartOptions, None),
+    50: (_frame_ScheduleSet, None),
+    51: (_frame_ScheduleClear, None),
+    60: (_frame_AgentState, None),
+    61: (_frame_StatsReport, None),
+    62: (_frame_Event, None),
     63: (_frame_EventAck, 8),
+    64: (_frame_LogLines, None),
+    70: (_frame_ListAgents, None),
+    71: (_frame_ListProcesses, None),
+    72: (_frame_ListBundles, None),
+    73: (_frame_ListSchedules, None),
+    74: (_frame_QueryStats, None),
+    75: (_frame_QueryEvents, None),
+    76: (_frame_QueryLogs, None),
+    77: (_frame_ListRunVersions, None),
+    78: (_frame_QueryDisk, None),
+    79: (_frame_QueryAgent, None),
+    80: (_frame_AgentList, None),
+    81: (_frame_ProcessList, None),
+    82: (_frame_BundleList, None),
+    83: (_frame_ScheduleList, None),
+    84: (_frame_StatsHistory, None),
+    85: (_frame_RunVersions, None),
+    86: (_frame_DiskUsage, None),
+    87: (_frame_AgentDetail, None),
+    90: (_frame_TokenCreate, None),
+    91: (_frame_TokenRevoke, None),
+    100: (_frame_QueryProcess, None),
+    101: (_frame_ProcessDetail, None),
+    102: (_frame_ScaleProcess, None),
+    103: (_frame_ListProcessFacts, None),
+    104: (_frame_ProcessFacts, None),
+    115: (_frame_RollingRestart, None),
+    116: (_frame_ListBundleVersions, None),
+    117: (_frame_BundleVersions, None),
+    118: (_frame_Rollback, None),
+    119: (_frame_BundleSwitch, None),
+    120: (_frame_ExecRun, None),
+    121: (_frame_ExecCommand, None),
+    122: (_frame_ExecResult, None),
+    110: (_frame_AgentLabels, None),
+    111: (_frame_LabelSet, None),
+    112: (_frame_LabelUnset, None),
+    113: (_frame_ListLabels, None),
+    114: (_frame_LabelList, None),
+}
+# Per type, the largest value (or length) of each top-level integer or prefixed
+# field: the console's bounds, without walking the spec (construct) at run time.
+LARGEST = {
+    1: {'name': 65535, 'software': 65535, 'hostname': 65535, 'addresses': 255, 'capabilities': 255},
+    2: {'server_time_us': 9223372036854775807},
+    3: {},
+    4: {'server': 65535, 'heartbeat_ms': 4294967295, 'max_body': 4294967295, 'last_event_seq': 18446744073709551615},
+    5: {'heartbeat_ms': 4294967295, 'ping_ms': 4294967295, 'missed': 255, 'silence_limit_ms': 4294967295},
+    10: {'seq': 4294967295, 'time_us': 9223372036854775807, 'running': 65535},
+    11: {'source': 65535, 'offset_us': 9223372036854775807, 'delay_us': 9223372036854775807, 'stratum': 255, 'measured_us': 9223372036854775807},
+    20: {'message': 65535},
+    21: {'message': 65535},
+    22: {'results': 65535},
+    23: {'offset': 18446744073709551615},
+    24: {'token': 65535},
+    25: {'cancel_request_id': 4294967295},
+    30: {'target': 65535, 'name': 65535, 'size': 18446744073709551615},
+    31: {'offset': 18446744073709551615, 'data': 4294967295},
+    32: {'size': 18446744073709551615},
+    33: {'target': 65535, 'name': 65535},
+    40: {'target': 65535, 'name': 65535, 'bundle': 65535, 'revision': 18446744073709551615, 'argv': 65535, 'env': 65535, 'cwd': 65535, 'liveness_ms': 4294967295, 'grace_ms': 4294967295, 'backoff_base_ms': 4294967295, 'backoff_cap_ms': 4294967295, 'restart_limit': 65535, 'restart_window_s': 4294967295},
+    41: {'target': 65535, 'name': 65535, 'signal': 65535, 'grace_ms': 4294967295},
+    42: {'target': 65535, 'name': 65535, 'signal': 65535, 'grace_ms': 4294967295},
+    43: {'target': 65535, 'name': 65535, 'signal': 65535, 'grace_ms': 4294967295},
+    44: {'target': 65535, 'name': 65535, 'signal': 65535, 'grace_ms': 4294967295},
+    45: {'target': 65535, 'name': 65535, 'signal': 65535, 'grace_ms': 4294967295},
+    46: {'target': 65535, 'name': 65535, 'signal': 65535, 'grace_ms': 4294967295},
+    47: {'target': 65535, 'name': 65535, 'bundle': 65535, 'revision': 18446744073709551615, 'argv': 65535, 'env': 65535, 'cwd': 65535, 'liveness_ms': 4294967295, 'grace_ms': 4294967295, 'backoff_base_ms': 4294967295, 'backoff_cap_ms': 4294967295, 'restart_limit': 65535, 'restart_window_s': 4294967295, 'options': 65535},
+    50: {'target': 65535},
+    51: {'target': 65535, 'id': 18446744073709551615},
+    60: {'bundles': 65535, 'processes': 65535, 'schedules': 65535},
+    61: {'agent': 65535, 'time_us': 9223372036854775807, 'processes': 65535},
+    62: {'seq': 18446744073709551615, 'agent': 65535, 'time_us': 9223372036854775807, 'process': 65535, 'exit_code': 32767, 'signal': 255, 'message': 65535, 'schedule_id': 18446744073709551615},
+    63: {'seq': 18446744073709551615},
+    64: {'agent': 65535, 'process': 65535, 'lines': 65535},
+    70: {'pattern': 65535},
+    71: {'pattern': 65535},
+    72: {'pattern': 65535},
+    73: {'pattern': 65535},
+    74: {'agent': 65535, 'since_us': 9223372036854775807, 'limit': 4294967295},
+    75: {'pattern': 65535, 'since_us': 9223372036854775807, 'limit': 4294967295},
+    76: {'target': 65535, 'process': 65535, 'lines': 4294967295},
+    77: {'pattern': 65535},
+    78: {'pattern': 65535},
+    79: {'agent': 65535},
+    80: {'agents': 4294967295},
+    81: {'processes': 4294967295},
+    82: {'bundles': 4294967295},
+    83: {'schedules': 4294967295},
+    84: {'agent': 65535, 'samples': 4294967295, 'processes': 65535},
+    85: {'runs': 4294967295},
+    86: {'disks': 4294967295},
+    87: {'agent': 65535, 'fields': 65535},
+    90: {'name': 65535},
+    91: {'name': 65535},
+    100: {'agent': 65535, 'name': 65535},
+    101: {'agent': 65535, 'name': 65535, 'fields': 65535},
+    102: {'target': 65535, 'name': 65535, 'instances': 65535},
+    103: {'pattern': 65535},
+    104: {'processes': 4294967295},
+    115: {'target': 65535, 'name': 65535, 'max_unavailable': 65535, 'healthy_deadline_ms': 4294967295},
+    116: {'target': 65535, 'name': 65535},
+    117: {'versions': 4294967295},
+    118: {'target': 65535, 'name': 65535, 'sha256': 65535, 'max_unavailable': 65535, 'healthy_deadline_ms': 4294967295},
+    119: {'name': 65535, 'sha256': 65535},
+    120: {'target': 65535, 'argv': 65535, 'timeout_ms': 4294967295, 'parallel': 65535, 'user': 65535},
+    121: {'argv': 65535, 'timeout_ms': 4294967295, 'user': 65535, 'max_output': 4294967295},
+    122: {'agent': 65535, 'status': 65535, 'exit_code': 32767, 'signal': 255, 'duration_us': 18446744073709551615, 'stdout': 4294967295, 'stderr': 4294967295, 'message': 65535},
+    110: {'labels': 65535},
+    111: {'target': 65535, 'labels': 65535},
+    112: {'target': 65535, 'keys': 65535},
+    113: {'pattern': 65535},
+    114: {'agents': 4294967295},
 }

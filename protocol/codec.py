@@ -56,7 +56,7 @@ from protocol.messages import Message
 __all__ = [
     "EncodeError", "Frame", "FrameDecoder", "Message", "ProtocolError", "RemoteProtocolError",
     "decode_body",
-    "decode_reference", "encode", "encode_reference",
+    "decode_reference", "encode", "encode_reference", "wire_largest",
 ]
 
 
@@ -73,8 +73,8 @@ _Decoder = Callable[[bytes, int, int], Message]
 _ENCODERS = cast("dict[type, Callable[[Message, int, int], bytes]]", _fastcodec.ENCODERS)
 # Indexed by the header's type byte: a tuple lookup, with None for unknown types.
 _DECODERS: tuple[_Decoder | None, ...] = tuple(_fastcodec.DECODERS.get(value) for value in range(256))
-_Framer = Callable[[bytes, int, int, list[Frame]], int]
-_FIXED_FRAMES = cast("dict[int, tuple[_Framer, int]]", _fastcodec.FIXED_FRAMES)
+_Framer = Callable[[bytes, int, int, list[Frame], int], int]
+_FRAMERS = cast("dict[int, tuple[_Framer, int | None]]", _fastcodec.FRAMERS)
 # What a generated decoder can raise on bad input besides ProtocolError itself.
 _BODY_ERRORS = (struct.error, UnicodeDecodeError, LookupError, ValueError)
 _ENCODE_ERRORS = (struct.error, TypeError, AttributeError, LookupError, ValueError, OverflowError)
@@ -107,25 +107,35 @@ def decode_body(message_type: int, body: bytes | bytearray | memoryview) -> Mess
         raise _malformed(message_type, exc) from exc
 
 
+def wire_largest(message_type: MessageType, field: str) -> int:
+    """Largest value (or length, for strings, blobs, arrays) a top-level body field carries."""
+    fields = _fastcodec.LARGEST.get(int(message_type), {})
+    if field not in fields:
+        raise KeyError(f"{MessageType(message_type).name} has no integer or prefixed field {field!r}")
+    return fields[field]
+
+
 def _malformed(message_type: int, exc: Exception) -> ProtocolError:
     name = MessageType(message_type).name
     return RemoteProtocolError(f"malformed {name} body: {exc}", ErrorCode.MALFORMED_BODY)
 
 
 @functools.lru_cache(maxsize=8)
-def _fixed_framers(max_body: int) -> tuple[_Framer | None, ...]:
+def _framers(max_body: int) -> tuple[_Framer | None, ...]:
     # Built once per limit, not per decoder: a server makes one decoder per connection,
     # and building this 256-entry table was most of a decoder's cost (bench.server_load).
+    # A fixed body over the limit gets no framer (the general path refuses it); variable
+    # framers check the header's length against max_body themselves.
     return tuple(
-        entry[0] if entry is not None and entry[1] <= max_body else None
-        for entry in map(_FIXED_FRAMES.get, range(256))
+        entry[0] if entry is not None and (entry[1] is None or entry[1] <= max_body) else None
+        for entry in map(_FRAMERS.get, range(256))
     )
 
 
 class FrameDecoder:
     """Incremental frame decoder: `feed(bytes) -> [Frame]`; see the module docstring."""
 
-    __slots__ = ("_buf", "_failed", "_fixed", "max_body")
+    __slots__ = ("_buf", "_failed", "_framers", "_held", "max_body")
 
     def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
         if not 0 <= max_body <= 0xFFFFFFFF:
@@ -133,8 +143,9 @@ class FrameDecoder:
         self.max_body = max_body
         self._buf = bytearray()  # at most one partial frame, between feeds
         self._failed: ProtocolError | None = None
-        # By type byte: the generated fast path for fixed-size bodies this limit allows.
-        self._fixed: tuple[_Framer | None, ...] = _fixed_framers(max_body)
+        self._held = False  # a partial frame is buffered, or the stream failed: not the fast path
+        # By type byte: the generated fast path (header and body decoded in place).
+        self._framers: tuple[_Framer | None, ...] = _framers(max_body)
 
     @property
     def buffered(self) -> int:
@@ -143,27 +154,34 @@ class FrameDecoder:
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Frames completed by `data`, in order; raises ProtocolError (see the module doc)."""
-        if self._buf or self._failed is not None or data.__class__ is not bytes:
+        if self._held or data.__class__ is not bytes:
             return self._feed_buffered(data)
         frames: list[Frame] = []
         size = len(data)
-        pos = 0
-        fixed = self._fixed
+        end = 0
+        if size >= HEADER_SIZE:
+            # The usual read, one whole frame, is decoded by its framer and returned with
+            # no further set-up: that set-up was 5% of a heartbeat's round trip (bench.codec).
+            framer = self._framers[data[3]]
+            if framer is not None:
+                try:
+                    end = framer(data, 0, size, frames, self.max_body)
+                except _BODY_ERRORS as exc:
+                    self._fail(_malformed_frame(exc))
+                if end == size:
+                    return frames
+        return self._feed_rest(data, max(end, 0), frames)  # -1: the general path decides
+
+    def _feed_rest(self, data: bytes, pos: int, frames: list[Frame]) -> list[Frame]:
+        """The frames from `pos` on, after the first (if its framer took it): see `feed`."""
+        size = len(data)
+        framers = self._framers
+        max_body = self.max_body
         try:
-            if size >= HEADER_SIZE:
-                # The usual read, one fixed-size frame (a heartbeat), returns before the
-                # loop's set-up: that was a tenth of a heartbeat's round trip (bench.codec).
-                framer = fixed[data[3]]
-                if framer is not None:
-                    pos = framer(data, 0, size, frames)
-                    if pos == size:
-                        return frames
-                    pos = max(pos, 0)  # incomplete or bad: the general path below decides
-            max_body = self.max_body
             while size - pos >= HEADER_SIZE:
-                framer = fixed[data[pos + 3]]
+                framer = framers[data[pos + 3]]
                 if framer is not None:
-                    end = framer(data, pos, size, frames)
+                    end = framer(data, pos, size, frames, max_body)
                     if end >= 0:
                         pos = end
                         continue  # else: incomplete or bad; the general path below decides
@@ -181,9 +199,10 @@ class FrameDecoder:
         except ProtocolError as exc:
             self._fail(exc)
         except _BODY_ERRORS as exc:
-            self._fail(RemoteProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY))
+            self._fail(_malformed_frame(exc))
         if pos < size:
             self._buf = bytearray(data[pos:])  # one partial frame, its header already checked
+            self._held = True
         return frames
 
     def _feed_buffered(self, data: bytes | bytearray | memoryview) -> list[Frame]:
@@ -192,6 +211,7 @@ class FrameDecoder:
             raise RemoteProtocolError(f"stream already failed: {self._failed}", self._failed.code)
         buf = self._buf
         buf += data
+        self._held = True  # until the buffer is handed back to `feed` below
         if len(buf) < HEADER_SIZE:
             return []
         prefix, message_type, _, _, length = _unpack_header(buf, 0)
@@ -199,12 +219,18 @@ class FrameDecoder:
         if valid and len(buf) < HEADER_SIZE + length:
             return []  # still incomplete: wait without copying (a big frame comes in pieces)
         self._buf = bytearray()
+        self._held = False
         return self.feed(bytes(buf))
 
     def _fail(self, exc: ProtocolError) -> NoReturn:
         self._failed = exc
+        self._held = True
         self._buf = bytearray()
         raise exc
+
+
+def _malformed_frame(exc: Exception) -> ProtocolError:
+    return RemoteProtocolError(f"malformed body: {exc}", ErrorCode.MALFORMED_BODY)
 
 
 def _header_error(prefix: bytes, message_type: int, length: int, max_body: int) -> ProtocolError:

@@ -10,21 +10,31 @@ which is about 10x too slow for 10,000 agents. This generator walks the spec
   length/count prefix of the variable field that follows them, are merged into
   one precompiled `struct.Struct` (a heartbeat frame is one `pack` of
   '>2sBBHIIIqH' and one `unpack_from` of '>IqH').
-- Bodies without arrays are encoded as one `b"".join` whose first item packs
-  the header together with the first fields; the body length is summed from
-  the string lengths.
-- Decoders slice the body out of the receive buffer, check every length and
-  count against the bytes left themselves, and require that the body is
-  consumed exactly. What they cannot see (struct.error on a short read,
-  UnicodeDecodeError, KeyError for an enum value outside its IntEnum, IndexError
-  for a bool byte other than 0/1) is turned into ProtocolError by the one
-  try-block per frame in protocol/codec.py.
+- Every body is encoded as one `b"".join` whose first item packs the header
+  together with the first fields; the body length is summed from the payload
+  lengths. From a body's first array on, the loop appends to a list that is
+  joined first and counted as one payload (protocol/fastgen_encode.py).
+- Decoders (`_dec_X`, the general path) slice the body out of the receive
+  buffer, check every length and count against the bytes left themselves,
+  and require that the body is consumed exactly. What they cannot see
+  (struct.error on a short read, UnicodeDecodeError, KeyError for an enum
+  value outside its IntEnum, IndexError for a bool byte other than 0/1) is
+  turned into ProtocolError by the one try-block per frame in protocol/codec.py.
+- Framers (`_frame_X`, the hot path FrameDecoder tries first) unpack the
+  header with the body's first fields and decode in place in the receive
+  buffer, with no copy of the body; one final check (the position is the
+  frame's end) stands for the per-field bounds checks. Anything unusual
+  (incomplete, bad header, a length that ran past the frame) returns -1 and
+  the general path decides, with its exact error.
 - Decoded objects are built through "twin" classes: a plain slotted class with
   the same slots as the frozen dataclass and no __init__: the decoder makes
   one (`_W_X()`), stores the fields and then switches `__class__` to the real
   class. A frozen dataclass's own
   __init__ goes through `object.__setattr__` per field, which made object
   construction alone cost more than the whole msgpack decode.
+
+The module also carries `LARGEST`, each field's largest value or length, so
+that the console's bounds do not walk the spec (construct) at run time.
 
 The output is checked in, not exec'd at import: reviewers see the exact wire
 code change when the spec changes, tracebacks and profilers show real lines,
@@ -35,10 +45,10 @@ from __future__ import annotations
 
 import struct
 import sys
-from enum import IntEnum
 from pathlib import Path
 
 from protocol import spec, walk
+from protocol.fastgen_encode import Function, Names, encoder
 from protocol.walk import FIXED_KINDS, Kind, Node
 
 TARGET = walk.REPO_ROOT / "protocol" / "_fastcodec.py"
@@ -57,7 +67,6 @@ from struct import Struct
 {imports}
 
 _MAGIC = {magic!r}
-_PREFIX = {prefix!r}  # magic and version, compared as one string
 _BOOL = (False, True)  # a bool byte other than 0 or 1 raises IndexError: malformed
 _tuple_new = tuple.__new__  # builds a Frame (a NamedTuple) in one C call
 
@@ -84,183 +93,18 @@ def _trailing(extra: int) -> ProtocolError:
 '''
 
 
-class _Names:
-    """Module-level constants shared by all generated functions."""
-
-    def __init__(self) -> None:
-        self.structs: dict[str, str] = {}
-        self.enum_decode: dict[type[IntEnum], str] = {}
-        self.enum_encode: dict[type[IntEnum], str] = {}
-
-    def struct(self, fmt: str) -> str:
-        fmt = ">" + fmt
-        if fmt not in self.structs:
-            self.structs[fmt] = f"_S{len(self.structs)}"
-        return self.structs[fmt]
-
-    def decoder(self, enum: type[IntEnum]) -> str:
-        return self.enum_decode.setdefault(enum, f"_D_{enum.__name__}")
-
-    def encoder(self, enum: type[IntEnum]) -> str:
-        return self.enum_encode.setdefault(enum, f"_E_{enum.__name__}")
-
-    def render(self) -> list[str]:
-        out = [f"{name} = Struct({fmt!r})" for fmt, name in self.structs.items()]
-        for enum, name in self.enum_decode.items():
-            members = ", ".join(f"{int(m)}: {enum.__name__}.{m.name}" for m in enum)
-            out.append(f"{name} = {{{members}}}")
-        for enum, name in self.enum_encode.items():
-            # Keys are ints, so IntEnum members and plain ints of the enum both map.
-            out.append(f"{name} = {{{', '.join(f'{int(m)}: {int(m)}' for m in enum)}}}")
-        return out
-
-
-class _Function:
-    """Lines of one generated function, with unique local names."""
-
-    def __init__(self, names: _Names) -> None:
-        self.names = names
-        self.lines: list[str] = []
-        self.indent = 1
-        self.counter = 0
-
-    def line(self, text: str) -> None:
-        self.lines.append("    " * self.indent + text)
-
-    def local(self, hint: str) -> str:
-        self.counter += 1
-        return f"{hint}_{self.counter}"
-
-
-# ---------------------------------------------------------------- encoders
-
-
-class _Encoder(_Function):
-    """Emit an encoder. Fixed items collect in `run` until a variable part needs them packed.
-
-    In "expression" mode (no arrays in the body) packed runs and payloads are
-    collected as expressions for one final join; in "statement" mode they are
-    appended to a `parts` list, because loops need statements.
-    """
-
-    def __init__(self, names: _Names, statements: bool) -> None:
-        super().__init__(names)
-        self.statements = statements
-        self.run: list[tuple[str, str]] = []
-        self.parts: list[str] = []
-        self.lengths: list[str] = []  # expressions of variable lengths (expression mode)
-
-    def emit(self, expr: str) -> None:
-        if self.statements:
-            self.line(f"ap({expr})")
-        else:
-            self.parts.append(expr)
-
-    def flush(self) -> None:
-        if self.run:
-            fmt = "".join(f for f, _ in self.run)
-            self.emit(f"{self.names.struct(fmt)}.pack({', '.join(e for _, e in self.run)})")
-            self.run = []
-
-    def struct(self, node: Node, expr: str) -> None:
-        for child in node.fields:
-            self.field(child, f"{expr}.{child.name}")
-
-    def field(self, node: Node, expr: str) -> None:
-        if node.kind in FIXED_KINDS:
-            self.run.append(_encode_fixed(node, expr, self.names))
-        elif node.kind is Kind.STRUCT:
-            obj = self.local(node.name)
-            self.line(f"{obj} = {expr}")
-            self.struct(node, obj)
-        elif node.kind in (Kind.STRING, Kind.BLOB):
-            data = self.local(node.name)
-            self.line(f"{data} = {expr}{'.encode()' if node.kind is Kind.STRING else ''}")
-            self.run.append((node.fmt, f"len({data})"))
-            self.flush()
-            self.emit(data)
-            self.lengths.append(f"len({data})")
-        else:
-            self.array(node, expr)
-
-    def array(self, node: Node, expr: str) -> None:
-        assert node.element is not None and self.statements
-        items, item = self.local(node.name), self.local("x")
-        self.line(f"{items} = {expr}")
-        self.run.append((node.fmt, f"len({items})"))
-        self.flush()
-        self.line(f"for {item} in {items}:")
-        self.indent += 1
-        if node.element.kind is Kind.STRUCT:
-            self.struct(node.element, item)
-        else:
-            self.field(node.element, item)
-        self.flush()
-        self.indent -= 1
-
-
-def _encode_fixed(node: Node, expr: str, names: _Names) -> tuple[str, str]:
-    if node.kind is Kind.ENUM:
-        assert node.enum is not None
-        return node.fmt, f"{names.encoder(node.enum)}[{expr}]"
-    if node.kind is Kind.BOOL:
-        return "?", expr  # struct's '?' packs truthiness, exactly like construct's Flag
-    if node.kind is Kind.BYTES:
-        return node.fmt, f"_fixed({expr}, {node.size})"
-    if node.kind is Kind.CONST:
-        return node.fmt, repr(node.const)
-    return node.fmt, expr
-
-
-def _has_array(node: Node) -> bool:
-    return any(n.kind is Kind.ARRAY for n in node.walk())
-
-
-def _header_run(message_type: int, length: str) -> list[tuple[str, str]]:
-    return [("2s", "_MAGIC"), ("B", str(spec.VERSION)), ("B", str(message_type)),
-            ("H", "flags"), ("I", "rid"), ("I", length)]
-
-
-def encoder(message_type: spec.MessageType, node: Node, names: _Names) -> list[str]:
-    name = f"_enc_{node.struct_name}"
-    head = f"def {name}(m: {node.struct_name}, rid: int, flags: int) -> bytes:"
-    if _has_array(node):
-        gen = _Encoder(names, statements=True)
-        gen.line("parts: list[bytes] = []")
-        gen.line("ap = parts.append")
-        gen.struct(node, "m")
-        gen.flush()
-        gen.line('body = b"".join(parts)')
-        header = names.struct("".join(f for f, _ in _header_run(0, "")))
-        gen.line(f"return {header}.pack(_MAGIC, {spec.VERSION}, {int(message_type)}, flags, rid,"
-                 f" len(body)) + body")
-        return [head, *gen.lines]
-    gen = _Encoder(names, statements=False)
-    # The header joins the first run; its length is the fixed size plus the payloads.
-    gen.run = _header_run(int(message_type), str(node.size) if node.fixed else "blen")
-    gen.struct(node, "m")
-    gen.flush()
-    if gen.lengths:
-        gen.line(f"blen = {' + '.join([str(node.min_size), *gen.lengths])}")
-    parts = gen.parts
-    if len(parts) == 1:
-        gen.line(f"return {parts[0]}")
-    else:
-        gen.line(f'return b"".join(({", ".join(parts)}))')
-    return [head, *gen.lines]
-
-
 # ---------------------------------------------------------------- decoders
 
 
-class _Decoder(_Function):
+class _Decoder(Function):
     """Emit a decoder: `b` is the body, `p` the position, `n` the body's end."""
 
-    def __init__(self, names: _Names) -> None:
+    def __init__(self, names: Names) -> None:
         super().__init__(names)
         self.run: list[tuple[str, str]] = []  # (fmt, local) not yet unpacked
         self.pending: list[str] = []  # object constructions waiting for the next unpack
         self.expressions_only = False  # inside a comprehension: build objects in one call
+        self.framing = False  # in a framer: no raise, leave bad input to the general path
 
     def flush(self, advance: bool = True, buffer: str = "b", pending: bool = True) -> None:
         if self.run:
@@ -304,7 +148,8 @@ class _Decoder(_Function):
             return self.array(node, length)
         value, end = self.local(node.name), self.local("end")
         self.line(f"{end} = p + {length}")
-        self.line(f"if {end} > n: raise _short({length}, n - p)")
+        if not self.framing:
+            self.line(f"if {end} > n: raise _short({length}, n - p)")
         decode = ".decode()" if node.kind is Kind.STRING else ""
         self.line(f"{value} = b[p:{end}]{decode}")
         self.line(f"p = {end}")
@@ -315,7 +160,10 @@ class _Decoder(_Function):
         assert element is not None
         items = self.local(node.name)
         need = f"{count} * {element.min_size}" if element.min_size > 1 else count
-        self.line(f"if {need} > n - p: raise _short({need}, n - p)")
+        if self.framing:  # still checked: a forged count must not start a long loop
+            self.line(f"if {need} > e - p: return -1")
+        else:
+            self.line(f"if {need} > n - p: raise _short({need}, n - p)")
         if element.fixed and element.kind is Kind.STRUCT:
             return self._fixed_array(element, count, items)
         self.line(f"{items} = []")
@@ -344,7 +192,7 @@ class _Decoder(_Function):
         return items
 
 
-def _decode_fixed(node: Node, raw: str, names: _Names) -> str:
+def _decode_fixed(node: Node, raw: str, names: Names) -> str:
     if node.kind is Kind.ENUM:
         assert node.enum is not None
         return f"{names.decoder(node.enum)}[{raw}]"
@@ -353,7 +201,7 @@ def _decode_fixed(node: Node, raw: str, names: _Names) -> str:
     return raw
 
 
-def decoder(node: Node, names: _Names) -> list[str]:
+def decoder(node: Node, names: Names) -> list[str]:
     name = f"_dec_{node.struct_name}"
     head = f"def {name}(b: bytes, p: int, n: int) -> {node.struct_name}:"
     gen = _Decoder(names)
@@ -374,24 +222,80 @@ def decoder(node: Node, names: _Names) -> list[str]:
     return [head, *gen.lines]
 
 
-def fixed_framer(node: Node, names: _Names) -> list[str]:
+def _framer_header() -> list[tuple[str, str]]:
+    # Magic, version and type read as one integer: a framer is chosen by the type byte,
+    # so one int comparison checks all three (a 3-byte string cost an allocation more).
+    return [("I", "head"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+
+
+def _head(message_type: spec.MessageType) -> str:
+    return hex(int.from_bytes(spec.MAGIC + bytes([spec.VERSION, int(message_type)]), "big"))
+
+
+def fixed_framer(message_type: spec.MessageType, node: Node, names: Names) -> list[str]:
     """Hot path for a fixed-size body: header and body in one unpack, Frame built inline.
 
     Returns the end of the frame, or -1 to leave anything unusual (incomplete
     frame, bad header, wrong length) to the general path in codec.FrameDecoder.
     """
     assert node.size is not None
-    head = f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame]) -> int:"
+    head = (f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame],"
+            " max_body: int) -> int:")
     gen = _Decoder(names)
     gen.line(f"end = p + {spec.HEADER_SIZE + node.size}")
     gen.line("if end > size: return -1")
-    gen.run = [("3s", "prefix"), ("B", "_type"), ("H", "flags"), ("I", "rid"), ("I", "length")]
+    gen.run = _framer_header()
     value = gen.struct(node)
     gen.flush(advance=False, pending=False)
-    gen.line(f"if prefix != _PREFIX or length != {node.size}: return -1")
+    gen.line(f"if head != {_head(message_type)} or length != {node.size}: return -1")
     gen.flush_pending()
     gen.line(f"frames.append(_tuple_new(Frame, ({value}, rid, flags & {int(spec.FrameFlag.MORE)} != 0)))")
     gen.line("return end")
+    return [head, *gen.lines]
+
+
+class _Framer(_Decoder):
+    """Emit the hot path of a variable-size body, decoded in place in the receive buffer.
+
+    The header is unpacked with the body's first fields (up to the first length
+    prefix). Strings are sliced without a bounds check each: the position only
+    grows, so a field that ran past the frame's end `e` leaves `p != e` at the
+    end, and the framer returns -1 for the general path (decoders with full
+    checks and exact errors) to decide. Reads past the buffer raise struct.error,
+    which FrameDecoder reports as a malformed body, as the general path would.
+    """
+
+    def __init__(self, names: Names, message_type: spec.MessageType) -> None:
+        super().__init__(names)
+        self.head = _head(message_type)
+        self.framing = True
+        self.header_done = False
+
+    def flush(self, advance: bool = True, buffer: str = "b", pending: bool = True) -> None:
+        if self.header_done or not self.run:
+            super().flush(advance, buffer, pending)
+            return
+        size = struct.calcsize(">" + "".join(f for f, _ in self.run))
+        self.line(f"if p + {size} > size: return -1")
+        super().flush(advance, buffer, pending=False)
+        self.header_done = True
+        self.line(f"e = p + length - {size - spec.HEADER_SIZE}")
+        self.line(f"if head != {self.head} or e > size or length > max_body: return -1")
+        if pending:
+            self.flush_pending()
+
+
+def variable_framer(message_type: spec.MessageType, node: Node, names: Names) -> list[str]:
+    """`_frame_X` for a variable-size body: see _Framer; returns the frame's end or -1."""
+    head = (f"def _frame_{node.struct_name}(b: bytes, p: int, size: int, frames: list[Frame],"
+            " max_body: int) -> int:")
+    gen = _Framer(names, message_type)
+    gen.run = _framer_header()
+    value = gen.struct(node)
+    gen.flush()
+    gen.line("if p != e: return -1")
+    gen.line(f"frames.append(_tuple_new(Frame, ({value}, rid, flags & {int(spec.FrameFlag.MORE)} != 0)))")
+    gen.line("return e")
     return [head, *gen.lines]
 
 
@@ -431,8 +335,17 @@ def _imports() -> str:
     ])
 
 
+def _largest(messages: list[tuple[spec.MessageType, Node]]) -> list[str]:
+    lines = []
+    for message_type, node in messages:
+        bounded = [(f.name, f.largest) for f in node.fields
+                   if f.kind in (Kind.UINT, Kind.SINT) or f.kind in walk.PREFIXED_KINDS]
+        lines.append(f"    {int(message_type)}: {{{', '.join(f'{n!r}: {v}' for n, v in bounded)}}},")
+    return lines
+
+
 def render() -> str:
-    names = _Names()
+    names = Names()
     body: list[str] = []
     for node in walk.nested_structs():
         body += ["", "", *twin(node, ""), "", "", *maker(node)]
@@ -442,18 +355,21 @@ def render() -> str:
     for message_type, node in messages:
         body += ["", "", *encoder(message_type, node, names)]
         body += ["", "", *decoder(node, names)]
-        if node.fixed:
-            body += ["", "", *fixed_framer(node, names)]
+        framer = fixed_framer if node.fixed else variable_framer
+        body += ["", "", *framer(message_type, node, names)]
     tables = ["", "", "ENCODERS = {"]
     tables += [f"    {node.struct_name}: _enc_{node.struct_name}," for _, node in messages]
     tables += ["}", "DECODERS = {"]
     tables += [f"    {int(mt)}: _dec_{node.struct_name}," for mt, node in messages]
-    tables += ["}", "# Fixed-size bodies: the hot path that decodes header and body in one unpack."]
-    tables += ["FIXED_FRAMES = {"]
+    tables += ["}", "# The hot path per type: header and first fields in one unpack, decoded in place;"]
+    tables += ["# the size is the body's when fixed (None: variable, checked against max_body)."]
+    tables += ["FRAMERS = {"]
     tables += [f"    {int(mt)}: (_frame_{node.struct_name}, {node.size}),"
-               for mt, node in messages if node.fixed]
-    tables += ["}", ""]
-    head = [PREAMBLE.format(magic=spec.MAGIC, prefix=spec.MAGIC + bytes([spec.VERSION]),
+               for mt, node in messages]
+    tables += ["}", "# Per type, the largest value (or length) of each top-level integer or prefixed"]
+    tables += ["# field: the console's bounds, without walking the spec (construct) at run time."]
+    tables += ["LARGEST = {", *_largest(messages), "}", ""]
+    head = [PREAMBLE.format(magic=spec.MAGIC,
                              imports=_imports()), *names.render()]
     return "\n".join(head + body + tables)
 

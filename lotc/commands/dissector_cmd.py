@@ -9,8 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from protocol import luagen
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dissector", help="write the Wireshark Lua dissector (lotc.lua)")
@@ -21,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: luagen walks the spec, i.e. construct, which every `lotc` start
+    # (the agent's too) would otherwise load for this one command (90 ms on this VM).
+    from protocol import luagen
+
     text = luagen.render()
     if args.output is None:
         sys.stdout.write(text)
