@@ -22,7 +22,7 @@ from collections.abc import Callable
 from lotc.errors import InvalidRequest
 
 __all__ = ["ALL", "MAX_GLOB_LENGTH", "MAX_NAME_LENGTH", "glob_matcher", "is_glob",
-           "is_valid_name", "validate_name", "validate_selector"]
+           "is_valid_name", "validate_name", "validate_selector", "validate_sha_prefix"]
 
 MAX_NAME_LENGTH = 64
 # Room for a class per character of the longest name (`[a-z0-9]...`): longer is no name's glob.
@@ -30,6 +30,7 @@ MAX_GLOB_LENGTH = 256
 ALL = "all"
 _GLOB_CHARACTERS = frozenset("*?[")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_SHA_PREFIX = re.compile(r"[0-9a-fA-F]{0,64}")
 
 
 def is_valid_name(value: str) -> bool:
@@ -73,3 +74,10 @@ def glob_matcher(pattern: str) -> Callable[[str], bool]:
     """`fnmatch.fnmatchcase(name, pattern)` as a function of name, without fnmatch's cache."""
     match = re.compile(fnmatch.translate(validate_selector(pattern))).match
     return lambda name: match(name) is not None
+
+
+def validate_sha_prefix(text: str) -> str:
+    """The start of a SHA-256 in hex (`rollback BUNDLE SHA`), lowercase; "" stays ""."""
+    if _SHA_PREFIX.fullmatch(text) is None:
+        raise InvalidRequest(f"{text[:70]!r}: give the first hex digits of a SHA-256")
+    return text.lower()

@@ -16,6 +16,8 @@ from admin_console.commands.results import ResultsCommand, request_results
 from admin_console.errors import UsageError
 from admin_console.parsing import CommandParser, check_name
 from admin_console.render import dumps, table
+from lotc.errors import InvalidRequest
+from lotc.names import validate_sha_prefix
 from protocol.message_types import MessageType
 from protocol.messages import AgentResult, ExecResult, ExecRun, Rollback
 
@@ -148,13 +150,15 @@ class RollbackCommand(ResultsCommand):
 
     def parse(self, argv: Sequence[str]) -> Rollback:
         args: argparse.Namespace = self.parser.parse(argv)
-        if args.sha and not all(c in "0123456789abcdefABCDEF" for c in args.sha):
-            raise UsageError(f"{args.sha[:70]!r} is not the start of a SHA-256", self.usage)
+        try:
+            sha = validate_sha_prefix(args.sha)
+        except InvalidRequest as exc:
+            raise UsageError(str(exc), self.usage) from None
         if not 1 <= args.max_unavailable <= 0xFFFF or not args.healthy_deadline:
             raise UsageError("--max-unavailable is from 1; --healthy-deadline longer than 0",
                              self.usage)
         return Rollback(target=args.agent, name=check_name("bundle", args.bundle),
-                        sha256=args.sha.lower(), max_unavailable=args.max_unavailable,
+                        sha256=sha, max_unavailable=args.max_unavailable,
                         healthy_deadline_ms=args.healthy_deadline)
 
     async def execute(self, ctx: Context, parsed: Rollback) -> tuple[AgentResult, ...]:

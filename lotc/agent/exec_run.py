@@ -22,6 +22,7 @@ import trio
 from lotc.agent.cgroup import Limits, ProcessCgroup
 from lotc.agent.cgroup_layout import Layout
 from lotc.agent.identity import identity_for
+from lotc.agent.pipe import pump
 from lotc.agent.runner import inherited_environment
 from lotc.agent.spawn import ChildHandle, signal_group, spawn
 from lotc.errors import LotcError
@@ -32,37 +33,26 @@ __all__ = ["run_command"]
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 65536
 DRAIN_TIMEOUT = 0.5  # after the command ended, for its last output to arrive
 KILL_WAIT = 5.0
 _numbers = itertools.count(1)
 
 
 class _Output:
-    def __init__(self, cap: int) -> None:
-        self.cap, self.data, self.truncated = cap, bytearray(), False
+    """A pipe's output kept up to `cap` bytes, the rest read and dropped (pipe.pump's sink)."""
 
-    def add(self, chunk: bytes) -> None:
+    path = "the command's output"
+
+    def __init__(self, cap: int, done: trio.Event) -> None:
+        self.cap, self.data, self.truncated, self.done = cap, bytearray(), False, done
+
+    def write(self, chunk: bytes) -> None:
         room = self.cap - len(self.data)
         self.data += chunk[:max(0, room)]
         self.truncated = self.truncated or len(chunk) > room
 
-
-async def _read(fd: int, into: _Output, done: trio.Event) -> None:
-    os.set_blocking(fd, False)
-    try:
-        while True:
-            try:
-                chunk = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(fd)
-                continue
-            if not chunk:
-                return
-            into.add(chunk)
-            await trio.lowlevel.checkpoint()
-    finally:
-        done.set()
+    def close(self) -> None:
+        self.done.set()
 
 
 def _start(msg: ExecCommand, cgroup: ProcessCgroup | None) -> ChildHandle:
@@ -78,7 +68,7 @@ def _start(msg: ExecCommand, cgroup: ProcessCgroup | None) -> ChildHandle:
     return handle
 
 
-def _clean(handle: ChildHandle | None, cgroup: ProcessCgroup | None) -> None:
+def _clean(cgroup: ProcessCgroup | None) -> None:
     if cgroup is None:
         return
     if not cgroup.kill_and_wait(KILL_WAIT):
@@ -96,18 +86,15 @@ async def run_command(msg: ExecCommand, layout: Layout) -> ExecResult:
     try:
         handle = await trio.to_thread.run_sync(_start, msg, cgroup)
     except (LotcError, OSError) as exc:
-        await trio.to_thread.run_sync(_clean, None, cgroup)
+        await trio.to_thread.run_sync(_clean, cgroup)
         return ExecResult(status="not started", exit_code=-1, message=str(exc),
                           duration_us=int((trio.current_time() - started) * 1e6))
-    outputs = {stream: _Output(msg.max_output) for stream in StreamKind}
+    outputs = {stream: _Output(msg.max_output, trio.Event()) for stream in StreamKind}
     timed_out = False
     try:
         async with trio.open_nursery() as nursery:
-            drained = []
             for stream, fd in handle.pipes.items():
-                done = trio.Event()
-                drained.append(done)
-                nursery.start_soon(_read, fd, outputs[stream], done)
+                nursery.start_soon(pump, fd, outputs[stream])
             with trio.move_on_after(msg.timeout_ms / 1000) as deadline:
                 code, sig = await handle.wait()
             if deadline.cancelled_caught:
@@ -117,13 +104,13 @@ async def run_command(msg: ExecCommand, layout: Layout) -> ExecResult:
                 signal_group(handle.pid, signal.SIGKILL)
                 code, sig = await handle.wait()
             with trio.move_on_after(DRAIN_TIMEOUT):
-                for done in drained:
-                    await done.wait()
+                for stream in handle.pipes:
+                    await outputs[stream].done.wait()
             nursery.cancel_scope.cancel()
     finally:
         handle.close()
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_clean, handle, cgroup)
+            await trio.to_thread.run_sync(_clean, cgroup)
     status = "timed out" if timed_out else "killed" if sig else "exited"
     out, err = outputs[StreamKind.STDOUT], outputs[StreamKind.STDERR]
     return ExecResult(

@@ -22,10 +22,11 @@ import fcntl
 import logging
 import os
 import stat
+from typing import Protocol
 
 import trio
 
-from lotc.agent.logs import MAX_READ, LogWriter
+from lotc.agent.logs import MAX_READ
 
 __all__ = ["PipeRecord", "attach", "make_pipe", "pump", "record_of"]
 
@@ -68,7 +69,18 @@ def attach(pid: int, saved: PipeRecord, fallback_fd: int) -> int | None:
     return None
 
 
-async def pump(read_fd: int, writer: LogWriter) -> None:
+class Sink(Protocol):
+    """Where `pump` puts what it reads: a LogWriter, or `exec`'s capped buffer."""
+
+    @property
+    def path(self) -> object: ...  # named in the error when a write fails
+
+    def write(self, data: bytes) -> object: ...
+
+    def close(self) -> None: ...
+
+
+async def pump(read_fd: int, writer: Sink) -> None:
     """Copy the pipe into the log until every writer has closed it (EOF) or we are cancelled.
 
     A read and its write are one step with no checkpoint between them, so a

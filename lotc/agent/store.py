@@ -61,7 +61,7 @@ from lotc.agent.bundle_versions import (
 from lotc.agent.upload import Upload, UploadSpec
 from lotc.bundle_source import pack
 from lotc.errors import BundleInUse, InvalidRequest, StorageFull, TooLarge, UnknownBundle
-from lotc.names import validate_name
+from lotc.names import validate_name, validate_sha_prefix
 from protocol.enums import BundleKind
 
 __all__ = [
@@ -236,12 +236,11 @@ class BundleStore:
         ("" for the newest one before the current). New runs use it; running ones keep
         theirs. UnknownBundle / InvalidRequest in plain words."""
         current = self.get(name)
-        if sha256 and (len(sha256) > 64 or not re.fullmatch(r"[0-9a-fA-F]+", sha256)):
-            raise InvalidRequest(f"{sha256[:70]!r}: give the first hex digits of a SHA-256")
+        sha256 = validate_sha_prefix(sha256)
         with self._lock:
             versions = versions_of(self.versions_dir, name)
             if sha256:
-                chosen = [v for v in versions if v.sha256.startswith(sha256.lower())]
+                chosen = [v for v in versions if v.sha256.startswith(sha256)]
                 if len(chosen) > 1:
                     raise InvalidRequest(f"{sha256!r} matches {len(chosen)} versions of "
                                          f"{name}: give more of its SHA-256")

@@ -14,7 +14,7 @@ from dataclasses import replace
 import trio
 
 from lotc.errors import AgentOffline, InvalidRequest, LotcError, UnknownBundle
-from lotc.names import validate_name
+from lotc.names import validate_name, validate_sha_prefix
 from lotc.server.command_context import CommandContext
 from lotc.server.rolling import restart_now, roll
 from protocol.messages import (
@@ -59,9 +59,7 @@ async def bundle_versions(ctl: CommandContext, msg: ListBundleVersions) -> list[
 
 async def rollback(ctl: CommandContext, msg: Rollback) -> list[AgentResult]:
     validate_name("bundle", msg.name)
-    if msg.sha256 and (len(msg.sha256) > 64 or not all(c in "0123456789abcdefABCDEF"
-                                                       for c in msg.sha256)):
-        raise InvalidRequest(f"{msg.sha256[:70]!r}: give the first hex digits of a SHA-256")
+    validate_sha_prefix(msg.sha256)
     agents = [a for a in ctl.resolve_targets(msg.target)
               if any(b.name == msg.name for b in ctl.store.desired_bundles(a))]
     if not agents:

@@ -69,7 +69,7 @@ async def _roll_batch(ctl: CommandContext, batch: Sequence[str], deadline: float
             outcomes[agent] = AgentResult(agent=agent, code=exc.code, message=wire_text(str(exc)))
             return
         with trio.move_on_after(deadline):
-            while not all([await _ready(ctl, agent, name) for name in processes]):
+            while not await _all_ready(ctl, agent, processes):
                 await trio.sleep(POLL_S)
             outcomes[agent] = AgentResult(agent=agent, code=ErrorCode.OK,
                                           message=f"{done} and ready")
@@ -84,14 +84,18 @@ async def _roll_batch(ctl: CommandContext, batch: Sequence[str], deadline: float
     return outcomes
 
 
-async def _ready(ctl: CommandContext, agent: str, name: str) -> bool:
-    """Is `name` on `agent` ready now? (Asks the agent: queries.refresh.)"""
+async def _all_ready(ctl: CommandContext, agent: str, names: Sequence[str]) -> bool:
+    """Are all of `names` on `agent` ready now? One refresh asks the agent for them all."""
     await queries.refresh(ctl, {agent})
-    running = any(s.name == name and s.state == ProcessState.RUNNING
-                  for s in ctl.store.process_statuses(agent))
-    facts = {kv.key: kv.value for kv in ctl.process_facts.get(agent, {}).get(name, ())}
-    # with a check, ready means it passed (or READY=1); without, running is all there is
-    return running and (facts.get("ready") == "yes" or "health" not in facts)
+    running = {s.name for s in ctl.store.process_statuses(agent)
+               if s.state == ProcessState.RUNNING}
+    known = ctl.process_facts.get(agent, {})
+    for name in names:
+        facts = {kv.key: kv.value for kv in known.get(name, ())}
+        # with a check, ready means it passed (or READY=1); without, running is all there is
+        if name not in running or (facts.get("ready") != "yes" and "health" in facts):
+            return False
+    return True
 
 
 async def restart_now(ctl: CommandContext, agent: str, name: str) -> str:
